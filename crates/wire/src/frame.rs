@@ -1,0 +1,192 @@
+//! The frame: header, payload and checksum, independent of what the payload means.
+
+use thiserror::Error;
+
+/// The four bytes every frame starts with.
+pub const MAGIC: [u8; 4] = *b"MPCR";
+/// The wire format version this build writes. Independent of the crate version.
+pub const FORMAT_VERSION: u16 = 1;
+/// The oldest wire format version this build still reads (N-1 once there is an N).
+pub const MIN_FORMAT_VERSION: u16 = 1;
+/// Bytes before the payload: magic, version, command and payload length.
+pub const HEADER_LEN: usize = 12;
+/// Bytes after the payload: the crc32c checksum.
+pub const TRAILER_LEN: usize = 4;
+/// The largest payload accepted. A control message is small; a process table of a
+/// hundred thousand ranks still fits. Anything larger is refused before it is read.
+pub const MAX_PAYLOAD: u32 = 16 * 1024 * 1024;
+
+/// What a frame asks for. 0 is reserved so that a zeroed buffer never parses as a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Command {
+    /// A rank announces itself: rank, pid, host and data-plane address.
+    Register = 1,
+    /// The coordinator sends the process table (ChaRM4MPI's REFRESH_MSG).
+    Refresh = 2,
+    /// A rank leaves the job cleanly (ChaRM4MPI's exit_msg).
+    Exit = 3,
+    /// A rank asks the coordinator to end the whole job (MPI_Abort).
+    Abort = 4,
+    /// A tool asks for the process table.
+    StatusRequest = 5,
+    /// The coordinator answers with the process table.
+    StatusReply = 6,
+    /// Something was refused; the payload says why in a sentence.
+    Error = 7,
+}
+
+impl Command {
+    /// The command for a code read off the wire, or `None` for an unknown one.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Some(match code {
+            1 => Self::Register,
+            2 => Self::Refresh,
+            3 => Self::Exit,
+            4 => Self::Abort,
+            5 => Self::StatusRequest,
+            6 => Self::StatusReply,
+            7 => Self::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// Why bytes did not form a frame.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("the peer does not speak the mpicr control protocol (bad magic {0:02x?})")]
+    BadMagic([u8; 4]),
+    #[error(
+        "the peer speaks control protocol version {0}, this build reads versions {MIN_FORMAT_VERSION} to {FORMAT_VERSION}"
+    )]
+    UnsupportedVersion(u16),
+    #[error("unknown control command {0}")]
+    UnknownCommand(u16),
+    #[error("a control frame of {0} bytes exceeds the limit of {MAX_PAYLOAD} bytes")]
+    TooLarge(u32),
+    #[error("control frame checksum mismatch (computed {computed:08x}, frame says {stored:08x})")]
+    Checksum { computed: u32, stored: u32 },
+    #[error("the {command:?} payload is malformed: {reason}")]
+    Payload { command: Command, reason: String },
+}
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub version: u16,
+    pub command: Command,
+    pub payload_len: u32,
+}
+
+impl Header {
+    /// Parses and validates the first [`HEADER_LEN`] bytes of a frame.
+    pub fn parse(bytes: &[u8; HEADER_LEN]) -> Result<Self, FrameError> {
+        let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+        if magic != MAGIC {
+            return Err(FrameError::BadMagic(magic));
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+            return Err(FrameError::UnsupportedVersion(version));
+        }
+        let code = u16::from_le_bytes([bytes[6], bytes[7]]);
+        let command = Command::from_code(code).ok_or(FrameError::UnknownCommand(code))?;
+        let payload_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if payload_len > MAX_PAYLOAD {
+            return Err(FrameError::TooLarge(payload_len));
+        }
+        Ok(Self { version, command, payload_len })
+    }
+
+    /// Total frame length: header, payload and checksum.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN + self.payload_len as usize + TRAILER_LEN
+    }
+}
+
+/// Builds a complete frame around `payload`.
+pub fn encode_frame(command: Command, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("control payloads are far below 4 GiB");
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(command as u16).to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Parses one frame from the start of `buf`.
+///
+/// Returns `Ok(None)` when `buf` holds only part of a frame, and otherwise the header, the
+/// payload and the number of bytes the frame took.
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Header, &[u8], usize)>, FrameError> {
+    let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
+        return Ok(None);
+    };
+    let header = Header::parse(head)?;
+    let total = header.frame_len();
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let body_end = total - TRAILER_LEN;
+    let stored = u32::from_le_bytes(buf[body_end..total].try_into().expect("4 bytes"));
+    let computed = crc32c::crc32c(&buf[..body_end]);
+    if stored != computed {
+        return Err(FrameError::Checksum { computed, stored });
+    }
+    Ok(Some((header, &buf[HEADER_LEN..body_end], total)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let f = encode_frame(Command::Exit, b"abc");
+        let (h, p, n) = decode_frame(&f).unwrap().unwrap();
+        assert_eq!(h.command, Command::Exit);
+        assert_eq!(p, b"abc");
+        assert_eq!(n, f.len());
+    }
+
+    #[test]
+    fn partial_frames_wait_for_more() {
+        let f = encode_frame(Command::Exit, b"abcdef");
+        for cut in 0..f.len() {
+            assert_eq!(decode_frame(&f[..cut]).unwrap(), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn every_corrupted_byte_is_refused() {
+        let f = encode_frame(Command::Register, b"payload");
+        for i in 0..f.len() {
+            let mut g = f.clone();
+            g[i] ^= 0x40;
+            assert!(decode_frame(&g).is_err() || decode_frame(&g).unwrap().is_none(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn zero_command_and_unknown_version_are_refused() {
+        let mut f = encode_frame(Command::Exit, b"");
+        f[6] = 0;
+        f[7] = 0;
+        assert_eq!(decode_frame(&f), Err(FrameError::UnknownCommand(0)));
+        let mut g = encode_frame(Command::Exit, b"");
+        g[4] = 99;
+        assert_eq!(decode_frame(&g), Err(FrameError::UnsupportedVersion(99)));
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_reading() {
+        let mut f = encode_frame(Command::Exit, b"");
+        f[8..12].copy_from_slice(&(MAX_PAYLOAD + 1).to_le_bytes());
+        assert_eq!(decode_frame(&f[..HEADER_LEN]), Err(FrameError::TooLarge(MAX_PAYLOAD + 1)));
+    }
+}
