@@ -96,7 +96,11 @@ impl Header {
         if payload_len > MAX_PAYLOAD {
             return Err(FrameError::TooLarge(payload_len));
         }
-        Ok(Self { version, command, payload_len })
+        Ok(Self {
+            version,
+            command,
+            payload_len,
+        })
     }
 
     /// Total frame length: header, payload and checksum.
@@ -119,11 +123,17 @@ pub fn encode_frame(command: Command, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Parses one frame from the start of `buf`.
-///
-/// Returns `Ok(None)` when `buf` holds only part of a frame, and otherwise the header, the
-/// payload and the number of bytes the frame took.
-pub fn decode_frame(buf: &[u8]) -> Result<Option<(Header, &[u8], usize)>, FrameError> {
+/// A frame parsed out of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub header: Header,
+    pub payload: &'a [u8],
+    /// Bytes the whole frame took in the buffer.
+    pub len: usize,
+}
+
+/// Parses one frame from the start of `buf`; `Ok(None)` when `buf` holds only part of one.
+pub fn decode_frame(buf: &[u8]) -> Result<Option<Frame<'_>>, FrameError> {
     let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -138,7 +148,11 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Header, &[u8], usize)>, FrameE
     if stored != computed {
         return Err(FrameError::Checksum { computed, stored });
     }
-    Ok(Some((header, &buf[HEADER_LEN..body_end], total)))
+    Ok(Some(Frame {
+        header,
+        payload: &buf[HEADER_LEN..body_end],
+        len: total,
+    }))
 }
 
 #[cfg(test)]
@@ -148,10 +162,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let f = encode_frame(Command::Exit, b"abc");
-        let (h, p, n) = decode_frame(&f).unwrap().unwrap();
-        assert_eq!(h.command, Command::Exit);
-        assert_eq!(p, b"abc");
-        assert_eq!(n, f.len());
+        let frame = decode_frame(&f).unwrap().unwrap();
+        assert_eq!(frame.header.command, Command::Exit);
+        assert_eq!(frame.payload, b"abc");
+        assert_eq!(frame.len, f.len());
     }
 
     #[test]
@@ -168,7 +182,10 @@ mod tests {
         for i in 0..f.len() {
             let mut g = f.clone();
             g[i] ^= 0x40;
-            assert!(decode_frame(&g).is_err() || decode_frame(&g).unwrap().is_none(), "byte {i}");
+            assert!(
+                decode_frame(&g).is_err() || decode_frame(&g).unwrap().is_none(),
+                "byte {i}"
+            );
         }
     }
 
@@ -187,6 +204,9 @@ mod tests {
     fn oversized_length_is_refused_before_reading() {
         let mut f = encode_frame(Command::Exit, b"");
         f[8..12].copy_from_slice(&(MAX_PAYLOAD + 1).to_le_bytes());
-        assert_eq!(decode_frame(&f[..HEADER_LEN]), Err(FrameError::TooLarge(MAX_PAYLOAD + 1)));
+        assert_eq!(
+            decode_frame(&f[..HEADER_LEN]),
+            Err(FrameError::TooLarge(MAX_PAYLOAD + 1))
+        );
     }
 }

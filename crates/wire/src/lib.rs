@@ -20,9 +20,7 @@ mod message;
 pub mod stream;
 
 pub use frame::{
-    Command, FORMAT_VERSION, FrameError, HEADER_LEN, Header, MAGIC, MAX_PAYLOAD,
+    Command, FORMAT_VERSION, Frame, FrameError, HEADER_LEN, Header, MAGIC, MAX_PAYLOAD,
     MIN_FORMAT_VERSION, TRAILER_LEN, decode_frame, encode_frame,
 };
-pub use message::{
-    Abort, Exit, Message, ProcEntry, ProcState, Refresh, Register, StatusReply,
-};
+pub use message::{Abort, Exit, Message, ProcEntry, ProcState, Refresh, Register, StatusReply};

@@ -110,8 +110,11 @@ fn from_payload<T: for<'de> Deserialize<'de>>(
     command: Command,
     payload: &[u8],
 ) -> Result<T, FrameError> {
-    let (value, used) = bincode::serde::decode_from_slice(payload, config())
-        .map_err(|e| FrameError::Payload { command, reason: e.to_string() })?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(payload, config()).map_err(|e| FrameError::Payload {
+            command,
+            reason: e.to_string(),
+        })?;
     if used != payload.len() {
         return Err(FrameError::Payload {
             command,
@@ -178,8 +181,11 @@ mod tests {
 
     fn round_trip(m: Message) {
         let bytes = m.encode();
-        let (h, p, _) = decode_frame(&bytes).unwrap().unwrap();
-        assert_eq!(Message::decode(h.command, p).unwrap(), m);
+        let frame = decode_frame(&bytes).unwrap().unwrap();
+        assert_eq!(
+            Message::decode(frame.header.command, frame.payload).unwrap(),
+            m
+        );
     }
 
     #[test]
@@ -200,7 +206,11 @@ mod tests {
             }],
         }));
         round_trip(Message::Exit(Exit { rank: 1 }));
-        round_trip(Message::Abort(Abort { rank: 1, code: 3, reason: "x".into() }));
+        round_trip(Message::Abort(Abort {
+            rank: 1,
+            code: 3,
+            reason: "x".into(),
+        }));
         round_trip(Message::StatusRequest);
         round_trip(Message::Error("no".into()));
     }

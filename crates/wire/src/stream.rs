@@ -30,9 +30,9 @@ pub fn read_message(r: &mut impl Read) -> Result<Message, ReadError> {
     let mut frame = vec![0u8; header.frame_len()];
     frame[..HEADER_LEN].copy_from_slice(&head);
     r.read_exact(&mut frame[HEADER_LEN..])?;
-    let (header, payload, _) = decode_frame(&frame)?.expect("the whole frame was read");
-    debug_assert_eq!(frame.len(), HEADER_LEN + payload.len() + TRAILER_LEN);
-    Ok(Message::decode(header.command, payload)?)
+    let parsed = decode_frame(&frame)?.expect("the whole frame was read");
+    debug_assert_eq!(frame.len(), HEADER_LEN + parsed.payload.len() + TRAILER_LEN);
+    Ok(Message::decode(parsed.header.command, parsed.payload)?)
 }
 
 /// Writes one message as a single frame.

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Turn the raw output of bench/run into ratio tables (stdout and bench/RESULTS.md).
+
+Input: a results directory holding one file per run, named
+``<bench>-n<ranks>.<config>.<rep>.txt``, each a ``# <bench> <unit>`` header
+followed by ``<size_bytes> <value>`` lines, plus ``commands.txt``
+(``config<TAB>bench-nRANKS<TAB>command`` lines). Runs that failed are stored as
+``*.failed`` and ignored. For every (benchmark, ranks, config, size) the median
+over the repetitions is taken; ratios are config / ``--baseline`` (MPICH)
+and the targets are checked for ``--primary`` (mpicr).
+
+Standard library only (Python 3.11).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MARKER = "<!-- bench/run replaces everything below this line -->"
+
+DEFAULT_HEADER = """\
+# Benchmark results: mpicr against MPICH
+
+Produced by `bench/run` (see `bench/README.md` for what is measured and how).
+To reproduce on a Debian machine, from the workspace root:
+
+    bench/run
+
+It installs Debian's `mpich` and `libmpich-dev` if they are missing, builds the
+benchmarks for both MPI implementations, runs them side by side (3 repetitions,
+medians) and rewrites the section below. Ratios are mpicr / MPICH: for latency
+and allreduce lower is better, for bandwidth higher is better.
+"""
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What a benchmark measures and the target the issue sets for it."""
+
+    title: str
+    unit: str
+    higher_is_better: bool
+    target: float
+    target_text: str
+
+    def in_scope(self, size: int) -> bool:
+        if self.title == "latency":
+            return size <= 1024
+        if self.title == "bandwidth":
+            return size >= 64 * 1024
+        return True
+
+    def meets(self, ratio: float) -> bool:
+        return ratio >= self.target if self.higher_is_better else ratio <= self.target
+
+
+BENCHES = {
+    "latency": Bench(
+        "latency", "µs one-way", False, 1.5, "≤ 1.5× MPICH for messages ≤ 1 KiB"
+    ),
+    "bandwidth": Bench(
+        "bandwidth", "MB/s", True, 0.8, "≥ 0.8× MPICH for messages ≥ 64 KiB"
+    ),
+    "allreduce": Bench(
+        "allreduce", "µs per call (slowest rank)", False, 1.5, "≤ 1.5× MPICH"
+    ),
+}
+BENCH_ORDER = ["latency", "bandwidth", "allreduce"]
+
+
+@dataclass
+class Series:
+    """All repetitions of one configuration of one benchmark."""
+
+    reps: dict[int, dict[int, float]] = field(default_factory=dict)  # rep -> size -> value
+    failed: int = 0
+
+    def median(self, size: int) -> tuple[float | None, int]:
+        values = [r[size] for r in self.reps.values() if size in r]
+        if not values:
+            return None, 0
+        return statistics.median(values), len(values)
+
+
+def parse_run(path: Path, bench: str) -> dict[int, float]:
+    lines = path.read_text().splitlines()
+    if not lines or not lines[0].startswith(f"# {bench} "):
+        raise ValueError(f"{path}: missing '# {bench} ...' header")
+    out: dict[int, float] = {}
+    for line in lines[1:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            try:
+                out[int(parts[0])] = float(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def load(results: Path) -> dict[tuple[str, int], dict[str, Series]]:
+    """(bench, ranks) -> config -> Series."""
+    pattern = re.compile(r"^([a-z]+)-n(\d+)\.([A-Za-z0-9_-]+)\.(\d+)\.(txt|failed)$")
+    data: dict[tuple[str, int], dict[str, Series]] = {}
+    for path in sorted(results.iterdir()):
+        m = pattern.match(path.name)
+        if not m:
+            continue
+        bench, ranks, config, rep, kind = m[1], int(m[2]), m[3], int(m[4]), m[5]
+        series = data.setdefault((bench, ranks), {}).setdefault(config, Series())
+        if kind == "failed":
+            series.failed += 1
+            continue
+        try:
+            series.reps[rep] = parse_run(path, bench)
+        except ValueError as err:
+            print(f"report.py: {err}", file=sys.stderr)
+            series.failed += 1
+    return data
+
+
+def size_text(size: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} B"
+
+
+def value_text(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"{value:.3f}"
+    if value < 100:
+        return f"{value:.2f}"
+    if value < 10000:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+@dataclass
+class Table:
+    title: str
+    note: str
+    header: list[str]
+    rows: list[list[str]]
+    summary: str
+
+
+def build_table(
+    bench_name: str,
+    ranks: int,
+    by_config: dict[str, Series],
+    configs: list[tuple[str, str]],
+    baseline: str,
+    primary: str,
+    reps: int,
+    cores: int,
+) -> Table:
+    bench = BENCHES[bench_name]
+    present = [(cid, label) for cid, label in configs if cid in by_config]
+    labels = dict(configs)
+    sizes = sorted({s for series in by_config.values() for r in series.reps.values() for s in r})
+
+    header = ["size"]
+    for cid, label in present:
+        header.append(label)
+        if cid != baseline:
+            header.append("ratio")
+            if cid == primary:
+                header.append("target")
+    rows: list[list[str]] = []
+    checked = met = 0
+    misses: list[str] = []
+    partial = False
+    for size in sizes:
+        base_value = by_config[baseline].median(size)[0] if baseline in by_config else None
+        row = [size_text(size)]
+        for cid, _label in present:
+            value, count = by_config[cid].median(size)
+            mark = "" if count in (0, reps) else "*"
+            partial |= bool(mark)
+            row.append(value_text(value) + mark)
+            if cid == baseline:
+                continue
+            ratio = value / base_value if value is not None and base_value else None
+            row.append("—" if ratio is None else f"{ratio:.2f}")
+            if cid == primary:
+                if not bench.in_scope(size):
+                    row.append("")
+                elif ratio is None:
+                    row.append("n/a")
+                else:
+                    checked += 1
+                    if bench.meets(ratio):
+                        met += 1
+                        row.append("ok")
+                    else:
+                        misses.append(size_text(size))
+                        row.append("MISS")
+        rows.append(row)
+
+    direction = "higher" if bench.higher_is_better else "lower"
+    note = f"{bench.unit}, {direction} is better"
+    if baseline in labels and len(present) > 1:
+        note += f"; ratio = column / {labels[baseline]}"
+    if primary in labels:
+        note += f"; target for {labels[primary]}: {bench.target_text}"
+    if ranks > cores:
+        note += (
+            f". {ranks} ranks on {cores} cores oversubscribe this machine: MPICH busy-polls, so"
+            " its times include scheduler time slices; compare with the one-rank-per-core table"
+        )
+    if partial:
+        note += f". * = median of fewer than {reps} repetitions (some runs failed)"
+    failed = {label: by_config[cid].failed for cid, label in present if by_config[cid].failed}
+    if failed:
+        note += ". Failed runs: " + ", ".join(f"{k} {v}" for k, v in failed.items())
+
+    if baseline not in by_config or primary not in by_config:
+        summary = "targets: not checked (needs results of both " + f"{baseline} and {primary})"
+    elif checked == 0:
+        summary = "targets: not checked (no comparable sizes)"
+    elif not misses:
+        summary = f"targets: met at all {checked} sizes in scope"
+    else:
+        summary = f"targets: met at {met} of {checked} sizes; missed at {', '.join(misses)}"
+    if ranks > cores:
+        summary += " (oversubscribed: not a fair comparison)"
+    return Table(f"{bench_name}, {ranks} ranks", note, header, rows, summary)
+
+
+def render_text(table: Table) -> str:
+    widths = [max(len(r[i]) for r in [table.header, *table.rows]) for i in range(len(table.header))]
+    lines = [f"{table.title} — {table.note}"]
+    for row in [table.header, *table.rows]:
+        cells = [row[0].rjust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        lines.append("  " + "  ".join(cells).rstrip())
+    lines.append(f"  {table.summary}")
+    return "\n".join(lines)
+
+
+def render_markdown(table: Table) -> str:
+    lines = [f"### {table.title}", "", table.note + ".", ""]
+    lines.append("| " + " | ".join(table.header) + " |")
+    lines.append("|" + "|".join("---:" for _ in table.header) + "|")
+    for row in table.rows:
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"**{table.summary}**", ""]
+    return "\n".join(lines)
+
+
+def command_output(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return ""
+
+
+def environment(root: Path) -> list[tuple[str, str]]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mpich = "unknown"
+    info = command_output("mpichversion")
+    version = re.search(r"MPICH Version:\s*(\S+)", info)
+    device = re.search(r"MPICH Device:\s*(\S+)", info)
+    if version:
+        mpich = version[1] + (f" (device {device[1]})" if device else "")
+    pkg = command_output("dpkg-query", "-W", "-f=${Version}", "mpich").strip()
+    if pkg:
+        mpich += f", Debian package mpich {pkg}"
+    commit = command_output("git", "-C", str(root), "rev-parse", "--short", "HEAD").strip()
+    if commit and command_output("git", "-C", str(root), "status", "--porcelain", "--", "crates"):
+        commit += " + uncommitted changes in crates/"
+    return [
+        ("date", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("kernel (uname -r)", platform.release()),
+        ("CPU", f"{cpu}, {os.cpu_count()} cores ({usable} usable)"),
+        ("MPICH", mpich),
+        ("mpicr", commit or "unknown"),
+        ("rustc", command_output("rustc", "--version").strip() or "unknown"),
+    ]
+
+
+def write_results(path: Path, args: argparse.Namespace, tables: list[Table], commands: list[str]) -> None:
+    head = DEFAULT_HEADER
+    if path.exists():
+        old = path.read_text()
+        if MARKER in old:
+            head = old.split(MARKER, 1)[0].rstrip() + "\n"
+    env = environment(Path(__file__).resolve().parent.parent)
+    body = ["## Latest run", ""]
+    body.append(f"- command: `{args.command}`")
+    body += [f"- {key}: {value}" for key, value in env]
+    body.append(f"- repetitions: {args.reps}, value shown = median")
+    body += ["", "Summary:", ""]
+    body += [f"- {t.title}: {t.summary}" for t in tables]
+    body += ["", "Programs as started (repetition 1):", ""]
+    body += [f"    {c}" for c in commands]
+    body.append("")
+    body += [render_markdown(t) for t in tables]
+    path.write_text(head + "\n" + MARKER + "\n\n" + "\n".join(body).rstrip() + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, required=True, help="directory of raw run outputs")
+    parser.add_argument(
+        "--config",
+        action="append",
+        required=True,
+        metavar="ID=LABEL",
+        help="a configuration, in column order",
+    )
+    parser.add_argument("--baseline", default="mpich", help="config id the ratios divide by")
+    parser.add_argument("--primary", default="mpicr", help="config id the targets are checked for")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions that were run")
+    parser.add_argument("--command", default="bench/run", help="the command line, for the record")
+    parser.add_argument("--write", type=Path, help="results file to (re)write, e.g. bench/RESULTS.md")
+    args = parser.parse_args()
+
+    configs: list[tuple[str, str]] = []
+    for spec in args.config:
+        cid, _, label = spec.partition("=")
+        configs.append((cid, label or cid))
+    data = load(args.results)
+    if not data:
+        print(f"report.py: no results in {args.results}", file=sys.stderr)
+        return 1
+    cores = os.cpu_count() or 1
+    keys = sorted(data, key=lambda k: (BENCH_ORDER.index(k[0]) if k[0] in BENCH_ORDER else 99, -k[1]))
+    tables = [
+        build_table(b, n, data[(b, n)], configs, args.baseline, args.primary, args.reps, cores)
+        for b, n in keys
+        if b in BENCHES
+    ]
+
+    print()
+    for table in tables:
+        print(render_text(table))
+        print()
+    commands = []
+    commands_file = args.results / "commands.txt"
+    if commands_file.exists():
+        for line in commands_file.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3:
+                commands.append(f"{parts[0]:<10} {parts[2]}")
+    if args.write:
+        write_results(args.write, args, tables, commands)
+        print(f"wrote {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

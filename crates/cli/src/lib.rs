@@ -1,0 +1,100 @@
+//! The `mpicr` command line and its compatibility names `mpirun` and `mpiexec`.
+//!
+//! Each binary is a thin `main` over [`mpicr_main`] or [`mpirun_main`]; the work is done by
+//! the coordinator (`coord`) and node (`node`) crates.
+#![forbid(unsafe_code)]
+
+mod args;
+mod compat;
+mod demo;
+mod logging;
+mod run;
+mod status;
+mod time;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use crate::args::{Cli, Command, RunOnly};
+
+/// Exit status of `mpicr` itself failing: bad input, a job that is not there, a broken setup.
+const EXIT_MPICR_ERROR: u8 = 1;
+/// Exit status of a command line that clap could not parse.
+const EXIT_USAGE: u8 = 2;
+
+/// Writes `mpicr: <line>` to stderr, ignoring a closed stderr.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "mpicr: {line}");
+}
+
+/// `mpicr SUBCOMMAND …`
+pub fn mpicr_main() -> ExitCode {
+    logging::init();
+    let argv = compat::rewrite_np(std::env::args_os().collect(), compat::run_args_start);
+    let name = if compat::run_args_start(&argv).is_some() {
+        "mpicr run"
+    } else {
+        "mpicr"
+    };
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e, name),
+    };
+    match cli.command {
+        Command::Run(run) => run::main(run),
+        Command::Status(status) => status::main(&status),
+        Command::Demo => demo::main(),
+    }
+}
+
+/// `mpirun …` / `mpiexec …`: the arguments of `mpicr run`.
+pub fn mpirun_main(name: &'static str) -> ExitCode {
+    logging::init();
+    let argv = compat::rewrite_np(std::env::args_os().collect(), |_| Some(1));
+    let parsed = RunOnly::command()
+        .name(name)
+        .bin_name(name)
+        .override_usage(args::run_usage(name))
+        .try_get_matches_from(argv)
+        .and_then(|matches| RunOnly::from_arg_matches(&matches));
+    match parsed {
+        Ok(run_only) => run::main(run_only.run),
+        Err(e) => usage_error(&e, name),
+    }
+}
+
+/// Help and version go to stdout as clap writes them; a real usage error becomes one line.
+fn usage_error(error: &clap::Error, name: &str) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::from(EXIT_USAGE)
+        }
+        _ => {
+            say(&format!(
+                "{}; try '{name} --help'",
+                one_line(&error.render().to_string())
+            ));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// The gist of clap's multi-line message: its first line, joined with the next one when the
+/// first ends in a colon ("the following required arguments were not provided: --np <N>").
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match (first.strip_suffix(':'), lines.next()) {
+        (Some(head), Some(next)) => format!("{head}: {next}"),
+        _ => first.to_owned(),
+    }
+}

@@ -1,0 +1,212 @@
+//! `mpicr status`: the process table of a job, or the list of running jobs.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use coord::{JobRef, RuntimeDir, error_chain, job_status, live_jobs};
+use serde_json::{Value, json};
+use wire::{ProcEntry, ProcState, StatusReply};
+
+use crate::args::StatusArgs;
+use crate::time::format_utc;
+use crate::{EXIT_MPICR_ERROR, say};
+
+pub(crate) fn main(args: &StatusArgs) -> ExitCode {
+    let dir = match RuntimeDir::open() {
+        Ok(dir) => dir,
+        Err(e) => {
+            say(&error_chain(&e));
+            return ExitCode::from(EXIT_MPICR_ERROR);
+        }
+    };
+    let text = match &args.job {
+        Some(job) => match one_job(&dir, job, args.json) {
+            Ok(text) => text,
+            Err(e) => {
+                say(&error_chain(&e));
+                return ExitCode::from(EXIT_MPICR_ERROR);
+            }
+        },
+        None => job_list(&live_jobs(&dir), args.json),
+    };
+    // A closed stdout (`mpicr status | head -1`) is not an error worth a message.
+    let _ = io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn one_job(dir: &RuntimeDir, job: &JobRef, json: bool) -> Result<String, coord::ClientError> {
+    let reply = job_status(dir, job)?;
+    Ok(if json {
+        format!("{:#}\n", job_json(&reply))
+    } else {
+        job_table(&reply)
+    })
+}
+
+fn job_json(reply: &StatusReply) -> Value {
+    let ranks: Vec<Value> = reply.ranks.iter().map(rank_json).collect();
+    json!({
+        "job": reply.job,
+        "launcher_pid": reply.launcher_pid,
+        "command": reply.command,
+        "started_at": reply.started_at,
+        "ranks": ranks,
+    })
+}
+
+fn rank_json(entry: &ProcEntry) -> Value {
+    let mut value = json!({
+        "rank": entry.rank,
+        "node": entry.node,
+        "pid": entry.pid,
+        "state": entry.state.name(),
+        "data_addr": entry.data_addr,
+    });
+    match entry.state {
+        ProcState::Exited(code) => value["exit_code"] = json!(code),
+        ProcState::Signaled(signal) => {
+            value["signal"] = json!(signal);
+            if let Some(name) = node::signal_name(signal) {
+                value["signal_name"] = json!(name);
+            }
+        }
+        ProcState::Spawned | ProcState::Running | ProcState::Finalized => {}
+    }
+    value
+}
+
+fn state_text(state: ProcState) -> String {
+    match state {
+        ProcState::Exited(code) => format!("exited {code}"),
+        ProcState::Signaled(signal) => match node::signal_name(signal) {
+            Some(name) => format!("signaled {signal} ({name})"),
+            None => format!("signaled {signal}"),
+        },
+        other => other.name().to_owned(),
+    }
+}
+
+fn job_table(reply: &StatusReply) -> String {
+    let mut out = format!(
+        "job {}  launcher pid {}  started {}\ncommand: {}\n",
+        reply.job,
+        reply.launcher_pid,
+        format_utc(reply.started_at),
+        reply.command.join(" ")
+    );
+    let rows: Vec<[String; 5]> = reply
+        .ranks
+        .iter()
+        .map(|e| {
+            let addr = if e.data_addr.is_empty() {
+                "-".to_owned()
+            } else {
+                e.data_addr.clone()
+            };
+            [
+                e.rank.to_string(),
+                e.node.clone(),
+                e.pid.to_string(),
+                state_text(e.state),
+                addr,
+            ]
+        })
+        .collect();
+    out.push_str(&columns(["RANK", "NODE", "PID", "STATE", "ADDRESS"], &rows));
+    out
+}
+
+fn job_list(jobs: &[StatusReply], json: bool) -> String {
+    if json {
+        let list: Vec<Value> = jobs.iter().map(job_json).collect();
+        return format!("{:#}\n", Value::Array(list));
+    }
+    if jobs.is_empty() {
+        return "no mpicr jobs are running\n".to_owned();
+    }
+    let rows: Vec<[String; 5]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.job.clone(),
+                j.launcher_pid.to_string(),
+                j.ranks.len().to_string(),
+                format_utc(j.started_at),
+                j.command.join(" "),
+            ]
+        })
+        .collect();
+    columns(["JOB", "PID", "RANKS", "STARTED", "COMMAND"], &rows)
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(str::to_owned);
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_and_json() {
+        let reply = StatusReply {
+            job: "j".into(),
+            launcher_pid: 10,
+            command: vec!["sleep".into(), "5".into()],
+            started_at: 0,
+            ranks: vec![
+                ProcEntry {
+                    rank: 0,
+                    node: "n".into(),
+                    pid: 11,
+                    state: ProcState::Running,
+                    data_addr: "a".into(),
+                },
+                ProcEntry {
+                    rank: 1,
+                    node: "n".into(),
+                    pid: 12,
+                    state: ProcState::Signaled(9),
+                    data_addr: String::new(),
+                },
+            ],
+        };
+        let table = job_table(&reply);
+        assert!(table.starts_with(
+            "job j  launcher pid 10  started 1970-01-01 00:00:00 UTC\ncommand: sleep 5\n"
+        ));
+        assert!(
+            table.contains("RANK  NODE  PID  STATE                 ADDRESS\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("1     n     12   signaled 9 (SIGKILL)  -\n"),
+            "{table}"
+        );
+        let json = job_json(&reply);
+        assert_eq!(json["ranks"][1]["state"], "signaled");
+        assert_eq!(json["ranks"][1]["signal"], 9);
+        assert_eq!(json["ranks"][0]["pid"], 11);
+    }
+}

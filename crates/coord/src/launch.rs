@@ -1,0 +1,302 @@
+//! `mpicr run` on one machine: claim the job name, start the control server and the ranks,
+//! then follow the job to its end.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime};
+
+use node::program::{self, ProgramError};
+use node::{JobSpec, RankExit, Ranks, SpawnError};
+use rustix::process::Signal;
+use thiserror::Error;
+
+use crate::control_socket::{self, JobFiles, SocketError};
+use crate::job_name::JobName;
+use crate::outcome::Outcome;
+use crate::report::say;
+use crate::runtime_dir::{RuntimeDir, RuntimeDirError, current_uid};
+use crate::server::{ControlServer, JobInfo, Shared};
+use crate::shm_dir::{ShmDir, ShmDirError};
+use crate::table::ProcessTable;
+
+/// How long ranks get between SIGTERM and SIGKILL when the job is ended.
+pub const TERMINATION_GRACE: Duration = Duration::from_secs(2);
+
+/// The data-plane transport the ranks are asked to use (`MPICR_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    #[default]
+    Shm,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shm => "shm",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LaunchConfig {
+    pub size: u32,
+    /// The program as the user named it: a path, or a name looked up in `PATH`.
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub tag_output: bool,
+    pub transport: Transport,
+    /// `None` gives `job-<pid of this process>`.
+    pub job_name: Option<JobName>,
+}
+
+/// Why a job could not be started. Nothing of it is left running or on disk.
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error(transparent)]
+    RuntimeDir(#[from] RuntimeDirError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
+    ShmDir(#[from] ShmDirError),
+    #[error("cannot start the control server")]
+    Server(#[source] std::io::Error),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+/// Something the job's event loop must handle.
+#[derive(Debug)]
+pub(crate) enum Event {
+    RankEnded(RankExit),
+    Abort {
+        rank: u32,
+        pid: u32,
+        code: i32,
+        reason: String,
+    },
+    Stop {
+        signal: i32,
+    },
+}
+
+/// Ends a job from another thread, e.g. a signal handler's.
+#[derive(Debug, Clone)]
+pub struct Stopper(Sender<Event>);
+
+impl Stopper {
+    /// Ends the job as if `mpicr run` had received `signal`. A second call kills at once.
+    pub fn stop(&self, signal: i32) {
+        let _ = self.0.send(Event::Stop { signal });
+    }
+}
+
+/// A job about to start. Take a [`Stopper`] before [`Launch::start`] so that a signal that
+/// arrives during the start is not lost.
+#[derive(Debug)]
+pub struct Launch {
+    config: LaunchConfig,
+    events: Sender<Event>,
+    inbox: Receiver<Event>,
+}
+
+impl Launch {
+    pub fn new(config: LaunchConfig) -> Self {
+        let (events, inbox) = mpsc::channel();
+        Self {
+            config,
+            events,
+            inbox,
+        }
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.events.clone())
+    }
+
+    /// Starts the job. The calling thread must be the one that later calls
+    /// [`RunningJob::wait`]: the ranks are killed by the kernel when it ends.
+    pub fn start(self) -> Result<RunningJob, LaunchError> {
+        let Self {
+            config,
+            events,
+            inbox,
+        } = self;
+        let path_var = std::env::var_os("PATH");
+        let executable = program::resolve(&config.program, path_var.as_deref())?;
+        let launcher_pid = std::process::id();
+        let name = config
+            .job_name
+            .clone()
+            .unwrap_or_else(|| JobName::default_for(launcher_pid));
+        let runtime = RuntimeDir::open()?;
+        let (listener, files) = control_socket::bind(&runtime, &name, launcher_pid)?;
+        let shm = ShmDir::create(&runtime, &name)?;
+        let node_name = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+
+        let command = std::iter::once(&config.program)
+            .chain(&config.args)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let info = JobInfo {
+            name: name.to_string(),
+            launcher_pid,
+            command,
+            started_at: unix_now(),
+        };
+        let table = ProcessTable::new(config.size, &node_name);
+        let shared = Arc::new(Shared::new(info, table, current_uid(), events.clone()));
+        let server = ControlServer::start(listener, files.socket().to_owned(), shared.clone())
+            .map_err(LaunchError::Server)?;
+
+        let spec = JobSpec {
+            program: executable,
+            arg0: config.program.clone(),
+            args: config.args.clone(),
+            size: config.size,
+            env: vec![
+                ("MPICR_JOB".into(), name.to_string().into()),
+                ("MPICR_CONTROL".into(), files.socket().into()),
+                ("MPICR_TRANSPORT".into(), config.transport.as_str().into()),
+                ("MPICR_SHM_DIR".into(), shm.path().into()),
+            ],
+            node_name,
+            tag_output: config.tag_output,
+        };
+        let on_exit = Arc::new(move |exit: RankExit| {
+            let _ = events.send(Event::RankEnded(exit));
+        });
+        let ranks = Ranks::launch(&spec, |rank, pid| shared.set_spawned(rank, pid), on_exit)?;
+        Ok(RunningJob {
+            ranks,
+            _server: server,
+            shared,
+            files,
+            shm,
+            inbox,
+            name,
+            size: config.size,
+        })
+    }
+}
+
+/// A started job. Fields drop in order: ranks, server, socket files, shm directory.
+pub struct RunningJob {
+    ranks: Ranks,
+    /// Held only to be dropped (which stops it) after the ranks have ended.
+    _server: ControlServer,
+    shared: Arc<Shared>,
+    files: JobFiles,
+    shm: ShmDir,
+    inbox: Receiver<Event>,
+    name: JobName,
+    size: u32,
+}
+
+impl std::fmt::Debug for RunningJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningJob")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningJob {
+    pub fn name(&self) -> &JobName {
+        &self.name
+    }
+
+    /// The control socket ranks and tools connect to.
+    pub fn control_socket(&self) -> &Path {
+        self.files.socket()
+    }
+
+    /// The shared-memory directory of the job.
+    pub fn shm_dir(&self) -> PathBuf {
+        self.shm.path().to_owned()
+    }
+
+    /// Follows the job until every rank has ended, ending it early on the first failure,
+    /// an abort or a stop request; then removes the job's files.
+    pub fn wait(self) -> Outcome {
+        let mut cause: Option<Outcome> = None;
+        let mut running = self.size;
+        let mut kill_at: Option<Instant> = None;
+        while running > 0 {
+            let event = match kill_at {
+                None => self.inbox.recv().ok(),
+                Some(deadline) => {
+                    match self
+                        .inbox
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(event) => Some(event),
+                        Err(RecvTimeoutError::Timeout) => {
+                            tracing::info!("grace period over; killing the remaining ranks");
+                            self.ranks.signal_all(Signal::KILL);
+                            kill_at = None;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    }
+                }
+            };
+            // A sender lives in `self.shared`, so the channel cannot close while we wait.
+            let Some(event) = event else { break };
+            let ending = match event {
+                Event::RankEnded(exit) => {
+                    running -= 1;
+                    self.shared.set_ended(exit.rank, exit.status);
+                    (!exit.status.success()).then_some(Outcome::RankFailed(exit))
+                }
+                Event::Abort {
+                    rank,
+                    pid,
+                    code,
+                    reason,
+                } => Some(Outcome::Aborted {
+                    rank,
+                    pid,
+                    code,
+                    reason,
+                }),
+                Event::Stop { signal } => {
+                    if cause.is_some() {
+                        self.ranks.signal_all(Signal::KILL);
+                    }
+                    Some(Outcome::Interrupted { signal })
+                }
+            };
+            if let Some(outcome) = ending
+                && cause.is_none()
+            {
+                if let Some(line) = outcome.describe() {
+                    say(&line);
+                }
+                cause = Some(outcome);
+                if running > 0 {
+                    self.ranks.signal_all(Signal::TERM);
+                    kill_at = Some(Instant::now() + TERMINATION_GRACE);
+                }
+            }
+        }
+        self.ranks.finish();
+        cause.unwrap_or(Outcome::Success)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,31 @@
+//! The coordinator of an mpicr job (`mpicr run`): it owns the job's name, its control socket,
+//! its shared-memory directory and the process table, starts the ranks through the node
+//! crate, and follows the job to its end.
+//!
+//! `docs/launch.md` describes the contract with the ranks: environment, runtime directory,
+//! the control protocol and the cleanup guarantees.
+#![forbid(unsafe_code)]
+
+mod client;
+mod control_socket;
+mod job_name;
+mod launch;
+mod outcome;
+mod proc_tree;
+mod report;
+mod runtime_dir;
+mod server;
+mod shm_dir;
+mod table;
+
+pub use client::{ClientError, JobRef, job_status, live_jobs, query};
+pub use control_socket::SocketError;
+pub use job_name::{JobName, JobNameError};
+pub use launch::{
+    Launch, LaunchConfig, LaunchError, RunningJob, Stopper, TERMINATION_GRACE, Transport,
+};
+pub use outcome::Outcome;
+pub use report::error_chain;
+pub use runtime_dir::{RuntimeDir, RuntimeDirError};
+pub use shm_dir::ShmDirError;
+pub use table::RegisterError;

@@ -1,0 +1,115 @@
+//! How a job ended, and the exit status of `mpicr run` that follows from it.
+
+use node::{RankExit, signal_name};
+
+/// The end of a job: success, or the first thing that went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every rank exited with status 0.
+    Success,
+    /// This rank was the first to fail.
+    RankFailed(RankExit),
+    /// A rank asked to end the job (MPI_Abort).
+    Aborted {
+        rank: u32,
+        pid: u32,
+        code: i32,
+        reason: String,
+    },
+    /// `mpicr run` received this signal and ended the job.
+    Interrupted { signal: i32 },
+}
+
+impl Outcome {
+    /// The exit status of `mpicr run`: 0, the failed rank's status as a shell reports it
+    /// (128 + signal for a signal), the abort code, or 128 + the signal received. An abort
+    /// whose code would read as success (0 modulo 256) gives 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::RankFailed(exit) => low_byte(exit.status.shell_code()),
+            Self::Aborted { code, .. } => match low_byte(*code) {
+                0 => 1,
+                c => c,
+            },
+            Self::Interrupted { signal } => low_byte(128 + signal),
+        }
+    }
+
+    /// The line that tells the user what happened, without the `mpicr: ` prefix.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Self::Success => None,
+            Self::RankFailed(exit) => Some(format!(
+                "rank {} (pid {}) {}; ending the job",
+                exit.rank, exit.pid, exit.status
+            )),
+            Self::Aborted {
+                rank,
+                pid,
+                code,
+                reason,
+            } => Some(format!(
+                "rank {rank} (pid {pid}) called abort with code {code}: {reason}"
+            )),
+            Self::Interrupted { signal } => Some(match signal_name(*signal) {
+                Some(name) => format!("received {name}; ending the job"),
+                None => format!("received signal {signal}; ending the job"),
+            }),
+        }
+    }
+}
+
+fn low_byte(code: i32) -> u8 {
+    (code & 0xff) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use node::ExitStatus;
+
+    use super::*;
+
+    #[test]
+    fn codes_and_lines() {
+        let failed = Outcome::RankFailed(RankExit {
+            rank: 2,
+            pid: 4711,
+            status: ExitStatus::Signaled(9),
+        });
+        assert_eq!(failed.exit_code(), 137);
+        assert_eq!(
+            failed.describe().unwrap(),
+            "rank 2 (pid 4711) was killed by signal 9 (SIGKILL); ending the job"
+        );
+        let exited = Outcome::RankFailed(RankExit {
+            rank: 1,
+            pid: 4710,
+            status: ExitStatus::Exited(3),
+        });
+        assert_eq!(exited.exit_code(), 3);
+        assert_eq!(
+            exited.describe().unwrap(),
+            "rank 1 (pid 4710) exited with status 3; ending the job"
+        );
+        let abort = |code| Outcome::Aborted {
+            rank: 0,
+            pid: 1,
+            code,
+            reason: "r".into(),
+        };
+        assert_eq!(abort(7).exit_code(), 7);
+        assert_eq!(abort(0).exit_code(), 1);
+        assert_eq!(abort(256).exit_code(), 1);
+        assert_eq!(
+            abort(7).describe().unwrap(),
+            "rank 0 (pid 1) called abort with code 7: r"
+        );
+        assert_eq!(Outcome::Interrupted { signal: 2 }.exit_code(), 130);
+        assert_eq!(
+            Outcome::Interrupted { signal: 15 }.describe().unwrap(),
+            "received SIGTERM; ending the job"
+        );
+        assert_eq!(Outcome::Success.exit_code(), 0);
+    }
+}

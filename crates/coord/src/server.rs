@@ -1,0 +1,335 @@
+//! The control server on the job's Unix socket: ranks register and report their end there,
+//! tools ask for the process table.
+//!
+//! One thread accepts, one thread serves each connection. Every peer must run as our uid
+//! (SO_PEERCRED). Input that does not parse is logged, answered with an ERROR message if the
+//! peer still listens, and ends that connection only.
+
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use node::ExitStatus;
+use thiserror::Error;
+use wire::stream::{ReadError, read_message, write_message};
+use wire::{Message, Refresh, Register, StatusReply};
+
+use crate::launch::Event;
+use crate::proc_tree::is_self_or_descendant;
+use crate::report::{error_chain, say};
+use crate::table::{ProcessTable, RegisterError};
+
+/// How long a new connection may take to say what it wants.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write to a peer may block before the peer is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a registration waits for the node to finish starting its rank (a rank can
+/// register before `spawn` has returned its pid to us).
+const SPAWN_WAIT: Duration = Duration::from_secs(10);
+
+/// What a status request reports about the job besides the table.
+#[derive(Debug, Clone)]
+pub(crate) struct JobInfo {
+    pub(crate) name: String,
+    pub(crate) launcher_pid: u32,
+    pub(crate) command: Vec<String>,
+    pub(crate) started_at: u64,
+}
+
+/// Why a connection was refused; the sentence is logged and sent back.
+#[derive(Debug, Error)]
+enum Refusal {
+    #[error("the peer runs as uid {uid} (pid {pid}), and only uid {ours} may use this job")]
+    ForeignUser { uid: u32, pid: i32, ours: u32 },
+    #[error("the peer's credentials cannot be read")]
+    Credentials(#[source] io::Error),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    #[error("a {0} message is not accepted on this connection")]
+    Unexpected(String),
+    #[error("the connection of rank {registered} sent a message for rank {claimed}")]
+    WrongRank { registered: u32, claimed: u32 },
+    #[error("answering the peer failed")]
+    Write(#[source] io::Error),
+}
+
+/// State shared by the connection threads and the job's event loop.
+pub(crate) struct Shared {
+    info: JobInfo,
+    uid: u32,
+    state: Mutex<State>,
+    /// Signalled when the node reports a started rank.
+    spawned: Condvar,
+    events: Sender<Event>,
+}
+
+struct State {
+    table: ProcessTable,
+    /// The open connection of every registered rank, for REFRESH.
+    links: Vec<Option<UnixStream>>,
+    refreshed: bool,
+}
+
+impl Shared {
+    pub(crate) fn new(info: JobInfo, table: ProcessTable, uid: u32, events: Sender<Event>) -> Self {
+        let links = (0..table.size()).map(|_| None).collect();
+        Self {
+            info,
+            uid,
+            state: Mutex::new(State {
+                table,
+                links,
+                refreshed: false,
+            }),
+            spawned: Condvar::new(),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_spawned(&self, rank: u32, pid: u32) {
+        self.lock().table.set_spawned(rank, pid);
+        self.spawned.notify_all();
+    }
+
+    pub(crate) fn set_ended(&self, rank: u32, status: ExitStatus) {
+        self.lock().table.set_ended(rank, status);
+    }
+
+    pub(crate) fn pid(&self, rank: u32) -> u32 {
+        self.lock().table.pid(rank)
+    }
+
+    fn status_reply(&self) -> StatusReply {
+        StatusReply {
+            job: self.info.name.clone(),
+            launcher_pid: self.info.launcher_pid,
+            command: self.info.command.clone(),
+            started_at: self.info.started_at,
+            ranks: self.lock().table.entries().to_vec(),
+        }
+    }
+
+    /// Records a registration and, once every rank has registered, sends every rank the table.
+    fn register(&self, register: &Register, link: UnixStream) -> Result<(), RegisterError> {
+        let mut state = self.lock();
+        let deadline = Instant::now() + SPAWN_WAIT;
+        while register.rank < state.table.size() && !state.table.is_spawned(register.rank) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .spawned
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        state.table.register(register, is_self_or_descendant)?;
+        let _ = link.set_write_timeout(Some(WRITE_TIMEOUT));
+        state.links[register.rank as usize] = Some(link);
+        if state.table.all_registered() && !state.refreshed {
+            state.refreshed = true;
+            let refresh = Message::Refresh(Refresh {
+                table: state.table.entries().to_vec(),
+            });
+            for (rank, link) in state.links.iter().enumerate() {
+                if let Some(mut link) = link.as_ref()
+                    && let Err(e) = write_message(&mut link, &refresh)
+                {
+                    tracing::warn!(rank, "sending the process table to a rank failed: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finalize(&self, rank: u32) {
+        self.lock().table.finalize(rank);
+    }
+
+    fn disconnect(&self, rank: u32) {
+        if let Some(link) = self.lock().links.get_mut(rank as usize) {
+            *link = None;
+        }
+    }
+}
+
+/// The accepting thread. Dropping the server stops it.
+pub(crate) struct ControlServer {
+    socket: PathBuf,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// Serves `listener` (published at `socket`) until dropped.
+    pub(crate) fn start(
+        listener: UnixListener,
+        socket: PathBuf,
+        shared: Arc<Shared>,
+    ) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let accept = thread::Builder::new()
+            .name("control-accept".into())
+            .spawn(move || accept_loop(&listener, &stopping, &shared))?;
+        Ok(Self {
+            socket,
+            stop,
+            accept: Some(accept),
+        })
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept call with a connection of our own. If even that fails (the socket
+        // file was removed by hand), the thread is left behind rather than waited for forever.
+        let woken = UnixStream::connect(&self.socket).is_ok();
+        if let Some(accept) = self.accept.take()
+            && woken
+        {
+            let _ = accept.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &UnixListener, stop: &AtomicBool, shared: &Arc<Shared>) {
+    for connection in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match connection {
+            Ok(stream) => {
+                let shared = shared.clone();
+                let spawned = thread::Builder::new()
+                    .name("control-conn".into())
+                    .spawn(move || serve(stream, &shared));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start a thread for a control connection: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("accepting a control connection failed: {e}");
+                // Out of file descriptors, say: do not spin.
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn serve(stream: UnixStream, shared: &Shared) {
+    if let Err(refusal) = converse(&stream, shared) {
+        let sentence = error_chain(&refusal);
+        say(&format!("refused a control connection: {sentence}"));
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let _ = write_message(&mut &stream, &Message::Error(sentence));
+    }
+}
+
+fn converse(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
+    let peer = rustix::net::sockopt::socket_peercred(stream)
+        .map_err(|e| Refusal::Credentials(e.into()))?;
+    if peer.uid.as_raw() != shared.uid {
+        return Err(Refusal::ForeignUser {
+            uid: peer.uid.as_raw(),
+            pid: peer.pid.as_raw_pid(),
+            ours: shared.uid,
+        });
+    }
+    stream
+        .set_read_timeout(Some(FIRST_MESSAGE_TIMEOUT))
+        .map_err(Refusal::Write)?;
+    stream
+        .set_write_timeout(Some(WRITE_TIMEOUT))
+        .map_err(Refusal::Write)?;
+    match read_message(&mut &*stream) {
+        // A connection that closes without a word: a liveness probe.
+        Err(ReadError::Closed) => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(Message::StatusRequest) => serve_tool(stream, shared),
+        Ok(Message::Register(register)) => serve_rank(stream, shared, &register),
+        Ok(other) => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(message: &Message) -> Refusal {
+    Refusal::Unexpected(format!("{:?}", message.command()))
+}
+
+fn reply_status(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
+    write_message(&mut &*stream, &Message::StatusReply(shared.status_reply()))
+        .map_err(Refusal::Write)
+}
+
+/// A tool's connection: answer status requests until it closes.
+fn serve_tool(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
+    loop {
+        reply_status(stream, shared)?;
+        match read_message(&mut &*stream) {
+            Err(ReadError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+            Ok(Message::StatusRequest) => {}
+            Ok(other) => return Err(unexpected(&other)),
+        }
+    }
+}
+
+/// A rank's connection: it stays open for the life of the rank.
+fn serve_rank(stream: &UnixStream, shared: &Shared, register: &Register) -> Result<(), Refusal> {
+    let link = stream.try_clone().map_err(Refusal::Write)?;
+    shared.register(register, link)?;
+    let rank = register.rank;
+    tracing::debug!(rank, pid = register.pid, addr = %register.data_addr, "rank registered");
+    let result = rank_messages(stream, shared, rank);
+    shared.disconnect(rank);
+    result
+}
+
+fn rank_messages(stream: &UnixStream, shared: &Shared, rank: u32) -> Result<(), Refusal> {
+    stream.set_read_timeout(None).map_err(Refusal::Write)?;
+    let check = |claimed: u32| {
+        if claimed == rank {
+            Ok(())
+        } else {
+            Err(Refusal::WrongRank {
+                registered: rank,
+                claimed,
+            })
+        }
+    };
+    loop {
+        match read_message(&mut &*stream) {
+            Err(ReadError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+            Ok(Message::Exit(exit)) => {
+                check(exit.rank)?;
+                shared.finalize(rank);
+            }
+            Ok(Message::Abort(abort)) => {
+                check(abort.rank)?;
+                let pid = shared.pid(rank);
+                let _ = shared.events.send(Event::Abort {
+                    rank,
+                    pid,
+                    code: abort.code,
+                    reason: abort.reason,
+                });
+            }
+            Ok(Message::StatusRequest) => reply_status(stream, shared)?,
+            Ok(other) => return Err(unexpected(&other)),
+        }
+    }
+}

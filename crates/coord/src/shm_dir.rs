@@ -1,0 +1,175 @@
+//! The job's shared-memory directory, where the ranks' data plane keeps its segments.
+//!
+//! `/dev/shm/mpicr-<uid>-<job>` (mode 0700), or `<runtime dir>/<job>.shm` on a machine without
+//! `/dev/shm`. Created before the ranks start and removed with everything in it when the job
+//! ends, so segments never outlive their job. After a `kill -9` of `mpicr run` the next job
+//! of the same name, or `mpicr status`, removes the leftover. The directory holds a small
+//! file, `.mpicr-launcher`, that names the launcher, so that liveness can be checked.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::job_name::JobName;
+use crate::proc_tree::start_time;
+use crate::runtime_dir::{RuntimeDir, current_uid};
+
+const DEV_SHM: &str = "/dev/shm";
+const FALLBACK_SUFFIX: &str = ".shm";
+
+/// The start of this user's directory names in `/dev/shm`.
+fn prefix(uid: u32) -> String {
+    format!("mpicr-{uid}-")
+}
+
+/// The file in a job's directory that names its launcher: `<pid> <start time>`. The start
+/// time (from `/proc/<pid>/stat`) tells a live launcher from a recycled pid.
+const OWNER_FILE: &str = ".mpicr-launcher";
+
+/// Removes the shared-memory directories of this user's jobs whose launcher is dead:
+/// leftovers of launchers killed with `kill -9`. Liveness is judged by the launcher's process,
+/// not by its socket, because jobs of other runtime directories share `/dev/shm`.
+pub(crate) fn remove_leftovers(runtime: &RuntimeDir) {
+    let uid = current_uid();
+    let shm_prefix = prefix(uid);
+    for (dir, in_dev_shm) in [(Path::new(DEV_SHM), true), (runtime.path(), false)] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let is_job_dir = if in_dev_shm {
+                file_name.starts_with(&shm_prefix)
+            } else {
+                file_name.ends_with(FALLBACK_SUFFIX)
+            };
+            let path = entry.path();
+            let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+            if is_job_dir && ours && launcher_is_dead(&path) {
+                tracing::info!(path = %path.display(), "removing a dead job's shared memory");
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+}
+
+/// Whether the owner file names a launcher that no longer runs. A directory without a
+/// readable owner file is left alone: it may be a moment old.
+fn launcher_is_dead(dir: &Path) -> bool {
+    let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
+        return false;
+    };
+    let mut fields = owner.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(pid)), Some(Ok(started))) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    u32::try_from(pid).map_or(true, |pid| start_time(pid) != Some(started))
+}
+
+fn owner_line() -> String {
+    let pid = std::process::id();
+    format!("{pid} {}\n", start_time(pid).unwrap_or(0))
+}
+
+/// Why the shared-memory directory could not be prepared.
+#[derive(Debug, Error)]
+pub enum ShmDirError {
+    #[error("cannot create the shared-memory directory {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} exists and does not belong to this user's jobs; refusing to use it", path.display())]
+    Foreign { path: PathBuf },
+}
+
+/// The directory; dropping it removes it recursively.
+#[derive(Debug)]
+pub(crate) struct ShmDir {
+    path: PathBuf,
+}
+
+impl ShmDir {
+    /// Creates the directory of job `name`, replacing a leftover of an earlier job of that
+    /// name. The caller must already own the name (its control socket is published).
+    pub(crate) fn create(runtime: &RuntimeDir, name: &JobName) -> Result<Self, ShmDirError> {
+        let uid = current_uid();
+        let path = if Path::new(DEV_SHM).is_dir() {
+            Path::new(DEV_SHM).join(format!("{}{name}", prefix(uid)))
+        } else {
+            runtime.path().join(format!("{name}{FALLBACK_SUFFIX}"))
+        };
+        let create = || std::fs::DirBuilder::new().mode(0o700).create(&path);
+        let error = |source| ShmDirError::Create {
+            path: path.clone(),
+            source,
+        };
+        match create() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let meta = std::fs::symlink_metadata(&path).map_err(error)?;
+                if !meta.is_dir() || meta.uid() != uid {
+                    return Err(ShmDirError::Foreign { path });
+                }
+                tracing::info!(path = %path.display(), "removing a leftover shared-memory directory");
+                std::fs::remove_dir_all(&path).map_err(error)?;
+                create().map_err(error)?;
+            }
+            Err(e) => return Err(error(e)),
+        }
+        let dir = Self { path };
+        std::fs::write(dir.path.join(OWNER_FILE), owner_line()).map_err(|source| {
+            ShmDirError::Create {
+                path: dir.path.clone(),
+                source,
+            }
+        })?;
+        Ok(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ShmDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), "cannot remove the shared-memory directory: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn created_private_and_removed_with_contents() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runtime = RuntimeDir::open_at(&tmp.path().join("mpicr")).unwrap();
+        let name = JobName::parse(&format!("shm-test-{}", std::process::id())).unwrap();
+        let dir = ShmDir::create(&runtime, &name).unwrap();
+        let path = dir.path().to_owned();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        std::fs::create_dir(path.join("sub")).unwrap();
+        std::fs::write(path.join("sub/segment"), b"x").unwrap();
+        let again = ShmDir::create(&runtime, &name).unwrap();
+        assert!(!path.join("sub").exists(), "a leftover is replaced");
+        remove_leftovers(&runtime);
+        assert!(path.exists(), "the directory of a live launcher stays");
+        std::fs::write(path.join(OWNER_FILE), "999999999 1\n").unwrap();
+        remove_leftovers(&runtime);
+        assert!(!path.exists(), "the directory of a dead launcher goes");
+        drop(dir);
+        drop(again);
+    }
+}

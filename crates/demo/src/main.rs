@@ -1,0 +1,157 @@
+//! `mpicr-heat [N] [SWEEPS]`: 2-D heat diffusion by Jacobi iteration on an N×N plate whose
+//! top edge is held at 100 degrees and the other edges at 0.
+//!
+//! The plate is cut into bands of rows, one per rank; every sweep each rank swaps its edge
+//! rows with its neighbours and every 250 sweeps the ranks agree on the largest change.
+//! At the end rank 0 collects the plate and recomputes it alone: the parallel result must be
+//! identical bit for bit, which is what "verified" means in the output.
+#![forbid(unsafe_code)]
+
+use mpicr::{Communicator, SystemOperation};
+
+const HOT: f64 = 100.0;
+
+/// One Jacobi sweep over rows `1..=rows` of `cur` (with halo rows 0 and rows+1) into `next`.
+/// Returns the largest change.
+fn sweep(cur: &[f64], next: &mut [f64], rows: usize, n: usize) -> f64 {
+    let mut change = 0f64;
+    for r in 1..=rows {
+        for c in 1..n - 1 {
+            let i = r * n + c;
+            let v = 0.25 * (cur[i - n] + cur[i + n] + cur[i - 1] + cur[i + 1]);
+            change = change.max((v - cur[i]).abs());
+            next[i] = v;
+        }
+    }
+    change
+}
+
+/// The whole plate with its fixed edges.
+fn initial_plate(n: usize) -> Vec<f64> {
+    let mut plate = vec![0f64; n * n];
+    plate[..n].fill(HOT);
+    plate
+}
+
+fn serial(n: usize, sweeps: usize) -> Vec<f64> {
+    let mut cur = initial_plate(n);
+    let mut next = cur.clone();
+    for _ in 0..sweeps {
+        sweep(&cur, &mut next, n - 2, n);
+        std::mem::swap(&mut cur, &mut next);
+    }
+    cur
+}
+
+struct Band {
+    first_row: usize,
+    rows: usize,
+}
+
+/// Rows 1..n-1 (the inner rows) shared out as evenly as possible.
+fn band(n: usize, ranks: usize, rank: usize) -> Band {
+    let inner = n - 2;
+    let base = inner / ranks;
+    let extra = inner % ranks;
+    let rows = base + usize::from(rank < extra);
+    let first_row = 1 + rank * base + rank.min(extra);
+    Band { first_row, rows }
+}
+
+fn run(world: &Communicator, n: usize, sweeps: usize) -> Result<(), mpicr::Error> {
+    let (rank, size) = (world.rank() as usize, world.size() as usize);
+    if n - 2 < size {
+        if rank == 0 {
+            eprintln!("mpicr-heat: a {n}x{n} plate has fewer inner rows than the {size} ranks");
+        }
+        std::process::exit(1);
+    }
+    let b = band(n, size, rank);
+    // Local rows: halo above, the band, halo below.
+    let plate = initial_plate(n);
+    let mut cur: Vec<f64> = plate[(b.first_row - 1) * n..(b.first_row + b.rows + 1) * n].to_vec();
+    let mut next = cur.clone();
+    let up = (rank > 0).then(|| rank as i32 - 1);
+    let down = (rank + 1 < size).then(|| rank as i32 + 1);
+    let start = mpicr::time();
+    let mut last_change = 0f64;
+    for s in 0..sweeps {
+        // Swap edge rows with the neighbours: send the first band row up, the last one down.
+        let (top, rest) = cur.split_at_mut(n);
+        let (band_rows, bottom) = rest.split_at_mut(b.rows * n);
+        if let Some(up) = up {
+            world.send_receive_into(&band_rows[..n], up, 1, top, up, 2)?;
+        }
+        if let Some(down) = down {
+            world.send_receive_into(&band_rows[(b.rows - 1) * n..], down, 2, bottom, down, 1)?;
+        }
+        let change = sweep(&cur, &mut next, b.rows, n);
+        next[..n].copy_from_slice(&cur[..n]);
+        next[(b.rows + 1) * n..].copy_from_slice(&cur[(b.rows + 1) * n..]);
+        std::mem::swap(&mut cur, &mut next);
+        if (s + 1) % 250 == 0 || s + 1 == sweeps {
+            world.all_reduce_into(&change, &mut last_change, SystemOperation::max())?;
+            if rank == 0 {
+                println!("sweep {:>5}: largest change {last_change:.6}", s + 1);
+            }
+        }
+    }
+    let elapsed = mpicr::time() - start;
+    let mine = &cur[n..(b.rows + 1) * n];
+    let counts: Vec<i32> = (0..size)
+        .map(|r| (band(n, size, r).rows * n) as i32)
+        .collect();
+    let root = world.process_at_rank(0);
+    if rank == 0 {
+        let mut inner = vec![0f64; (n - 2) * n];
+        root.gather_varcount_into_root(mine, &mut inner[..], &counts, None)?;
+        let reference = serial(n, sweeps);
+        let identical = inner == reference[n..(n - 1) * n];
+        let checksum: f64 = inner.iter().sum();
+        let centre = inner[(n / 2 - 1) * n + n / 2];
+        println!(
+            "heat: {n}x{n} plate, {sweeps} sweeps on {size} ranks in {elapsed:.3} s: centre {centre:.6} degrees, checksum {checksum:.6}"
+        );
+        if identical {
+            println!("verified: the parallel result is identical to a serial computation");
+        } else {
+            println!("MISMATCH: the parallel result differs from the serial computation");
+            std::process::exit(1);
+        }
+    } else {
+        root.gather_varcount_into(mine)?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let parse = |a: Option<String>, default: usize, what: &str| {
+        a.map_or(Ok(default), |v| {
+            v.parse::<usize>()
+                .map_err(|_| format!("mpicr-heat: {what} must be a number, not {v:?}"))
+        })
+    };
+    let (n, sweeps) = match (
+        parse(args.next(), 100, "N"),
+        parse(args.next(), 2000, "SWEEPS"),
+    ) {
+        (Ok(n), Ok(s)) if n >= 3 => (n, s),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+        _ => {
+            eprintln!("mpicr-heat: N must be at least 3");
+            std::process::exit(2);
+        }
+    };
+    let result = mpicr::initialize().and_then(|universe| {
+        run(&universe.world(), n, sweeps)?;
+        universe.finalize()
+    });
+    if let Err(e) = result {
+        eprintln!("mpicr-heat: {e}");
+        std::process::exit(1);
+    }
+}

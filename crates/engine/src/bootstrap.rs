@@ -1,0 +1,369 @@
+//! Joining a job: read the launcher's environment, register with the coordinator, receive the
+//! process table (REFRESH) and open a link to every peer.
+//!
+//! The launch contract is in `docs/launch.md`. A program started without `MPICR_RANK` runs as
+//! a job of one (MPI's "singleton init"), so MPI programs also work outside `mpicr run`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use thiserror::Error;
+use transport::{Doorbell, Link, LoopbackLink, Ring, RingError, ShmLink, TcpLink};
+use wire::stream::{ReadError, read_message, write_message};
+use wire::{Message, ProcEntry, Register};
+
+use crate::channel::Channel;
+use crate::engine::{Engine, Idle};
+
+/// Why a rank could not join its job.
+#[derive(Debug, Error)]
+pub enum BootstrapError {
+    #[error("environment variable {name} is {value:?}, which is not {expected}")]
+    BadEnv {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("cannot reach the coordinator at {path}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("talking to the coordinator failed")]
+    Control(#[from] ReadError),
+    #[error("sending to the coordinator failed")]
+    ControlWrite(#[source] std::io::Error),
+    #[error("the coordinator refused this rank: {0}")]
+    Refused(String),
+    #[error("the coordinator sent {0:?} where the process table was expected")]
+    Unexpected(wire::Command),
+    #[error("the process table has {got} ranks, but this job has {expected}")]
+    TableSize { got: usize, expected: u32 },
+    #[error("rank {rank} published no address this rank can use ({addr:?})")]
+    NoAddress { rank: u32, addr: String },
+    #[error("setting up a shared-memory link failed")]
+    Shm(#[from] RingError),
+    #[error("the TCP data-plane connection with rank {rank} ({addr}) failed")]
+    Tcp {
+        rank: u32,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("a data-plane connection did not introduce itself as a rank of this job")]
+    Handshake,
+}
+
+const HANDSHAKE_MAGIC: [u8; 8] = *b"MPCRDATA";
+const HANDSHAKE_VERSION: u32 = 1;
+const HANDSHAKE_LEN: usize = 20;
+
+/// The launcher's instructions to this rank.
+#[derive(Debug)]
+struct LaunchEnv {
+    rank: u32,
+    size: u32,
+    job: String,
+    control: PathBuf,
+    transport: Transport,
+    shm_dir: Option<PathBuf>,
+    bind: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Shm,
+    Tcp,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_u32(name: &'static str, value: String) -> Result<u32, BootstrapError> {
+    value.parse().map_err(|_| BootstrapError::BadEnv {
+        name,
+        value,
+        expected: "a number",
+    })
+}
+
+impl LaunchEnv {
+    fn read() -> Result<Option<Self>, BootstrapError> {
+        let Some(rank) = var("MPICR_RANK") else {
+            return Ok(None);
+        };
+        let rank = parse_u32("MPICR_RANK", rank)?;
+        let size = parse_u32("MPICR_SIZE", var("MPICR_SIZE").unwrap_or_default())?;
+        if rank >= size {
+            return Err(BootstrapError::BadEnv {
+                name: "MPICR_RANK",
+                value: rank.to_string(),
+                expected: "smaller than MPICR_SIZE",
+            });
+        }
+        let control = var("MPICR_CONTROL").ok_or(BootstrapError::BadEnv {
+            name: "MPICR_CONTROL",
+            value: String::new(),
+            expected: "the coordinator's socket path",
+        })?;
+        let transport = match var("MPICR_TRANSPORT").as_deref() {
+            None | Some("shm") => Transport::Shm,
+            Some("tcp") => Transport::Tcp,
+            Some(other) => {
+                return Err(BootstrapError::BadEnv {
+                    name: "MPICR_TRANSPORT",
+                    value: other.into(),
+                    expected: "shm or tcp",
+                });
+            }
+        };
+        Ok(Some(Self {
+            rank,
+            size,
+            job: var("MPICR_JOB").unwrap_or_default(),
+            control: control.into(),
+            transport,
+            shm_dir: var("MPICR_SHM_DIR").map(PathBuf::from),
+            bind: var("MPICR_BIND_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
+        }))
+    }
+}
+
+/// A rank that has joined its job.
+#[derive(Debug)]
+pub struct Joined {
+    pub engine: Engine,
+    /// The connection to the coordinator; `None` for a singleton.
+    pub control: Option<UnixStream>,
+    pub table: Vec<ProcEntry>,
+}
+
+fn eager_limit() -> usize {
+    var("MPICR_EAGER_LIMIT")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64 * 1024)
+}
+
+fn ring_bytes(size: u32) -> usize {
+    let fair = (256usize << 20) / (size as usize * size as usize).max(1);
+    var("MPICR_SHM_RING_BYTES")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(fair.clamp(64 << 10, 1 << 20))
+}
+
+/// Joins the job described by the environment, or starts a job of one.
+pub fn join() -> Result<Joined, BootstrapError> {
+    let Some(env) = LaunchEnv::read()? else {
+        let channels = vec![Channel::new(Link::Loopback(LoopbackLink::default()))];
+        let engine = Engine::new(0, channels, Idle { bell: None }, eager_limit());
+        return Ok(Joined {
+            engine,
+            control: None,
+            table: Vec::new(),
+        });
+    };
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let pid = std::process::id();
+    let (data_addr, local) = match env.transport {
+        Transport::Shm => {
+            let dir = env.shm_dir.clone().ok_or(BootstrapError::BadEnv {
+                name: "MPICR_SHM_DIR",
+                value: String::new(),
+                expected: "a directory for shared-memory links",
+            })?;
+            let rx = create_inbound(&dir, &env)?;
+            (format!("shm:{}", dir.display()), Local::Shm { dir, rx })
+        }
+        Transport::Tcp => {
+            let listener = TcpListener::bind((env.bind.as_str(), 0)).map_err(|source| {
+                BootstrapError::Tcp {
+                    rank: env.rank,
+                    addr: env.bind.clone(),
+                    source,
+                }
+            })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|source| BootstrapError::Tcp {
+                    rank: env.rank,
+                    addr: env.bind.clone(),
+                    source,
+                })?;
+            (format!("tcp:{addr}"), Local::Tcp(listener))
+        }
+    };
+    let mut control =
+        UnixStream::connect(&env.control).map_err(|source| BootstrapError::Connect {
+            path: env.control.display().to_string(),
+            source,
+        })?;
+    let register = Register {
+        rank: env.rank,
+        pid,
+        host,
+        data_addr,
+    };
+    write_message(&mut control, &Message::Register(register))
+        .map_err(BootstrapError::ControlWrite)?;
+    let table = match read_message(&mut control)? {
+        Message::Refresh(r) => r.table,
+        Message::Error(reason) => return Err(BootstrapError::Refused(reason)),
+        other => return Err(BootstrapError::Unexpected(other.command())),
+    };
+    if table.len() != env.size as usize {
+        return Err(BootstrapError::TableSize {
+            got: table.len(),
+            expected: env.size,
+        });
+    }
+    let (links, bell) = match local {
+        Local::Shm { dir, rx } => shm_links(&dir, &env, rx, &table)?,
+        Local::Tcp(listener) => (tcp_links(listener, &env, &table)?, None),
+    };
+    let channels = links.into_iter().map(Channel::new).collect();
+    let engine = Engine::new(env.rank, channels, Idle { bell }, eager_limit());
+    Ok(Joined {
+        engine,
+        control: Some(control),
+        table,
+    })
+}
+
+enum Local {
+    Shm { dir: PathBuf, rx: InboundShm },
+    Tcp(TcpListener),
+}
+
+/// The rings that carry bytes to this rank (one per peer) and its doorbell, made before
+/// registering so that they exist when any peer receives the process table.
+struct InboundShm {
+    rings: Vec<Option<Ring>>,
+    bell: Doorbell,
+}
+
+fn ring_path(dir: &Path, from: u32, to: u32) -> PathBuf {
+    dir.join(format!("ring-{from}-to-{to}"))
+}
+
+fn bell_path(dir: &Path, rank: u32) -> PathBuf {
+    dir.join(format!("bell-{rank}"))
+}
+
+fn create_inbound(dir: &Path, env: &LaunchEnv) -> Result<InboundShm, BootstrapError> {
+    let bytes = ring_bytes(env.size);
+    let rings = (0..env.size)
+        .map(|from| {
+            (from != env.rank)
+                .then(|| Ring::create(&ring_path(dir, from, env.rank), bytes))
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
+    let bell = Doorbell::create(&bell_path(dir, env.rank))?;
+    Ok(InboundShm { rings, bell })
+}
+
+type Links = (Vec<Link>, Option<Rc<Doorbell>>);
+
+fn shm_links(
+    dir: &Path,
+    env: &LaunchEnv,
+    rx: InboundShm,
+    table: &[ProcEntry],
+) -> Result<Links, BootstrapError> {
+    let mut links = Vec::with_capacity(table.len());
+    for (peer, mut inbound) in rx.rings.into_iter().enumerate() {
+        let peer = peer as u32;
+        if peer == env.rank {
+            links.push(Link::Loopback(LoopbackLink::default()));
+            continue;
+        }
+        let entry = &table[peer as usize];
+        if !entry.data_addr.starts_with("shm:") {
+            return Err(BootstrapError::NoAddress {
+                rank: peer,
+                addr: entry.data_addr.clone(),
+            });
+        }
+        let tx = Ring::open(&ring_path(dir, env.rank, peer))?;
+        let bell = Doorbell::open(&bell_path(dir, peer))?;
+        let rx = inbound
+            .take()
+            .expect("an inbound ring exists for every peer");
+        links.push(Link::Shm(ShmLink::new(tx, rx, bell, entry.pid)));
+    }
+    Ok((links, Some(Rc::new(rx.bell))))
+}
+
+fn handshake(rank: u32, job: &str) -> [u8; HANDSHAKE_LEN] {
+    let mut b = [0u8; HANDSHAKE_LEN];
+    b[..8].copy_from_slice(&HANDSHAKE_MAGIC);
+    b[8..12].copy_from_slice(&HANDSHAKE_VERSION.to_le_bytes());
+    b[12..16].copy_from_slice(&rank.to_le_bytes());
+    b[16..20].copy_from_slice(&crc32c::crc32c(job.as_bytes()).to_le_bytes());
+    b
+}
+
+/// Connects to every lower rank and accepts every higher one, so each pair has one connection.
+fn tcp_links(
+    listener: TcpListener,
+    env: &LaunchEnv,
+    table: &[ProcEntry],
+) -> Result<Vec<Link>, BootstrapError> {
+    let mut links: Vec<Option<Link>> = (0..env.size).map(|_| None).collect();
+    links[env.rank as usize] = Some(Link::Loopback(LoopbackLink::default()));
+    for peer in 0..env.rank {
+        let addr = table[peer as usize].data_addr.clone();
+        let tcp_err = |source| BootstrapError::Tcp {
+            rank: peer,
+            addr: addr.clone(),
+            source,
+        };
+        let target = addr
+            .strip_prefix("tcp:")
+            .ok_or_else(|| BootstrapError::NoAddress {
+                rank: peer,
+                addr: addr.clone(),
+            })?;
+        let mut stream = TcpStream::connect(target).map_err(tcp_err)?;
+        stream
+            .write_all(&handshake(env.rank, &env.job))
+            .map_err(tcp_err)?;
+        links[peer as usize] = Some(Link::Tcp(TcpLink::new(stream).map_err(tcp_err)?));
+    }
+    for _ in env.rank + 1..env.size {
+        let (mut stream, from) = listener.accept().map_err(|source| BootstrapError::Tcp {
+            rank: env.rank,
+            addr: "listener".into(),
+            source,
+        })?;
+        let mut hello = [0u8; HANDSHAKE_LEN];
+        stream
+            .read_exact(&mut hello)
+            .map_err(|_| BootstrapError::Handshake)?;
+        let peer = u32::from_le_bytes(hello[12..16].try_into().expect("4 bytes"));
+        let valid = peer > env.rank
+            && peer < env.size
+            && links[peer as usize].is_none()
+            && hello == handshake(peer, &env.job);
+        if !valid {
+            tracing::warn!("refused a data-plane connection from {from}: bad handshake");
+            return Err(BootstrapError::Handshake);
+        }
+        let tcp_err = |source| BootstrapError::Tcp {
+            rank: peer,
+            addr: from.to_string(),
+            source,
+        };
+        links[peer as usize] = Some(Link::Tcp(TcpLink::new(stream).map_err(tcp_err)?));
+    }
+    Ok(links
+        .into_iter()
+        .map(|l| l.expect("every rank got a link"))
+        .collect())
+}

@@ -1,0 +1,778 @@
+//! Point-to-point messaging: requests, matching and the progress loop.
+//!
+//! The engine is single-threaded: progress happens only inside calls. Every link is read in
+//! order and every packet is handled in arrival order, which gives MPI's non-overtaking rule
+//! per (source, communicator) for free; matching then walks the posted and unexpected queues
+//! in the order entries were added.
+//!
+//! Messages up to `eager_limit` bytes travel whole (EAGER). Larger ones use a rendezvous: the
+//! sender announces the message (RTS) and keeps its buffer; once a receive matches, either the
+//! receiver copies it straight out of the sender's memory (one copy, same node) and answers
+//! FIN, or it answers CTS and the sender streams DATA into the receive buffer. Either way an
+//! unmatched large message costs the receiver a header, not a copy of the data.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Duration;
+
+use transport::{Doorbell, LinkError, cma};
+
+use crate::EngineError;
+use crate::buffer::{RecvBuf, SendBuf};
+use crate::channel::{Channel, Input, Outgoing, Payload, Sink};
+use crate::packet::{HEADER_LEN, Header, Kind};
+use crate::slab::Slab;
+
+/// What a completed receive reports (sources are world ranks at this level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub source: u32,
+    pub tag: i32,
+    /// Bytes received (or, from a probe, bytes the message holds).
+    pub count: usize,
+}
+
+#[derive(Debug)]
+enum Request {
+    /// A rendezvous send whose buffer the receiver has not taken yet.
+    Send { buf: SendBuf, status: Status },
+    /// A receive, posted or already matched and filling.
+    Recv {
+        buf: RecvBuf,
+        matched: Option<Status>,
+        truncated_from: Option<u64>,
+    },
+    Done {
+        status: Status,
+        error: Option<EngineError>,
+    },
+}
+
+#[derive(Debug)]
+struct Posted {
+    id: u64,
+    ctx: u32,
+    source: Option<u32>,
+    tag: Option<i32>,
+}
+
+#[derive(Debug)]
+enum Held {
+    Eager(Vec<u8>),
+    Rts { sreq: u64, len: u64, addr: u64 },
+}
+
+#[derive(Debug)]
+struct Unexpected {
+    ctx: u32,
+    source: u32,
+    tag: i32,
+    held: Held,
+}
+
+impl Unexpected {
+    fn len(&self) -> usize {
+        match &self.held {
+            Held::Eager(v) => v.len(),
+            Held::Rts { len, .. } => *len as usize,
+        }
+    }
+}
+
+fn matches(
+    ctx: u32,
+    source: Option<u32>,
+    tag: Option<i32>,
+    m_ctx: u32,
+    m_src: u32,
+    m_tag: i32,
+) -> bool {
+    ctx == m_ctx && source.is_none_or(|s| s == m_src) && tag.is_none_or(|t| t == m_tag)
+}
+
+/// How a rank waits when there is nothing to do.
+#[derive(Debug)]
+pub(crate) struct Idle {
+    /// This rank's doorbell, rung by peers on the node.
+    pub bell: Option<Rc<Doorbell>>,
+}
+
+/// The MPI engine of one rank.
+#[derive(Debug)]
+pub struct Engine {
+    rank: u32,
+    channels: Vec<Channel>,
+    requests: Slab<Request>,
+    posted: VecDeque<Posted>,
+    unexpected: VecDeque<Unexpected>,
+    idle: Idle,
+    eager_limit: usize,
+    /// Cross-memory attach works here; cleared at the first refusal.
+    cma: bool,
+    pub(crate) next_ctx: u32,
+}
+
+/// How many fruitless progress rounds to spin, then to yield, before sleeping.
+const SPIN_ROUNDS: u32 = 200;
+const YIELD_ROUNDS: u32 = 2_000;
+
+impl Engine {
+    pub(crate) fn new(rank: u32, channels: Vec<Channel>, idle: Idle, eager_limit: usize) -> Self {
+        Self {
+            rank,
+            channels,
+            requests: Slab::new(),
+            posted: VecDeque::new(),
+            unexpected: VecDeque::new(),
+            idle,
+            eager_limit,
+            cma: true,
+            next_ctx: crate::FIRST_FREE_CTX,
+        }
+    }
+
+    /// This rank's number in the world.
+    pub fn rank(&self) -> u32 {
+        self.rank
+    }
+
+    /// Ranks in the world.
+    pub fn size(&self) -> u32 {
+        self.channels.len() as u32
+    }
+
+    fn check_rank(&self, rank: u32) -> Result<(), EngineError> {
+        if rank >= self.size() {
+            return Err(EngineError::InvalidRank {
+                rank: i64::from(rank),
+                size: self.size(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts a send of `buf` to world rank `dest` and returns the request id.
+    pub fn isend(
+        &mut self,
+        ctx: u32,
+        dest: u32,
+        tag: i32,
+        buf: SendBuf,
+    ) -> Result<u64, EngineError> {
+        self.check_rank(dest)?;
+        let status = Status {
+            source: dest,
+            tag,
+            count: buf.len(),
+        };
+        if buf.len() <= self.eager_limit {
+            let mut h = Header::new(Kind::Eager);
+            h.ctx = ctx;
+            h.tag = tag;
+            h.len = buf.len() as u64;
+            self.send_packet(dest, h, Payload::Borrowed(buf), None, true)?;
+            return Ok(self.requests.insert(Request::Done {
+                status,
+                error: None,
+            }));
+        }
+        let id = self.requests.insert(Request::Send { buf, status });
+        let mut h = Header::new(Kind::Rts);
+        h.ctx = ctx;
+        h.tag = tag;
+        h.len = buf.len() as u64;
+        h.sreq = id;
+        if self.cma && self.channels[dest as usize].link.local_peer_pid().is_some() {
+            h.addr = buf.address();
+        }
+        self.send_packet(dest, h, Payload::None, None, false)?;
+        Ok(id)
+    }
+
+    /// Posts a receive from world rank `source` (any when `None`) with `tag` (any when `None`).
+    pub fn irecv(
+        &mut self,
+        ctx: u32,
+        source: Option<u32>,
+        tag: Option<i32>,
+        buf: RecvBuf,
+    ) -> Result<u64, EngineError> {
+        if let Some(s) = source {
+            self.check_rank(s)?;
+        }
+        let id = self.requests.insert(Request::Recv {
+            buf,
+            matched: None,
+            truncated_from: None,
+        });
+        let found = self
+            .unexpected
+            .iter()
+            .position(|u| matches(ctx, source, tag, u.ctx, u.source, u.tag));
+        match found {
+            Some(i) => {
+                let u = self.unexpected.remove(i).expect("index from position");
+                match u.held {
+                    Held::Eager(data) => {
+                        self.match_recv(id, u.source, u.tag, data.len() as u64);
+                        self.fill_and_complete(id, &data);
+                    }
+                    Held::Rts { sreq, len, addr } => {
+                        self.accept_rts(u.source, id, u.tag, sreq, len, addr)?;
+                    }
+                }
+            }
+            None => self.posted.push_back(Posted {
+                id,
+                ctx,
+                source,
+                tag,
+            }),
+        }
+        Ok(id)
+    }
+
+    /// Whether request `id` has completed (progressing once if not).
+    pub fn test(&mut self, id: u64) -> Result<bool, EngineError> {
+        if !self.is_done(id)? {
+            self.progress()?;
+        }
+        self.is_done(id)
+    }
+
+    fn is_done(&self, id: u64) -> Result<bool, EngineError> {
+        match self.requests.get(id) {
+            Some(Request::Done { .. }) => Ok(true),
+            Some(_) => Ok(false),
+            None => Err(EngineError::InactiveRequest(id)),
+        }
+    }
+
+    /// Takes the result of a completed request, freeing it.
+    pub fn take(&mut self, id: u64) -> Result<Status, EngineError> {
+        match self.requests.remove(id) {
+            Some(Request::Done {
+                status,
+                error: None,
+            }) => Ok(status),
+            Some(Request::Done { error: Some(e), .. }) => Err(e),
+            Some(other) => panic!("take() of an incomplete request {other:?}; call is_done first"),
+            None => Err(EngineError::InactiveRequest(id)),
+        }
+    }
+
+    /// Blocks until request `id` completes and returns its status.
+    pub fn wait(&mut self, id: u64) -> Result<Status, EngineError> {
+        let mut idle = 0;
+        while !self.is_done(id)? {
+            self.progress_or_idle(&mut idle)?;
+        }
+        self.take(id)
+    }
+
+    /// Blocks until every request completes; returns the statuses, or the first error after all
+    /// have completed.
+    pub fn wait_all(&mut self, ids: &[u64]) -> Result<Vec<Status>, EngineError> {
+        let mut idle = 0;
+        let mut pending = 0;
+        while pending < ids.len() {
+            if self.is_done(ids[pending])? {
+                pending += 1;
+            } else {
+                self.progress_or_idle(&mut idle)?;
+            }
+        }
+        let results: Vec<_> = ids.iter().map(|&id| self.take(id)).collect();
+        results.into_iter().collect()
+    }
+
+    /// Blocks until one of `ids` completes; returns its index and status.
+    pub fn wait_any(&mut self, ids: &[u64]) -> Result<(usize, Status), EngineError> {
+        let mut idle = 0;
+        loop {
+            for (i, &id) in ids.iter().enumerate() {
+                if self.is_done(id)? {
+                    return Ok((i, self.take(id)?));
+                }
+            }
+            self.progress_or_idle(&mut idle)?;
+        }
+    }
+
+    /// The status of a matching message that has arrived, without receiving it.
+    pub fn iprobe(
+        &mut self,
+        ctx: u32,
+        source: Option<u32>,
+        tag: Option<i32>,
+    ) -> Result<Option<Status>, EngineError> {
+        self.progress()?;
+        Ok(self
+            .unexpected
+            .iter()
+            .find(|u| matches(ctx, source, tag, u.ctx, u.source, u.tag))
+            .map(|u| Status {
+                source: u.source,
+                tag: u.tag,
+                count: u.len(),
+            }))
+    }
+
+    /// Blocks until a matching message has arrived and returns its status.
+    pub fn probe(
+        &mut self,
+        ctx: u32,
+        source: Option<u32>,
+        tag: Option<i32>,
+    ) -> Result<Status, EngineError> {
+        let mut idle = 0;
+        loop {
+            if let Some(s) = self.iprobe(ctx, source, tag)? {
+                return Ok(s);
+            }
+            self.progress_or_idle(&mut idle)?;
+        }
+    }
+
+    /// Writes out everything queued (used before leaving the job).
+    pub fn flush(&mut self) -> Result<(), EngineError> {
+        let mut idle = 0;
+        while self.channels.iter().any(|c| !c.out.is_empty()) {
+            self.progress_or_idle(&mut idle)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets request `id` so that nothing touches its buffer again: used when a caller must
+    /// return while the request is unfinished (an error elsewhere). Queued bytes of a borrowed
+    /// send buffer are copied first, so the stream to the peer stays intact.
+    pub fn abandon(&mut self, id: u64) {
+        self.posted.retain(|p| p.id != id);
+        for ch in &mut self.channels {
+            for item in ch.out.iter_mut().filter(|o| o.on_complete == Some(id)) {
+                if let Payload::Borrowed(b) = &item.payload {
+                    item.payload = Payload::Owned(b.bytes().to_vec());
+                }
+                item.on_complete = None;
+            }
+        }
+        self.requests.remove(id);
+    }
+
+    /// Live requests, for leak checks in tests and at finalize.
+    pub fn live_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn progress_or_idle(&mut self, idle: &mut u32) -> Result<(), EngineError> {
+        if self.progress()? {
+            *idle = 0;
+            return Ok(());
+        }
+        *idle += 1;
+        if *idle < SPIN_ROUNDS {
+            std::hint::spin_loop();
+        } else if *idle < YIELD_ROUNDS {
+            std::thread::yield_now();
+        } else {
+            self.sleep();
+        }
+        Ok(())
+    }
+
+    /// Sleeps until a peer wakes us or a short timeout passes.
+    fn sleep(&mut self) {
+        let sockets: Vec<_> = self
+            .channels
+            .iter()
+            .filter(|c| !c.closed)
+            .filter_map(|c| c.link.pollable().map(|fd| (fd, !c.out.is_empty())))
+            .collect();
+        if !sockets.is_empty() {
+            use rustix::event::{PollFd, PollFlags, poll};
+            let mut fds: Vec<PollFd<'_>> = sockets
+                .iter()
+                .map(|(fd, out)| {
+                    let mut f = PollFlags::IN;
+                    if *out {
+                        f |= PollFlags::OUT;
+                    }
+                    PollFd::new(fd, f)
+                })
+                .collect();
+            let ms = if self.idle.bell.is_some() { 1 } else { 100 };
+            let ts = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: ms * 1_000_000,
+            };
+            let _ = poll(&mut fds, Some(&ts));
+            return;
+        }
+        if let Some(bell) = self.idle.bell.clone() {
+            let channels = &self.channels;
+            bell.sleep_unless(Duration::from_millis(100), || {
+                channels.iter().any(|c| c.link.has_input())
+            });
+        } else {
+            std::thread::yield_now();
+        }
+    }
+
+    /// One pass over every link: write what is queued, read what arrived. Returns whether
+    /// anything moved.
+    pub fn progress(&mut self) -> Result<bool, EngineError> {
+        let mut moved = false;
+        for peer in 0..self.channels.len() {
+            moved |= self.flush_channel(peer)?;
+            moved |= self.read_channel(peer)?;
+        }
+        Ok(moved)
+    }
+
+    fn link_error(peer: usize, e: LinkError) -> EngineError {
+        match e {
+            LinkError::Closed => EngineError::PeerGone(peer as u32),
+            e => EngineError::Link {
+                rank: peer as u32,
+                source: e,
+            },
+        }
+    }
+
+    /// Queues (or writes at once) one packet to `peer`. With `copy_if_queued`, a borrowed
+    /// payload that cannot go out whole right now is copied so the caller may reuse its buffer.
+    fn send_packet(
+        &mut self,
+        peer: u32,
+        header: Header,
+        payload: Payload,
+        on_complete: Option<u64>,
+        copy_if_queued: bool,
+    ) -> Result<(), EngineError> {
+        let peer = peer as usize;
+        let header = header.encode();
+        let ch = &mut self.channels[peer];
+        let mut done = 0;
+        if ch.out.is_empty() {
+            let body = payload.bytes();
+            done = ch
+                .link
+                .write(&[&header, body])
+                .map_err(|e| Self::link_error(peer, e))?;
+            if done == HEADER_LEN + body.len() {
+                if let Some(id) = on_complete {
+                    self.complete_send(id);
+                }
+                return Ok(());
+            }
+        }
+        let payload = match payload {
+            Payload::Borrowed(b) if copy_if_queued => Payload::Owned(b.bytes().to_vec()),
+            p => p,
+        };
+        self.channels[peer].out.push_back(Outgoing {
+            header,
+            payload,
+            done,
+            on_complete,
+        });
+        Ok(())
+    }
+
+    fn flush_channel(&mut self, peer: usize) -> Result<bool, EngineError> {
+        let mut moved = false;
+        loop {
+            let ch = &mut self.channels[peer];
+            let Some(item) = ch.out.front_mut() else {
+                break;
+            };
+            let body = item.payload.bytes();
+            let total = HEADER_LEN + body.len();
+            let n = if item.done < HEADER_LEN {
+                ch.link.write(&[&item.header[item.done..], body])
+            } else {
+                ch.link.write(&[&body[item.done - HEADER_LEN..]])
+            }
+            .map_err(|e| Self::link_error(peer, e))?;
+            item.done += n;
+            moved |= n > 0;
+            if item.done < total {
+                break;
+            }
+            let item = ch.out.pop_front().expect("front exists");
+            if let Some(id) = item.on_complete {
+                self.complete_send(id);
+            }
+        }
+        Ok(moved)
+    }
+
+    fn complete_send(&mut self, id: u64) {
+        if let Some(r) = self.requests.get_mut(id)
+            && let Request::Send { status, .. } = r
+        {
+            let status = *status;
+            *r = Request::Done {
+                status,
+                error: None,
+            };
+        }
+    }
+
+    fn read_channel(&mut self, peer: usize) -> Result<bool, EngineError> {
+        let mut moved = false;
+        loop {
+            let ch = &mut self.channels[peer];
+            if ch.closed {
+                return Ok(moved);
+            }
+            let read = match &mut ch.input {
+                Input::Header { bytes, got } => {
+                    let n = ch.link.read(&mut bytes[*got..]);
+                    if let Ok(n) = n {
+                        *got += n;
+                    }
+                    n
+                }
+                Input::Body { sink, total, got } => {
+                    let want = *total - *got;
+                    let n = match sink {
+                        Sink::Unexpected { data, .. } => ch.link.read(&mut data[*got..]),
+                        Sink::Recv(id) => match self.requests.get_mut(*id) {
+                            Some(Request::Recv { buf, .. }) if *got < buf.len() => {
+                                let end = (*total).min(buf.len());
+                                ch.link.read(&mut buf.bytes_mut()[*got..end])
+                            }
+                            _ => {
+                                let mut scratch = [0u8; 4096];
+                                let k = want.min(scratch.len());
+                                ch.link.read(&mut scratch[..k])
+                            }
+                        },
+                    };
+                    if let Ok(n) = n {
+                        *got += n;
+                    }
+                    n
+                }
+            };
+            let n = match read {
+                Ok(n) => n,
+                Err(LinkError::Closed) => {
+                    ch.closed = true;
+                    return Ok(moved);
+                }
+                Err(e) => return Err(Self::link_error(peer, e)),
+            };
+            if n == 0 {
+                return Ok(moved);
+            }
+            moved = true;
+            match &ch.input {
+                Input::Header { bytes, got } if *got == HEADER_LEN => {
+                    let header = Header::decode(bytes).map_err(|source| EngineError::Corrupt {
+                        peer: peer as u32,
+                        source,
+                    })?;
+                    ch.input = Input::fresh();
+                    self.on_header(peer as u32, header)?;
+                }
+                Input::Body { total, got, .. } if *got == *total => {
+                    let Input::Body { sink, .. } = std::mem::replace(&mut ch.input, Input::fresh())
+                    else {
+                        unreachable!("matched Body above")
+                    };
+                    self.on_body_done(sink);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn take_posted(&mut self, ctx: u32, source: u32, tag: i32) -> Option<u64> {
+        let i = self
+            .posted
+            .iter()
+            .position(|p| matches(p.ctx, p.source, p.tag, ctx, source, tag))?;
+        self.posted.remove(i).map(|p| p.id)
+    }
+
+    fn on_header(&mut self, peer: u32, h: Header) -> Result<(), EngineError> {
+        let unknown = |id| EngineError::UnknownRequest { peer, id };
+        match h.kind {
+            Kind::Eager => {
+                let len = usize::try_from(h.len).map_err(|_| unknown(h.len))?;
+                if let Some(id) = self.take_posted(h.ctx, peer, h.tag) {
+                    self.match_recv(id, peer, h.tag, h.len);
+                    self.start_body(peer, Sink::Recv(id), len);
+                } else {
+                    let sink = Sink::Unexpected {
+                        header: h,
+                        source: peer,
+                        data: vec![0; len],
+                    };
+                    self.start_body(peer, sink, len);
+                }
+            }
+            Kind::Rts => match self.take_posted(h.ctx, peer, h.tag) {
+                Some(id) => self.accept_rts(peer, id, h.tag, h.sreq, h.len, h.addr)?,
+                None => self.unexpected.push_back(Unexpected {
+                    ctx: h.ctx,
+                    source: peer,
+                    tag: h.tag,
+                    held: Held::Rts {
+                        sreq: h.sreq,
+                        len: h.len,
+                        addr: h.addr,
+                    },
+                }),
+            },
+            Kind::Cts => {
+                let Some(Request::Send { buf, .. }) = self.requests.get(h.sreq) else {
+                    return Err(unknown(h.sreq));
+                };
+                let accepted = (h.len as usize).min(buf.len());
+                let prefix = buf.prefix(accepted);
+                let mut d = Header::new(Kind::Data);
+                d.rreq = h.rreq;
+                d.len = accepted as u64;
+                self.send_packet(peer, d, Payload::Borrowed(prefix), Some(h.sreq), false)?;
+            }
+            Kind::Data => {
+                if !matches!(self.requests.get(h.rreq), Some(Request::Recv { .. })) {
+                    return Err(unknown(h.rreq));
+                }
+                self.start_body(peer, Sink::Recv(h.rreq), h.len as usize);
+            }
+            Kind::Fin => {
+                if !matches!(self.requests.get(h.sreq), Some(Request::Send { .. })) {
+                    return Err(unknown(h.sreq));
+                }
+                self.complete_send(h.sreq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Begins reading a body of `len` bytes into `sink`; an empty body completes at once.
+    fn start_body(&mut self, peer: u32, sink: Sink, len: usize) {
+        if len == 0 {
+            self.on_body_done(sink);
+        } else {
+            self.channels[peer as usize].input = Input::Body {
+                sink,
+                total: len,
+                got: 0,
+            };
+        }
+    }
+
+    fn on_body_done(&mut self, sink: Sink) {
+        match sink {
+            Sink::Recv(id) => self.finish_recv(id),
+            Sink::Unexpected {
+                header,
+                source,
+                data,
+            } => match self.take_posted(header.ctx, source, header.tag) {
+                Some(id) => {
+                    self.match_recv(id, source, header.tag, data.len() as u64);
+                    self.fill_and_complete(id, &data);
+                }
+                None => self.unexpected.push_back(Unexpected {
+                    ctx: header.ctx,
+                    source,
+                    tag: header.tag,
+                    held: Held::Eager(data),
+                }),
+            },
+        }
+    }
+
+    fn match_recv(&mut self, id: u64, source: u32, tag: i32, len: u64) {
+        if let Some(Request::Recv {
+            buf,
+            matched,
+            truncated_from,
+        }) = self.requests.get_mut(id)
+        {
+            let count = (len as usize).min(buf.len());
+            *matched = Some(Status { source, tag, count });
+            if len as usize > buf.len() {
+                *truncated_from = Some(len);
+            }
+        }
+    }
+
+    fn fill_and_complete(&mut self, id: u64, data: &[u8]) {
+        if let Some(Request::Recv { buf, .. }) = self.requests.get_mut(id) {
+            let n = data.len().min(buf.len());
+            buf.bytes_mut()[..n].copy_from_slice(&data[..n]);
+        }
+        self.finish_recv(id);
+    }
+
+    fn finish_recv(&mut self, id: u64) {
+        let Some(r) = self.requests.get_mut(id) else {
+            return;
+        };
+        if let Request::Recv {
+            buf,
+            matched,
+            truncated_from,
+        } = r
+        {
+            let status = matched.unwrap_or(Status {
+                source: 0,
+                tag: 0,
+                count: 0,
+            });
+            let error = truncated_from.map(|message| EngineError::Truncated {
+                message,
+                buffer: buf.len(),
+            });
+            *r = Request::Done { status, error };
+        }
+    }
+
+    fn accept_rts(
+        &mut self,
+        peer: u32,
+        id: u64,
+        tag: i32,
+        sreq: u64,
+        len: u64,
+        addr: u64,
+    ) -> Result<(), EngineError> {
+        self.match_recv(id, peer, tag, len);
+        let pid = self.channels[peer as usize].link.local_peer_pid();
+        if let (true, Some(pid), Some(Request::Recv { buf, .. })) =
+            (addr != 0 && self.cma, pid, self.requests.get_mut(id))
+        {
+            let n = (len as usize).min(buf.len());
+            match cma::read_from(pid, addr, &mut buf.bytes_mut()[..n]) {
+                Ok(()) => {
+                    self.finish_recv(id);
+                    let mut fin = Header::new(Kind::Fin);
+                    fin.sreq = sreq;
+                    return self.send_packet(peer, fin, Payload::None, None, false);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "cross-memory attach refused ({e}); streaming large messages instead"
+                    );
+                    self.cma = false;
+                }
+            }
+        }
+        let accepted = match self.requests.get(id) {
+            Some(Request::Recv { buf, .. }) => (len as usize).min(buf.len()),
+            _ => 0,
+        };
+        let mut cts = Header::new(Kind::Cts);
+        cts.sreq = sreq;
+        cts.rreq = id;
+        cts.len = accepted as u64;
+        self.send_packet(peer, cts, Payload::None, None, false)
+    }
+}

@@ -1,0 +1,67 @@
+//! Forwarding a rank's stdout or stderr to the launcher's, one line at a time, so that lines
+//! of different ranks never mix inside one line.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::mpsc::Sender;
+use std::thread::{self, JoinHandle};
+
+/// Longest piece written at once. A line longer than this (or output without any newline) is
+/// passed on in pieces of this size so that memory stays bounded.
+const MAX_PIECE: u64 = 64 * 1024;
+
+/// Which of the launcher's streams receives the output.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sink {
+    Stdout,
+    Stderr,
+}
+
+/// Starts a thread that copies `source` to `sink`, putting `prefix` before every line. A last
+/// line without a newline is still printed, and ended with one. `done` is dropped when the
+/// source is exhausted, which lets the owner wait for all output with a deadline.
+pub(crate) fn forward(
+    name: String,
+    source: impl Read + Send + 'static,
+    sink: Sink,
+    prefix: Option<String>,
+    done: Sender<()>,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new().name(name).spawn(move || {
+        copy_lines(source, sink, prefix.as_deref().unwrap_or(""));
+        drop(done);
+    })
+}
+
+fn copy_lines(source: impl Read, sink: Sink, prefix: &str) {
+    let mut reader = BufReader::new(source);
+    let mut piece = Vec::new();
+    let mut at_line_start = true;
+    loop {
+        piece.clear();
+        match (&mut reader).take(MAX_PIECE).read_until(b'\n', &mut piece) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let head = if at_line_start { prefix } else { "" };
+        write_piece(sink, head.as_bytes(), &piece);
+        at_line_start = piece.last() == Some(&b'\n');
+    }
+    if !at_line_start {
+        write_piece(sink, b"", b"\n");
+    }
+}
+
+/// Writes under the stream's lock. A failed write (a closed terminal, a full disk) is not a
+/// reason to stop reading: the rank would block on a full pipe.
+fn write_piece(sink: Sink, head: &[u8], piece: &[u8]) {
+    fn put(mut w: impl Write, head: &[u8], piece: &[u8]) {
+        let _ = w
+            .write_all(head)
+            .and_then(|()| w.write_all(piece))
+            .and_then(|()| w.flush());
+    }
+    match sink {
+        Sink::Stdout => put(io::stdout().lock(), head, piece),
+        Sink::Stderr => put(io::stderr().lock(), head, piece),
+    }
+}

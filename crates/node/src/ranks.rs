@@ -1,0 +1,310 @@
+//! The ranks of one job on this machine: starting, watching, signalling and reaping them.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus, WaitOptions};
+use thiserror::Error;
+
+use crate::output::{self, Sink};
+use crate::spawn::{self, RankCommand};
+use crate::status::ExitStatus;
+
+/// How long the output of a finished job may take to drain. Output can only be late if a rank
+/// left a process outside the job's process group that still holds the rank's stdout.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// What to run and how, for every rank of a job on this machine.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// The file to execute, already resolved (see [`crate::program::resolve`]).
+    pub program: PathBuf,
+    /// `argv[0]` as the user wrote it.
+    pub arg0: OsString,
+    pub args: Vec<OsString>,
+    /// Number of ranks; all of them run here.
+    pub size: u32,
+    /// Variables every rank gets on top of the launcher's environment. The node adds
+    /// `MPICR_RANK`, `MPICR_SIZE`, `MPICR_NODE`, `PMI_RANK` and `PMI_SIZE` itself.
+    pub env: Vec<(OsString, OsString)>,
+    /// This machine's name, given to ranks as `MPICR_NODE`.
+    pub node_name: String,
+    /// Put `[rank] ` before every line of output.
+    pub tag_output: bool,
+}
+
+/// One rank has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankExit {
+    pub rank: u32,
+    pub pid: u32,
+    pub status: ExitStatus,
+}
+
+/// Why a job's ranks could not all be started. Ranks already started are killed.
+#[derive(Debug, Error)]
+pub enum SpawnError {
+    #[error("starting rank {rank} failed")]
+    Process {
+        rank: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("starting a thread to serve rank {rank} failed")]
+    Thread {
+        rank: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Called from a watcher thread each time a rank ends.
+pub type ExitCallback = Arc<dyn Fn(RankExit) + Send + Sync>;
+
+/// The running ranks of a job. Dropping it kills whatever is left of the job.
+///
+/// Rank 0 leads the job's process group. Its zombie is reaped only by [`Ranks::finish`], so
+/// that its pid keeps naming this job's group (and no unrelated process) as long as a
+/// signal may be sent to the group.
+pub struct Ranks {
+    pids: Vec<Pid>,
+    /// `alive[r]`: rank r has not been seen to end. Ranks are reaped only under this lock, so
+    /// a pid signalled under it is never a recycled one.
+    alive: Arc<Mutex<Vec<bool>>>,
+    watchers: Vec<JoinHandle<()>>,
+    output_done: Receiver<()>,
+    output_token: Option<Sender<()>>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Ranks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ranks")
+            .field("pids", &self.pids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ranks {
+    /// Starts every rank of `spec`, calling `on_spawn(rank, pid)` right after each start and
+    /// `on_exit` (from another thread) when a rank ends.
+    ///
+    /// Every rank is killed by the kernel when the calling thread ends (PR_SET_PDEATHSIG), so
+    /// call this from the thread that waits for the job.
+    pub fn launch(
+        spec: &JobSpec,
+        mut on_spawn: impl FnMut(u32, u32),
+        on_exit: ExitCallback,
+    ) -> Result<Self, SpawnError> {
+        let (output_token, output_done) = mpsc::channel();
+        let mut ranks = Self {
+            pids: Vec::with_capacity(spec.size as usize),
+            alive: Arc::new(Mutex::new(Vec::with_capacity(spec.size as usize))),
+            watchers: Vec::new(),
+            output_done,
+            output_token: Some(output_token),
+            finished: false,
+        };
+        for rank in 0..spec.size {
+            let pid = ranks.start(spec, rank, &on_exit)?;
+            on_spawn(rank, pid.as_raw_pid() as u32);
+        }
+        Ok(ranks)
+    }
+
+    fn start(
+        &mut self,
+        spec: &JobSpec,
+        rank: u32,
+        on_exit: &ExitCallback,
+    ) -> Result<Pid, SpawnError> {
+        let process = |source| SpawnError::Process { rank, source };
+        let thread = |source| SpawnError::Thread { rank, source };
+        let mut env = spec.env.clone();
+        for (key, value) in [
+            ("MPICR_RANK", rank.to_string()),
+            ("MPICR_SIZE", spec.size.to_string()),
+            ("MPICR_NODE", spec.node_name.clone()),
+            ("PMI_RANK", rank.to_string()),
+            ("PMI_SIZE", spec.size.to_string()),
+        ] {
+            env.push((key.into(), value.into()));
+        }
+        let mut child = spawn::spawn(RankCommand {
+            program: &spec.program,
+            arg0: &spec.arg0,
+            args: &spec.args,
+            env,
+            process_group: self.pids.first().map_or(0, |leader| leader.as_raw_pid()),
+            stdin: if rank == 0 {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            },
+        })
+        .map_err(process)?;
+        let pid = Pid::from_child(&child);
+        self.pids.push(pid);
+        self.lock_alive().push(true);
+        tracing::debug!(rank, pid = pid.as_raw_pid(), "started rank");
+
+        let watcher = Watcher {
+            rank,
+            pid,
+            leader: rank == 0,
+            alive: self.alive.clone(),
+        };
+        let on_exit = on_exit.clone();
+        let handle = thread::Builder::new()
+            .name(format!("rank{rank}-wait"))
+            .spawn(move || on_exit(watcher.wait()))
+            .map_err(thread)?;
+        self.watchers.push(handle);
+
+        let token = self.output_token.clone().expect("present until finish");
+        let prefix = spec.tag_output.then(|| format!("[{rank}] "));
+        if let Some(out) = child.stdout.take() {
+            let name = format!("rank{rank}-out");
+            output::forward(name, out, Sink::Stdout, prefix.clone(), token.clone())
+                .map_err(thread)?;
+        }
+        if let Some(err) = child.stderr.take() {
+            let name = format!("rank{rank}-err");
+            output::forward(name, err, Sink::Stderr, prefix, token).map_err(thread)?;
+        }
+        if let Some(input) = child.stdin.take() {
+            crate::stdin::forward_to(input).map_err(thread)?;
+        }
+        // `child` is dropped without waiting: its watcher owns the reaping.
+        Ok(pid)
+    }
+
+    /// The pid of every rank, by rank.
+    pub fn pids(&self) -> Vec<u32> {
+        self.pids.iter().map(|p| p.as_raw_pid() as u32).collect()
+    }
+
+    /// Sends `signal` to every rank still running and to the job's process group (which
+    /// reaches the processes the ranks started).
+    pub fn signal_all(&self, signal: Signal) {
+        let alive = self.lock_alive();
+        for (pid, _) in self
+            .pids
+            .iter()
+            .zip(alive.iter())
+            .filter(|(_, alive)| **alive)
+        {
+            let _ = rustix::process::kill_process(*pid, signal);
+        }
+        if let Some(leader) = self.pids.first() {
+            let _ = rustix::process::kill_process_group(*leader, signal);
+        }
+    }
+
+    /// Ends the job on this machine: kills whatever is left in the job's process group, waits
+    /// for every rank, and lets the output drain. Call it once every rank has been reported
+    /// ended; any rank still running is killed.
+    pub fn finish(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.signal_all(Signal::KILL);
+        for watcher in self.watchers.drain(..) {
+            let _ = watcher.join();
+        }
+        if let Some(leader) = self.pids.first() {
+            reap(*leader);
+        }
+        self.output_token = None;
+        let deadline = Instant::now() + OUTPUT_DRAIN;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output_done.recv_timeout(left) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    tracing::warn!("a process outside the job still holds a rank's output open");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn lock_alive(&self) -> MutexGuard<'_, Vec<bool>> {
+        self.alive.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Ranks {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// Waits for one rank on its own thread.
+struct Watcher {
+    rank: u32,
+    pid: Pid,
+    /// The group leader is observed but left a zombie; [`Ranks::shut_down`] reaps it.
+    leader: bool,
+    alive: Arc<Mutex<Vec<bool>>>,
+}
+
+impl Watcher {
+    fn wait(self) -> RankExit {
+        // WNOWAIT: see the end without reaping, so that the reaping can happen under the lock
+        // that signal senders hold.
+        let status = loop {
+            match rustix::process::waitid(
+                WaitId::Pid(self.pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
+                Ok(Some(status)) => break exit_status(&status),
+                Ok(None) | Err(Errno::INTR) => {}
+                Err(e) => {
+                    tracing::error!(rank = self.rank, "lost track of the rank: {e}");
+                    break ExitStatus::Unknown;
+                }
+            }
+        };
+        {
+            let mut alive = self.alive.lock().unwrap_or_else(PoisonError::into_inner);
+            if !self.leader {
+                reap(self.pid);
+            }
+            alive[self.rank as usize] = false;
+        }
+        tracing::debug!(rank = self.rank, %status, "rank ended");
+        RankExit {
+            rank: self.rank,
+            pid: self.pid.as_raw_pid() as u32,
+            status,
+        }
+    }
+}
+
+fn exit_status(status: &WaitIdStatus) -> ExitStatus {
+    if let Some(code) = status.exit_status() {
+        ExitStatus::Exited(code)
+    } else if let Some(signal) = status.terminating_signal() {
+        ExitStatus::Signaled(signal)
+    } else {
+        ExitStatus::Unknown
+    }
+}
+
+fn reap(pid: Pid) {
+    while let Err(Errno::INTR) = rustix::process::waitpid(Some(pid), WaitOptions::empty()) {}
+}

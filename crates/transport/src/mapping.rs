@@ -1,0 +1,105 @@
+//! Shared file mappings and typed access to the words inside them.
+//!
+//! Invariants every `SharedMapping` keeps:
+//! - `ptr` is the start of a live `MAP_SHARED` mapping of exactly `len` bytes, readable and
+//!   writable, unmapped only in `Drop`;
+//! - offsets handed to the accessors are checked against `len` and the alignment of the type.
+//!
+//! Other processes write to the same pages at any time. Therefore no Rust reference to the
+//! mapped bytes is ever created except to atomics; plain bytes move only by raw copies, and the
+//! protocols built on top (the ring) make sure two processes never copy to the same bytes at once.
+
+use std::fs::File;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+
+/// A read-write shared mapping of a whole file.
+#[derive(Debug)]
+pub(crate) struct SharedMapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared with other processes anyway; all access goes
+// through atomics or raw copies whose exclusivity the ring protocol guarantees, so moving the
+// handle to another thread adds no new aliasing.
+unsafe impl Send for SharedMapping {}
+
+impl SharedMapping {
+    /// Maps `len` bytes of `file` read-write and shared.
+    pub(crate) fn new(file: &File, len: usize) -> std::io::Result<Self> {
+        // SAFETY: a null hint lets the kernel choose a fresh address range, so no existing Rust
+        // object can be overlapped; the file descriptor is valid for the call.
+        let raw = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                file,
+                0,
+            )
+        }?;
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(std::io::ErrorKind::AddrNotAvailable)?;
+        Ok(Self { ptr, len })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn checked(&self, offset: usize, size: usize, align: usize) -> *mut u8 {
+        assert!(
+            offset.checked_add(size).is_some_and(|end| end <= self.len),
+            "offset out of range"
+        );
+        assert_eq!(offset % align, 0, "misaligned offset");
+        // SAFETY: offset + size <= len was just checked, so the result stays inside the mapping.
+        unsafe { self.ptr.as_ptr().add(offset) }
+    }
+
+    /// The 64-bit atomic at `offset` (8-byte aligned, inside the mapping).
+    pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        let p = self.checked(offset, 8, 8);
+        // SAFETY: `p` is in bounds and 8-byte aligned (checked); the page is mapped for as long
+        // as `self` lives, which bounds the returned reference; AtomicU64 has the layout of u64
+        // and every bit pattern is valid; other processes touch this word only atomically.
+        unsafe { AtomicU64::from_ptr(p.cast()) }
+    }
+
+    /// The 32-bit atomic at `offset` (4-byte aligned, inside the mapping).
+    pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        let p = self.checked(offset, 4, 4);
+        // SAFETY: as for `atomic_u64`, with 4-byte alignment checked.
+        unsafe { AtomicU32::from_ptr(p.cast()) }
+    }
+
+    /// Copies `src` into the mapping at `offset`.
+    ///
+    /// The caller's protocol must make sure no other process copies into or out of these bytes
+    /// at the same time (the ring owns them by head and tail).
+    pub(crate) fn write_bytes(&self, offset: usize, src: &[u8]) {
+        let dst = self.checked(offset, src.len(), 1);
+        // SAFETY: the destination range is inside the mapping (checked) and cannot overlap
+        // `src`, a Rust slice that lives outside any shared mapping we hand out.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+    }
+
+    /// Copies bytes at `offset` out of the mapping into `dst`, under the same rule.
+    pub(crate) fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        let src = self.checked(offset, dst.len(), 1);
+        // SAFETY: the source range is inside the mapping (checked); `dst` is an exclusive Rust
+        // slice, so the ranges cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+    }
+}
+
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len describe the mapping created in `new`, and no reference derived from
+        // it outlives `self` (the accessors borrow `self`).
+        let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
