@@ -2,7 +2,7 @@
 //!
 //! Every suite checks its results against values computed locally and prints `SUITE ok` on
 //! rank 0 when all ranks passed. Suites: matching, nonblocking, truncation, collectives,
-//! sizes, communicators, abort, crash, finalize-only, deadlock-free.
+//! sizes, communicators, bigmem, abort, crash, block, hello.
 #![forbid(unsafe_code)]
 
 use mpicr::{Communicator, SystemOperation, UserOperation};
@@ -45,6 +45,13 @@ fn main() {
             let mut x = 0u8;
             world.process_at_rank(1).receive_into(&mut x).map(drop)
         }
+        "block" => {
+            // Every rank waits for a message nobody sends: for tests that end a job from outside.
+            println!("rank {} blocked", world.rank());
+            let mut x = 0u8;
+            world.any_process().receive_into(&mut x).map(drop)
+        }
+        "bigmem" => bigmem(&world),
         "hello" => {
             println!("hello from rank {} of {}", world.rank(), world.size());
             Ok(())
@@ -571,4 +578,37 @@ fn communicators(world: &Communicator) -> R {
         }
     }
     world.barrier()
+}
+
+/// The peak resident memory of this process in MiB (VmHWM).
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// A 256 MiB message that arrives before its receive is posted: the receiver must not hold a
+/// second copy of it (rendezvous), so its peak memory stays near one message.
+fn bigmem(world: &Communicator) -> R {
+    const LEN: usize = 256 << 20;
+    if world.size() < 2 || world.rank() >= 2 {
+        return Ok(());
+    }
+    if world.rank() == 0 {
+        let data = vec![7u8; LEN];
+        world.process_at_rank(1).send(&data[..])?;
+    } else {
+        // Let the message arrive (as far as it can) before the receive exists.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        while world.any_process().immediate_probe()?.is_none() {}
+        let before = peak_rss_mib();
+        let mut buf = vec![0u8; LEN];
+        world.process_at_rank(0).receive_into(&mut buf[..])?;
+        check(buf.iter().all(|&b| b == 7), || "payload".into());
+        println!("peak-rss-mib before {before} after {}", peak_rss_mib());
+    }
+    Ok(())
 }

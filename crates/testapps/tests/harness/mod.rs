@@ -1,0 +1,205 @@
+//! Runs real `mpicr` jobs for the tests: a private runtime directory per job, a marker in the
+//! environment of everything the job starts (so leftovers can be found in /proc), a time limit
+//! that fails the test instead of hanging it, and cleanup on drop even when a test fails.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// A binary built next to `mpicr-selftest` (the whole workspace is built before the tests).
+pub fn bin(name: &str) -> PathBuf {
+    let selftest = PathBuf::from(env!("CARGO_BIN_EXE_mpicr-selftest"));
+    let path = selftest.with_file_name(name);
+    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    path
+}
+
+fn program(args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if v.first().map(String::as_str) == Some("selftest") {
+        v[0] = bin("mpicr-selftest").display().to_string();
+    }
+    v
+}
+
+/// What a finished command printed and how it ended.
+#[derive(Debug)]
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A background `mpicr run`, killed with everything it started when dropped.
+pub struct Job {
+    child: Option<Child>,
+    stdout: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    stderr: Arc<Mutex<String>>,
+    runtime: tempfile::TempDir,
+    marker: String,
+}
+
+fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().expect("not poisoned").push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+}
+
+impl Job {
+    pub fn start(mpicr_args: &[&str], prog: &[&str]) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let marker = format!("mpicr-mpitest-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let runtime = tempfile::tempdir().expect("a temporary directory");
+        let mut child = Command::new(bin("mpicr"))
+            .arg("run")
+            .args(mpicr_args)
+            .args(program(prog))
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("MPICR_TEST_MARKER", &marker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mpicr starts");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("piped"), stdout.clone()),
+            collect(child.stderr.take().expect("piped"), stderr.clone()),
+        ];
+        Self { child: Some(child), stdout, readers, stderr, runtime, marker }
+    }
+
+    /// Waits until the job has printed `n` lines.
+    pub fn wait_for_lines(&self, n: usize) {
+        let start = Instant::now();
+        while self.stdout.lock().expect("not poisoned").lines().count() < n {
+            assert!(start.elapsed() < LIMIT, "the job printed only {:?}", self.stdout.lock().expect("not poisoned"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the job to end by itself.
+    pub fn finish(mut self) -> Out {
+        self.wait_out()
+    }
+
+    fn wait_out(&mut self) -> Out {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("waitable") {
+                break s;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the job did not end within {LIMIT:?}: {}", self.stdout.lock().expect("not poisoned"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Out {
+            code: status.code(),
+            stdout: self.stdout.lock().expect("not poisoned").clone(),
+            stderr: self.stderr.lock().expect("not poisoned").clone(),
+        }
+    }
+
+    /// Ctrl-C to the launcher: returns its exit status and the job's processes still alive a
+    /// moment after it exited.
+    pub fn interrupt(mut self) -> (Option<i32>, Vec<i32>) {
+        let pid = self.child.as_ref().expect("running").id();
+        let _ = kill_process(Pid::from_raw(pid as i32).expect("a pid"), Signal::INT);
+        let out = self.wait_out();
+        let start = Instant::now();
+        let mut left = marked(&self.marker);
+        while !left.is_empty() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+            left = marked(&self.marker);
+        }
+        (out.code, left)
+    }
+
+    /// Runs another `mpicr` command against this job's runtime directory.
+    pub fn mpicr(&self, args: &[&str]) -> Out {
+        let out = Command::new(bin("mpicr"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .output()
+            .expect("mpicr runs");
+        Out {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in marked(&self.marker) {
+            if let Some(p) = Pid::from_raw(pid) {
+                let _ = kill_process(p, Signal::KILL);
+            }
+        }
+    }
+}
+
+/// Live processes whose environment carries `marker`.
+pub fn marked(marker: &str) -> Vec<i32> {
+    let needle = format!("MPICR_TEST_MARKER={marker}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')));
+            alive
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Runs `mpicr run ARGS PROG` to its end.
+pub fn run(mpicr_args: &[&str], prog: &[&str]) -> Out {
+    Job::start(mpicr_args, prog).finish()
+}
+
+/// Runs `mpicr ARGS` in a private runtime directory.
+pub fn mpicr_plain(args: &[&str]) -> Out {
+    let runtime = tempfile::tempdir().expect("a temporary directory");
+    let out = Command::new(bin("mpicr"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .expect("mpicr runs");
+    Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
