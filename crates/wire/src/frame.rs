@@ -34,6 +34,22 @@ pub enum Command {
     StatusReply = 6,
     /// Something was refused; the payload says why in a sentence.
     Error = 7,
+    /// A tool (or a rank, for the application) asks for a global checkpoint.
+    CheckpointRequest = 8,
+    /// The coordinator answers a checkpoint request: the committed snapshot.
+    CheckpointDone = 9,
+    /// The coordinator asks every rank to take part in checkpoint `epoch` (ChaRM4MPI's CHKPOINT_MSG).
+    Checkpoint = 10,
+    /// A rank reports how many safepoints it has passed.
+    SafepointCount = 11,
+    /// The coordinator names the safepoint at which every rank saves its part, and where.
+    CheckpointAt = 12,
+    /// A rank's part of the snapshot is written and durable.
+    PartDone = 13,
+    /// A rank cannot take part in a checkpoint; the payload says why.
+    CheckpointFailed = 14,
+    /// The coordinator gives up a checkpoint; ranks waiting for it go on.
+    CheckpointCancel = 15,
 }
 
 impl Command {
@@ -47,6 +63,14 @@ impl Command {
             5 => Self::StatusRequest,
             6 => Self::StatusReply,
             7 => Self::Error,
+            8 => Self::CheckpointRequest,
+            9 => Self::CheckpointDone,
+            10 => Self::Checkpoint,
+            11 => Self::SafepointCount,
+            12 => Self::CheckpointAt,
+            13 => Self::PartDone,
+            14 => Self::CheckpointFailed,
+            15 => Self::CheckpointCancel,
             _ => return None,
         })
     }

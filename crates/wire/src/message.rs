@@ -83,6 +83,78 @@ pub struct StatusReply {
     pub ranks: Vec<ProcEntry>,
 }
 
+/// A request for a global checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRequest {
+    /// End the job once the snapshot is committed.
+    pub terminate: bool,
+}
+
+/// A committed global snapshot, as reported to whoever asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointDone {
+    /// The name `mpicr restart` resolves (`job.epoch`).
+    pub name: String,
+    /// The snapshot's directory.
+    pub path: String,
+    pub epoch: u64,
+    /// Messages that were in transit between ranks and are stored in the snapshot.
+    pub in_transit: u64,
+}
+
+/// The start of checkpoint `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub epoch: u64,
+}
+
+/// A rank's safepoint count when it learned of checkpoint `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafepointCount {
+    pub epoch: u64,
+    pub rank: u32,
+    pub count: u64,
+}
+
+/// Where and when the ranks save their parts of checkpoint `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointAt {
+    pub epoch: u64,
+    /// Every rank saves when it reaches this safepoint (counted from 1).
+    pub safepoint: u64,
+    /// The directory the parts go to (the snapshot's staging directory).
+    pub dir: String,
+}
+
+/// A rank's part, written and fsynced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartDone {
+    pub epoch: u64,
+    pub rank: u32,
+    /// The part's file name inside the staging directory.
+    pub file: String,
+    pub size: u64,
+    pub crc32c: u32,
+    /// The checkpointer that wrote it (`self`, later `image`).
+    pub checkpointer: String,
+    /// Messages in transit to this rank that the part holds.
+    pub in_transit: u64,
+}
+
+/// Why a rank cannot take part in checkpoint `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointFailed {
+    pub epoch: u64,
+    pub rank: u32,
+    pub reason: String,
+}
+
+/// The coordinator gave checkpoint `epoch` up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointCancel {
+    pub epoch: u64,
+}
+
 /// Every control message, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -93,6 +165,14 @@ pub enum Message {
     StatusRequest,
     StatusReply(StatusReply),
     Error(String),
+    CheckpointRequest(CheckpointRequest),
+    CheckpointDone(CheckpointDone),
+    Checkpoint(Checkpoint),
+    SafepointCount(SafepointCount),
+    CheckpointAt(CheckpointAt),
+    PartDone(PartDone),
+    CheckpointFailed(CheckpointFailed),
+    CheckpointCancel(CheckpointCancel),
 }
 
 fn config() -> impl bincode::config::Config {
@@ -135,6 +215,14 @@ impl Message {
             Self::StatusRequest => Command::StatusRequest,
             Self::StatusReply(_) => Command::StatusReply,
             Self::Error(_) => Command::Error,
+            Self::CheckpointRequest(_) => Command::CheckpointRequest,
+            Self::CheckpointDone(_) => Command::CheckpointDone,
+            Self::Checkpoint(_) => Command::Checkpoint,
+            Self::SafepointCount(_) => Command::SafepointCount,
+            Self::CheckpointAt(_) => Command::CheckpointAt,
+            Self::PartDone(_) => Command::PartDone,
+            Self::CheckpointFailed(_) => Command::CheckpointFailed,
+            Self::CheckpointCancel(_) => Command::CheckpointCancel,
         }
     }
 
@@ -148,6 +236,14 @@ impl Message {
             Self::StatusRequest => Vec::new(),
             Self::StatusReply(m) => to_payload(m),
             Self::Error(m) => to_payload(m),
+            Self::CheckpointRequest(m) => to_payload(m),
+            Self::CheckpointDone(m) => to_payload(m),
+            Self::Checkpoint(m) => to_payload(m),
+            Self::SafepointCount(m) => to_payload(m),
+            Self::CheckpointAt(m) => to_payload(m),
+            Self::PartDone(m) => to_payload(m),
+            Self::CheckpointFailed(m) => to_payload(m),
+            Self::CheckpointCancel(m) => to_payload(m),
         };
         encode_frame(self.command(), &payload)
     }
@@ -170,6 +266,14 @@ impl Message {
             }
             Command::StatusReply => Self::StatusReply(from_payload(command, payload)?),
             Command::Error => Self::Error(from_payload(command, payload)?),
+            Command::CheckpointRequest => Self::CheckpointRequest(from_payload(command, payload)?),
+            Command::CheckpointDone => Self::CheckpointDone(from_payload(command, payload)?),
+            Command::Checkpoint => Self::Checkpoint(from_payload(command, payload)?),
+            Command::SafepointCount => Self::SafepointCount(from_payload(command, payload)?),
+            Command::CheckpointAt => Self::CheckpointAt(from_payload(command, payload)?),
+            Command::PartDone => Self::PartDone(from_payload(command, payload)?),
+            Command::CheckpointFailed => Self::CheckpointFailed(from_payload(command, payload)?),
+            Command::CheckpointCancel => Self::CheckpointCancel(from_payload(command, payload)?),
         })
     }
 }
@@ -213,6 +317,27 @@ mod tests {
         }));
         round_trip(Message::StatusRequest);
         round_trip(Message::Error("no".into()));
+        round_trip(Message::CheckpointRequest(CheckpointRequest { terminate: true }));
+        round_trip(Message::CheckpointDone(CheckpointDone {
+            name: "j.1".into(),
+            path: "/x".into(),
+            epoch: 1,
+            in_transit: 4,
+        }));
+        round_trip(Message::Checkpoint(Checkpoint { epoch: 2 }));
+        round_trip(Message::SafepointCount(SafepointCount { epoch: 2, rank: 1, count: 9 }));
+        round_trip(Message::CheckpointAt(CheckpointAt { epoch: 2, safepoint: 10, dir: "/d".into() }));
+        round_trip(Message::PartDone(PartDone {
+            epoch: 2,
+            rank: 1,
+            file: "rank-1.part".into(),
+            size: 100,
+            crc32c: 7,
+            checkpointer: "self".into(),
+            in_transit: 3,
+        }));
+        round_trip(Message::CheckpointFailed(CheckpointFailed { epoch: 2, rank: 0, reason: "r".into() }));
+        round_trip(Message::CheckpointCancel(CheckpointCancel { epoch: 2 }));
     }
 
     #[test]
@@ -227,7 +352,7 @@ mod tests {
                     seed as u8
                 })
                 .collect();
-            for code in 1..=7 {
+            for code in 1..=15 {
                 let command = Command::from_code(code).unwrap();
                 let _ = Message::decode(command, &payload);
             }
