@@ -23,4 +23,8 @@ pub use frame::{
     Command, FORMAT_VERSION, Frame, FrameError, HEADER_LEN, Header, MAGIC, MAX_PAYLOAD,
     MIN_FORMAT_VERSION, TRAILER_LEN, decode_frame, encode_frame,
 };
-pub use message::{Abort, Exit, Message, ProcEntry, ProcState, Refresh, Register, StatusReply};
+pub use message::{
+    Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
+    CheckpointRequest, Exit, Message, PartDone, ProcEntry, ProcState, Refresh, Register,
+    SafepointCount, StatusReply,
+};
