@@ -158,7 +158,7 @@ fn ring_bytes(size: u32) -> usize {
 pub fn join() -> Result<Joined, BootstrapError> {
     let Some(env) = LaunchEnv::read()? else {
         let channels = vec![Channel::new(Link::Loopback(LoopbackLink::default()))];
-        let engine = Engine::new(0, channels, Idle { bell: None }, eager_limit());
+        let engine = Engine::new(0, channels, Idle { bell: None }, eager_limit(), None);
         return Ok(Joined {
             engine,
             control: None,
@@ -227,7 +227,14 @@ pub fn join() -> Result<Joined, BootstrapError> {
         Local::Tcp(listener) => (tcp_links(listener, &env, &table)?, None),
     };
     let channels = links.into_iter().map(Channel::new).collect();
-    let engine = Engine::new(env.rank, channels, Idle { bell }, eager_limit());
+    let engine_control = control.try_clone().map_err(BootstrapError::ControlWrite)?;
+    let engine = Engine::new(
+        env.rank,
+        channels,
+        Idle { bell },
+        eager_limit(),
+        Some(engine_control),
+    );
     Ok(Joined {
         engine,
         control: Some(control),

@@ -42,11 +42,14 @@ pub(crate) struct Outgoing {
 pub(crate) enum Sink {
     /// Into the buffer of this receive request (bytes past its end are discarded).
     Recv(u64),
-    /// Into a new buffer for a message nobody has asked for yet.
+    /// Into a new buffer for a message nobody has asked for yet; `after_marker` when it must be
+    /// held for a checkpoint, `slot` when a checkpoint records it.
     Unexpected {
         header: Header,
         source: u32,
         data: Vec<u8>,
+        after_marker: bool,
+        slot: Option<usize>,
     },
 }
 

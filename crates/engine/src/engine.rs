@@ -20,6 +20,8 @@ use transport::{Doorbell, LinkError, cma};
 use crate::EngineError;
 use crate::buffer::{RecvBuf, SendBuf};
 use crate::channel::{Channel, Input, Outgoing, Payload, Sink};
+use crate::ckpt::{CkptState, SavedMessage};
+use crate::control::ControlLink;
 use crate::packet::{HEADER_LEN, Header, Kind};
 use crate::slab::Slab;
 
@@ -36,11 +38,12 @@ pub struct Status {
 enum Request {
     /// A rendezvous send whose buffer the receiver has not taken yet.
     Send { buf: SendBuf, status: Status },
-    /// A receive, posted or already matched and filling.
+    /// A receive, posted or already matched and filling; `slot` when a checkpoint records it.
     Recv {
         buf: RecvBuf,
         matched: Option<Status>,
         truncated_from: Option<u64>,
+        slot: Option<usize>,
     },
     Done {
         status: Status,
@@ -68,6 +71,11 @@ struct Unexpected {
     source: u32,
     tag: i32,
     held: Held,
+    /// Sent after its sender's checkpoint marker and before this rank's snapshot: not
+    /// deliverable until the local snapshot is taken.
+    after_marker: bool,
+    /// The checkpoint record slot this message fills when it completes.
+    slot: Option<usize>,
 }
 
 impl Unexpected {
@@ -110,14 +118,28 @@ pub struct Engine {
     /// Cross-memory attach works here; cleared at the first refusal.
     cma: bool,
     pub(crate) next_ctx: u32,
+    pub(crate) ckpt: CkptState,
+    control: Option<ControlLink>,
+    /// Progress rounds, to look at the control link every so often.
+    rounds: u32,
 }
+
+/// The control link is read every this many progress rounds (and before sleeping).
+const CONTROL_EVERY: u32 = 64;
 
 /// How many fruitless progress rounds to spin, then to yield, before sleeping.
 const SPIN_ROUNDS: u32 = 200;
 const YIELD_ROUNDS: u32 = 2_000;
 
 impl Engine {
-    pub(crate) fn new(rank: u32, channels: Vec<Channel>, idle: Idle, eager_limit: usize) -> Self {
+    pub(crate) fn new(
+        rank: u32,
+        channels: Vec<Channel>,
+        idle: Idle,
+        eager_limit: usize,
+        control: Option<std::os::unix::net::UnixStream>,
+    ) -> Self {
+        let size = channels.len();
         Self {
             rank,
             channels,
@@ -128,6 +150,101 @@ impl Engine {
             eager_limit,
             cma: true,
             next_ctx: crate::FIRST_FREE_CTX,
+            ckpt: CkptState::new(size),
+            control: control.map(ControlLink::new),
+            rounds: 0,
+        }
+    }
+
+    /// Sends a message to the coordinator (nothing for a singleton).
+    pub(crate) fn send_control(&mut self, message: wire::Message) -> Result<(), EngineError> {
+        match &mut self.control {
+            Some(c) => Ok(c.send(&message)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Handles whatever the coordinator has sent.
+    pub(crate) fn poll_control(&mut self) -> Result<(), EngineError> {
+        let Some(c) = &mut self.control else {
+            return Ok(());
+        };
+        for message in c.poll()? {
+            self.on_control(message)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn first_live_request(&self) -> Option<u64> {
+        self.requests.any_id()
+    }
+
+    /// Copies of the messages received but not delivered, as checkpoint record slots; large
+    /// ones whose data is still at the sender get their slot filled when they are delivered.
+    pub(crate) fn undelivered_messages(&mut self) -> Vec<(u32, u32, i32, Option<Vec<u8>>)> {
+        let mut slots = Vec::new();
+        for u in self.unexpected.iter_mut().filter(|u| !u.after_marker) {
+            let data = match &u.held {
+                Held::Eager(d) => Some(d.clone()),
+                Held::Rts { .. } => {
+                    u.slot = Some(slots.len());
+                    None
+                }
+            };
+            slots.push((u.ctx, u.source, u.tag, data));
+        }
+        slots
+    }
+
+    /// Makes held messages deliverable again and delivers them to receives already posted.
+    pub(crate) fn release_held(&mut self) {
+        if !self.unexpected.iter().any(|u| u.after_marker) {
+            return;
+        }
+        self.unexpected
+            .iter_mut()
+            .for_each(|u| u.after_marker = false);
+        let posted: Vec<Posted> = self.posted.drain(..).collect();
+        for p in posted {
+            let found = self
+                .unexpected
+                .iter()
+                .position(|u| matches(p.ctx, p.source, p.tag, u.ctx, u.source, u.tag));
+            match found {
+                Some(i) => {
+                    let u = self.unexpected.remove(i).expect("index from position");
+                    if let Err(e) = self.deliver(p.id, u) {
+                        tracing::warn!("delivering a released message failed: {e}");
+                    }
+                }
+                None => self.posted.push_back(p),
+            }
+        }
+    }
+
+    /// Sends checkpoint `epoch`'s marker on every link but the loopback.
+    pub(crate) fn send_markers(&mut self, epoch: u64) -> Result<(), EngineError> {
+        let me = self.rank;
+        for peer in (0..self.size()).filter(|&p| p != me) {
+            let mut m = Header::new(Kind::Marker);
+            m.sreq = epoch;
+            self.send_packet(peer, m, Payload::None, None, false)?;
+        }
+        Ok(())
+    }
+
+    /// Puts messages saved by a snapshot back as received-but-undelivered, in their order,
+    /// before anything new arrives (a restarted rank).
+    pub fn preload(&mut self, messages: Vec<SavedMessage>) {
+        for m in messages {
+            self.unexpected.push_back(Unexpected {
+                ctx: m.ctx,
+                source: m.source,
+                tag: m.tag,
+                held: Held::Eager(m.data),
+                after_marker: false,
+                slot: None,
+            });
         }
     }
 
@@ -204,23 +321,23 @@ impl Engine {
             buf,
             matched: None,
             truncated_from: None,
+            slot: None,
         });
-        let found = self
+        let fits = |u: &Unexpected| matches(ctx, source, tag, u.ctx, u.source, u.tag);
+        let mut found = self
             .unexpected
             .iter()
-            .position(|u| matches(ctx, source, tag, u.ctx, u.source, u.tag));
+            .position(|u| fits(u) && !u.after_marker);
+        if found.is_none()
+            && let Some(held) = self.unexpected.iter().find(|u| fits(u)).map(|u| u.source)
+        {
+            self.held_message_needed(held)?;
+            found = self.unexpected.iter().position(fits);
+        }
         match found {
             Some(i) => {
                 let u = self.unexpected.remove(i).expect("index from position");
-                match u.held {
-                    Held::Eager(data) => {
-                        self.match_recv(id, u.source, u.tag, data.len() as u64);
-                        self.fill_and_complete(id, &data);
-                    }
-                    Held::Rts { sreq, len, addr } => {
-                        self.accept_rts(u.source, id, u.tag, sreq, len, addr)?;
-                    }
-                }
+                self.deliver(id, u)?;
             }
             None => self.posted.push_back(Posted {
                 id,
@@ -230,6 +347,23 @@ impl Engine {
             }),
         }
         Ok(id)
+    }
+
+    /// Delivers an unexpected message to receive request `id`.
+    fn deliver(&mut self, id: u64, u: Unexpected) -> Result<(), EngineError> {
+        if let (Some(slot), Some(Request::Recv { slot: s, .. })) =
+            (u.slot, self.requests.get_mut(id))
+        {
+            *s = Some(slot);
+        }
+        match u.held {
+            Held::Eager(data) => {
+                self.match_recv(id, u.source, u.tag, data.len() as u64);
+                self.fill_and_complete(id, &data);
+                Ok(())
+            }
+            Held::Rts { sreq, len, addr } => self.accept_rts(u.source, id, u.tag, sreq, len, addr),
+        }
     }
 
     /// Whether request `id` has completed (progressing once if not).
@@ -359,12 +493,25 @@ impl Engine {
         self.requests.remove(id);
     }
 
+    // --- begin: hook for the C ABI (MPI_Cancel of a receive) ---
+    /// Cancels receive `id` if it is still posted and unmatched: it is removed from the posted
+    /// queue and forgotten. Returns whether it was cancelled (false once a message matched it).
+    pub fn cancel_recv(&mut self, id: u64) -> bool {
+        let Some(i) = self.posted.iter().position(|p| p.id == id) else {
+            return false;
+        };
+        self.posted.remove(i);
+        self.requests.remove(id);
+        true
+    }
+    // --- end: hook for the C ABI ---
+
     /// Live requests, for leak checks in tests and at finalize.
     pub fn live_requests(&self) -> usize {
         self.requests.len()
     }
 
-    fn progress_or_idle(&mut self, idle: &mut u32) -> Result<(), EngineError> {
+    pub(crate) fn progress_or_idle(&mut self, idle: &mut u32) -> Result<(), EngineError> {
         if self.progress()? {
             *idle = 0;
             return Ok(());
@@ -375,6 +522,7 @@ impl Engine {
         } else if *idle < YIELD_ROUNDS {
             std::thread::yield_now();
         } else {
+            self.poll_control()?;
             self.sleep();
         }
         Ok(())
@@ -421,6 +569,10 @@ impl Engine {
     /// One pass over every link: write what is queued, read what arrived. Returns whether
     /// anything moved.
     pub fn progress(&mut self) -> Result<bool, EngineError> {
+        self.rounds = self.rounds.wrapping_add(1);
+        if self.rounds.is_multiple_of(CONTROL_EVERY) {
+            self.poll_control()?;
+        }
         let mut moved = false;
         for peer in 0..self.channels.len() {
             moved |= self.flush_channel(peer)?;
@@ -597,36 +749,28 @@ impl Engine {
         self.posted.remove(i).map(|p| p.id)
     }
 
+    /// A posted receive for a new message from `peer`, unless the message must be held.
+    fn match_arrival(&mut self, peer: u32, h: &Header) -> Result<Option<u64>, EngineError> {
+        if self.ckpt.holds(peer) {
+            let wanted = self
+                .posted
+                .iter()
+                .any(|p| matches(p.ctx, p.source, p.tag, h.ctx, peer, h.tag));
+            if !wanted {
+                return Ok(None);
+            }
+            self.held_message_needed(peer)?;
+        }
+        Ok(self.take_posted(h.ctx, peer, h.tag))
+    }
+
     fn on_header(&mut self, peer: u32, h: Header) -> Result<(), EngineError> {
         let unknown = |id| EngineError::UnknownRequest { peer, id };
         match h.kind {
-            Kind::Eager => {
-                let len = usize::try_from(h.len).map_err(|_| unknown(h.len))?;
-                if let Some(id) = self.take_posted(h.ctx, peer, h.tag) {
-                    self.match_recv(id, peer, h.tag, h.len);
-                    self.start_body(peer, Sink::Recv(id), len);
-                } else {
-                    let sink = Sink::Unexpected {
-                        header: h,
-                        source: peer,
-                        data: vec![0; len],
-                    };
-                    self.start_body(peer, sink, len);
-                }
+            Kind::Eager | Kind::Rts => {
+                let slot = self.record_arrival(peer, h.ctx, h.tag);
+                self.on_message(peer, h, slot)?;
             }
-            Kind::Rts => match self.take_posted(h.ctx, peer, h.tag) {
-                Some(id) => self.accept_rts(peer, id, h.tag, h.sreq, h.len, h.addr)?,
-                None => self.unexpected.push_back(Unexpected {
-                    ctx: h.ctx,
-                    source: peer,
-                    tag: h.tag,
-                    held: Held::Rts {
-                        sreq: h.sreq,
-                        len: h.len,
-                        addr: h.addr,
-                    },
-                }),
-            },
             Kind::Cts => {
                 let Some(Request::Send { buf, .. }) = self.requests.get(h.sreq) else {
                     return Err(unknown(h.sreq));
@@ -650,8 +794,60 @@ impl Engine {
                 }
                 self.complete_send(h.sreq);
             }
+            Kind::Marker => self.on_marker(peer, h.sreq)?,
         }
         Ok(())
+    }
+
+    /// A new message (EAGER or RTS) from `peer`; `slot` when a checkpoint records it.
+    fn on_message(&mut self, peer: u32, h: Header, slot: Option<usize>) -> Result<(), EngineError> {
+        let after_marker = self.ckpt.holds(peer);
+        let posted = self.match_arrival(peer, &h)?;
+        if let (Some(id), Some(slot)) = (posted, slot)
+            && let Some(Request::Recv { slot: s, .. }) = self.requests.get_mut(id)
+        {
+            *s = Some(slot);
+        }
+        let after_marker = after_marker && self.ckpt.holds(peer);
+        if h.kind == Kind::Eager {
+            let len = usize::try_from(h.len)
+                .map_err(|_| EngineError::UnknownRequest { peer, id: h.len })?;
+            match posted {
+                Some(id) => {
+                    self.match_recv(id, peer, h.tag, h.len);
+                    self.start_body(peer, Sink::Recv(id), len);
+                }
+                None => {
+                    let sink = Sink::Unexpected {
+                        header: h,
+                        source: peer,
+                        data: vec![0; len],
+                        after_marker,
+                        slot,
+                    };
+                    self.start_body(peer, sink, len);
+                }
+            }
+            return Ok(());
+        }
+        match posted {
+            Some(id) => self.accept_rts(peer, id, h.tag, h.sreq, h.len, h.addr),
+            None => {
+                self.unexpected.push_back(Unexpected {
+                    ctx: h.ctx,
+                    source: peer,
+                    tag: h.tag,
+                    held: Held::Rts {
+                        sreq: h.sreq,
+                        len: h.len,
+                        addr: h.addr,
+                    },
+                    after_marker,
+                    slot,
+                });
+                Ok(())
+            }
+        }
     }
 
     /// Begins reading a body of `len` bytes into `sink`; an empty body completes at once.
@@ -674,18 +870,33 @@ impl Engine {
                 header,
                 source,
                 data,
-            } => match self.take_posted(header.ctx, source, header.tag) {
-                Some(id) => {
-                    self.match_recv(id, source, header.tag, data.len() as u64);
-                    self.fill_and_complete(id, &data);
+                after_marker,
+                slot,
+            } => {
+                if let Some(slot) = slot {
+                    self.ckpt_fill(slot, &data);
                 }
-                None => self.unexpected.push_back(Unexpected {
-                    ctx: header.ctx,
-                    source,
-                    tag: header.tag,
-                    held: Held::Eager(data),
-                }),
-            },
+                let after_marker = after_marker && self.ckpt.holds(source);
+                let posted = if after_marker {
+                    None
+                } else {
+                    self.take_posted(header.ctx, source, header.tag)
+                };
+                match posted {
+                    Some(id) => {
+                        self.match_recv(id, source, header.tag, data.len() as u64);
+                        self.fill_and_complete(id, &data);
+                    }
+                    None => self.unexpected.push_back(Unexpected {
+                        ctx: header.ctx,
+                        source,
+                        tag: header.tag,
+                        held: Held::Eager(data),
+                        after_marker,
+                        slot: None,
+                    }),
+                }
+            }
         }
     }
 
@@ -694,6 +905,7 @@ impl Engine {
             buf,
             matched,
             truncated_from,
+            ..
         }) = self.requests.get_mut(id)
         {
             let count = (len as usize).min(buf.len());
@@ -720,6 +932,7 @@ impl Engine {
             buf,
             matched,
             truncated_from,
+            slot,
         } = r
         {
             let status = matched.unwrap_or(Status {
@@ -731,7 +944,19 @@ impl Engine {
                 message,
                 buffer: buf.len(),
             });
+            let recorded = slot.map(|s| (s, buf.bytes_mut()[..status.count].to_vec()));
             *r = Request::Done { status, error };
+            if let Some((slot, data)) = recorded {
+                self.ckpt_fill(slot, &data);
+            }
+        }
+    }
+
+    /// Fills a checkpoint record slot; an error writing the part is reported to the coordinator
+    /// by the checkpoint code and must not fail the message that completed.
+    fn ckpt_fill(&mut self, slot: usize, data: &[u8]) {
+        if let Err(e) = self.fill_slot(slot, data) {
+            tracing::warn!("finishing the checkpoint part failed: {e}");
         }
     }
 

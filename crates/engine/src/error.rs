@@ -31,4 +31,8 @@ pub enum EngineError {
     BufferMismatch(String),
     #[error("joining the job failed")]
     Bootstrap(#[from] BootstrapError),
+    #[error("the control connection to the coordinator failed")]
+    Control(#[from] crate::control::ControlError),
+    #[error("{0}")]
+    Checkpoint(String),
 }

@@ -10,15 +10,20 @@
 mod bootstrap;
 pub mod buffer;
 mod channel;
+mod ckpt;
 pub mod coll;
 mod comm;
+mod control;
 mod engine;
 mod error;
 mod packet;
+pub mod session;
 mod slab;
 
 pub use bootstrap::{BootstrapError, Joined, join};
+pub use ckpt::{FinishPart, SafepointAction, SavedMessage};
 pub use comm::Comm;
+pub use control::ControlError;
 pub use engine::{Engine, Status};
 pub use error::EngineError;
 pub use packet::BadPacket;

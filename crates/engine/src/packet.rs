@@ -25,6 +25,9 @@ pub(crate) enum Kind {
     Data = 4,
     /// The receiver has read `sreq`'s buffer directly; the send is complete.
     Fin = 5,
+    /// Chandy–Lamport marker of checkpoint `sreq` (the epoch): the sender's local snapshot is
+    /// taken; everything it sent on this link before is in the snapshot.
+    Marker = 6,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -74,6 +77,7 @@ impl Header {
             3 => Kind::Cts,
             4 => Kind::Data,
             5 => Kind::Fin,
+            6 => Kind::Marker,
             k => return Err(BadPacket(k)),
         };
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));

@@ -55,6 +55,15 @@ impl<T> Slab<T> {
         self.slots[i].1.take()
     }
 
+    /// The id of some live entry, if any.
+    pub(crate) fn any_id(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .enumerate()
+            .find(|(_, (_, v))| v.is_some())
+            .map(|(i, (g, _))| (u64::from(*g) << 32) | i as u64)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.slots.len() - self.free.len()
     }

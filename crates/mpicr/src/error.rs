@@ -15,4 +15,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error("telling the coordinator that this rank is leaving failed")]
     Control(#[source] std::io::Error),
+    #[error("checkpoint or restart failed: {0}")]
+    Checkpoint(String),
+    #[error("restarting from the snapshot failed")]
+    Restart(#[from] crs::CrsError),
 }

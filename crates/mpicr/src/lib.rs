@@ -22,6 +22,7 @@
 //! Run it with `mpicr run -n 4 -- ./program`. A program started on its own is a job of one.
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod collective;
 mod communicator;
 mod datatype;
@@ -30,6 +31,7 @@ mod ops;
 pub mod request;
 mod universe;
 
+pub use checkpoint::Checkpointing;
 pub use communicator::{AnyProcess, Communicator, Process, Status};
 pub use datatype::{Buffer, BufferMut, Equivalence, Kind};
 pub use error::Error;

@@ -2,14 +2,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use engine::{Comm, Engine, coll};
-use wire::stream::write_message;
-use wire::{Abort, Exit, Message};
+use crs::{CrsState, EntryPoint, Restarted};
+use engine::{Comm, Engine, session};
 
+use crate::checkpoint::Checkpointing;
 use crate::communicator::Communicator;
 use crate::error::Error;
 
@@ -20,12 +21,26 @@ pub(crate) fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// Sections the application hands to the next checkpoint (filled at a safepoint).
+pub(crate) type Staged = Rc<RefCell<Vec<(String, Vec<u8>)>>>;
+
 /// What every communicator of this process shares.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub engine: RefCell<Engine>,
     control: RefCell<Option<UnixStream>>,
     finalized: Cell<bool>,
+    pub entry: RefCell<EntryPoint>,
+    pub staged: Staged,
+    pub restarted: Option<Restarted>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("finalized", &self.finalized)
+            .field("restarted", &self.restarted.is_some())
+            .finish()
+    }
 }
 
 /// The MPI environment of this process. Dropping it finalizes MPI.
@@ -46,17 +61,44 @@ pub(crate) fn current() -> Option<&'static Shared> {
     CURRENT.with(Cell::get)
 }
 
-/// Joins the job (MPI_Init). Fails if called twice in one process.
+/// The application layer of the checkpoint callbacks: hands over what the application staged.
+fn application_layer(staged: Staged) -> impl FnOnce(crs::Callback) -> crs::Callback {
+    move |mut prev| {
+        Box::new(move |ev| {
+            if ev.state == CrsState::Checkpoint {
+                ev.sections.append(&mut staged.borrow_mut());
+            }
+            prev(ev)
+        })
+    }
+}
+
+/// Joins the job (MPI_Init); a rank of a restarted job is brought back from its snapshot
+/// here, before the application runs. Fails if called twice in one process.
 pub fn initialize() -> Result<Universe, Error> {
     if INITIALIZED.swap(true, Ordering::SeqCst) {
         return Err(Error::AlreadyInitialized);
     }
     epoch();
     let joined = engine::join().map_err(engine::EngineError::from)?;
+    let mut engine = joined.engine;
+    let job = std::env::var("MPICR_JOB").unwrap_or_else(|_| "singleton".into());
+    let staged = Staged::default();
+    let mut entry = EntryPoint::new(&job);
+    entry.register_application(application_layer(staged.clone()));
+    let restarted = match std::env::var_os("MPICR_RESTART_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            Some(entry.restart(&mut engine, std::path::Path::new(&dir))?)
+        }
+        _ => None,
+    };
     let shared: &'static Shared = Box::leak(Box::new(Shared {
-        engine: RefCell::new(joined.engine),
+        engine: RefCell::new(engine),
         control: RefCell::new(joined.control),
         finalized: Cell::new(false),
+        entry: RefCell::new(entry),
+        staged,
+        restarted,
     }));
     CURRENT.with(|c| c.set(Some(shared)));
     Ok(Universe { shared })
@@ -67,6 +109,11 @@ impl Universe {
     pub fn world(&self) -> Communicator {
         let comm = Comm::world(&self.shared.engine.borrow());
         Communicator::new(self.shared, comm)
+    }
+
+    /// Checkpointing with the `self` checkpointer: safepoints, recovery after a restart.
+    pub fn checkpointing(&self) -> Checkpointing {
+        Checkpointing::new(self.shared)
     }
 
     /// Leaves the job cleanly (MPI_Finalize): waits for every rank, sends out what is queued and
@@ -95,34 +142,20 @@ impl Shared {
         if self.finalized.replace(true) {
             return Ok(());
         }
-        {
-            let mut engine = self.engine.borrow_mut();
-            let world = Comm::world(&engine);
-            coll::barrier(&mut engine, &world)?;
-            engine.flush()?;
-        }
-        if let Some(mut control) = self.control.borrow_mut().take() {
-            let rank = self.engine.borrow().rank();
-            write_message(&mut control, &Message::Exit(Exit { rank })).map_err(Error::Control)?;
-        }
-        Ok(())
+        let mut engine = self.engine.borrow_mut();
+        let mut control = self.control.borrow_mut();
+        session::finalize(&mut engine, control.as_mut()).map_err(|e| match e {
+            session::LeaveError::Engine(e) => Error::Engine(e),
+            session::LeaveError::Control(e) => Error::Control(e),
+        })
     }
 
     pub(crate) fn abort(&self, code: i32, reason: &str) -> ! {
-        if let Ok(mut control) = self.control.try_borrow_mut()
-            && let Some(stream) = control.as_mut()
-        {
-            let rank = self.engine.try_borrow().map(|e| e.rank()).unwrap_or(0);
-            let _ = write_message(
-                stream,
-                &Message::Abort(Abort {
-                    rank,
-                    code,
-                    reason: reason.into(),
-                }),
-            );
+        let rank = self.engine.try_borrow().map(|e| e.rank()).unwrap_or(0);
+        match self.control.try_borrow_mut() {
+            Ok(mut control) => session::abort(control.as_mut(), rank, code, reason),
+            Err(_) => session::abort(None, rank, code, reason),
         }
-        std::process::exit(code)
     }
 }
 

@@ -10,9 +10,22 @@ const SIZES: [u32; 5] = [1, 2, 3, 4, 7];
 
 fn suite_on_all_sizes(suite: &str, transport: &str) {
     for n in SIZES {
-        let out = run(&["-n", &n.to_string(), "--transport", transport, "--"], &["selftest", suite]);
-        assert_eq!(out.code, Some(0), "{suite} on {n} ranks over {transport} failed:\n{}{}", out.stdout, out.stderr);
-        assert!(out.stdout.contains(&format!("{suite} ok")), "{suite} on {n} ranks: {}", out.stdout);
+        let out = run(
+            &["-n", &n.to_string(), "--transport", transport, "--"],
+            &["selftest", suite],
+        );
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{suite} on {n} ranks over {transport} failed:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(
+            out.stdout.contains(&format!("{suite} ok")),
+            "{suite} on {n} ranks: {}",
+            out.stdout
+        );
     }
 }
 
@@ -67,7 +80,10 @@ fn communicators_over_tcp() {
 }
 
 fn sizes(transport: &str) {
-    let out = run(&["-n", "2", "--transport", transport, "--"], &["selftest", "sizes"]);
+    let out = run(
+        &["-n", "2", "--transport", transport, "--"],
+        &["selftest", "sizes"],
+    );
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
 }
 
@@ -83,11 +99,25 @@ fn messages_from_0_bytes_to_64_mib_over_tcp() {
 
 /// The receiver of an unexpected 256 MiB message peaks near one copy of it, not two.
 fn no_double_memory(transport: &str) {
-    let out = run(&["-n", "2", "--transport", transport, "--"], &["selftest", "bigmem"]);
+    let out = run(
+        &["-n", "2", "--transport", transport, "--"],
+        &["selftest", "bigmem"],
+    );
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    let line = out.stdout.lines().find(|l| l.starts_with("peak-rss-mib")).expect("the receiver reports its memory");
-    let after: u64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number");
-    assert!(after < 256 + 128, "the receiver peaked at {after} MiB for a 256 MiB message ({line})");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("peak-rss-mib"))
+        .expect("the receiver reports its memory");
+    let after: u64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
+    assert!(
+        after < 256 + 128,
+        "the receiver peaked at {after} MiB for a 256 MiB message ({line})"
+    );
 }
 
 #[test]
@@ -104,7 +134,11 @@ fn an_unexpected_large_message_is_not_buffered_twice_over_tcp() {
 fn a_rank_killed_by_a_signal_ends_the_job_of_ranks_blocked_in_mpi() {
     let out = run(&["-n", "3", "--"], &["selftest", "crash"]);
     assert_eq!(out.code, Some(128 + 6), "{}", out.stderr);
-    assert!(out.stderr.contains("rank 1") && out.stderr.contains("SIGABRT"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rank 1") && out.stderr.contains("SIGABRT"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
@@ -112,13 +146,20 @@ fn a_rank_killed_by_a_signal_ends_the_job_of_ranks_blocked_in_mpi() {
 fn abort_ends_the_job_with_its_code_and_names_the_rank() {
     let out = run(&["-n", "3", "--"], &["selftest", "abort"]);
     assert_eq!(out.code, Some(7), "{}", out.stderr);
-    assert!(out.stderr.contains("rank 2") && out.stderr.contains("abort"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rank 2") && out.stderr.contains("abort"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn ctrl_c_ends_a_job_blocked_in_mpi_and_leaves_no_process() {
     for transport in ["shm", "tcp"] {
-        let job = Job::start(&["-n", "4", "--transport", transport, "--"], &["selftest", "block"]);
+        let job = Job::start(
+            &["-n", "4", "--transport", transport, "--"],
+            &["selftest", "block"],
+        );
         job.wait_for_lines(4);
         let (code, leftovers) = job.interrupt();
         assert_eq!(code, Some(130));
@@ -128,11 +169,23 @@ fn ctrl_c_ends_a_job_blocked_in_mpi_and_leaves_no_process() {
 
 #[test]
 fn status_shows_registered_mpi_ranks() {
-    let job = Job::start(&["-n", "3", "--job-name", "statustest", "--transport", "tcp", "--"], &["selftest", "block"]);
+    let job = Job::start(
+        &[
+            "-n",
+            "3",
+            "--job-name",
+            "statustest",
+            "--transport",
+            "tcp",
+            "--",
+        ],
+        &["selftest", "block"],
+    );
     job.wait_for_lines(3);
     let out = job.mpicr(&["status", "statustest", "--json"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("status --json prints JSON");
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("status --json prints JSON");
     let ranks = v["ranks"].as_array().expect("a ranks array");
     assert_eq!(ranks.len(), 3);
     for (i, r) in ranks.iter().enumerate() {
@@ -140,7 +193,12 @@ fn status_shows_registered_mpi_ranks() {
         assert_eq!(r["state"], "running", "{r}");
         assert!(r["pid"].as_u64().is_some_and(|p| p > 0));
         assert!(r["node"].as_str().is_some_and(|n| !n.is_empty()));
-        assert!(r["data_addr"].as_str().is_some_and(|a| a.starts_with("tcp:")), "{r}");
+        assert!(
+            r["data_addr"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("tcp:")),
+            "{r}"
+        );
     }
     let (code, leftovers) = job.interrupt();
     assert_eq!(code, Some(130));

@@ -19,7 +19,11 @@ const LIMIT: Duration = Duration::from_secs(240);
 pub fn bin(name: &str) -> PathBuf {
     let selftest = PathBuf::from(env!("CARGO_BIN_EXE_mpicr-selftest"));
     let path = selftest.with_file_name(name);
-    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
     path
 }
 
@@ -56,7 +60,9 @@ fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Jo
             if n == 0 {
                 break;
             }
-            into.lock().expect("not poisoned").push_str(&String::from_utf8_lossy(&buf[..n]));
+            into.lock()
+                .expect("not poisoned")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     })
 }
@@ -64,7 +70,11 @@ fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Jo
 impl Job {
     pub fn start(mpicr_args: &[&str], prog: &[&str]) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
-        let marker = format!("mpicr-mpitest-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let marker = format!(
+            "mpicr-mpitest-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
         let runtime = tempfile::tempdir().expect("a temporary directory");
         let mut child = Command::new(bin("mpicr"))
             .arg("run")
@@ -83,14 +93,25 @@ impl Job {
             collect(child.stdout.take().expect("piped"), stdout.clone()),
             collect(child.stderr.take().expect("piped"), stderr.clone()),
         ];
-        Self { child: Some(child), stdout, readers, stderr, runtime, marker }
+        Self {
+            child: Some(child),
+            stdout,
+            readers,
+            stderr,
+            runtime,
+            marker,
+        }
     }
 
     /// Waits until the job has printed `n` lines.
     pub fn wait_for_lines(&self, n: usize) {
         let start = Instant::now();
         while self.stdout.lock().expect("not poisoned").lines().count() < n {
-            assert!(start.elapsed() < LIMIT, "the job printed only {:?}", self.stdout.lock().expect("not poisoned"));
+            assert!(
+                start.elapsed() < LIMIT,
+                "the job printed only {:?}",
+                self.stdout.lock().expect("not poisoned")
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -110,7 +131,10 @@ impl Job {
             if start.elapsed() > LIMIT {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the job did not end within {LIMIT:?}: {}", self.stdout.lock().expect("not poisoned"));
+                panic!(
+                    "the job did not end within {LIMIT:?}: {}",
+                    self.stdout.lock().expect("not poisoned")
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         };
@@ -171,12 +195,17 @@ impl Drop for Job {
 /// Live processes whose environment carries `marker`.
 pub fn marked(marker: &str) -> Vec<i32> {
     let needle = format!("MPICR_TEST_MARKER={marker}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')));
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+            });
             alive
                 && std::fs::read(format!("/proc/{pid}/environ"))
                     .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
