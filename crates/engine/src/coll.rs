@@ -25,22 +25,24 @@ const TAG_ALLGATHER: i32 = 7;
 const TAG_ALLTOALL: i32 = 8;
 const TAG_SCAN: i32 = 9;
 
-/// Scratch memory aligned for any element type a reduction may view it as.
+/// Scratch memory aligned for any element type a reduction may view it as. Buffers come from
+/// and go back to the engine's pool, so a loop of large reductions does not map, fault in and
+/// unmap fresh pages on every call.
 struct Scratch {
     words: Vec<u128>,
     len: usize,
 }
 
 impl Scratch {
-    fn new(len: usize) -> Self {
-        Self {
-            words: vec![0; len.div_ceil(16)],
-            len,
-        }
+    /// A buffer of `len` bytes from the engine's pool (its contents are whatever it held).
+    fn take(engine: &mut Engine, len: usize) -> Self {
+        let mut words = engine.scratch_pool.pop().unwrap_or_default();
+        words.resize(len.div_ceil(16), 0);
+        Self { words, len }
     }
 
-    fn copy_of(bytes: &[u8]) -> Self {
-        let mut s = Self::new(bytes.len());
+    fn copy_of(engine: &mut Engine, bytes: &[u8]) -> Self {
+        let mut s = Self::take(engine, bytes.len());
         s.bytes_mut().copy_from_slice(bytes);
         s
     }
@@ -51,6 +53,13 @@ impl Scratch {
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+
+    /// Gives the buffer back to the pool, which keeps a few.
+    fn recycle(self, engine: &mut Engine) {
+        if engine.scratch_pool.len() < 4 {
+            engine.scratch_pool.push(self.words);
+        }
     }
 }
 
@@ -154,8 +163,8 @@ fn reduce_binomial(
 ) -> Result<Option<Scratch>, EngineError> {
     let n = comm.size();
     let vr = (comm.rank() + n - root) % n;
-    let mut acc = Scratch::copy_of(data);
-    let mut incoming = Scratch::new(data.len());
+    let mut acc = Scratch::copy_of(engine, data);
+    let mut incoming = Scratch::take(engine, data.len());
     let mut mask = 1;
     while mask < n {
         if vr & mask == 0 {
@@ -179,10 +188,13 @@ fn reduce_binomial(
                 TAG_REDUCE,
                 acc.bytes(),
             )?;
+            acc.recycle(engine);
+            incoming.recycle(engine);
             return Ok(None);
         }
         mask <<= 1;
     }
+    incoming.recycle(engine);
     Ok(Some(acc))
 }
 
@@ -207,8 +219,14 @@ pub fn reduce(
     let tree_root = if commutative { root } else { 0 };
     let result = reduce_binomial(engine, comm, data, op, tree_root)?;
     match (result, recv_buf) {
-        (Some(acc), Some(out)) if at_root => out.copy_from_slice(acc.bytes()),
-        (Some(acc), _) => send(engine, comm, root, TAG_REDUCE, acc.bytes())?,
+        (Some(acc), Some(out)) if at_root => {
+            out.copy_from_slice(acc.bytes());
+            acc.recycle(engine);
+        }
+        (Some(acc), _) => {
+            send(engine, comm, root, TAG_REDUCE, acc.bytes())?;
+            acc.recycle(engine);
+        }
         (None, Some(out)) if at_root && tree_root != root => {
             recv(engine, comm, tree_root, TAG_REDUCE, out)?
         }
@@ -248,15 +266,17 @@ pub fn allreduce(
         n.next_power_of_two() / 2
     };
     let rem = n - pof2;
-    let mut acc = Scratch::copy_of(data);
-    let mut incoming = Scratch::new(data.len());
+    // The receive buffer accumulates; contributions of lower ranks come first in every
+    // combination, so every rank computes bit for bit the same result.
+    out.copy_from_slice(data);
+    let mut incoming = Scratch::take(engine, data.len());
     let newrank = if r < 2 * rem {
         if r % 2 == 0 {
-            send(engine, comm, r + 1, TAG_ALLREDUCE, acc.bytes())?;
+            send(engine, comm, r + 1, TAG_ALLREDUCE, out)?;
             None
         } else {
             recv(engine, comm, r - 1, TAG_ALLREDUCE, incoming.bytes_mut())?;
-            op(incoming.bytes(), acc.bytes_mut());
+            op(incoming.bytes(), out);
             Some(r / 2)
         }
     } else {
@@ -274,27 +294,27 @@ pub fn allreduce(
             sendrecv(
                 engine,
                 comm,
-                (real, acc.bytes()),
+                (real, out),
                 (real, incoming.bytes_mut()),
                 TAG_ALLREDUCE,
             )?;
             if real < r {
-                op(incoming.bytes(), acc.bytes_mut());
+                op(incoming.bytes(), out);
             } else {
-                op(acc.bytes(), incoming.bytes_mut());
-                std::mem::swap(&mut acc, &mut incoming);
+                op(out, incoming.bytes_mut());
+                out.copy_from_slice(incoming.bytes());
             }
             mask <<= 1;
         }
     }
     if r < 2 * rem {
         if r % 2 == 1 {
-            send(engine, comm, r - 1, TAG_ALLREDUCE, acc.bytes())?;
+            send(engine, comm, r - 1, TAG_ALLREDUCE, out)?;
         } else {
-            recv(engine, comm, r + 1, TAG_ALLREDUCE, acc.bytes_mut())?;
+            recv(engine, comm, r + 1, TAG_ALLREDUCE, out)?;
         }
     }
-    out.copy_from_slice(acc.bytes());
+    incoming.recycle(engine);
     Ok(())
 }
 
@@ -623,14 +643,15 @@ pub fn scan(
         )));
     }
     let (n, r) = (comm.size(), comm.rank());
-    let mut acc = Scratch::copy_of(data);
+    let mut acc = Scratch::copy_of(engine, data);
     if r > 0 {
-        let mut before = Scratch::new(data.len());
+        let mut before = Scratch::take(engine, data.len());
         recv(engine, comm, r - 1, TAG_SCAN, before.bytes_mut())?;
         if exclusive {
             out.copy_from_slice(before.bytes());
         }
         op(before.bytes(), acc.bytes_mut());
+        before.recycle(engine);
     }
     if r + 1 < n {
         send(engine, comm, r + 1, TAG_SCAN, acc.bytes())?;
@@ -638,5 +659,6 @@ pub fn scan(
     if !exclusive {
         out.copy_from_slice(acc.bytes());
     }
+    acc.recycle(engine);
     Ok(())
 }

@@ -119,6 +119,8 @@ pub struct Engine {
     cma: bool,
     pub(crate) next_ctx: u32,
     pub(crate) ckpt: CkptState,
+    /// Reusable scratch buffers of the collectives.
+    pub(crate) scratch_pool: Vec<Vec<u128>>,
     control: Option<ControlLink>,
     /// Progress rounds, to look at the control link every so often.
     rounds: u32,
@@ -151,6 +153,7 @@ impl Engine {
             cma: true,
             next_ctx: crate::FIRST_FREE_CTX,
             ckpt: CkptState::new(size),
+            scratch_pool: Vec::new(),
             control: control.map(ControlLink::new),
             rounds: 0,
         }
