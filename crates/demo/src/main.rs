@@ -1,13 +1,19 @@
-//! `mpicr-heat [N] [SWEEPS]`: 2-D heat diffusion by Jacobi iteration on an N×N plate whose
+//! `mpicr-heat [N] [SWEEPS] [PAUSE_MS]`: 2-D heat diffusion by Jacobi iteration on an N×N plate whose
 //! top edge is held at 100 degrees and the other edges at 0.
 //!
 //! The plate is cut into bands of rows, one per rank; every sweep each rank swaps its edge
 //! rows with its neighbours and every 250 sweeps the ranks agree on the largest change.
 //! At the end rank 0 collects the plate and recomputes it alone: the parallel result must be
 //! identical bit for bit, which is what "verified" means in the output.
+//!
+//! Every sweep starts at a safepoint of the `self` checkpointer with the rank's band as its
+//! state, so the job can be checkpointed, killed and restarted (`mpicr checkpoint`,
+//! `mpicr restart`) and still end with the same verified plate. `PAUSE_MS` slows each sweep
+//! down, to leave time for that in a demonstration.
 #![forbid(unsafe_code)]
 
-use mpicr::{Communicator, SystemOperation};
+use mpicr::{Checkpointing, Communicator, SystemOperation};
+use serde::{Deserialize, Serialize};
 
 const HOT: f64 = 100.0;
 
@@ -43,6 +49,13 @@ fn serial(n: usize, sweeps: usize) -> Vec<f64> {
     cur
 }
 
+/// What a rank needs to go on: the sweep it is at and its rows with their halos.
+#[derive(Serialize, Deserialize)]
+struct Progress {
+    sweep: usize,
+    rows: Vec<f64>,
+}
+
 struct Band {
     first_row: usize,
     rows: usize,
@@ -58,7 +71,13 @@ fn band(n: usize, ranks: usize, rank: usize) -> Band {
     Band { first_row, rows }
 }
 
-fn run(world: &Communicator, n: usize, sweeps: usize) -> Result<(), mpicr::Error> {
+fn run(
+    world: &Communicator,
+    ckpt: Checkpointing,
+    n: usize,
+    sweeps: usize,
+    pause_ms: u64,
+) -> Result<(), mpicr::Error> {
     let (rank, size) = (world.rank() as usize, world.size() as usize);
     if n - 2 < size {
         if rank == 0 {
@@ -68,14 +87,42 @@ fn run(world: &Communicator, n: usize, sweeps: usize) -> Result<(), mpicr::Error
     }
     let b = band(n, size, rank);
     // Local rows: halo above, the band, halo below.
-    let plate = initial_plate(n);
-    let mut cur: Vec<f64> = plate[(b.first_row - 1) * n..(b.first_row + b.rows + 1) * n].to_vec();
+    let progress = match ckpt.recover::<Progress>("heat")? {
+        Some(p) => {
+            if rank == 0 {
+                println!("restarted from a snapshot at sweep {}", p.sweep);
+            }
+            p
+        }
+        None => {
+            let plate = initial_plate(n);
+            Progress {
+                sweep: 0,
+                rows: plate[(b.first_row - 1) * n..(b.first_row + b.rows + 1) * n].to_vec(),
+            }
+        }
+    };
+    let first_sweep = progress.sweep;
+    let mut cur = progress.rows;
     let mut next = cur.clone();
     let up = (rank > 0).then(|| rank as i32 - 1);
     let down = (rank + 1 < size).then(|| rank as i32 + 1);
     let start = mpicr::time();
     let mut last_change = 0f64;
-    for s in 0..sweeps {
+    for s in first_sweep..sweeps {
+        let state = Progress {
+            sweep: s,
+            rows: cur,
+        };
+        if let Some(epoch) = ckpt.safepoint("heat", &state)?
+            && rank == 0
+        {
+            println!("checkpoint {epoch} taken at sweep {s}");
+        }
+        cur = state.rows;
+        if pause_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+        }
         // Swap edge rows with the neighbours: send the first band row up, the last one down.
         let (top, rest) = cur.split_at_mut(n);
         let (band_rows, bottom) = rest.split_at_mut(b.rows * n);
@@ -132,12 +179,14 @@ fn main() {
                 .map_err(|_| format!("mpicr-heat: {what} must be a number, not {v:?}"))
         })
     };
-    let (n, sweeps) = match (
+    let parsed = (
         parse(args.next(), 100, "N"),
         parse(args.next(), 2000, "SWEEPS"),
-    ) {
-        (Ok(n), Ok(s)) if n >= 3 => (n, s),
-        (Err(e), _) | (_, Err(e)) => {
+        parse(args.next(), 0, "PAUSE_MS"),
+    );
+    let (n, sweeps, pause) = match parsed {
+        (Ok(n), Ok(s), Ok(p)) if n >= 3 => (n, s, p as u64),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("{e}");
             std::process::exit(2);
         }
@@ -147,7 +196,13 @@ fn main() {
         }
     };
     let result = mpicr::initialize().and_then(|universe| {
-        run(&universe.world(), n, sweeps)?;
+        run(
+            &universe.world(),
+            universe.checkpointing(),
+            n,
+            sweeps,
+            pause,
+        )?;
         universe.finalize()
     });
     if let Err(e) = result {
