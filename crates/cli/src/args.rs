@@ -1,6 +1,8 @@
 //! The command-line grammar.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use coord::{JobName, JobRef, Transport};
@@ -8,7 +10,8 @@ use coord::{JobName, JobRef, Transport};
 /// The exit statuses, shown after `--help` and in `docs/exit-codes.md`.
 pub(crate) const EXIT_CODES: &str = "\
 Exit status:
-  0        every rank exited with status 0 (or the command succeeded)
+  0        every rank exited with status 0, the job ended after `checkpoint --terminate`,
+           or the command succeeded
   1        mpicr itself failed: bad input, program not found, job not found, ...
   2        the command line could not be parsed
   N        the first failing rank exited with status N
@@ -21,11 +24,14 @@ A rank's own status 1 or 2 cannot be told apart from mpicr's; the message on std
 #[command(
     name = "mpicr",
     version,
-    about = "Run message-passing (MPI) programs on this machine.",
-    long_about = "Run message-passing (MPI) programs on this machine.\n\n\
+    about = "Run message-passing (MPI) programs on this machine, with coordinated checkpoints.",
+    long_about = "Run message-passing (MPI) programs on this machine, with coordinated checkpoints.\n\n\
         `mpicr run` starts a job, `mpicr status` shows the process table of a running job, \
-        `mpicr demo` runs a built-in example. `mpirun` and `mpiexec` are `mpicr run` under \
-        the names MPI users know. Set MPICR_LOG (e.g. MPICR_LOG=debug) for diagnostics on stderr.",
+        `mpicr checkpoint` takes a global snapshot of a running job, `mpicr restart` runs a job \
+        on from one, `mpicr snapshots` and `mpicr gc` list and prune them, `mpicr demo` runs a \
+        built-in example. `mpirun` and `mpiexec` are `mpicr run`, `mpi_checkpoint` and \
+        `mpi_restart` are `mpicr checkpoint` and `mpicr restart`, under the names MPI users \
+        know. Set MPICR_LOG (e.g. MPICR_LOG=debug) for diagnostics on stderr.",
     after_help = EXIT_CODES
 )]
 pub(crate) struct Cli {
@@ -41,6 +47,18 @@ pub(crate) enum Command {
     /// Show the process table of a running job, or list the running jobs
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
+    /// Take a globally consistent checkpoint of a running job; prints the snapshot's name
+    #[command(after_help = EXIT_CODES, long_about = CHECKPOINT_ABOUT)]
+    Checkpoint(CheckpointArgs),
+    /// Run a job on from a committed global snapshot, in the foreground like `run`
+    #[command(after_help = EXIT_CODES, long_about = RESTART_ABOUT)]
+    Restart(RestartArgs),
+    /// List the committed global snapshots
+    #[command(after_help = EXIT_CODES)]
+    Snapshots(SnapshotsArgs),
+    /// Remove all but the newest N snapshots of every job (or of one job)
+    #[command(after_help = EXIT_CODES)]
+    Gc(GcArgs),
     /// Run the built-in heat-diffusion job on 4 ranks (needs `mpicr-heat` next to mpicr)
     #[command(after_help = EXIT_CODES)]
     Demo,
@@ -61,7 +79,30 @@ pub(crate) const RUN_ABOUT: &str = "Start N ranks of a program on this machine a
     environment. Output of every rank is passed on line by line; standard input goes to rank \
     0 only. When a rank fails or calls abort, the others get SIGTERM and, 2 seconds later, \
     SIGKILL; Ctrl-C, SIGTERM and SIGHUP end the whole job the same way. docs/launch.md has \
-    the details.";
+    the details.\n\n\
+    Checkpoints: `mpicr checkpoint JOB` (or --checkpoint-every) takes a global snapshot into \
+    the snapshot directory; the ranks get MPICR_CRS and MPICR_SNAPSHOT_DIR. Only MPI \
+    programs that take part in checkpoints can be checkpointed.";
+
+/// The long help of `mpicr checkpoint` and `mpi_checkpoint`.
+pub(crate) const CHECKPOINT_ABOUT: &str = "Take a globally consistent checkpoint of a running job.\n\n\
+    Every rank saves its part at the same safepoint; the global snapshot is committed in the \
+    job's snapshot directory once every part is on disk. Progress goes to stderr; the \
+    snapshot's name (`JOB.EPOCH`, for `mpicr restart`) is the last line of stdout. The status \
+    is 0 once the snapshot is committed, 1 with a one-line reason otherwise (no such job, a \
+    job that does not use MPI, a job that is shutting down, a rank that failed or did not \
+    answer in time; the job then keeps running). Requests to one job are served one after \
+    the other.";
+
+/// The long help of `mpicr restart` and `mpi_restart`.
+pub(crate) const RESTART_ABOUT: &str = "Run a job on from a committed global snapshot.\n\n\
+    SNAPSHOT is a snapshot's name (`JOB.EPOCH`, or `JOB` for its newest snapshot) in the \
+    snapshot directory, or a snapshot's path. Every part is verified first: a damaged \
+    snapshot is refused and nothing is started. The job then runs in the foreground exactly \
+    like `mpicr run`, with the snapshot's command, number of ranks, transport, working \
+    directory and environment, and the same job name (so its checkpoints continue the \
+    epochs); every rank also gets MPICR_RESTART_DIR (the snapshot's path) and \
+    MPICR_RESTART_EPOCH.";
 
 /// The usage line of `run` for a command name.
 pub(crate) fn run_usage(name: &str) -> String {
@@ -86,9 +127,49 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "NAME", value_parser = JobName::parse)]
     pub(crate) job_name: Option<JobName>,
 
+    /// The checkpointer of the ranks: `self` (the application saves its own state) or
+    /// `image` (not available yet)
+    #[arg(long, value_enum, value_name = "CRS", default_value_t = CrsArg::SelfCrs)]
+    pub(crate) crs: CrsArg,
+
+    #[command(flatten)]
+    pub(crate) checkpoints: CheckpointOptions,
+
     /// The program to run on every rank, and its arguments (a name is looked up in PATH)
     #[arg(value_name = "PROGRAM", trailing_var_arg = true, num_args = 0..)]
     pub(crate) command: Vec<OsString>,
+}
+
+/// Options about checkpoints that `run` and `restart` share.
+#[derive(Debug, Args)]
+pub(crate) struct CheckpointOptions {
+    /// Take a checkpoint every DURATION (e.g. 500ms, 30s, 5m, 1h); a tick while one is being
+    /// taken is skipped
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) checkpoint_every: Option<Duration>,
+
+    /// Where global snapshots are kept [default: $MPICR_SNAPSHOT_DIR, else
+    /// $XDG_STATE_HOME/mpicr/snapshots or ~/.local/state/mpicr/snapshots]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) snapshot_dir: Option<PathBuf>,
+
+    /// After every committed checkpoint, remove all but the newest N snapshots of this job
+    #[arg(long, value_name = "N", value_parser = parse_keep)]
+    pub(crate) keep: Option<usize>,
+
+    /// How long the ranks may take to answer each step of a checkpoint before it is given up
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub(crate) checkpoint_timeout: Duration,
+}
+
+/// `--crs` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CrsArg {
+    /// The application saves and restores its own state at its safepoints
+    #[value(name = "self")]
+    SelfCrs,
+    /// Transparent process images (not available yet)
+    Image,
 }
 
 /// `--transport` values.
@@ -120,6 +201,102 @@ pub(crate) struct StatusArgs {
     pub(crate) json: bool,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct CheckpointArgs {
+    /// End the job once the snapshot is committed (`mpicr run` then exits with status 0)
+    #[arg(long)]
+    pub(crate) terminate: bool,
+
+    /// The job: its name, or the pid of its `mpicr run`
+    #[arg(value_name = "JOB", value_parser = parse_job_ref)]
+    pub(crate) job: JobRef,
+}
+
+/// `mpi_checkpoint`: the arguments of `mpicr checkpoint` as the whole command line.
+#[derive(Debug, Parser)]
+#[command(version, long_about = CHECKPOINT_ABOUT, after_help = EXIT_CODES)]
+pub(crate) struct CheckpointOnly {
+    #[command(flatten)]
+    pub(crate) checkpoint: CheckpointArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestartArgs {
+    /// Prefix every line of output with the rank that printed it, as `[2] text`
+    #[arg(long)]
+    pub(crate) tag_output: bool,
+
+    #[command(flatten)]
+    pub(crate) checkpoints: CheckpointOptions,
+
+    /// The snapshot: `JOB.EPOCH`, `JOB` (its newest), or a snapshot directory's path
+    #[arg(value_name = "SNAPSHOT")]
+    pub(crate) snapshot: String,
+}
+
+/// `mpi_restart`: the arguments of `mpicr restart` as the whole command line.
+#[derive(Debug, Parser)]
+#[command(version, long_about = RESTART_ABOUT, after_help = EXIT_CODES)]
+pub(crate) struct RestartOnly {
+    #[command(flatten)]
+    pub(crate) restart: RestartArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotsArgs {
+    /// The snapshot directory [default: as for `run`]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) snapshot_dir: Option<PathBuf>,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// The snapshot directory [default: as for `run`]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) snapshot_dir: Option<PathBuf>,
+
+    /// How many of the newest snapshots of each job to keep
+    #[arg(long, value_name = "N", value_parser = parse_keep)]
+    pub(crate) keep: usize,
+
+    /// Only this job's snapshots [default: every job's]
+    #[arg(value_name = "JOB")]
+    pub(crate) job: Option<String>,
+}
+
+fn parse_keep(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("keeping 0 snapshots would remove the last one; use at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of snapshots".into()),
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h` (a bare number is seconds).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("`{text}` is not a duration like 500ms, 30s, 5m or 1h");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if duration.is_zero() {
+        return Err("a duration must be longer than 0".into());
+    }
+    Ok(duration)
+}
+
 fn parse_size(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(0) => Err("a job needs at least 1 rank".into()),
@@ -130,4 +307,22 @@ fn parse_size(text: &str) -> Result<u32, String> {
 
 fn parse_job_ref(text: &str) -> Result<JobRef, coord::JobNameError> {
     text.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
 }

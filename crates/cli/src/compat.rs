@@ -6,7 +6,17 @@ use std::ffi::OsString;
 
 /// Options of `run` that take a separate value, so that the value is not taken for the
 /// program.
-const OPTIONS_WITH_VALUE: &[&str] = &["-n", "--np", "--transport", "--job-name"];
+const OPTIONS_WITH_VALUE: &[&str] = &[
+    "-n",
+    "--np",
+    "--transport",
+    "--job-name",
+    "--crs",
+    "--checkpoint-every",
+    "--snapshot-dir",
+    "--keep",
+    "--checkpoint-timeout",
+];
 
 /// Where the options of `mpicr run` start in `argv`, if the subcommand is `run`.
 pub(crate) fn run_args_start(argv: &[OsString]) -> Option<usize> {

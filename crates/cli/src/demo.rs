@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use coord::{LaunchConfig, Transport};
+use coord::{CheckpointConfig, DEFAULT_CHECKPOINT_TIMEOUT, LaunchConfig, Transport};
 
 use crate::{EXIT_MPICR_ERROR, say};
 
@@ -35,6 +35,13 @@ pub(crate) fn main() -> ExitCode {
          Running: mpicr run -n {DEMO_RANKS} -- {}\n",
         program.display()
     );
+    let snapshot_dir = match crate::snapshots::snapshot_dir(None) {
+        Ok(dir) => dir,
+        Err(line) => {
+            say(&line);
+            return ExitCode::from(EXIT_MPICR_ERROR);
+        }
+    };
     crate::run::launch(LaunchConfig {
         size: DEMO_RANKS,
         program: program.into_os_string(),
@@ -42,5 +49,15 @@ pub(crate) fn main() -> ExitCode {
         tag_output: false,
         transport: Transport::Shm,
         job_name: None,
+        checkpoint: CheckpointConfig {
+            snapshot_dir,
+            crs: "self".into(),
+            every: None,
+            keep: None,
+            timeout: DEFAULT_CHECKPOINT_TIMEOUT,
+        },
+        env: None,
+        cwd: None,
+        restart: None,
     })
 }

@@ -5,10 +5,13 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod checkpoint;
 mod compat;
 mod demo;
 mod logging;
+mod restart;
 mod run;
+mod snapshots;
 mod status;
 mod time;
 
@@ -16,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
-use crate::args::{Cli, Command, RunOnly};
+use crate::args::{CheckpointOnly, Cli, Command, RestartOnly, RunOnly};
 
 /// Exit status of `mpicr` itself failing: bad input, a job that is not there, a broken setup.
 const EXIT_MPICR_ERROR: u8 = 1;
@@ -45,6 +48,10 @@ pub fn mpicr_main() -> ExitCode {
     match cli.command {
         Command::Run(run) => run::main(run),
         Command::Status(status) => status::main(&status),
+        Command::Checkpoint(checkpoint) => checkpoint::main(&checkpoint),
+        Command::Restart(restart) => restart::main(restart),
+        Command::Snapshots(snapshots) => snapshots::main(&snapshots),
+        Command::Gc(gc) => snapshots::gc(&gc),
         Command::Demo => demo::main(),
     }
 }
@@ -61,6 +68,36 @@ pub fn mpirun_main(name: &'static str) -> ExitCode {
         .and_then(|matches| RunOnly::from_arg_matches(&matches));
     match parsed {
         Ok(run_only) => run::main(run_only.run),
+        Err(e) => usage_error(&e, name),
+    }
+}
+
+/// `mpi_checkpoint [--terminate] PID`: `mpicr checkpoint` under the Open MPI name.
+pub fn mpi_checkpoint_main() -> ExitCode {
+    logging::init();
+    let name = "mpi_checkpoint";
+    let parsed = CheckpointOnly::command()
+        .name(name)
+        .bin_name(name)
+        .try_get_matches_from(std::env::args_os())
+        .and_then(|matches| CheckpointOnly::from_arg_matches(&matches));
+    match parsed {
+        Ok(only) => checkpoint::main(&only.checkpoint),
+        Err(e) => usage_error(&e, name),
+    }
+}
+
+/// `mpi_restart SNAPSHOT`: `mpicr restart` under the Open MPI name.
+pub fn mpi_restart_main() -> ExitCode {
+    logging::init();
+    let name = "mpi_restart";
+    let parsed = RestartOnly::command()
+        .name(name)
+        .bin_name(name)
+        .try_get_matches_from(std::env::args_os())
+        .and_then(|matches| RestartOnly::from_arg_matches(&matches));
+    match parsed {
+        Ok(only) => restart::main(only.restart),
         Err(e) => usage_error(&e, name),
     }
 }

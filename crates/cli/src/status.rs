@@ -3,7 +3,9 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use coord::{JobRef, RuntimeDir, error_chain, job_status, live_jobs};
+use coord::{
+    CheckpointStatus, JobRef, RuntimeDir, checkpoint_status, error_chain, job_status, live_jobs,
+};
 use serde_json::{Value, json};
 use wire::{ProcEntry, ProcState, StatusReply};
 
@@ -27,7 +29,16 @@ pub(crate) fn main(args: &StatusArgs) -> ExitCode {
                 return ExitCode::from(EXIT_MPICR_ERROR);
             }
         },
-        None => job_list(&live_jobs(&dir), args.json),
+        None => {
+            let jobs: Vec<(StatusReply, Option<CheckpointStatus>)> = live_jobs(&dir)
+                .into_iter()
+                .map(|reply| {
+                    let checkpoints = checkpoint_status(&dir, &reply.job);
+                    (reply, checkpoints)
+                })
+                .collect();
+            job_list(&jobs, args.json)
+        }
     };
     // A closed stdout (`mpicr status | head -1`) is not an error worth a message.
     let _ = io::stdout().lock().write_all(text.as_bytes());
@@ -36,14 +47,15 @@ pub(crate) fn main(args: &StatusArgs) -> ExitCode {
 
 fn one_job(dir: &RuntimeDir, job: &JobRef, json: bool) -> Result<String, coord::ClientError> {
     let reply = job_status(dir, job)?;
+    let checkpoints = checkpoint_status(dir, &reply.job);
     Ok(if json {
-        format!("{:#}\n", job_json(&reply))
+        format!("{:#}\n", job_json(&reply, checkpoints.as_ref()))
     } else {
-        job_table(&reply)
+        job_table(&reply, checkpoints.as_ref())
     })
 }
 
-fn job_json(reply: &StatusReply) -> Value {
+fn job_json(reply: &StatusReply, checkpoints: Option<&CheckpointStatus>) -> Value {
     let ranks: Vec<Value> = reply.ranks.iter().map(rank_json).collect();
     json!({
         "job": reply.job,
@@ -51,7 +63,46 @@ fn job_json(reply: &StatusReply) -> Value {
         "command": reply.command,
         "started_at": reply.started_at,
         "ranks": ranks,
+        "checkpoint": checkpoints.map(checkpoint_json),
     })
+}
+
+/// `{snapshot_dir, last, last_path, in_progress: {epoch, phase, reported, ranks} | null}`.
+fn checkpoint_json(status: &CheckpointStatus) -> Value {
+    let (last, last_path) = match &status.last {
+        Some((name, path)) => (json!(name), json!(path)),
+        None => (Value::Null, Value::Null),
+    };
+    json!({
+        "snapshot_dir": status.snapshot_dir,
+        "last": last,
+        "last_path": last_path,
+        "in_progress": status.running.as_ref().map(|p| json!({
+            "epoch": p.epoch,
+            "phase": p.phase,
+            "reported": p.reported,
+            "ranks": p.ranks,
+        })),
+    })
+}
+
+/// The checkpoint lines of `mpicr status JOB`: none for a job without snapshots.
+fn checkpoint_lines(status: &CheckpointStatus) -> String {
+    let mut out = match &status.last {
+        Some((name, path)) => format!("last snapshot: {name} ({})\n", path.display()),
+        None => String::new(),
+    };
+    if let Some(p) = &status.running {
+        let what = match p.phase {
+            "counting" => "sent their safepoint counts",
+            _ => "saved their parts",
+        };
+        out.push_str(&format!(
+            "checkpoint in progress: epoch {}, {} of {} ranks {what}\n",
+            p.epoch, p.reported, p.ranks
+        ));
+    }
+    out
 }
 
 fn rank_json(entry: &ProcEntry) -> Value {
@@ -86,7 +137,7 @@ fn state_text(state: ProcState) -> String {
     }
 }
 
-fn job_table(reply: &StatusReply) -> String {
+fn job_table(reply: &StatusReply, checkpoints: Option<&CheckpointStatus>) -> String {
     let mut out = format!(
         "job {}  launcher pid {}  started {}\ncommand: {}\n",
         reply.job,
@@ -94,6 +145,9 @@ fn job_table(reply: &StatusReply) -> String {
         format_utc(reply.started_at),
         reply.command.join(" ")
     );
+    if let Some(status) = checkpoints {
+        out.push_str(&checkpoint_lines(status));
+    }
     let rows: Vec<[String; 5]> = reply
         .ranks
         .iter()
@@ -116,9 +170,12 @@ fn job_table(reply: &StatusReply) -> String {
     out
 }
 
-fn job_list(jobs: &[StatusReply], json: bool) -> String {
+fn job_list(jobs: &[(StatusReply, Option<CheckpointStatus>)], json: bool) -> String {
     if json {
-        let list: Vec<Value> = jobs.iter().map(job_json).collect();
+        let list: Vec<Value> = jobs
+            .iter()
+            .map(|(reply, checkpoints)| job_json(reply, checkpoints.as_ref()))
+            .collect();
         return format!("{:#}\n", Value::Array(list));
     }
     if jobs.is_empty() {
@@ -126,7 +183,7 @@ fn job_list(jobs: &[StatusReply], json: bool) -> String {
     }
     let rows: Vec<[String; 5]> = jobs
         .iter()
-        .map(|j| {
+        .map(|(j, _)| {
             [
                 j.job.clone(),
                 j.launcher_pid.to_string(),
@@ -140,7 +197,7 @@ fn job_list(jobs: &[StatusReply], json: bool) -> String {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+pub(crate) fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -192,7 +249,7 @@ mod tests {
                 },
             ],
         };
-        let table = job_table(&reply);
+        let table = job_table(&reply, None);
         assert!(table.starts_with(
             "job j  launcher pid 10  started 1970-01-01 00:00:00 UTC\ncommand: sleep 5\n"
         ));
@@ -204,7 +261,7 @@ mod tests {
             table.contains("1     n     12   signaled 9 (SIGKILL)  -\n"),
             "{table}"
         );
-        let json = job_json(&reply);
+        let json = job_json(&reply, None);
         assert_eq!(json["ranks"][1]["state"], "signaled");
         assert_eq!(json["ranks"][1]["signal"], 9);
         assert_eq!(json["ranks"][0]["pid"], 11);

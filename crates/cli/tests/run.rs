@@ -291,6 +291,8 @@ fn kill_9_of_the_launcher_leaves_no_rank_behind() {
     );
     let shm = shm_dir(&format!("job-{pid}"));
     assert!(exists(&shm));
+    let board = sandbox.runtime_dir().join(format!("job-{pid}.checkpoint"));
+    assert!(exists(&board));
     let list = sandbox.run(&["status"]);
     assert_eq!(
         (list.code, list.stdout.as_str()),
@@ -298,6 +300,10 @@ fn kill_9_of_the_launcher_leaves_no_rank_behind() {
     );
     assert_eq!(sockets(&sandbox.runtime_dir()), Vec::<String>::new());
     assert!(!exists(&shm), "the dead job's shared memory is removed");
+    assert!(
+        !exists(&board),
+        "the dead job's checkpoint status is removed"
+    );
 }
 
 #[test]

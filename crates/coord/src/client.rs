@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 use wire::stream::{ReadError, read_message, write_message};
-use wire::{Message, StatusReply};
+use wire::{CheckpointDone, CheckpointRequest, Message, StatusReply};
+
+use crate::checkpoint::{CheckpointStatus, decode_status};
 
 use crate::control_socket::is_stale;
 use crate::job_name::{JobName, JobNameError};
@@ -68,8 +70,8 @@ pub enum ClientError {
     Unexpected(String),
 }
 
-/// Asks the job `job` for its status. A socket nobody listens on any more is removed.
-pub fn job_status(dir: &RuntimeDir, job: &JobRef) -> Result<StatusReply, ClientError> {
+/// The control socket of `job`, or `NotRunning` when there is none.
+fn job_socket(dir: &RuntimeDir, job: &JobRef) -> Result<PathBuf, ClientError> {
     let path = match job {
         JobRef::Name(name) => dir.socket_path(name),
         JobRef::Pid(pid) => dir.pid_link_path(*pid),
@@ -77,6 +79,12 @@ pub fn job_status(dir: &RuntimeDir, job: &JobRef) -> Result<StatusReply, ClientE
     if std::fs::symlink_metadata(&path).is_err() {
         return Err(ClientError::NotRunning(job.clone()));
     }
+    Ok(path)
+}
+
+/// Asks the job `job` for its status. A socket nobody listens on any more is removed.
+pub fn job_status(dir: &RuntimeDir, job: &JobRef) -> Result<StatusReply, ClientError> {
+    let path = job_socket(dir, job)?;
     match query(&path) {
         Err(ClientError::Connect { source, .. })
             if matches!(
@@ -86,6 +94,9 @@ pub fn job_status(dir: &RuntimeDir, job: &JobRef) -> Result<StatusReply, ClientE
         {
             tracing::info!(socket = %path.display(), "removing a stale socket");
             let _ = std::fs::remove_file(&path);
+            if let JobRef::Name(name) = job {
+                let _ = std::fs::remove_file(dir.checkpoint_status_path(name));
+            }
             Err(ClientError::NotRunning(job.clone()))
         }
         other => other,
@@ -112,6 +123,7 @@ pub fn live_jobs(dir: &RuntimeDir) -> Vec<StatusReply> {
         if is_stale(&path) {
             tracing::info!(socket = %path.display(), "removing a stale socket");
             let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path.with_extension("checkpoint"));
             continue;
         }
         match query(&path) {
@@ -127,6 +139,49 @@ pub fn live_jobs(dir: &RuntimeDir) -> Vec<StatusReply> {
     }
     remove_leftovers(dir);
     jobs
+}
+
+/// Asks the job `job` for a global checkpoint and waits until it is committed (or has
+/// failed: the job's sentence is [`ClientError::Refused`]). `terminate` ends the job after the
+/// commit.
+pub fn request_checkpoint(
+    dir: &RuntimeDir,
+    job: &JobRef,
+    terminate: bool,
+) -> Result<CheckpointDone, ClientError> {
+    let path = job_socket(dir, job)?;
+    let stream = match UnixStream::connect(&path) {
+        Ok(stream) => stream,
+        Err(source)
+            if matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+            ) =>
+        {
+            let _ = std::fs::remove_file(&path);
+            return Err(ClientError::NotRunning(job.clone()));
+        }
+        Err(source) => return Err(ClientError::Connect { path, source }),
+    };
+    stream
+        .set_write_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(ClientError::Send)?;
+    let request = Message::CheckpointRequest(CheckpointRequest { terminate });
+    write_message(&mut &stream, &request).map_err(ClientError::Send)?;
+    // No read timeout: the job's own checkpoint timeout bounds the wait, and a job that dies
+    // closes the connection.
+    match read_message(&mut &stream).map_err(ClientError::Receive)? {
+        Message::CheckpointDone(done) => Ok(done),
+        Message::Error(sentence) => Err(ClientError::Refused(sentence)),
+        other => Err(ClientError::Unexpected(format!("{:?}", other.command()))),
+    }
+}
+
+/// What the job named `job` published about its checkpoints, if it is running.
+pub fn checkpoint_status(dir: &RuntimeDir, job: &str) -> Option<CheckpointStatus> {
+    let name = JobName::parse(job).ok()?;
+    let text = std::fs::read_to_string(dir.checkpoint_status_path(&name)).ok()?;
+    decode_status(&text)
 }
 
 /// One status request over the socket at `path`.

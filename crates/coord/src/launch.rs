@@ -12,6 +12,7 @@ use node::{JobSpec, RankExit, Ranks, SpawnError};
 use rustix::process::Signal;
 use thiserror::Error;
 
+use crate::checkpoint::{CheckpointConfig, CheckpointService, CkptEvent, StatusBoard};
 use crate::control_socket::{self, JobFiles, SocketError};
 use crate::job_name::JobName;
 use crate::outcome::Outcome;
@@ -52,7 +53,28 @@ pub struct LaunchConfig {
     pub transport: Transport,
     /// `None` gives `job-<pid of this process>`.
     pub job_name: Option<JobName>,
+    /// Checkpoints: where they go, which checkpointer, how often, how many are kept.
+    pub checkpoint: CheckpointConfig,
+    /// `Some`: the ranks get exactly this environment (plus the `MPICR_*` variables of the
+    /// job) instead of the launcher's; a restarted job gets the one its snapshot recorded.
+    pub env: Option<Vec<(OsString, OsString)>>,
+    /// The ranks' working directory; `None` keeps the launcher's.
+    pub cwd: Option<PathBuf>,
+    /// Continue from this committed snapshot (`mpicr restart`).
+    pub restart: Option<RestartFrom>,
 }
+
+/// The snapshot a restarted job continues from, given to every rank as `MPICR_RESTART_DIR`
+/// and `MPICR_RESTART_EPOCH`.
+#[derive(Debug, Clone)]
+pub struct RestartFrom {
+    pub dir: PathBuf,
+    pub epoch: u64,
+}
+
+/// Variables of the launcher's environment that describe one run: they are neither recorded
+/// in a snapshot nor passed on to the ranks (a restarted job gets them anew).
+const NOT_RECORDED: &[&str] = &["MPICR_RESTART_DIR", "MPICR_RESTART_EPOCH"];
 
 /// Why a job could not be started. Nothing of it is left running or on disk.
 #[derive(Debug, Error)]
@@ -67,6 +89,10 @@ pub enum LaunchError {
     ShmDir(#[from] ShmDirError),
     #[error("cannot start the control server")]
     Server(#[source] std::io::Error),
+    #[error("cannot start the checkpoint service")]
+    Checkpoints(#[source] std::io::Error),
+    #[error("cannot find the current directory")]
+    Cwd(#[source] std::io::Error),
     #[error(transparent)]
     Spawn(#[from] SpawnError),
 }
@@ -83,6 +109,10 @@ pub(crate) enum Event {
     },
     Stop {
         signal: i32,
+    },
+    /// A checkpoint asked to end the job once committed, and it is.
+    Checkpointed {
+        snapshot: String,
     },
 }
 
@@ -128,7 +158,14 @@ impl Launch {
             events,
             inbox,
         } = self;
-        let path_var = std::env::var_os("PATH");
+        // A job with an environment of its own (a restart) finds its program on its own PATH.
+        let path_var = match &config.env {
+            Some(env) => env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone()),
+            None => std::env::var_os("PATH"),
+        };
         let executable = program::resolve(&config.program, path_var.as_deref())?;
         let launcher_pid = std::process::id();
         let name = config
@@ -147,30 +184,89 @@ impl Launch {
             .chain(&config.args)
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
+        let cwd = match &config.cwd {
+            Some(cwd) => cwd.clone(),
+            None => std::env::current_dir().map_err(LaunchError::Cwd)?,
+        };
+        let recorded_env: Vec<(OsString, OsString)> = match &config.env {
+            Some(env) => env.clone(),
+            None => std::env::vars_os()
+                .filter(|(k, _)| !NOT_RECORDED.iter().any(|n| k == *n))
+                .collect(),
+        };
         let info = JobInfo {
             name: name.to_string(),
             launcher_pid,
             command,
             started_at: unix_now(),
+            env: recorded_env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect(),
+            cwd: cwd.display().to_string(),
+            transport: config.transport.as_str().to_owned(),
         };
         let table = ProcessTable::new(config.size, &node_name);
-        let shared = Arc::new(Shared::new(info, table, current_uid(), events.clone()));
+        let (checkpoint_events, checkpoint_inbox) = mpsc::channel();
+        let shared = Arc::new(Shared::new(
+            info,
+            table,
+            current_uid(),
+            events.clone(),
+            checkpoint_events.clone(),
+        ));
+        let board = Arc::new(StatusBoard::new(
+            runtime.checkpoint_status_path(&name),
+            config.checkpoint.snapshot_dir.clone(),
+        ));
+        let checkpoints = CheckpointService::start(
+            config.checkpoint.clone(),
+            shared.clone(),
+            checkpoint_events,
+            checkpoint_inbox,
+            events.clone(),
+            board,
+        )
+        .map_err(LaunchError::Checkpoints)?;
         let server = ControlServer::start(listener, files.socket().to_owned(), shared.clone())
             .map_err(LaunchError::Server)?;
+
+        // The ranks get what the snapshot records, so that a restart gives them the same.
+        let mut env = recorded_env;
+        env.extend([
+            ("MPICR_JOB".into(), name.to_string().into()),
+            ("MPICR_CONTROL".into(), files.socket().into()),
+            ("MPICR_TRANSPORT".into(), config.transport.as_str().into()),
+            ("MPICR_SHM_DIR".into(), shm.path().into()),
+            ("MPICR_CRS".into(), config.checkpoint.crs.clone().into()),
+            (
+                "MPICR_SNAPSHOT_DIR".into(),
+                config.checkpoint.snapshot_dir.clone().into(),
+            ),
+        ]);
+        if let Some(restart) = &config.restart {
+            env.push(("MPICR_RESTART_DIR".into(), restart.dir.clone().into()));
+            env.push((
+                "MPICR_RESTART_EPOCH".into(),
+                restart.epoch.to_string().into(),
+            ));
+        }
 
         let spec = JobSpec {
             program: executable,
             arg0: config.program.clone(),
             args: config.args.clone(),
             size: config.size,
-            env: vec![
-                ("MPICR_JOB".into(), name.to_string().into()),
-                ("MPICR_CONTROL".into(), files.socket().into()),
-                ("MPICR_TRANSPORT".into(), config.transport.as_str().into()),
-                ("MPICR_SHM_DIR".into(), shm.path().into()),
-            ],
+            env,
             node_name,
             tag_output: config.tag_output,
+            cwd: config.cwd.clone(),
+            clear_env: true,
         };
         let on_exit = Arc::new(move |exit: RankExit| {
             let _ = events.send(Event::RankEnded(exit));
@@ -178,6 +274,7 @@ impl Launch {
         let ranks = Ranks::launch(&spec, |rank, pid| shared.set_spawned(rank, pid), on_exit)?;
         Ok(RunningJob {
             ranks,
+            _checkpoints: checkpoints,
             _server: server,
             shared,
             files,
@@ -189,9 +286,11 @@ impl Launch {
     }
 }
 
-/// A started job. Fields drop in order: ranks, server, socket files, shm directory.
+/// A started job. Fields drop in order: ranks, checkpoint service, server, socket files, shm
+/// directory.
 pub struct RunningJob {
     ranks: Ranks,
+    _checkpoints: CheckpointService,
     /// Held only to be dropped (which stops it) after the ranks have ended.
     _server: ControlServer,
     shared: Arc<Shared>,
@@ -257,6 +356,10 @@ impl RunningJob {
                 Event::RankEnded(exit) => {
                     running -= 1;
                     self.shared.set_ended(exit.rank, exit.status);
+                    self.shared.checkpoint_event(CkptEvent::RankGone {
+                        rank: exit.rank,
+                        why: exit.status.to_string(),
+                    });
                     (!exit.status.success()).then_some(Outcome::RankFailed(exit))
                 }
                 Event::Abort {
@@ -276,6 +379,10 @@ impl RunningJob {
                     }
                     Some(Outcome::Interrupted { signal })
                 }
+                Event::Checkpointed { snapshot } => Some(Outcome::Checkpointed {
+                    job: self.name.to_string(),
+                    snapshot,
+                }),
             };
             if let Some(outcome) = ending
                 && cause.is_none()
@@ -284,6 +391,7 @@ impl RunningJob {
                     say(&line);
                 }
                 cause = Some(outcome);
+                self.shared.checkpoint_event(CkptEvent::JobEnding);
                 if running > 0 {
                     self.ranks.signal_all(Signal::TERM);
                     kill_at = Some(Instant::now() + TERMINATION_GRACE);

@@ -6,6 +6,7 @@
 //! the control protocol and the cleanup guarantees.
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod client;
 mod control_socket;
 mod job_name;
@@ -18,11 +19,17 @@ mod server;
 mod shm_dir;
 mod table;
 
-pub use client::{ClientError, JobRef, job_status, live_jobs, query};
+pub use checkpoint::{
+    CheckpointConfig, CheckpointStatus, DEFAULT_CHECKPOINT_TIMEOUT, Progress, show_duration,
+};
+pub use client::{
+    ClientError, JobRef, checkpoint_status, job_status, live_jobs, query, request_checkpoint,
+};
 pub use control_socket::SocketError;
 pub use job_name::{JobName, JobNameError};
 pub use launch::{
-    Launch, LaunchConfig, LaunchError, RunningJob, Stopper, TERMINATION_GRACE, Transport,
+    Launch, LaunchConfig, LaunchError, RestartFrom, RunningJob, Stopper, TERMINATION_GRACE,
+    Transport,
 };
 pub use outcome::Outcome;
 pub use report::error_chain;

@@ -18,6 +18,8 @@ pub enum Outcome {
     },
     /// `mpicr run` received this signal and ended the job.
     Interrupted { signal: i32 },
+    /// A checkpoint with `--terminate` was committed and the job ended after it.
+    Checkpointed { job: String, snapshot: String },
 }
 
 impl Outcome {
@@ -26,7 +28,7 @@ impl Outcome {
     /// whose code would read as success (0 modulo 256) gives 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Success => 0,
+            Self::Success | Self::Checkpointed { .. } => 0,
             Self::RankFailed(exit) => low_byte(exit.status.shell_code()),
             Self::Aborted { code, .. } => match low_byte(*code) {
                 0 => 1,
@@ -52,6 +54,9 @@ impl Outcome {
             } => Some(format!(
                 "rank {rank} (pid {pid}) called abort with code {code}: {reason}"
             )),
+            Self::Checkpointed { job, snapshot } => {
+                Some(format!("job {job} ended after checkpoint {snapshot}"))
+            }
             Self::Interrupted { signal } => Some(match signal_name(*signal) {
                 Some(name) => format!("received {name}; ending the job"),
                 None => format!("received signal {signal}; ending the job"),
@@ -111,5 +116,14 @@ mod tests {
             "received SIGTERM; ending the job"
         );
         assert_eq!(Outcome::Success.exit_code(), 0);
+        let checkpointed = Outcome::Checkpointed {
+            job: "heat".into(),
+            snapshot: "heat.3".into(),
+        };
+        assert_eq!(checkpointed.exit_code(), 0);
+        assert_eq!(
+            checkpointed.describe().unwrap(),
+            "job heat ended after checkpoint heat.3"
+        );
     }
 }

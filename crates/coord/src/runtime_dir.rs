@@ -102,6 +102,11 @@ impl RuntimeDir {
     pub fn pid_link_path(&self, launcher_pid: u32) -> PathBuf {
         self.path.join(format!("{launcher_pid}.sock"))
     }
+
+    /// Where the job named `name` publishes the state of its checkpoints for `mpicr status`.
+    pub fn checkpoint_status_path(&self, name: &JobName) -> PathBuf {
+        self.path.join(format!("{name}.checkpoint"))
+    }
 }
 
 /// The real uid of this process.

@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use node::ExitStatus;
 use thiserror::Error;
 use wire::stream::{ReadError, read_message, write_message};
-use wire::{Message, Refresh, Register, StatusReply};
+use wire::{CheckpointRequest, Message, ProcState, Refresh, Register, StatusReply};
 
+use crate::checkpoint::{CkptEvent, Origin};
 use crate::launch::Event;
 use crate::proc_tree::is_self_or_descendant;
 use crate::report::{error_chain, say};
@@ -39,6 +40,35 @@ pub(crate) struct JobInfo {
     pub(crate) launcher_pid: u32,
     pub(crate) command: Vec<String>,
     pub(crate) started_at: u64,
+    /// The environment, working directory and transport a snapshot records, so that
+    /// `mpicr restart` can run the job again as it was.
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) cwd: String,
+    pub(crate) transport: String,
+}
+
+/// What a global snapshot's manifest records about the job, besides the parts.
+#[derive(Debug, Clone)]
+pub(crate) struct ManifestFacts {
+    pub(crate) command: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) cwd: String,
+    pub(crate) transport: String,
+    /// rank → node.
+    pub(crate) placement: Vec<(u32, String)>,
+}
+
+/// Whether a checkpoint can start now.
+#[derive(Debug)]
+pub(crate) enum Readiness {
+    /// Every rank registered and none has begun to leave.
+    Ready,
+    /// Some ranks registered, not all yet.
+    Registering,
+    /// No rank registered since the job started at `since`.
+    NoneRegistered { since: Instant },
+    /// A rank has finalized or ended: the sentence says which.
+    ShuttingDown(String),
 }
 
 /// Why a connection was refused; the sentence is logged and sent back.
@@ -68,6 +98,9 @@ pub(crate) struct Shared {
     /// Signalled when the node reports a started rank.
     spawned: Condvar,
     events: Sender<Event>,
+    /// The checkpoint service's inbox.
+    checkpoints: Sender<CkptEvent>,
+    started: Instant,
 }
 
 struct State {
@@ -78,7 +111,13 @@ struct State {
 }
 
 impl Shared {
-    pub(crate) fn new(info: JobInfo, table: ProcessTable, uid: u32, events: Sender<Event>) -> Self {
+    pub(crate) fn new(
+        info: JobInfo,
+        table: ProcessTable,
+        uid: u32,
+        events: Sender<Event>,
+        checkpoints: Sender<CkptEvent>,
+    ) -> Self {
         let links = (0..table.size()).map(|_| None).collect();
         Self {
             info,
@@ -90,6 +129,95 @@ impl Shared {
             }),
             spawned: Condvar::new(),
             events,
+            checkpoints,
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn job_name(&self) -> &str {
+        &self.info.name
+    }
+
+    pub(crate) fn size(&self) -> u32 {
+        self.lock().table.size()
+    }
+
+    pub(crate) fn checkpoint_event(&self, event: CkptEvent) {
+        let _ = self.checkpoints.send(event);
+    }
+
+    /// Whether a checkpoint may start, from the process table.
+    pub(crate) fn readiness(&self) -> Readiness {
+        let state = self.lock();
+        let entries = state.table.entries();
+        if let Some(entry) = entries.iter().find(|e| {
+            matches!(
+                e.state,
+                ProcState::Finalized | ProcState::Exited(_) | ProcState::Signaled(_)
+            )
+        }) {
+            let what = match entry.state {
+                ProcState::Finalized => "has finalized".to_owned(),
+                ProcState::Exited(code) => format!("has exited with status {code}"),
+                ProcState::Signaled(signal) => format!("was killed by signal {signal}"),
+                ProcState::Spawned | ProcState::Running => String::new(),
+            };
+            return Readiness::ShuttingDown(format!(
+                "job {} is shutting down: rank {} {what}",
+                self.info.name, entry.rank
+            ));
+        }
+        if state.table.all_registered() && state.refreshed {
+            Readiness::Ready
+        } else if entries.iter().any(|e| e.state == ProcState::Running) {
+            Readiness::Registering
+        } else {
+            Readiness::NoneRegistered {
+                since: self.started,
+            }
+        }
+    }
+
+    /// Sends `message` to every rank; the first rank that cannot be reached is an error.
+    pub(crate) fn send_all(&self, message: &Message) -> Result<(), String> {
+        let state = self.lock();
+        for (rank, link) in state.links.iter().enumerate() {
+            let Some(mut link) = link.as_ref() else {
+                return Err(format!("rank {rank} is not connected to the coordinator"));
+            };
+            if let Err(e) = write_message(&mut link, message) {
+                return Err(format!("rank {rank} cannot be reached: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `message` to every connected rank, ignoring those that cannot be reached.
+    pub(crate) fn send_all_quietly(&self, message: &Message) {
+        let state = self.lock();
+        for (rank, link) in state.links.iter().enumerate() {
+            if let Some(mut link) = link.as_ref()
+                && let Err(e) = write_message(&mut link, message)
+            {
+                tracing::debug!(rank, "cannot send to a rank: {e}");
+            }
+        }
+    }
+
+    pub(crate) fn manifest_facts(&self) -> ManifestFacts {
+        let placement = self
+            .lock()
+            .table
+            .entries()
+            .iter()
+            .map(|e| (e.rank, e.node.clone()))
+            .collect();
+        ManifestFacts {
+            command: self.info.command.clone(),
+            env: self.info.env.clone(),
+            cwd: self.info.cwd.clone(),
+            transport: self.info.transport.clone(),
+            placement,
         }
     }
 
@@ -261,6 +389,7 @@ fn converse(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
         Err(e) => Err(e.into()),
         Ok(Message::StatusRequest) => serve_tool(stream, shared),
         Ok(Message::Register(register)) => serve_rank(stream, shared, &register),
+        Ok(Message::CheckpointRequest(request)) => serve_checkpoint(stream, shared, &request),
         Ok(other) => Err(unexpected(&other)),
     }
 }
@@ -287,6 +416,29 @@ fn serve_tool(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
     }
 }
 
+/// A tool's checkpoint request: queue it and answer when it is committed or has failed.
+fn serve_checkpoint(
+    stream: &UnixStream,
+    shared: &Shared,
+    request: &CheckpointRequest,
+) -> Result<(), Refusal> {
+    let (reply, answer) = mpsc::channel();
+    shared.checkpoint_event(CkptEvent::Request {
+        terminate: request.terminate,
+        origin: Origin::Tool(reply),
+    });
+    let message = match answer.recv() {
+        Ok(Ok(done)) => Message::CheckpointDone(done),
+        Ok(Err(why)) => Message::Error(why),
+        Err(_) => Message::Error(format!("job {} has ended", shared.info.name)),
+    };
+    // The tool may have given up meanwhile; the snapshot stays committed either way.
+    if let Err(e) = write_message(&mut &*stream, &message) {
+        tracing::info!("the checkpoint's requester is gone: {e}");
+    }
+    Ok(())
+}
+
 /// A rank's connection: it stays open for the life of the rank.
 fn serve_rank(stream: &UnixStream, shared: &Shared, register: &Register) -> Result<(), Refusal> {
     let link = stream.try_clone().map_err(Refusal::Write)?;
@@ -295,6 +447,10 @@ fn serve_rank(stream: &UnixStream, shared: &Shared, register: &Register) -> Resu
     tracing::debug!(rank, pid = register.pid, addr = %register.data_addr, "rank registered");
     let result = rank_messages(stream, shared, rank);
     shared.disconnect(rank);
+    shared.checkpoint_event(CkptEvent::RankGone {
+        rank,
+        why: "closed its control connection".into(),
+    });
     result
 }
 
@@ -329,6 +485,24 @@ fn rank_messages(stream: &UnixStream, shared: &Shared, rank: u32) -> Result<(), 
                 });
             }
             Ok(Message::StatusRequest) => reply_status(stream, shared)?,
+            Ok(Message::CheckpointRequest(request)) => {
+                shared.checkpoint_event(CkptEvent::Request {
+                    terminate: request.terminate,
+                    origin: Origin::Rank(rank),
+                });
+            }
+            Ok(Message::SafepointCount(count)) => {
+                check(count.rank)?;
+                shared.checkpoint_event(CkptEvent::Count(count));
+            }
+            Ok(Message::PartDone(part)) => {
+                check(part.rank)?;
+                shared.checkpoint_event(CkptEvent::Part(part));
+            }
+            Ok(Message::CheckpointFailed(failed)) => {
+                check(failed.rank)?;
+                shared.checkpoint_event(CkptEvent::Failed(failed));
+            }
             Ok(other) => return Err(unexpected(&other)),
         }
     }

@@ -38,6 +38,13 @@ pub struct JobSpec {
     pub node_name: String,
     /// Put `[rank] ` before every line of output.
     pub tag_output: bool,
+    /// The ranks' working directory; `None` keeps the launcher's.
+    pub cwd: Option<PathBuf>,
+    /// Start the ranks from an empty environment instead of the launcher's, so that [`env`]
+    /// is all they get (a restarted job gets the environment its snapshot recorded).
+    ///
+    /// [`env`]: JobSpec::env
+    pub clear_env: bool,
 }
 
 /// One rank has ended.
@@ -142,6 +149,8 @@ impl Ranks {
             arg0: &spec.arg0,
             args: &spec.args,
             env,
+            clear_env: spec.clear_env,
+            cwd: spec.cwd.as_deref(),
             process_group: self.pids.first().map_or(0, |leader| leader.as_raw_pid()),
             stdin: if rank == 0 {
                 Stdio::piped()

@@ -17,6 +17,9 @@ pub(crate) struct RankCommand<'a> {
     pub(crate) arg0: &'a OsString,
     pub(crate) args: &'a [OsString],
     pub(crate) env: Vec<(OsString, OsString)>,
+    /// Start from an empty environment rather than the launcher's.
+    pub(crate) clear_env: bool,
+    pub(crate) cwd: Option<&'a Path>,
     /// 0 makes the new process the leader of a new process group; otherwise the group to join.
     pub(crate) process_group: i32,
     pub(crate) stdin: Stdio,
@@ -26,6 +29,12 @@ pub(crate) struct RankCommand<'a> {
 /// that called this function ends, so call it from a thread that lives as long as the job.
 pub(crate) fn spawn(rank: RankCommand<'_>) -> io::Result<Child> {
     let mut command = Command::new(rank.program);
+    if rank.clear_env {
+        command.env_clear();
+    }
+    if let Some(cwd) = rank.cwd {
+        command.current_dir(cwd);
+    }
     command
         .arg0(rank.arg0)
         .args(rank.args)

@@ -8,14 +8,28 @@
 //! `MPICR_TEST_ABORT=R:CODE` makes rank R send ABORT with CODE instead and then wait to be
 //! ended by the launcher. `MPICR_TEST_LINGER=SECONDS` makes every rank wait that long after
 //! EXIT, so that `mpicr status` can see the `finalized` state.
+//!
+//! `MPICR_TEST_CHECKPOINT=1` makes every rank, after the table, serve the checkpoint protocol
+//! until it is ended by a signal: it answers CHECKPOINT with its safepoint count (`rank + 1`
+//! plus the checkpoints it took), CHECKPOINT_AT by writing a real part (one section `state`
+//! holding `rank R safepoint T`) with the store's [`PartWriter`] into the staging directory
+//! and answering PART_DONE (with `rank` messages in transit), and prints a line for every
+//! CHECKPOINT_CANCEL. With it:
+//! - `MPICR_TEST_CKPT_FAIL=R:REASON`: rank R answers CHECKPOINT with CHECKPOINT_FAILED;
+//! - `MPICR_TEST_CKPT_DELAY_MS=N`: every rank waits N ms before each answer;
+//! - `MPICR_TEST_CKPT_REQUEST=R`: rank R asks for one checkpoint itself (as an application
+//!   may), on its own connection, before it serves;
+//! - `MPICR_RESTART_DIR` set (by `mpicr restart`): every rank first prints
+//!   `rank R restarted from epoch E: <its state section>`.
 
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use store::{PartReader, PartWriter, part_file_name};
 use wire::stream::{read_message, write_message};
-use wire::{Abort, Exit, Message, Register};
+use wire::{Abort, Exit, Message, PartDone, Register, SafepointCount};
 
 fn main() -> ExitCode {
     match run() {
@@ -77,6 +91,9 @@ fn run() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(600));
         bail!("the launcher did not end the job after the abort");
     }
+    if std::env::var_os("MPICR_TEST_CHECKPOINT").is_some() {
+        return serve_checkpoints(rank, &mut link);
+    }
     write_message(&mut link, &Message::Exit(Exit { rank }))
         .context("cannot send the exit notice")?;
     if let Ok(seconds) = std::env::var("MPICR_TEST_LINGER") {
@@ -100,4 +117,87 @@ fn abort_code(rank: u32) -> anyhow::Result<Option<i32>> {
         .then(|| code.parse())
         .transpose()
         .context("MPICR_TEST_ABORT code")
+}
+
+/// The checkpoint protocol as a rank speaks it, until the launcher ends the rank.
+fn serve_checkpoints(rank: u32, link: &mut UnixStream) -> anyhow::Result<()> {
+    let job = var("MPICR_JOB")?;
+    if let Ok(dir) = std::env::var("MPICR_RESTART_DIR") {
+        let epoch = var("MPICR_RESTART_EPOCH")?;
+        let path = std::path::Path::new(&dir).join(part_file_name(rank));
+        let part =
+            PartReader::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let state = part
+            .section("state")
+            .context("cannot read the state section")?;
+        println!(
+            "rank {rank} restarted from epoch {epoch}: {}",
+            String::from_utf8_lossy(&state)
+        );
+    }
+    let failure = std::env::var("MPICR_TEST_CKPT_FAIL").ok().and_then(|spec| {
+        let (who, reason) = spec.split_once(':')?;
+        (who.parse::<u32>().ok()? == rank).then(|| reason.to_owned())
+    });
+    let delay = match std::env::var("MPICR_TEST_CKPT_DELAY_MS") {
+        Ok(ms) => Duration::from_millis(ms.parse().context("MPICR_TEST_CKPT_DELAY_MS")?),
+        Err(_) => Duration::ZERO,
+    };
+    if std::env::var("MPICR_TEST_CKPT_REQUEST").is_ok_and(|who| who == rank.to_string()) {
+        let request = Message::CheckpointRequest(wire::CheckpointRequest { terminate: false });
+        write_message(link, &request).context("cannot ask for a checkpoint")?;
+    }
+    let mut taken = 0_u64;
+    loop {
+        let message = match read_message(link) {
+            Ok(message) => message,
+            // The launcher is gone or ends us: nothing more to serve.
+            Err(_) => return Ok(()),
+        };
+        std::thread::sleep(delay);
+        let answer = match message {
+            Message::Checkpoint(c) => match &failure {
+                Some(reason) => Message::CheckpointFailed(wire::CheckpointFailed {
+                    epoch: c.epoch,
+                    rank,
+                    reason: reason.clone(),
+                }),
+                None => Message::SafepointCount(SafepointCount {
+                    epoch: c.epoch,
+                    rank,
+                    count: u64::from(rank) + 1 + taken,
+                }),
+            },
+            Message::CheckpointAt(at) => {
+                let mut part = PartWriter::create(
+                    std::path::Path::new(&at.dir),
+                    &job,
+                    at.epoch,
+                    rank,
+                    "self",
+                )?;
+                part.section(
+                    "state",
+                    format!("rank {rank} safepoint {}", at.safepoint).as_bytes(),
+                )?;
+                let info = part.finish()?;
+                taken += 1;
+                Message::PartDone(PartDone {
+                    epoch: at.epoch,
+                    rank,
+                    file: info.file,
+                    size: info.size,
+                    crc32c: info.crc32c,
+                    checkpointer: info.checkpointer,
+                    in_transit: u64::from(rank),
+                })
+            }
+            Message::CheckpointCancel(c) => {
+                println!("rank {rank}: checkpoint {} cancelled", c.epoch);
+                continue;
+            }
+            other => bail!("unexpected {:?} from the coordinator", other.command()),
+        };
+        write_message(link, &answer).context("cannot answer the coordinator")?;
+    }
 }

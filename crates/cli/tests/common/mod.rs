@@ -20,6 +20,8 @@ pub const MPICR: &str = env!("CARGO_BIN_EXE_mpicr");
 pub const MPIRUN: &str = env!("CARGO_BIN_EXE_mpirun");
 pub const MPIEXEC: &str = env!("CARGO_BIN_EXE_mpiexec");
 pub const TEST_RANK: &str = env!("CARGO_BIN_EXE_mpicr-test-rank");
+pub const MPI_CHECKPOINT: &str = env!("CARGO_BIN_EXE_mpi_checkpoint");
+pub const MPI_RESTART: &str = env!("CARGO_BIN_EXE_mpi_restart");
 
 /// A private `XDG_RUNTIME_DIR` and a marker unique to one test.
 pub struct Sandbox {
@@ -43,6 +45,16 @@ impl Sandbox {
         self.dir.path().join("mpicr")
     }
 
+    /// The `XDG_STATE_HOME` of the sandbox, under which the default snapshot directory is.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The default snapshot directory of the sandbox.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.state_dir().join("mpicr/snapshots")
+    }
+
     /// A command for one of the binaries, with the sandbox's environment.
     pub fn command(&self, binary: &str, args: &[&str]) -> Command {
         let mut command = Command::new(binary);
@@ -55,6 +67,8 @@ impl Sandbox {
         command
             .args(args)
             .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env("XDG_STATE_HOME", self.state_dir())
+            .env_remove("MPICR_SNAPSHOT_DIR")
             .env("PATH", std::env::join_paths(dirs).expect("a PATH"))
             .env("MPICR_TEST_MARKER", &self.marker)
             .env_remove("MPICR_LOG");

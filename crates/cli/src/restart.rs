@@ -1,0 +1,87 @@
+//! `mpicr restart` / `mpi_restart`: run a job on from a committed global snapshot.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use coord::{JobName, LaunchConfig, RestartFrom, Transport, error_chain};
+
+use crate::args::RestartArgs;
+use crate::snapshots::open_store;
+use crate::{EXIT_MPICR_ERROR, say};
+
+pub(crate) fn main(args: RestartArgs) -> ExitCode {
+    match prepare(&args) {
+        Ok(config) => crate::run::launch(config),
+        Err(line) => {
+            say(&line);
+            ExitCode::from(EXIT_MPICR_ERROR)
+        }
+    }
+}
+
+/// Finds and verifies the snapshot and builds the job that continues it. Nothing is started.
+fn prepare(args: &RestartArgs) -> Result<LaunchConfig, String> {
+    let store = open_store(args.checkpoints.snapshot_dir.as_deref())?;
+    let snapshot = store.resolve(&args.snapshot).map_err(|e| error_chain(&e))?;
+    let name = snapshot.name();
+    snapshot.verify().map_err(|e| {
+        format!(
+            "snapshot {name} cannot be restarted: {}; nothing was started",
+            error_chain(&e)
+        )
+    })?;
+    let manifest = snapshot.manifest();
+    let job_name = JobName::parse(&manifest.job)
+        .map_err(|e| format!("snapshot {name} has an unusable job name: {e}"))?;
+    let transport = match manifest.transport.as_str() {
+        "shm" => Transport::Shm,
+        "tcp" => Transport::Tcp,
+        other => {
+            return Err(format!(
+                "snapshot {name} was taken over the transport `{other}`, which this mpicr does not know"
+            ));
+        }
+    };
+    let mut command = manifest.command.iter().map(OsString::from);
+    let Some(mut program) = command.next() else {
+        return Err(format!("snapshot {name} records no command"));
+    };
+    let cwd = PathBuf::from(&manifest.cwd);
+    // A relative path names a file in the job's directory, not in ours.
+    let as_path = PathBuf::from(&program);
+    if as_path.is_relative() && program.to_string_lossy().contains('/') {
+        program = cwd.join(as_path).into_os_string();
+    }
+    let crs = manifest
+        .extra
+        .get("crs")
+        .cloned()
+        .unwrap_or_else(|| "self".to_owned());
+    say(&format!(
+        "restarting job {job_name} from snapshot {name} ({} ranks, epoch {})",
+        manifest.ranks(),
+        manifest.epoch
+    ));
+    Ok(LaunchConfig {
+        size: manifest.ranks(),
+        program,
+        args: command.collect(),
+        tag_output: args.tag_output,
+        transport,
+        job_name: Some(job_name),
+        checkpoint: crate::run::checkpoint_config(&args.checkpoints, crs, store.root())?,
+        env: Some(
+            manifest
+                .env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect(),
+        ),
+        cwd: Some(cwd),
+        restart: Some(RestartFrom {
+            dir: snapshot.path().to_owned(),
+            epoch: manifest.epoch,
+        }),
+    })
+}

@@ -1,0 +1,797 @@
+//! The coordinator's half of coordinated checkpoints (ChaRM4MPI §2.1 with the safepoint
+//! agreement of the `self` checkpointer): one thread that takes requests from tools, from the
+//! ranks and from the timer, serves them one at a time, and talks to the ranks through the
+//! control connections.
+//!
+//! A checkpoint of epoch E: CHECKPOINT(E) to every rank; every rank answers its safepoint
+//! count; T = max + 1; CHECKPOINT_AT(E, T, staging dir) to every rank; every rank writes its
+//! part there and answers PART_DONE; the coordinator commits the global snapshot (two-phase,
+//! `crates/store`) and answers the requester. Any failure — a rank that refuses, a rank that
+//! ends, a rank that does not answer in time — abandons the staging directory, sends
+//! CHECKPOINT_CANCEL(E) to every rank and answers the requester with the reason.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use store::{ManifestInput, PartInfo, PartReader, Store};
+use wire::{
+    Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed, Message,
+    PartDone, SafepointCount,
+};
+
+use crate::launch::Event;
+use crate::report::{error_chain, say};
+use crate::server::{Readiness, Shared};
+
+/// How long a request waits for the first rank of a job to register before the job is taken
+/// for one that does not use MPI (counted from the start of the job).
+const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
+/// How often the service looks at the table while it waits for registrations.
+const REGISTRATION_POLL: Duration = Duration::from_millis(50);
+
+/// Default of `--checkpoint-timeout`: ranks reach their safepoints at their own pace.
+pub const DEFAULT_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How checkpoints of a job are taken and kept.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// The global snapshot store's root directory.
+    pub snapshot_dir: PathBuf,
+    /// The checkpointer the ranks use (`MPICR_CRS`).
+    pub crs: String,
+    /// Take a checkpoint this often (internal requests).
+    pub every: Option<Duration>,
+    /// After every commit, keep only this many snapshots of the job.
+    pub keep: Option<usize>,
+    /// How long the ranks may take to answer each step of a checkpoint.
+    pub timeout: Duration,
+}
+
+/// What a finished checkpoint tells whoever asked for it.
+pub(crate) type Answer = Result<CheckpointDone, String>;
+
+/// Who asked for a checkpoint.
+#[derive(Debug)]
+pub(crate) enum Origin {
+    /// `mpicr checkpoint`, waiting for the answer on its connection.
+    Tool(Sender<Answer>),
+    /// A rank asked on its own connection (application-initiated); nobody waits.
+    Rank(u32),
+    /// `--checkpoint-every`.
+    Timer,
+}
+
+/// What the checkpoint service reacts to.
+#[derive(Debug)]
+pub(crate) enum CkptEvent {
+    Request {
+        terminate: bool,
+        origin: Origin,
+    },
+    Count(SafepointCount),
+    Part(PartDone),
+    Failed(CheckpointFailed),
+    /// A rank's connection closed or its process ended.
+    RankGone {
+        rank: u32,
+        why: String,
+    },
+    /// The launcher is ending the job: refuse everything from now on.
+    JobEnding,
+    /// Stop the service (the job is over).
+    Shutdown,
+}
+
+/// What `mpicr status` can learn about the job's checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointStatus {
+    /// The snapshot directory of the job.
+    pub snapshot_dir: PathBuf,
+    /// The last snapshot this job committed (name, path).
+    pub last: Option<(String, PathBuf)>,
+    /// The checkpoint in progress.
+    pub running: Option<Progress>,
+}
+
+/// A checkpoint in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub epoch: u64,
+    /// `counting` (waiting for safepoint counts) or `saving` (waiting for parts).
+    pub phase: &'static str,
+    /// Ranks that have answered the current phase.
+    pub reported: u32,
+    pub ranks: u32,
+}
+
+/// The published status, mirrored to `<runtime dir>/<job>.checkpoint` for `mpicr status`.
+#[derive(Debug)]
+pub(crate) struct StatusBoard {
+    file: PathBuf,
+    status: Mutex<CheckpointStatus>,
+}
+
+impl StatusBoard {
+    pub(crate) fn new(file: PathBuf, snapshot_dir: PathBuf) -> Self {
+        let board = Self {
+            file,
+            status: Mutex::new(CheckpointStatus {
+                snapshot_dir,
+                ..CheckpointStatus::default()
+            }),
+        };
+        board.update(|_| {});
+        board
+    }
+
+    fn update(&self, change: impl FnOnce(&mut CheckpointStatus)) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut status);
+        let tmp = self.file.with_extension("checkpoint.tmp");
+        let written = std::fs::write(&tmp, encode_status(&status))
+            .and_then(|()| std::fs::rename(&tmp, &self.file));
+        if let Err(e) = written {
+            tracing::warn!(file = %self.file.display(), "cannot publish the checkpoint status: {e}");
+        }
+    }
+}
+
+impl Drop for StatusBoard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+fn encode_status(status: &CheckpointStatus) -> String {
+    let mut text = format!("snapshot_dir={}\n", status.snapshot_dir.display());
+    if let Some((name, path)) = &status.last {
+        text.push_str(&format!("last={name}\nlast_path={}\n", path.display()));
+    }
+    if let Some(p) = &status.running {
+        text.push_str(&format!(
+            "epoch={}\nphase={}\nreported={}\nranks={}\n",
+            p.epoch, p.phase, p.reported, p.ranks
+        ));
+    }
+    text
+}
+
+/// Reads what [`StatusBoard`] published; `None` if the file is missing or not ours.
+pub(crate) fn decode_status(text: &str) -> Option<CheckpointStatus> {
+    let mut status = CheckpointStatus::default();
+    let (mut last, mut last_path) = (None, None);
+    let (mut epoch, mut phase, mut reported, mut ranks) = (None, None, None, None);
+    for line in text.lines() {
+        let (key, value) = line.split_once('=')?;
+        match key {
+            "snapshot_dir" => status.snapshot_dir = PathBuf::from(value),
+            "last" => last = Some(value.to_owned()),
+            "last_path" => last_path = Some(PathBuf::from(value)),
+            "epoch" => epoch = value.parse().ok(),
+            "phase" => {
+                phase = match value {
+                    "counting" => Some("counting"),
+                    "saving" => Some("saving"),
+                    _ => None,
+                }
+            }
+            "reported" => reported = value.parse().ok(),
+            "ranks" => ranks = value.parse().ok(),
+            _ => {}
+        }
+    }
+    status.last = last.zip(last_path);
+    if let (Some(epoch), Some(phase), Some(reported), Some(ranks)) = (epoch, phase, reported, ranks)
+    {
+        status.running = Some(Progress {
+            epoch,
+            phase,
+            reported,
+            ranks,
+        });
+    }
+    Some(status)
+}
+
+/// The running service. Dropping it stops the thread (and the timer), refusing what waits.
+pub(crate) struct CheckpointService {
+    events: Sender<CkptEvent>,
+    thread: Option<JoinHandle<()>>,
+    timer: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+impl CheckpointService {
+    /// Starts the service thread, and the timer when `config.every` is set. `inbox` receives
+    /// what `events` (also held by the control server) sends.
+    pub(crate) fn start(
+        config: CheckpointConfig,
+        shared: Arc<Shared>,
+        events: Sender<CkptEvent>,
+        inbox: Receiver<CkptEvent>,
+        job_events: Sender<Event>,
+        board: Arc<StatusBoard>,
+    ) -> std::io::Result<Self> {
+        let every = config.every;
+        let service = Service {
+            config,
+            shared,
+            job_events,
+            board,
+            queue: VecDeque::new(),
+            ending: None,
+            next_epoch: 1,
+        };
+        let thread = thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || service.run(&inbox))?;
+        let mut me = Self {
+            events: events.clone(),
+            thread: Some(thread),
+            timer: None,
+        };
+        if let Some(period) = every {
+            let (stop, stopped) = mpsc::channel::<()>();
+            let timer = thread::Builder::new()
+                .name("checkpoint-timer".into())
+                .spawn(move || {
+                    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                        let request = CkptEvent::Request {
+                            terminate: false,
+                            origin: Origin::Timer,
+                        };
+                        if events.send(request).is_err() {
+                            break;
+                        }
+                    }
+                })?;
+            me.timer = Some((stop, timer));
+        }
+        Ok(me)
+    }
+}
+
+impl Drop for CheckpointService {
+    fn drop(&mut self) {
+        if let Some((stop, timer)) = self.timer.take() {
+            drop(stop);
+            let _ = timer.join();
+        }
+        let _ = self.events.send(CkptEvent::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Request {
+    terminate: bool,
+    origin: Origin,
+}
+
+impl Request {
+    fn answer(self, answer: Answer) {
+        match self.origin {
+            Origin::Tool(reply) => {
+                let _ = reply.send(answer);
+            }
+            Origin::Rank(rank) => {
+                if let Err(reason) = answer {
+                    say(&format!(
+                        "the checkpoint rank {rank} asked for failed: {reason}"
+                    ));
+                }
+            }
+            Origin::Timer => {
+                if let Err(reason) = answer {
+                    say(&format!("the periodic checkpoint failed: {reason}"));
+                }
+            }
+        }
+    }
+}
+
+struct Service {
+    config: CheckpointConfig,
+    shared: Arc<Shared>,
+    job_events: Sender<Event>,
+    board: Arc<StatusBoard>,
+    queue: VecDeque<Request>,
+    /// Why requests are refused from now on (the job is ending).
+    ending: Option<String>,
+    /// The lowest epoch the next checkpoint may use.
+    next_epoch: u64,
+}
+
+/// How a wait for the ranks ended.
+enum Stop {
+    /// A rank failed or ended, or nobody answered in time: the sentence says which.
+    Failed(String),
+    /// The service must stop (the job is over).
+    Shutdown,
+}
+
+impl Service {
+    fn run(mut self, inbox: &Receiver<CkptEvent>) {
+        // A job that continues a snapshot (or reuses a name) starts with its last one.
+        if let Ok(store) = Store::open(Some(&self.config.snapshot_dir))
+            && let Ok(Some(latest)) = store.latest(self.shared.job_name())
+        {
+            self.board
+                .update(|s| s.last = Some((latest.name(), latest.path().to_owned())));
+        }
+        loop {
+            let event = if self.queue.is_empty() {
+                match inbox.recv() {
+                    Ok(event) => event,
+                    Err(_) => break,
+                }
+            } else {
+                match self.serve_next(inbox) {
+                    Ok(()) => continue,
+                    Err(()) => break,
+                }
+            };
+            if !self.handle_idle(event) {
+                break;
+            }
+        }
+        let why = self
+            .ending
+            .clone()
+            .unwrap_or_else(|| format!("job {} has ended", self.shared.job_name()));
+        for request in self.queue.drain(..) {
+            request.answer(Err(why.clone()));
+        }
+    }
+
+    /// An event while no checkpoint runs. False: stop the service.
+    fn handle_idle(&mut self, event: CkptEvent) -> bool {
+        match event {
+            CkptEvent::Request { terminate, origin } => {
+                let request = Request { terminate, origin };
+                if let Some(why) = &self.ending {
+                    request.answer(Err(why.clone()));
+                } else if matches!(request.origin, Origin::Timer) && !self.queue.is_empty() {
+                    tracing::debug!("a periodic checkpoint is skipped: another one is waiting");
+                } else {
+                    self.queue.push_back(request);
+                }
+            }
+            CkptEvent::JobEnding => self.set_ending(),
+            CkptEvent::Shutdown => return false,
+            // Late answers of a cancelled checkpoint, and ranks leaving between checkpoints.
+            CkptEvent::Count(_)
+            | CkptEvent::Part(_)
+            | CkptEvent::Failed(_)
+            | CkptEvent::RankGone { .. } => {}
+        }
+        true
+    }
+
+    fn set_ending(&mut self) {
+        if self.ending.is_none() {
+            self.ending = Some(format!("job {} is ending", self.shared.job_name()));
+        }
+    }
+
+    /// Serves the first queued request. Err: the service must stop.
+    fn serve_next(&mut self, inbox: &Receiver<CkptEvent>) -> Result<(), ()> {
+        let Some(request) = self.queue.pop_front() else {
+            return Ok(());
+        };
+        if let Some(why) = &self.ending {
+            request.answer(Err(why.clone()));
+            return Ok(());
+        }
+        match self.wait_until_ready(inbox, matches!(request.origin, Origin::Timer)) {
+            Ok(true) => {}
+            Ok(false) => {
+                // A timer tick before the ranks registered or after they began to leave:
+                // nothing to report.
+                return Ok(());
+            }
+            Err(Stop::Failed(why)) => {
+                request.answer(Err(why));
+                return Ok(());
+            }
+            Err(Stop::Shutdown) => {
+                self.queue.push_front(request);
+                return Err(());
+            }
+        }
+        let terminate = request.terminate;
+        match self.take(inbox) {
+            Ok(done) => {
+                let snapshot = done.name.clone();
+                request.answer(Ok(done));
+                if terminate {
+                    self.ending = Some(format!(
+                        "job {} ended after checkpoint {snapshot}",
+                        self.shared.job_name()
+                    ));
+                    let _ = self.job_events.send(Event::Checkpointed { snapshot });
+                }
+                Ok(())
+            }
+            Err(Stop::Failed(why)) => {
+                let timer = matches!(request.origin, Origin::Timer);
+                let at_the_end = self.ending.is_some()
+                    || matches!(self.shared.readiness(), Readiness::ShuttingDown(_));
+                if timer && at_the_end {
+                    // The job ended under the periodic checkpoint: that is no news.
+                    tracing::info!("the periodic checkpoint gave way to the end of the job: {why}");
+                } else {
+                    request.answer(Err(why));
+                }
+                Ok(())
+            }
+            Err(Stop::Shutdown) => {
+                request.answer(Err(format!(
+                    "job {} ended during the checkpoint",
+                    self.shared.job_name()
+                )));
+                Err(())
+            }
+        }
+    }
+
+    /// Waits until every rank has registered. Ok(false): a timer request that is skipped.
+    fn wait_until_ready(&mut self, inbox: &Receiver<CkptEvent>, timer: bool) -> Result<bool, Stop> {
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            match self.shared.readiness() {
+                Readiness::Ready => return Ok(true),
+                // A tick at the end of a job is not worth a message.
+                Readiness::ShuttingDown(_) if timer => return Ok(false),
+                Readiness::ShuttingDown(why) => return Err(Stop::Failed(why)),
+                Readiness::NoneRegistered { since } if since.elapsed() > REGISTRATION_GRACE => {
+                    return if timer {
+                        Ok(false)
+                    } else {
+                        Err(Stop::Failed(format!(
+                            "job {} has no MPI ranks: none of its ranks registered with the \
+                             coordinator, and only MPI programs can be checkpointed",
+                            self.shared.job_name()
+                        )))
+                    };
+                }
+                Readiness::NoneRegistered { .. } | Readiness::Registering => {
+                    if timer {
+                        return Ok(false);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Stop::Failed(format!(
+                    "the ranks of job {} did not all register within {}",
+                    self.shared.job_name(),
+                    show_duration(self.config.timeout)
+                )));
+            }
+            match inbox.recv_timeout(REGISTRATION_POLL) {
+                Ok(event) => self.handle_during(event)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(Stop::Shutdown),
+            }
+        }
+    }
+
+    /// An event that is not an answer of the running checkpoint: requests are queued.
+    fn handle_during(&mut self, event: CkptEvent) -> Result<(), Stop> {
+        match event {
+            CkptEvent::Request { terminate, origin } => {
+                let request = Request { terminate, origin };
+                if let Some(why) = &self.ending {
+                    request.answer(Err(why.clone()));
+                } else if matches!(request.origin, Origin::Timer) {
+                    tracing::debug!("a periodic checkpoint is skipped: one is running");
+                } else {
+                    self.queue.push_back(request);
+                }
+                Ok(())
+            }
+            CkptEvent::JobEnding => {
+                self.set_ending();
+                Err(Stop::Failed(format!(
+                    "job {} is ending",
+                    self.shared.job_name()
+                )))
+            }
+            CkptEvent::Shutdown => Err(Stop::Shutdown),
+            CkptEvent::Count(_)
+            | CkptEvent::Part(_)
+            | CkptEvent::Failed(_)
+            | CkptEvent::RankGone { .. } => Ok(()),
+        }
+    }
+
+    /// Takes one global checkpoint.
+    fn take(&mut self, inbox: &Receiver<CkptEvent>) -> Result<CheckpointDone, Stop> {
+        let job = self.shared.job_name().to_owned();
+        let store = Store::open(Some(&self.config.snapshot_dir)).map_err(|e| {
+            Stop::Failed(format!(
+                "cannot open the snapshot store: {}",
+                error_chain(&e)
+            ))
+        })?;
+        let epoch = match store.next_epoch(&job) {
+            Ok(next) => self.next_epoch.max(next),
+            Err(e) => {
+                return Err(Stop::Failed(format!(
+                    "cannot read the snapshots of job {job}: {}",
+                    error_chain(&e)
+                )));
+            }
+        };
+        self.next_epoch = epoch + 1;
+        let pending = store.begin(&job, epoch).map_err(|e| {
+            Stop::Failed(format!(
+                "cannot start checkpoint {epoch} of job {job}: {}",
+                error_chain(&e)
+            ))
+        })?;
+        let staging = pending.path().to_owned();
+        let size = self.shared.size();
+        tracing::info!(job, epoch, dir = %staging.display(), "checkpoint started");
+        let outcome = self.protocol(inbox, epoch, size, &staging);
+        let parts = match outcome {
+            Ok(parts) => parts,
+            Err(stop) => {
+                self.board.update(|s| s.running = None);
+                self.shared
+                    .send_all_quietly(&Message::CheckpointCancel(CheckpointCancel { epoch }));
+                pending.abandon();
+                return Err(match stop {
+                    Stop::Failed(why) => {
+                        Stop::Failed(format!("checkpoint {epoch} of job {job} failed: {why}"))
+                    }
+                    Stop::Shutdown => Stop::Shutdown,
+                });
+            }
+        };
+        let (safepoint, parts) = parts;
+        self.board.update(|s| s.running = None);
+        let in_transit: u64 = parts.iter().map(|p| p.in_transit).sum();
+        let info = self.shared.manifest_facts();
+        let mut extra = BTreeMap::new();
+        extra.insert("crs".to_owned(), self.config.crs.clone());
+        let mut infos = Vec::with_capacity(parts.len());
+        for part in &parts {
+            extra.insert(
+                format!("in_transit.rank.{}", part.rank),
+                part.in_transit.to_string(),
+            );
+            match part_info(&staging, part) {
+                Ok(info) => infos.push(info),
+                Err(why) => {
+                    self.shared
+                        .send_all_quietly(&Message::CheckpointCancel(CheckpointCancel { epoch }));
+                    pending.abandon();
+                    return Err(Stop::Failed(format!(
+                        "checkpoint {epoch} of job {job} failed: the part of rank {}: {why}",
+                        part.rank
+                    )));
+                }
+            }
+        }
+        let input = ManifestInput {
+            job: job.clone(),
+            epoch,
+            command: info.command,
+            env: info.env,
+            cwd: PathBuf::from(info.cwd),
+            placement: info.placement,
+            parts: infos,
+            in_transit_messages: in_transit,
+            safepoint,
+            transport: info.transport,
+            extra,
+        };
+        let snapshot = pending.commit(input).map_err(|e| {
+            Stop::Failed(format!(
+                "committing checkpoint {epoch} of job {job} failed: {}",
+                error_chain(&e)
+            ))
+        })?;
+        let done = CheckpointDone {
+            name: snapshot.name(),
+            path: snapshot.path().display().to_string(),
+            epoch,
+            in_transit,
+        };
+        tracing::info!(job, epoch, snapshot = done.name, "checkpoint committed");
+        self.board
+            .update(|s| s.last = Some((done.name.clone(), snapshot.path().to_owned())));
+        if let Some(keep) = self.config.keep
+            && let Err(e) = store.gc(keep, Some(&job))
+        {
+            say(&format!(
+                "removing old snapshots of job {job} failed: {}",
+                error_chain(&e)
+            ));
+        }
+        Ok(done)
+    }
+
+    /// The two rounds with the ranks. Returns the agreed safepoint and every rank's part.
+    fn protocol(
+        &mut self,
+        inbox: &Receiver<CkptEvent>,
+        epoch: u64,
+        size: u32,
+        staging: &Path,
+    ) -> Result<(u64, Vec<PartDone>), Stop> {
+        let progress = |phase, reported| Progress {
+            epoch,
+            phase,
+            reported,
+            ranks: size,
+        };
+        self.board
+            .update(|s| s.running = Some(progress("counting", 0)));
+        self.shared
+            .send_all(&Message::Checkpoint(Checkpoint { epoch }))
+            .map_err(Stop::Failed)?;
+        let mut counts: Vec<Option<u64>> = vec![None; size as usize];
+        self.collect(
+            inbox,
+            epoch,
+            "its safepoint count",
+            &mut counts,
+            |event| match event {
+                CkptEvent::Count(c) if c.epoch == epoch => Some((c.rank, c.count)),
+                _ => None,
+            },
+            |board, reported| board.update(|s| s.running = Some(progress("counting", reported))),
+        )?;
+        let safepoint = counts.iter().flatten().copied().max().unwrap_or(0) + 1;
+        self.board
+            .update(|s| s.running = Some(progress("saving", 0)));
+        self.shared
+            .send_all(&Message::CheckpointAt(CheckpointAt {
+                epoch,
+                safepoint,
+                dir: staging.display().to_string(),
+            }))
+            .map_err(Stop::Failed)?;
+        let mut parts: Vec<Option<PartDone>> = vec![None; size as usize];
+        self.collect(
+            inbox,
+            epoch,
+            "its part",
+            &mut parts,
+            |event| match event {
+                CkptEvent::Part(p) if p.epoch == epoch => Some((p.rank, p)),
+                _ => None,
+            },
+            |board, reported| board.update(|s| s.running = Some(progress("saving", reported))),
+        )?;
+        Ok((safepoint, parts.into_iter().flatten().collect()))
+    }
+
+    /// Waits until every rank has sent what `pick` extracts, or a rank fails.
+    fn collect<T>(
+        &mut self,
+        inbox: &Receiver<CkptEvent>,
+        epoch: u64,
+        what: &str,
+        slots: &mut [Option<T>],
+        pick: impl Fn(CkptEvent) -> Option<(u32, T)>,
+        report: impl Fn(&StatusBoard, u32),
+    ) -> Result<(), Stop> {
+        let deadline = Instant::now() + self.config.timeout;
+        while let Some(missing) = slots.iter().position(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = match inbox.recv_timeout(left) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(Stop::Failed(format!(
+                        "rank {missing} did not send {what} within {}",
+                        show_duration(self.config.timeout)
+                    )));
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(Stop::Shutdown),
+            };
+            match event {
+                CkptEvent::Failed(f) if f.epoch == epoch => {
+                    return Err(Stop::Failed(format!("rank {}: {}", f.rank, f.reason)));
+                }
+                CkptEvent::RankGone { rank, why } => {
+                    return Err(Stop::Failed(format!("rank {rank} {why}")));
+                }
+                event @ (CkptEvent::Count(_) | CkptEvent::Part(_)) => {
+                    if let Some((rank, value)) = pick(event)
+                        && let Some(slot) = slots.get_mut(rank as usize)
+                    {
+                        *slot = Some(value);
+                        let reported = slots.iter().filter(|s| s.is_some()).count() as u32;
+                        report(&self.board, reported);
+                    }
+                }
+                CkptEvent::Failed(_) => {}
+                other => self.handle_during(other)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The manifest entry of a part a rank reported: read back from its file, whose header and
+/// trailer must agree with the report.
+fn part_info(staging: &Path, done: &PartDone) -> Result<PartInfo, String> {
+    if done.file.contains('/') || done.file.starts_with('.') {
+        return Err(format!("`{}` is not a file name", done.file));
+    }
+    let reader = PartReader::open(&staging.join(&done.file)).map_err(|e| error_chain(&e))?;
+    if reader.rank() != done.rank {
+        return Err(format!("the file holds rank {}", reader.rank()));
+    }
+    if reader.size() != done.size || reader.crc32c() != done.crc32c {
+        return Err(format!(
+            "the file has {} bytes and checksum {:08x}, the rank reported {} bytes and {:08x}",
+            reader.size(),
+            reader.crc32c(),
+            done.size,
+            done.crc32c
+        ));
+    }
+    Ok(PartInfo {
+        rank: done.rank,
+        checkpointer: reader.checkpointer().to_owned(),
+        file: done.file.clone(),
+        size: done.size,
+        crc32c: done.crc32c,
+        sections: reader.section_infos().cloned().collect(),
+    })
+}
+
+/// `90s`, `10m`, `1h`, `500ms`: how the command line spells durations.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.checked_rem(3_600_000) == Some(0) && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.checked_rem(60_000) == Some(0) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms.checked_rem(1000) == Some(0) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips() {
+        let status = CheckpointStatus {
+            snapshot_dir: "/s".into(),
+            last: Some(("j.2".into(), "/s/j/2".into())),
+            running: Some(Progress {
+                epoch: 3,
+                phase: "saving",
+                reported: 1,
+                ranks: 4,
+            }),
+        };
+        assert_eq!(decode_status(&encode_status(&status)), Some(status));
+        let idle = CheckpointStatus {
+            snapshot_dir: "/s".into(),
+            ..CheckpointStatus::default()
+        };
+        assert_eq!(decode_status(&encode_status(&idle)), Some(idle));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(show_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(show_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(show_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(show_duration(Duration::from_secs(30)), "30s");
+    }
+}
