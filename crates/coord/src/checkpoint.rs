@@ -224,6 +224,7 @@ impl CheckpointService {
             queue: VecDeque::new(),
             ending: None,
             next_epoch: 1,
+            gone: Vec::new(),
         };
         let thread = thread::Builder::new()
             .name("checkpoint".into())
@@ -304,6 +305,10 @@ struct Service {
     ending: Option<String>,
     /// The lowest epoch the next checkpoint may use.
     next_epoch: u64,
+    /// Ranks whose control connection closed, and why. A rank that already delivered what a
+    /// phase waits for may leave (it finished its part and went on to exit); one that did not
+    /// fails the checkpoint.
+    gone: Vec<(u32, String)>,
 }
 
 /// How a wait for the ranks ended.
@@ -684,6 +689,14 @@ impl Service {
         report: impl Fn(&StatusBoard, u32),
     ) -> Result<(), Stop> {
         let deadline = Instant::now() + self.config.timeout;
+        let left_early = |gone: &[(u32, String)], slots: &[Option<T>]| {
+            gone.iter()
+                .find(|(rank, _)| slots.get(*rank as usize).is_some_and(Option::is_none))
+                .map(|(rank, why)| Stop::Failed(format!("rank {rank} {why}")))
+        };
+        if let Some(stop) = left_early(&self.gone, slots) {
+            return Err(stop);
+        }
         while let Some(missing) = slots.iter().position(Option::is_none) {
             let left = deadline.saturating_duration_since(Instant::now());
             let event = match inbox.recv_timeout(left) {
@@ -701,7 +714,10 @@ impl Service {
                     return Err(Stop::Failed(format!("rank {}: {}", f.rank, f.reason)));
                 }
                 CkptEvent::RankGone { rank, why } => {
-                    return Err(Stop::Failed(format!("rank {rank} {why}")));
+                    self.gone.push((rank, why));
+                    if let Some(stop) = left_early(&self.gone, slots) {
+                        return Err(stop);
+                    }
                 }
                 event @ (CkptEvent::Count(_) | CkptEvent::Part(_)) => {
                     if let Some((rank, value)) = pick(event)

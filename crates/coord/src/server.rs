@@ -469,6 +469,11 @@ fn rank_messages(stream: &UnixStream, shared: &Shared, rank: u32) -> Result<(), 
     loop {
         match read_message(&mut &*stream) {
             Err(ReadError::Closed) => return Ok(()),
+            // A rank that exits with a message from us still unread resets the connection;
+            // for a registered rank that is an ordinary end, like a close.
+            Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
             Ok(Message::Exit(exit)) => {
                 check(exit.rank)?;

@@ -400,6 +400,11 @@ impl Engine {
 
     /// Blocks until request `id` completes and returns its status.
     pub fn wait(&mut self, id: u64) -> Result<Status, EngineError> {
+        if self.ckpt.local_taken() {
+            // A checkpoint's part waits for markers: read them even when this request is
+            // already complete (a rank that only sends would otherwise never look).
+            self.progress()?;
+        }
         let mut idle = 0;
         while !self.is_done(id)? {
             self.progress_or_idle(&mut idle)?;

@@ -210,4 +210,19 @@ fn the_demo_verifies_its_result() {
     let out = harness::mpicr_plain(&["demo"]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("verified"), "{}", out.stdout);
+    // The demo checkpoints the job, kills a rank, restarts and compares the results.
+    for expected in [
+        "is committed; the job computes on",
+        "the job failed, as it should: rank 2 (pid ",
+        "restarted from a snapshot at sweep ",
+        "same result as the uninterrupted run",
+        "snapshot directory",
+    ] {
+        assert!(out.stdout.contains(expected), "{expected}:\n{}", out.stdout);
+    }
+    assert!(
+        out.stderr.contains("was killed by signal 9 (SIGKILL)"),
+        "{}",
+        out.stderr
+    );
 }

@@ -2,7 +2,8 @@
 //!
 //! Every suite checks its results against values computed locally and prints `SUITE ok` on
 //! rank 0 when all ranks passed. Suites: matching, nonblocking, truncation, collectives,
-//! sizes, communicators, bigmem, abort, crash, block, hello.
+//! sizes, communicators, bigmem, abort, crash, block, hello, and for checkpoints fig2,
+//! outstanding, crossing.
 #![forbid(unsafe_code)]
 
 use mpicr::{Communicator, SystemOperation, UserOperation};
@@ -52,6 +53,9 @@ fn main() {
             world.any_process().receive_into(&mut x).map(drop)
         }
         "bigmem" => bigmem(&world),
+        "fig2" => fig2(&world, universe.checkpointing()),
+        "outstanding" => outstanding(&world, universe.checkpointing()),
+        "crossing" => crossing(&world, universe.checkpointing()),
         "hello" => {
             println!("hello from rank {} of {}", world.rank(), world.size());
             Ok(())
@@ -610,5 +614,78 @@ fn bigmem(world: &Communicator) -> R {
         check(buf.iter().all(|&b| b == 7), || "payload".into());
         println!("peak-rss-mib before {before} after {}", peak_rss_mib());
     }
+    Ok(())
+}
+
+/// ChaRM4MPI's figure 2: rank 1 is blocked in a receive while rank 0 computes before the send.
+/// A checkpoint requested meanwhile must complete, not deadlock.
+fn fig2(world: &Communicator, ckpt: mpicr::Checkpointing) -> R {
+    if world.size() < 2 || world.rank() >= 2 {
+        return Ok(());
+    }
+    let mut taken = 0;
+    for round in 0..12u64 {
+        if ckpt.safepoint("round", &round)?.is_some() {
+            taken += 1;
+        }
+        if world.rank() == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            world.process_at_rank(1).send(&round)?;
+        } else {
+            let (got, _) = world.process_at_rank(0).receive::<u64>()?;
+            check(got == round, || format!("round {round} got {got}"));
+        }
+    }
+    println!("rank {} took {taken} checkpoints", world.rank());
+    Ok(())
+}
+
+/// A safepoint reached with a receive still outstanding: the checkpoint fails with a message
+/// naming the request, the program is told, and it goes on to the right result.
+fn outstanding(world: &Communicator, ckpt: mpicr::Checkpointing) -> R {
+    if world.size() < 2 || world.rank() >= 2 {
+        return Ok(());
+    }
+    for round in 0..10u64 {
+        if world.rank() == 0 {
+            let mut got = 0u64;
+            mpicr::request::scope(|scope| -> R {
+                let r = world
+                    .process_at_rank(1)
+                    .immediate_receive_into(scope, &mut got)?;
+                if let Err(e) = ckpt.safepoint("round", &round) {
+                    println!("safepoint refused: {e}");
+                }
+                r.wait().map(drop)
+            })?;
+            check(got == round * 3, || format!("round {round} got {got}"));
+        } else {
+            ckpt.safepoint("round", &round)?;
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            world.process_at_rank(0).send(&(round * 3))?;
+        }
+    }
+    Ok(())
+}
+
+/// Safepoints that are not collective: rank 1 needs, before its safepoint, a message rank 0
+/// sends after its own. The checkpoint must be given up (never a hang, never a wrong result).
+fn crossing(world: &Communicator, ckpt: mpicr::Checkpointing) -> R {
+    if world.size() < 2 || world.rank() >= 2 {
+        return Ok(());
+    }
+    let mut sum = 0u64;
+    for round in 0..10u64 {
+        if world.rank() == 0 {
+            ckpt.safepoint("round", &round)?;
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            world.process_at_rank(1).send(&round)?;
+        } else {
+            let (got, _) = world.process_at_rank(0).receive::<u64>()?;
+            sum += got;
+            ckpt.safepoint("round", &round)?;
+        }
+    }
+    check(world.rank() == 0 || sum == 45, || format!("sum {sum}"));
     Ok(())
 }

@@ -27,12 +27,16 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The arguments, with the short names of the test programs replaced by their paths.
 fn program(args: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    if v.first().map(String::as_str) == Some("selftest") {
-        v[0] = bin("mpicr-selftest").display().to_string();
-    }
-    v
+    args.iter()
+        .map(|a| match *a {
+            "selftest" => bin("mpicr-selftest").display().to_string(),
+            "ckpt-ring" => bin("mpicr-ckpt-ring").display().to_string(),
+            "heat" => bin("mpicr-heat").display().to_string(),
+            other => other.to_owned(),
+        })
+        .collect()
 }
 
 /// What a finished command printed and how it ended.
@@ -43,14 +47,117 @@ pub struct Out {
     pub stderr: String,
 }
 
-/// A background `mpicr run`, killed with everything it started when dropped.
+/// A private runtime and state directory and a marker for the processes of one test; every
+/// marked process is killed when it is dropped.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    marker: String,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let marker = format!(
+            "mpicr-mpitest-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            marker,
+        }
+    }
+
+    fn command(&self, args: &[String]) -> Command {
+        let mut c = Command::new(bin("mpicr"));
+        c.args(args)
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("MPICR_TEST_MARKER", &self.marker)
+            .env_remove("MPICR_SNAPSHOT_DIR");
+        c
+    }
+
+    /// Starts `mpicr ARGS` (with `selftest` etc. mapped to the built programs) in the background.
+    pub fn start(&self, args: &[&str]) -> Job {
+        let args = program(args);
+        let mut child = self
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mpicr starts");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("piped"), stdout.clone()),
+            collect(child.stderr.take().expect("piped"), stderr.clone()),
+        ];
+        Job {
+            child: Some(child),
+            stdout,
+            readers,
+            stderr,
+            runtime: None,
+            marker: self.marker.clone(),
+            state: self.dir.path().join("state"),
+        }
+    }
+
+    /// Runs `mpicr ARGS` to its end.
+    pub fn mpicr(&self, args: &[&str]) -> Out {
+        self.start(args).finish()
+    }
+
+    /// Waits until job `name` answers `mpicr status`.
+    pub fn wait_for_job(&self, name: &str) {
+        let start = Instant::now();
+        while self.mpicr(&["status", name]).code != Some(0) {
+            assert!(start.elapsed() < LIMIT, "job {name} never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts `mpicr run ARGS` in the background as job `name` and waits until it is there.
+    pub fn start_job(&self, name: &str, args: &[&str]) -> Job {
+        let mut all = vec!["run", "--job-name", name];
+        all.extend_from_slice(args);
+        let job = self.start(&all);
+        self.wait_for_job(name);
+        job
+    }
+
+    /// The snapshot directory of this sandbox.
+    pub fn snapshots(&self) -> PathBuf {
+        self.dir.path().join("state/mpicr/snapshots")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        kill_marked(&self.marker);
+    }
+}
+
+fn kill_marked(marker: &str) {
+    for pid in marked(marker) {
+        if let Some(p) = Pid::from_raw(pid) {
+            let _ = kill_process(p, Signal::KILL);
+        }
+    }
+}
+
+/// A background `mpicr` command, killed with everything it started when dropped.
 pub struct Job {
     child: Option<Child>,
     stdout: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
     stderr: Arc<Mutex<String>>,
-    runtime: tempfile::TempDir,
+    /// The private directory of a job started on its own (none inside a [`Sandbox`]).
+    runtime: Option<tempfile::TempDir>,
     marker: String,
+    state: PathBuf,
 }
 
 fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
@@ -81,6 +188,7 @@ impl Job {
             .args(mpicr_args)
             .args(program(prog))
             .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("XDG_STATE_HOME", runtime.path().join("state"))
             .env("MPICR_TEST_MARKER", &marker)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -93,14 +201,35 @@ impl Job {
             collect(child.stdout.take().expect("piped"), stdout.clone()),
             collect(child.stderr.take().expect("piped"), stderr.clone()),
         ];
+        let state = runtime.path().join("state");
         Self {
             child: Some(child),
             stdout,
             readers,
             stderr,
-            runtime,
+            runtime: Some(runtime),
             marker,
+            state,
         }
+    }
+
+    /// The launcher's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Kills the launcher with SIGKILL (its ranks die with it) and waits for the job to be gone.
+    pub fn kill(mut self) -> Out {
+        let _ = kill_process(
+            Pid::from_raw(self.pid() as i32).expect("a pid"),
+            Signal::KILL,
+        );
+        let out = self.wait_out();
+        let start = Instant::now();
+        while !marked(&self.marker).is_empty() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        out
     }
 
     /// Waits until the job has printed `n` lines.
@@ -165,9 +294,14 @@ impl Job {
 
     /// Runs another `mpicr` command against this job's runtime directory.
     pub fn mpicr(&self, args: &[&str]) -> Out {
+        let runtime = self
+            .state
+            .parent()
+            .expect("the state directory is inside the runtime one");
         let out = Command::new(bin("mpicr"))
             .args(args)
-            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .env("XDG_RUNTIME_DIR", runtime)
+            .env("XDG_STATE_HOME", &self.state)
             .output()
             .expect("mpicr runs");
         Out {
@@ -184,10 +318,9 @@ impl Drop for Job {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for pid in marked(&self.marker) {
-            if let Some(p) = Pid::from_raw(pid) {
-                let _ = kill_process(p, Signal::KILL);
-            }
+        // A job of its own owns its marker; inside a sandbox, the sandbox cleans up.
+        if self.runtime.is_some() {
+            kill_marked(&self.marker);
         }
     }
 }

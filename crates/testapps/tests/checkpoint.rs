@@ -1,0 +1,231 @@
+//! Coordinated checkpoints of real MPI programs: checkpointed at arbitrary moments, killed
+//! with SIGKILL, restarted; the result must equal an uninterrupted run's.
+
+mod harness;
+
+use harness::{Out, Sandbox};
+
+const STEPS: &str = "120";
+
+/// The result line of a finished ckpt-ring job.
+fn result_line(out: &Out) -> String {
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the job failed:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with("result "))
+        .unwrap_or_else(|| panic!("no result in {}", out.stdout))
+        .to_owned()
+}
+
+/// The snapshot name `mpicr checkpoint` printed last.
+fn committed(out: &Out) -> String {
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the checkpoint failed:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    out.stdout
+        .lines()
+        .last()
+        .expect("a snapshot name")
+        .trim()
+        .to_owned()
+}
+
+/// Uninterrupted, checkpointed and killed, restarted: the same result.
+fn kill_and_restart(n: u32, transport: &str) {
+    let sandbox = Sandbox::new();
+    let ranks = n.to_string();
+    let reference = sandbox.mpicr(&[
+        "run",
+        "-n",
+        &ranks,
+        "--transport",
+        transport,
+        "--",
+        "ckpt-ring",
+        STEPS,
+    ]);
+    let expected = result_line(&reference);
+    let name = format!("ring{n}{transport}");
+    let job = sandbox.start_job(
+        &name,
+        &[
+            "-n",
+            &ranks,
+            "--transport",
+            transport,
+            "--",
+            "ckpt-ring",
+            STEPS,
+            "15",
+        ],
+    );
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
+    assert_eq!(snapshot, format!("{name}.1"));
+    let killed = job.kill();
+    assert_ne!(killed.code, Some(0), "the job was killed");
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_eq!(
+        result_line(&restarted),
+        expected,
+        "{n} ranks over {transport}: {}",
+        restarted.stderr
+    );
+}
+
+#[test]
+fn restart_after_sigkill_gives_the_uninterrupted_result_on_1_to_4_ranks_over_shm() {
+    for n in 1..=4 {
+        kill_and_restart(n, "shm");
+    }
+}
+
+#[test]
+fn restart_after_sigkill_gives_the_uninterrupted_result_on_1_to_4_ranks_over_tcp() {
+    for n in 1..=4 {
+        kill_and_restart(n, "tcp");
+    }
+}
+
+#[test]
+fn repeated_checkpoints_and_a_restarted_job_checkpointed_again() {
+    let sandbox = Sandbox::new();
+    let expected = result_line(&sandbox.mpicr(&["run", "-n", "3", "--", "ckpt-ring", "150"]));
+    let job = sandbox.start_job("again", &["-n", "3", "--", "ckpt-ring", "150", "15"]);
+    assert_eq!(
+        committed(&sandbox.mpicr(&["checkpoint", "again"])),
+        "again.1"
+    );
+    assert_eq!(
+        committed(&sandbox.mpicr(&["checkpoint", "again"])),
+        "again.2"
+    );
+    job.kill();
+    // The restarted job (from the latest snapshot) is checkpointed once more and killed again.
+    let restarted = sandbox.start(&["restart", "again"]);
+    sandbox.wait_for_job("again");
+    assert_eq!(
+        committed(&sandbox.mpicr(&["checkpoint", "again"])),
+        "again.3"
+    );
+    restarted.kill();
+    let last = sandbox.mpicr(&["restart", "again.3"]);
+    assert_eq!(result_line(&last), expected);
+}
+
+#[test]
+fn terminate_ends_the_job_after_the_commit_and_restart_finishes_it() {
+    let sandbox = Sandbox::new();
+    let expected = result_line(&sandbox.mpicr(&["run", "-n", "2", "--", "ckpt-ring", STEPS]));
+    let job = sandbox.start_job("term", &["-n", "2", "--", "ckpt-ring", STEPS, "15"]);
+    let name = committed(&sandbox.mpicr(&["checkpoint", "--terminate", "term"]));
+    let ended = job.finish();
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert!(
+        !ended.stdout.contains("result "),
+        "the job ended before its end: {}",
+        ended.stdout
+    );
+    assert_eq!(result_line(&sandbox.mpicr(&["restart", &name])), expected);
+}
+
+#[test]
+fn a_message_heavy_job_has_messages_in_transit_in_its_snapshot() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job("transit", &["-n", "4", "--", "ckpt-ring", STEPS, "15"]);
+    committed(&sandbox.mpicr(&["checkpoint", "transit"]));
+    job.kill();
+    let list = sandbox.mpicr(&["snapshots", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("JSON");
+    let in_transit = v[0]["in_transit_messages"].as_u64().expect("a count");
+    // Every rank sends one message across each safepoint, so at least one per rank is held.
+    assert!(
+        in_transit >= 4,
+        "only {in_transit} messages in transit: {v}"
+    );
+}
+
+#[test]
+fn a_corrupted_snapshot_is_refused_before_anything_runs() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job("rot", &["-n", "2", "--", "ckpt-ring", STEPS, "15"]);
+    let name = committed(&sandbox.mpicr(&["checkpoint", "rot"]));
+    job.kill();
+    let part = sandbox.snapshots().join("rot/1/rank-1.part");
+    let mut bytes = std::fs::read(&part).expect("the part exists");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&part, bytes).expect("rewritten");
+    let out = sandbox.mpicr(&["restart", &name]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        !out.stdout.contains("result"),
+        "the job ran: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.lines().any(|l| l.contains("rank-1.part")),
+        "the message names the part: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_rank_blocked_in_a_receive_does_not_deadlock_a_checkpoint() {
+    // ChaRM4MPI's figure 2: rank 1 waits in MPI_Recv while rank 0 computes before sending.
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job("fig2", &["-n", "2", "--", "selftest", "fig2"]);
+    assert_eq!(committed(&sandbox.mpicr(&["checkpoint", "fig2"])), "fig2.1");
+    let out = job.finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("fig2 ok"));
+}
+
+#[test]
+fn an_outstanding_request_at_the_safepoint_fails_the_checkpoint_and_names_it() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job("pending", &["-n", "2", "--", "selftest", "outstanding"]);
+    let out = sandbox.mpicr(&["checkpoint", "pending"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("still outstanding") && out.stderr.contains("request 0x"),
+        "{}",
+        out.stderr
+    );
+    let done = job.finish();
+    assert_eq!(done.code, Some(0), "the program goes on: {}", done.stderr);
+    assert!(
+        done.stdout.contains("safepoint refused"),
+        "the program was told: {}",
+        done.stdout
+    );
+}
+
+#[test]
+fn safepoints_that_messages_cross_fail_the_checkpoint_instead_of_hanging() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job("cross", &["-n", "2", "--", "selftest", "crossing"]);
+    let out = sandbox.mpicr(&["checkpoint", "cross"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("safepoints must be collective"),
+        "{}",
+        out.stderr
+    );
+    let done = job.finish();
+    assert_eq!(
+        done.code,
+        Some(0),
+        "the job still gets its result: {}",
+        done.stderr
+    );
+}
