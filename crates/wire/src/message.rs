@@ -317,7 +317,9 @@ mod tests {
         }));
         round_trip(Message::StatusRequest);
         round_trip(Message::Error("no".into()));
-        round_trip(Message::CheckpointRequest(CheckpointRequest { terminate: true }));
+        round_trip(Message::CheckpointRequest(CheckpointRequest {
+            terminate: true,
+        }));
         round_trip(Message::CheckpointDone(CheckpointDone {
             name: "j.1".into(),
             path: "/x".into(),
@@ -325,8 +327,16 @@ mod tests {
             in_transit: 4,
         }));
         round_trip(Message::Checkpoint(Checkpoint { epoch: 2 }));
-        round_trip(Message::SafepointCount(SafepointCount { epoch: 2, rank: 1, count: 9 }));
-        round_trip(Message::CheckpointAt(CheckpointAt { epoch: 2, safepoint: 10, dir: "/d".into() }));
+        round_trip(Message::SafepointCount(SafepointCount {
+            epoch: 2,
+            rank: 1,
+            count: 9,
+        }));
+        round_trip(Message::CheckpointAt(CheckpointAt {
+            epoch: 2,
+            safepoint: 10,
+            dir: "/d".into(),
+        }));
         round_trip(Message::PartDone(PartDone {
             epoch: 2,
             rank: 1,
@@ -336,7 +346,11 @@ mod tests {
             checkpointer: "self".into(),
             in_transit: 3,
         }));
-        round_trip(Message::CheckpointFailed(CheckpointFailed { epoch: 2, rank: 0, reason: "r".into() }));
+        round_trip(Message::CheckpointFailed(CheckpointFailed {
+            epoch: 2,
+            rank: 0,
+            reason: "r".into(),
+        }));
         round_trip(Message::CheckpointCancel(CheckpointCancel { epoch: 2 }));
     }
 

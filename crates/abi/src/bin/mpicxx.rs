@@ -1,0 +1,8 @@
+//! `mpicxx`: see `wrapper.rs`.
+
+#[path = "../wrapper.rs"]
+mod wrapper;
+
+fn main() -> std::process::ExitCode {
+    wrapper::main(wrapper::Lang::Cxx)
+}

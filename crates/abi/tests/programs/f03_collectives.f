@@ -1,0 +1,39 @@
+! ranks: 4
+      PROGRAM COLL
+      INCLUDE 'mpif.h'
+      INTEGER IERR, RANK, NPROCS, I
+      INTEGER IV(4), IR(4), ALL(16), PART(2)
+      DOUBLE PRECISION X, XS
+      REAL R(2), RMAX(2)
+      CALL MPI_INIT(IERR)
+      CALL MPI_COMM_RANK(MPI_COMM_WORLD, RANK, IERR)
+      CALL MPI_COMM_SIZE(MPI_COMM_WORLD, NPROCS, IERR)
+      DO I = 1, 4
+         IV(I) = RANK * 10 + I
+      END DO
+      CALL MPI_BCAST(IV, 4, MPI_INTEGER, 2, MPI_COMM_WORLD, IERR)
+      WRITE(*,'(A,I2,A,4I4)') 'RANK', RANK, ' BCAST', IV
+      X = 0.5D0 * (RANK + 1)
+      CALL MPI_ALLREDUCE(X, XS, 1, MPI_DOUBLE_PRECISION, MPI_SUM,
+     &     MPI_COMM_WORLD, IERR)
+      R(1) = RANK
+      R(2) = -RANK
+      CALL MPI_REDUCE(R, RMAX, 2, MPI_REAL, MPI_MAX, 0,
+     &     MPI_COMM_WORLD, IERR)
+      IF (RANK .EQ. 0) WRITE(*,'(A,2F6.1)') 'RMAX', RMAX
+      WRITE(*,'(A,I2,A,F6.2)') 'RANK', RANK, ' XSUM', XS
+      DO I = 1, 4
+         IV(I) = RANK + I
+      END DO
+      CALL MPI_GATHER(IV, 4, MPI_INTEGER, ALL, 4, MPI_INTEGER, 1,
+     &     MPI_COMM_WORLD, IERR)
+      IF (RANK .EQ. 1) WRITE(*,'(A,16I3)') 'GATHER', ALL
+      DO I = 1, 16
+         ALL(I) = I * I
+      END DO
+      CALL MPI_SCATTER(ALL, 2, MPI_INTEGER, PART, 2, MPI_INTEGER, 3,
+     &     MPI_COMM_WORLD, IERR)
+      WRITE(*,'(A,I2,A,2I5)') 'RANK', RANK, ' SCATTER', PART
+      CALL MPI_BARRIER(MPI_COMM_WORLD, IERR)
+      CALL MPI_FINALIZE(IERR)
+      END

@@ -1,0 +1,21 @@
+! ranks: 4
+      PROGRAM MINLOC
+      INCLUDE 'mpif.h'
+      INTEGER IERR, RANK
+      DOUBLE PRECISION IN(2), OUT(2)
+      INTEGER II(2), IO(2)
+      CALL MPI_INIT(IERR)
+      CALL MPI_COMM_RANK(MPI_COMM_WORLD, RANK, IERR)
+      IN(1) = DBLE(MOD(RANK * 7, 5))
+      IN(2) = DBLE(RANK)
+      CALL MPI_ALLREDUCE(IN, OUT, 1, MPI_2DOUBLE_PRECISION,
+     &     MPI_MAXLOC, MPI_COMM_WORLD, IERR)
+      II(1) = 3 - RANK
+      II(2) = RANK
+      CALL MPI_REDUCE(II, IO, 1, MPI_2INTEGER, MPI_MINLOC, 0,
+     &     MPI_COMM_WORLD, IERR)
+      WRITE(*,'(A,I2,A,F5.1,A,F4.1)') 'RANK', RANK, ' MAX', OUT(1),
+     &   ' AT', OUT(2)
+      IF (RANK .EQ. 0) WRITE(*,'(A,2I4)') 'MINLOC', IO
+      CALL MPI_FINALIZE(IERR)
+      END

@@ -1,0 +1,21 @@
+! ranks: 3
+      PROGRAM INPLC
+      INCLUDE 'mpif.h'
+      INTEGER IERR, RANK, V(3), ALL(3)
+      CALL MPI_INIT(IERR)
+      CALL MPI_COMM_RANK(MPI_COMM_WORLD, RANK, IERR)
+      V(1) = RANK
+      V(2) = RANK * RANK
+      V(3) = 1
+      CALL MPI_ALLREDUCE(MPI_IN_PLACE, V, 3, MPI_INTEGER, MPI_SUM,
+     &     MPI_COMM_WORLD, IERR)
+      ALL(1) = -1
+      ALL(2) = -1
+      ALL(3) = -1
+      ALL(RANK + 1) = 10 * RANK
+      CALL MPI_ALLGATHER(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, ALL, 1,
+     &     MPI_INTEGER, MPI_COMM_WORLD, IERR)
+      WRITE(*,'(A,I2,A,3I4,A,3I4)') 'RANK', RANK, ' SUMS', V,
+     &   ' ALL', ALL
+      CALL MPI_FINALIZE(IERR)
+      END

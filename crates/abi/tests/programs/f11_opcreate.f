@@ -1,0 +1,24 @@
+! ranks: 4
+      SUBROUTINE MYPROD(INV, INOUT, N, DTYPE)
+      INTEGER N, DTYPE, I
+      INTEGER INV(N), INOUT(N)
+      DO I = 1, N
+         INOUT(I) = MOD(INV(I) * INOUT(I), 1000)
+      END DO
+      END
+
+      PROGRAM OPCR
+      INCLUDE 'mpif.h'
+      EXTERNAL MYPROD
+      INTEGER IERR, RANK, OP, V(2), R(2)
+      CALL MPI_INIT(IERR)
+      CALL MPI_COMM_RANK(MPI_COMM_WORLD, RANK, IERR)
+      CALL MPI_OP_CREATE(MYPROD, .TRUE., OP, IERR)
+      V(1) = RANK + 7
+      V(2) = 2 * RANK + 3
+      CALL MPI_ALLREDUCE(V, R, 2, MPI_INTEGER, OP, MPI_COMM_WORLD,
+     &     IERR)
+      WRITE(*,'(A,I2,A,2I5)') 'RANK', RANK, ' PROD MOD 1000', R
+      CALL MPI_OP_FREE(OP, IERR)
+      CALL MPI_FINALIZE(IERR)
+      END
