@@ -6,15 +6,13 @@
 //! the owner only when `sleeping` is set. Both sides use sequentially consistent operations, so
 //! either the owner's last check sees the peer's bytes or the peer sees `sleeping` and wakes it.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 use rustix::thread::futex;
 
-use crate::mapping::SharedMapping;
+use crate::mapping::{SharedMapping, create_mapped, open_mapped};
 use crate::ring::RingError;
 
 const SEQ: usize = 0;
@@ -30,47 +28,16 @@ pub struct Doorbell {
 impl Doorbell {
     /// Creates the owner's doorbell file (mode 0600). Fails if it exists.
     pub fn create(path: &Path) -> Result<Self, RingError> {
-        let err = |source| RingError::File {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(err)?;
-        file.set_len(LEN as u64).map_err(err)?;
-        Self::map(&file, path)
+        Ok(Self {
+            map: create_mapped(path, LEN)?,
+        })
     }
 
     /// Attaches to a peer's doorbell.
     pub fn open(path: &Path) -> Result<Self, RingError> {
-        let err = |source| RingError::File {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(err)?;
-        if file.metadata().map_err(err)?.len() != LEN as u64 {
-            return Err(RingError::Invalid {
-                path: path.display().to_string(),
-            });
-        }
-        Self::map(&file, path)
-    }
-
-    fn map(file: &std::fs::File, path: &Path) -> Result<Self, RingError> {
-        let map = SharedMapping::new(file, LEN).map_err(|source| RingError::Map {
-            path: path.display().to_string(),
-            source,
-        })?;
-        debug_assert_eq!(map.len(), LEN);
-        Ok(Self { map })
+        Ok(Self {
+            map: open_mapped(path, |len| len == LEN as u64)?,
+        })
     }
 
     fn seq(&self) -> &AtomicU32 {

@@ -9,11 +9,14 @@
 //! mapped bytes is ever created except to atomics; plain bytes move only by raw copies, and the
 //! protocols built on top (the ring) make sure two processes never copy to the same bytes at once.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+
+use crate::ring::RingError;
 
 /// A read-write shared mapping of a whole file.
 #[derive(Debug)]
@@ -26,6 +29,57 @@ pub(crate) struct SharedMapping {
 // through atomics or raw copies whose exclusivity the ring protocol guarantees, so moving the
 // handle to another thread adds no new aliasing.
 unsafe impl Send for SharedMapping {}
+
+/// Creates the file `path` (mode 0600; it must not exist yet) with `len` bytes and maps it.
+pub(crate) fn create_mapped(
+    path: &std::path::Path,
+    len: usize,
+) -> Result<SharedMapping, RingError> {
+    let err = |source| RingError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    file.set_len(len as u64).map_err(err)?;
+    SharedMapping::new(&file, len).map_err(|source| RingError::Map {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Opens the existing file `path` and maps all of it, if its size passes `valid`.
+pub(crate) fn open_mapped(
+    path: &std::path::Path,
+    valid: impl Fn(u64) -> bool,
+) -> Result<SharedMapping, RingError> {
+    let err = |source| RingError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(err)?;
+    let len = file.metadata().map_err(err)?.len();
+    let invalid = || RingError::Invalid {
+        path: path.display().to_string(),
+    };
+    if !valid(len) {
+        return Err(invalid());
+    }
+    let len = usize::try_from(len).map_err(|_| invalid())?;
+    SharedMapping::new(&file, len).map_err(|source| RingError::Map {
+        path: path.display().to_string(),
+        source,
+    })
+}
 
 impl SharedMapping {
     /// Maps `len` bytes of `file` read-write and shared.

@@ -13,14 +13,12 @@
 //! cached value says the ring is full or empty.
 
 use std::cell::Cell;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use thiserror::Error;
 
-use crate::mapping::SharedMapping;
+use crate::mapping::{SharedMapping, create_mapped, open_mapped};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MPCRRNG1");
 const HEAD: usize = 64;
@@ -59,65 +57,32 @@ impl Ring {
     /// readable and writable by this user only. Fails if the file exists.
     pub fn create(path: &Path, capacity: usize) -> Result<Self, RingError> {
         let capacity = capacity.max(4096).next_power_of_two();
-        let err = |source| RingError::File {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(err)?;
-        file.set_len((DATA + capacity) as u64).map_err(err)?;
-        let ring = Self::map(&file, path, DATA + capacity)?;
-        ring.map
-            .atomic_u64(8)
-            .store(capacity as u64, Ordering::Relaxed);
-        ring.map.atomic_u64(0).store(MAGIC, Ordering::Release);
+        let map = create_mapped(path, DATA + capacity)?;
+        map.atomic_u64(8).store(capacity as u64, Ordering::Relaxed);
+        map.atomic_u64(0).store(MAGIC, Ordering::Release);
         Ok(Self {
+            map,
             capacity: capacity as u64,
-            ..ring
+            cached_other: Cell::new(0),
         })
     }
 
     /// Attaches to a ring another process created.
     pub fn open(path: &Path) -> Result<Self, RingError> {
-        let err = |source| RingError::File {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(err)?;
-        let len = file.metadata().map_err(err)?.len();
-        let invalid = || RingError::Invalid {
-            path: path.display().to_string(),
-        };
-        let len = usize::try_from(len).map_err(|_| invalid())?;
-        if len <= DATA {
-            return Err(invalid());
+        let map = open_mapped(path, |len| len > DATA as u64)?;
+        let magic = map.atomic_u64(0).load(Ordering::Acquire);
+        let capacity = map.atomic_u64(8).load(Ordering::Relaxed);
+        if magic != MAGIC
+            || !capacity.is_power_of_two()
+            || DATA as u64 + capacity != map.len() as u64
+        {
+            return Err(RingError::Invalid {
+                path: path.display().to_string(),
+            });
         }
-        let ring = Self::map(&file, path, len)?;
-        let magic = ring.map.atomic_u64(0).load(Ordering::Acquire);
-        let capacity = ring.map.atomic_u64(8).load(Ordering::Relaxed);
-        if magic != MAGIC || !capacity.is_power_of_two() || DATA as u64 + capacity != len as u64 {
-            return Err(invalid());
-        }
-        Ok(Self { capacity, ..ring })
-    }
-
-    fn map(file: &File, path: &Path, len: usize) -> Result<Self, RingError> {
-        let map = SharedMapping::new(file, len).map_err(|source| RingError::Map {
-            path: path.display().to_string(),
-            source,
-        })?;
         Ok(Self {
             map,
-            capacity: 0,
+            capacity,
             cached_other: Cell::new(0),
         })
     }
