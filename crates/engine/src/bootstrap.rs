@@ -74,8 +74,12 @@ struct LaunchEnv {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
+    /// Shared memory only (every rank on one node).
     Shm,
+    /// TCP only.
     Tcp,
+    /// Shared memory with ranks on the same node, TCP with the others.
+    Auto,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -112,11 +116,12 @@ impl LaunchEnv {
         let transport = match var("MPICR_TRANSPORT").as_deref() {
             None | Some("shm") => Transport::Shm,
             Some("tcp") => Transport::Tcp,
+            Some("auto") => Transport::Auto,
             Some(other) => {
                 return Err(BootstrapError::BadEnv {
                     name: "MPICR_TRANSPORT",
                     value: other.into(),
-                    expected: "shm or tcp",
+                    expected: "shm, tcp or auto",
                 });
             }
         };
@@ -165,39 +170,36 @@ pub fn join() -> Result<Joined, BootstrapError> {
             table: Vec::new(),
         });
     };
-    let host = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
+    let node = var("MPICR_NODE").unwrap_or_else(|| {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    });
     let pid = std::process::id();
-    let (data_addr, local) = match env.transport {
-        Transport::Shm => {
+    let shm = match env.transport {
+        Transport::Shm | Transport::Auto => {
             let dir = env.shm_dir.clone().ok_or(BootstrapError::BadEnv {
                 name: "MPICR_SHM_DIR",
                 value: String::new(),
                 expected: "a directory for shared-memory links",
             })?;
             let rx = create_inbound(&dir, &env)?;
-            (format!("shm:{}", dir.display()), Local::Shm { dir, rx })
+            Some((dir, rx))
         }
-        Transport::Tcp => {
-            let listener = TcpListener::bind((env.bind.as_str(), 0)).map_err(|source| {
-                BootstrapError::Tcp {
-                    rank: env.rank,
-                    addr: env.bind.clone(),
-                    source,
-                }
-            })?;
-            let addr = listener
-                .local_addr()
-                .map_err(|source| BootstrapError::Tcp {
-                    rank: env.rank,
-                    addr: env.bind.clone(),
-                    source,
-                })?;
-            (format!("tcp:{addr}"), Local::Tcp(listener))
-        }
+        Transport::Tcp => None,
     };
+    let tcp = match env.transport {
+        Transport::Tcp | Transport::Auto => Some(listen(&env)?),
+        Transport::Shm => None,
+    };
+    let mut endpoints = Vec::new();
+    if let Some((dir, _)) = &shm {
+        endpoints.push(format!("shm:{}", dir.display()));
+    }
+    if let Some((_, addr)) = &tcp {
+        endpoints.push(format!("tcp:{addr}"));
+    }
     let mut control =
         UnixStream::connect(&env.control).map_err(|source| BootstrapError::Connect {
             path: env.control.display().to_string(),
@@ -206,8 +208,8 @@ pub fn join() -> Result<Joined, BootstrapError> {
     let register = Register {
         rank: env.rank,
         pid,
-        host,
-        data_addr,
+        host: node.clone(),
+        data_addr: endpoints.join(";"),
     };
     write_message(&mut control, &Message::Register(register))
         .map_err(BootstrapError::ControlWrite)?;
@@ -222,11 +224,23 @@ pub fn join() -> Result<Joined, BootstrapError> {
             expected: env.size,
         });
     }
-    let (links, bell) = match local {
-        Local::Shm { dir, rx } => shm_links(&dir, &env, rx, &table)?,
-        Local::Tcp(listener) => (tcp_links(listener, &env, &table)?, None),
-    };
-    let channels = links.into_iter().map(Channel::new).collect();
+    let kinds = table
+        .iter()
+        .map(|entry| link_kind(&env, &node, shm.is_some(), tcp.is_some(), entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut links: Vec<Option<Link>> = (0..env.size).map(|_| None).collect();
+    links[env.rank as usize] = Some(Link::Loopback(LoopbackLink::default()));
+    let mut bell = None;
+    if let Some((dir, rx)) = shm {
+        bell = Some(shm_links(&dir, &env, rx, &table, &kinds, &mut links)?);
+    }
+    if let Some((listener, _)) = tcp {
+        tcp_links(listener, &env, &table, &kinds, &mut links)?;
+    }
+    let channels = links
+        .into_iter()
+        .map(|l| Channel::new(l.expect("every rank got a link")))
+        .collect();
     let engine_control = control.try_clone().map_err(BootstrapError::ControlWrite)?;
     let engine = Engine::new(
         env.rank,
@@ -242,9 +256,54 @@ pub fn join() -> Result<Joined, BootstrapError> {
     })
 }
 
-enum Local {
-    Shm { dir: PathBuf, rx: InboundShm },
-    Tcp(TcpListener),
+/// This rank's TCP listener on the address the launcher chose.
+fn listen(env: &LaunchEnv) -> Result<(TcpListener, std::net::SocketAddr), BootstrapError> {
+    let err = |source| BootstrapError::Tcp {
+        rank: env.rank,
+        addr: env.bind.clone(),
+        source,
+    };
+    let listener = TcpListener::bind((env.bind.as_str(), 0)).map_err(err)?;
+    let addr = listener.local_addr().map_err(err)?;
+    Ok((listener, addr))
+}
+
+/// How this rank talks to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkKind {
+    Loopback,
+    Shm,
+    Tcp,
+}
+
+/// The endpoint of `kind` (`shm` or `tcp`) a peer published, if any.
+fn endpoint<'a>(data_addr: &'a str, kind: &str) -> Option<&'a str> {
+    data_addr
+        .split(';')
+        .find_map(|e| e.strip_prefix(kind).and_then(|rest| rest.strip_prefix(':')))
+}
+
+/// Shared memory with peers on this node when both sides offer it, TCP otherwise.
+fn link_kind(
+    env: &LaunchEnv,
+    node: &str,
+    shm: bool,
+    tcp: bool,
+    entry: &ProcEntry,
+) -> Result<LinkKind, BootstrapError> {
+    if entry.rank == env.rank {
+        return Ok(LinkKind::Loopback);
+    }
+    if shm && entry.node == node && endpoint(&entry.data_addr, "shm").is_some() {
+        return Ok(LinkKind::Shm);
+    }
+    if tcp && endpoint(&entry.data_addr, "tcp").is_some() {
+        return Ok(LinkKind::Tcp);
+    }
+    Err(BootstrapError::NoAddress {
+        rank: entry.rank,
+        addr: entry.data_addr.clone(),
+    })
 }
 
 /// The rings that carry bytes to this rank (one per peer) and its doorbell, made before
@@ -275,36 +334,27 @@ fn create_inbound(dir: &Path, env: &LaunchEnv) -> Result<InboundShm, BootstrapEr
     Ok(InboundShm { rings, bell })
 }
 
-type Links = (Vec<Link>, Option<Rc<Doorbell>>);
-
+/// Opens the outbound ring and the doorbell of every peer reached by shared memory; returns
+/// this rank's own doorbell.
 fn shm_links(
     dir: &Path,
     env: &LaunchEnv,
     rx: InboundShm,
     table: &[ProcEntry],
-) -> Result<Links, BootstrapError> {
-    let mut links = Vec::with_capacity(table.len());
-    for (peer, mut inbound) in rx.rings.into_iter().enumerate() {
-        let peer = peer as u32;
-        if peer == env.rank {
-            links.push(Link::Loopback(LoopbackLink::default()));
+    kinds: &[LinkKind],
+    links: &mut [Option<Link>],
+) -> Result<Rc<Doorbell>, BootstrapError> {
+    for (peer, inbound) in rx.rings.into_iter().enumerate() {
+        if kinds[peer] != LinkKind::Shm {
             continue;
         }
-        let entry = &table[peer as usize];
-        if !entry.data_addr.starts_with("shm:") {
-            return Err(BootstrapError::NoAddress {
-                rank: peer,
-                addr: entry.data_addr.clone(),
-            });
-        }
-        let tx = Ring::open(&ring_path(dir, env.rank, peer))?;
-        let bell = Doorbell::open(&bell_path(dir, peer))?;
-        let rx = inbound
-            .take()
-            .expect("an inbound ring exists for every peer");
-        links.push(Link::Shm(ShmLink::new(tx, rx, bell, entry.pid)));
+        let peer32 = peer as u32;
+        let tx = Ring::open(&ring_path(dir, env.rank, peer32))?;
+        let bell = Doorbell::open(&bell_path(dir, peer32))?;
+        let rx = inbound.expect("an inbound ring exists for every peer");
+        links[peer] = Some(Link::Shm(ShmLink::new(tx, rx, bell, table[peer].pid)));
     }
-    Ok((links, Some(Rc::new(rx.bell))))
+    Ok(Rc::new(rx.bell))
 }
 
 fn handshake(rank: u32, job: &str) -> [u8; HANDSHAKE_LEN] {
@@ -316,34 +366,36 @@ fn handshake(rank: u32, job: &str) -> [u8; HANDSHAKE_LEN] {
     b
 }
 
-/// Connects to every lower rank and accepts every higher one, so each pair has one connection.
+/// Connects to every lower TCP peer and accepts every higher one, so each pair has one
+/// connection.
 fn tcp_links(
     listener: TcpListener,
     env: &LaunchEnv,
     table: &[ProcEntry],
-) -> Result<Vec<Link>, BootstrapError> {
-    let mut links: Vec<Option<Link>> = (0..env.size).map(|_| None).collect();
-    links[env.rank as usize] = Some(Link::Loopback(LoopbackLink::default()));
-    for peer in 0..env.rank {
+    kinds: &[LinkKind],
+    links: &mut [Option<Link>],
+) -> Result<(), BootstrapError> {
+    for peer in (0..env.rank).filter(|&p| kinds[p as usize] == LinkKind::Tcp) {
         let addr = table[peer as usize].data_addr.clone();
         let tcp_err = |source| BootstrapError::Tcp {
             rank: peer,
             addr: addr.clone(),
             source,
         };
-        let target = addr
-            .strip_prefix("tcp:")
-            .ok_or_else(|| BootstrapError::NoAddress {
-                rank: peer,
-                addr: addr.clone(),
-            })?;
+        let target = endpoint(&addr, "tcp").ok_or_else(|| BootstrapError::NoAddress {
+            rank: peer,
+            addr: addr.clone(),
+        })?;
         let mut stream = TcpStream::connect(target).map_err(tcp_err)?;
         stream
             .write_all(&handshake(env.rank, &env.job))
             .map_err(tcp_err)?;
         links[peer as usize] = Some(Link::Tcp(TcpLink::new(stream).map_err(tcp_err)?));
     }
-    for _ in env.rank + 1..env.size {
+    let higher = (env.rank + 1..env.size)
+        .filter(|&p| kinds[p as usize] == LinkKind::Tcp)
+        .count();
+    for _ in 0..higher {
         let (mut stream, from) = listener.accept().map_err(|source| BootstrapError::Tcp {
             rank: env.rank,
             addr: "listener".into(),
@@ -356,6 +408,7 @@ fn tcp_links(
         let peer = u32::from_le_bytes(hello[12..16].try_into().expect("4 bytes"));
         let valid = peer > env.rank
             && peer < env.size
+            && kinds[peer as usize] == LinkKind::Tcp
             && links[peer as usize].is_none()
             && hello == handshake(peer, &env.job);
         if !valid {
@@ -369,8 +422,5 @@ fn tcp_links(
         };
         links[peer as usize] = Some(Link::Tcp(TcpLink::new(stream).map_err(tcp_err)?));
     }
-    Ok(links
-        .into_iter()
-        .map(|l| l.expect("every rank got a link"))
-        .collect())
+    Ok(())
 }
