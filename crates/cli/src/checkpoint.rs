@@ -3,8 +3,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use coord::{
@@ -31,7 +30,7 @@ pub(crate) fn main(args: &CheckpointArgs) -> ExitCode {
     }
 }
 
-fn checkpoint(job: &JobRef, terminate: bool) -> Result<String, String> {
+pub(crate) fn checkpoint(job: &JobRef, terminate: bool) -> Result<String, String> {
     let dir = RuntimeDir::open().map_err(|e| error_chain(&e))?;
     let status = job_status(&dir, job).map_err(|e| error_chain(&e))?;
     let name = status.job.clone();
@@ -40,16 +39,17 @@ fn checkpoint(job: &JobRef, terminate: bool) -> Result<String, String> {
         status.ranks.len(),
         if terminate { ", then to end" } else { "" }
     ));
-    let done = Arc::new(AtomicBool::new(false));
+    // Dropping `done` ends the progress thread at once, even in the middle of its pause.
+    let (done, stop) = mpsc::channel::<()>();
     let watcher = {
-        let (dir, name, done) = (dir.clone(), name.clone(), done.clone());
+        let (dir, name) = (dir.clone(), name.clone());
         std::thread::Builder::new()
             .name("progress".into())
-            .spawn(move || show_progress(&dir, &name, &done))
+            .spawn(move || show_progress(&dir, &name, &stop))
             .ok()
     };
     let answer = request_checkpoint(&dir, job, terminate);
-    done.store(true, Ordering::SeqCst);
+    drop(done);
     if let Some(watcher) = watcher {
         let _ = watcher.join();
     }
@@ -71,9 +71,9 @@ fn checkpoint(job: &JobRef, terminate: bool) -> Result<String, String> {
 }
 
 /// One stderr line each time the published progress changes.
-fn show_progress(dir: &RuntimeDir, job: &str, done: &AtomicBool) {
+fn show_progress(dir: &RuntimeDir, job: &str, stop: &Receiver<()>) {
     let mut shown = None;
-    while !done.load(Ordering::SeqCst) {
+    loop {
         if let Some(progress) = checkpoint_status(dir, job).and_then(|s| s.running)
             && shown.as_ref() != Some(&progress)
         {
@@ -87,6 +87,8 @@ fn show_progress(dir: &RuntimeDir, job: &str, done: &AtomicBool) {
             ));
             shown = Some(progress);
         }
-        std::thread::sleep(PROGRESS_POLL);
+        if stop.recv_timeout(PROGRESS_POLL) != Err(RecvTimeoutError::Timeout) {
+            return;
+        }
     }
 }

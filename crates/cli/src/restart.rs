@@ -21,7 +21,7 @@ pub(crate) fn main(args: RestartArgs) -> ExitCode {
 }
 
 /// Finds and verifies the snapshot and builds the job that continues it. Nothing is started.
-fn prepare(args: &RestartArgs) -> Result<LaunchConfig, String> {
+pub(crate) fn prepare(args: &RestartArgs) -> Result<LaunchConfig, String> {
     let store = open_store(args.checkpoints.snapshot_dir.as_deref())?;
     let snapshot = store.resolve(&args.snapshot).map_err(|e| error_chain(&e))?;
     let name = snapshot.name();
@@ -83,5 +83,6 @@ fn prepare(args: &RestartArgs) -> Result<LaunchConfig, String> {
             dir: snapshot.path().to_owned(),
             epoch: manifest.epoch,
         }),
+        stdout_copy: None,
     })
 }

@@ -44,6 +44,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         env: None,
         cwd: None,
         restart: None,
+        stdout_copy: None,
     };
     launch(config)
 }

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
 use node::program::{self, ProgramError};
-use node::{JobSpec, RankExit, Ranks, SpawnError};
+use node::{JobSpec, OutputCopy, RankExit, Ranks, SpawnError};
 use rustix::process::Signal;
 use thiserror::Error;
 
@@ -62,6 +62,9 @@ pub struct LaunchConfig {
     pub cwd: Option<PathBuf>,
     /// Continue from this committed snapshot (`mpicr restart`).
     pub restart: Option<RestartFrom>,
+    /// Also send every line the ranks write to stdout here, tagged with the rank (the output
+    /// is passed on as usual).
+    pub stdout_copy: Option<OutputCopy>,
 }
 
 /// The snapshot a restarted job continues from, given to every rank as `MPICR_RESTART_DIR`
@@ -267,6 +270,7 @@ impl Launch {
             tag_output: config.tag_output,
             cwd: config.cwd.clone(),
             clear_env: true,
+            stdout_copy: config.stdout_copy.clone(),
         };
         let on_exit = Arc::new(move |exit: RankExit| {
             let _ = events.send(Event::RankEnded(exit));

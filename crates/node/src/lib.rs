@@ -18,6 +18,7 @@ mod spawn;
 mod status;
 mod stdin;
 
+pub use output::OutputCopy;
 pub use ranks::{ExitCallback, JobSpec, RankExit, Ranks, SpawnError};
 pub use signals::signal_name;
 pub use status::ExitStatus;

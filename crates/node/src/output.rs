@@ -16,23 +16,29 @@ pub(crate) enum Sink {
     Stderr,
 }
 
+/// A copy of a rank's output: `(rank, line)` for every line once it has been passed on, the
+/// line without its newline and without the `[rank] ` prefix.
+pub type OutputCopy = Sender<(u32, String)>;
+
 /// Starts a thread that copies `source` to `sink`, putting `prefix` before every line. A last
-/// line without a newline is still printed, and ended with one. `done` is dropped when the
-/// source is exhausted, which lets the owner wait for all output with a deadline.
+/// line without a newline is still printed, and ended with one. Each piece also goes to
+/// `copy` (tagged with `rank`) when there is one. `done` is dropped when the source is
+/// exhausted, which lets the owner wait for all output with a deadline.
 pub(crate) fn forward(
     name: String,
     source: impl Read + Send + 'static,
     sink: Sink,
     prefix: Option<String>,
+    copy: Option<(u32, OutputCopy)>,
     done: Sender<()>,
 ) -> io::Result<JoinHandle<()>> {
     thread::Builder::new().name(name).spawn(move || {
-        copy_lines(source, sink, prefix.as_deref().unwrap_or(""));
+        copy_lines(source, sink, prefix.as_deref().unwrap_or(""), copy.as_ref());
         drop(done);
     })
 }
 
-fn copy_lines(source: impl Read, sink: Sink, prefix: &str) {
+fn copy_lines(source: impl Read, sink: Sink, prefix: &str, copy: Option<&(u32, OutputCopy)>) {
     let mut reader = BufReader::new(source);
     let mut piece = Vec::new();
     let mut at_line_start = true;
@@ -44,6 +50,11 @@ fn copy_lines(source: impl Read, sink: Sink, prefix: &str) {
         }
         let head = if at_line_start { prefix } else { "" };
         write_piece(sink, head.as_bytes(), &piece);
+        if let Some((rank, copy)) = copy {
+            let text = String::from_utf8_lossy(&piece);
+            // A receiver that has gone away only stops the copy, never the forwarding.
+            let _ = copy.send((*rank, text.trim_end_matches('\n').to_owned()));
+        }
         at_line_start = piece.last() == Some(&b'\n');
     }
     if !at_line_start {

@@ -13,7 +13,7 @@ use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus, WaitOptions};
 use thiserror::Error;
 
-use crate::output::{self, Sink};
+use crate::output::{self, OutputCopy, Sink};
 use crate::spawn::{self, RankCommand};
 use crate::status::ExitStatus;
 
@@ -45,6 +45,8 @@ pub struct JobSpec {
     ///
     /// [`env`]: JobSpec::env
     pub clear_env: bool,
+    /// Also send every line the ranks write to stdout here (`mpicr demo` reads the results).
+    pub stdout_copy: Option<OutputCopy>,
 }
 
 /// One rank has ended.
@@ -181,12 +183,13 @@ impl Ranks {
         let prefix = spec.tag_output.then(|| format!("[{rank}] "));
         if let Some(out) = child.stdout.take() {
             let name = format!("rank{rank}-out");
-            output::forward(name, out, Sink::Stdout, prefix.clone(), token.clone())
+            let copy = spec.stdout_copy.clone().map(|copy| (rank, copy));
+            output::forward(name, out, Sink::Stdout, prefix.clone(), copy, token.clone())
                 .map_err(thread)?;
         }
         if let Some(err) = child.stderr.take() {
             let name = format!("rank{rank}-err");
-            output::forward(name, err, Sink::Stderr, prefix, token).map_err(thread)?;
+            output::forward(name, err, Sink::Stderr, prefix, None, token).map_err(thread)?;
         }
         if let Some(input) = child.stdin.take() {
             crate::stdin::forward_to(input).map_err(thread)?;
