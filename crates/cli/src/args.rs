@@ -175,6 +175,11 @@ pub(crate) struct CheckpointOptions {
     /// How long the ranks may take to answer each step of a checkpoint before it is given up
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
     pub(crate) checkpoint_timeout: Duration,
+
+    /// When a rank dies or fails, roll every rank back to the job's newest snapshot taken in
+    /// this run (or the one a restart began from) and go on, up to N times
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) max_restarts: u32,
 }
 
 /// `--crs` values.

@@ -239,6 +239,7 @@ impl Demo {
                 snapshot_dir: Some(self.snapshots.path().to_owned()),
                 keep: None,
                 checkpoint_timeout: DEFAULT_CHECKPOINT_TIMEOUT,
+                max_restarts: 0,
             },
             snapshot: snapshot.clone(),
         };

@@ -12,7 +12,7 @@ use crate::{EXIT_MPICR_ERROR, say};
 
 pub(crate) fn main(args: RestartArgs) -> ExitCode {
     match prepare(&args) {
-        Ok(config) => crate::run::launch(config),
+        Ok(config) => crate::run::launch(config, &args.checkpoints),
         Err(line) => {
             say(&line);
             ExitCode::from(EXIT_MPICR_ERROR)
@@ -24,6 +24,16 @@ pub(crate) fn main(args: RestartArgs) -> ExitCode {
 pub(crate) fn prepare(args: &RestartArgs) -> Result<LaunchConfig, String> {
     let store = open_store(args.checkpoints.snapshot_dir.as_deref())?;
     let snapshot = store.resolve(&args.snapshot).map_err(|e| error_chain(&e))?;
+    from_snapshot(&store, &snapshot, args.tag_output, &args.checkpoints)
+}
+
+/// The job that continues `snapshot`, once the snapshot verified. Nothing is started.
+pub(crate) fn from_snapshot(
+    store: &store::Store,
+    snapshot: &store::Snapshot,
+    tag_output: bool,
+    checkpoints: &crate::args::CheckpointOptions,
+) -> Result<LaunchConfig, String> {
     let name = snapshot.name();
     snapshot.verify().map_err(|e| {
         format!(
@@ -67,10 +77,10 @@ pub(crate) fn prepare(args: &RestartArgs) -> Result<LaunchConfig, String> {
         size: manifest.ranks(),
         program,
         args: command.collect(),
-        tag_output: args.tag_output,
+        tag_output,
         transport,
         job_name: Some(job_name),
-        checkpoint: crate::run::checkpoint_config(&args.checkpoints, crs, store.root())?,
+        checkpoint: crate::run::checkpoint_config(checkpoints, crs, store.root())?,
         env: Some(
             manifest
                 .env

@@ -3,13 +3,21 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use coord::{CheckpointConfig, Launch, LaunchConfig, Outcome, error_chain};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use coord::{CheckpointConfig, Launch, LaunchConfig, Outcome, Stopper, error_chain};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use store::Store;
 
 use crate::args::{CheckpointOptions, CrsArg, RunArgs};
 use crate::snapshots::open_store;
 use crate::{EXIT_MPICR_ERROR, EXIT_USAGE, say};
+
+/// The status after a signal arrived between two runs of a recovering job (as for SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
 
 pub(crate) fn main(args: RunArgs) -> ExitCode {
     let mut command = args.command.into_iter();
@@ -46,7 +54,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         restart: None,
         stdout_copy: None,
     };
-    launch(config)
+    launch(config, &args.checkpoints)
 }
 
 /// The checkpoint settings of a job from the options of `run` or `restart`; `root` is the
@@ -66,36 +74,110 @@ pub(crate) fn checkpoint_config(
 }
 
 /// Runs a job to its end on this thread, with SIGINT, SIGTERM and SIGHUP ending the job.
-pub(crate) fn launch(config: LaunchConfig) -> ExitCode {
-    let launch = Launch::new(config);
-    let stopper = launch.stopper();
-    match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
-        Ok(mut signals) => {
-            let spawned = std::thread::Builder::new()
-                .name("signals".into())
-                .spawn(move || {
-                    for signal in signals.forever() {
-                        stopper.stop(signal);
-                    }
-                });
-            if let Err(e) = spawned {
-                say(&format!("cannot watch for signals: {e}"));
+/// With `--max-restarts N`, a rank's failure rolls the job back to its newest snapshot of
+/// this run and starts it again, up to N times (synchronized rollback).
+pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitCode {
+    let current: Arc<Mutex<Option<Stopper>>> = Arc::default();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    if let Err(line) = watch_signals(current.clone(), interrupted.clone()) {
+        say(&line);
+        return ExitCode::from(EXIT_MPICR_ERROR);
+    }
+    let mut config = config;
+    let mut recoveries = 0;
+    // Snapshots newer than this epoch belong to this run; a restart's own snapshot counts too.
+    let mut baseline: Option<u64> = config.restart.as_ref().map(|r| r.epoch.saturating_sub(1));
+    loop {
+        let launch = Launch::new(config.clone());
+        *current.lock().unwrap_or_else(PoisonError::into_inner) = Some(launch.stopper());
+        if interrupted.load(Ordering::SeqCst) {
+            return ExitCode::from(EXIT_INTERRUPTED);
+        }
+        let job = match launch.start() {
+            Ok(job) => job,
+            Err(e) => {
+                say(&error_chain(&e));
                 return ExitCode::from(EXIT_MPICR_ERROR);
             }
+        };
+        tracing::info!(job = %job.name(), socket = %job.control_socket().display(), "job started");
+        let name = job.name().to_string();
+        let store = Store::open(Some(&config.checkpoint.snapshot_dir)).ok();
+        if baseline.is_none() {
+            baseline = Some(
+                store
+                    .as_ref()
+                    .and_then(|s| s.epochs(&name).ok()?.last().copied())
+                    .unwrap_or(0),
+            );
         }
-        Err(e) => {
-            say(&format!("cannot install signal handlers: {e}"));
-            return ExitCode::from(EXIT_MPICR_ERROR);
+        let outcome: Outcome = job.wait();
+        let failed_at = Instant::now();
+        let Outcome::RankFailed(exit) = &outcome else {
+            return ExitCode::from(outcome.exit_code());
+        };
+        if recoveries >= options.max_restarts || interrupted.load(Ordering::SeqCst) {
+            if options.max_restarts > 0 {
+                say(&format!(
+                    "job {name} failed after {recoveries} of {} recoveries",
+                    options.max_restarts
+                ));
+            }
+            return ExitCode::from(outcome.exit_code());
         }
+        let since = baseline.unwrap_or(0);
+        let snapshot = store
+            .as_ref()
+            .and_then(|s| s.latest(&name).ok().flatten())
+            .filter(|s| s.epoch() > since);
+        let (Some(store), Some(snapshot)) = (store, snapshot) else {
+            say(&format!(
+                "job {name} has no snapshot of this run to recover from"
+            ));
+            return ExitCode::from(outcome.exit_code());
+        };
+        recoveries += 1;
+        say(&format!(
+            "recovering job {name} from snapshot {} after rank {} (pid {}) {} (recovery {recoveries} of {})",
+            snapshot.name(),
+            exit.rank,
+            exit.pid,
+            exit.status,
+            options.max_restarts
+        ));
+        config = match crate::restart::from_snapshot(&store, &snapshot, config.tag_output, options)
+        {
+            Ok(next) => next,
+            Err(line) => {
+                say(&line);
+                return ExitCode::from(outcome.exit_code());
+            }
+        };
+        tracing::info!(job = name, elapsed = ?failed_at.elapsed(), "recovery prepared");
     }
-    let job = match launch.start() {
-        Ok(job) => job,
-        Err(e) => {
-            say(&error_chain(&e));
-            return ExitCode::from(EXIT_MPICR_ERROR);
-        }
-    };
-    tracing::info!(job = %job.name(), socket = %job.control_socket().display(), "job started");
-    let outcome: Outcome = job.wait();
-    ExitCode::from(outcome.exit_code())
+}
+
+/// Passes SIGINT, SIGTERM and SIGHUP to the job that runs at the moment.
+fn watch_signals(
+    current: Arc<Mutex<Option<Stopper>>>,
+    interrupted: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                interrupted.store(true, Ordering::SeqCst);
+                if let Some(stopper) = current
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                {
+                    stopper.stop(signal);
+                }
+            }
+        })
+        .map_err(|e| format!("cannot watch for signals: {e}"))?;
+    Ok(())
 }

@@ -229,3 +229,138 @@ fn safepoints_that_messages_cross_fail_the_checkpoint_instead_of_hanging() {
         done.stderr
     );
 }
+
+/// The pid of `rank` of job `name`, from `mpicr status --json`, once the rank is registered
+/// (and is not the process `not`, one killed before).
+fn rank_pid(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
+    for _ in 0..1000 {
+        let out = sandbox.mpicr(&["status", name, "--json"]);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            && v["ranks"][rank]["state"] == "running"
+            && let Some(pid) = v["ranks"][rank]["pid"].as_u64()
+            && pid as u32 != not
+        {
+            return pid as u32;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("rank {rank} of job {name} never ran");
+}
+
+/// Waits until job `name` has committed at least `epochs` snapshots.
+fn wait_for_snapshots(sandbox: &Sandbox, name: &str, epochs: usize) {
+    for _ in 0..1000 {
+        let dir = sandbox.snapshots().join(name);
+        let count = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().parse::<u64>().is_ok())
+                    .count()
+            })
+            .unwrap_or(0);
+        if count >= epochs {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("job {name} never committed {epochs} snapshots");
+}
+
+/// SIGKILLs `rank` of job `name` (not the process `not`); returns the pid it killed.
+fn kill_rank(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
+    let pid = rank_pid(sandbox, name, rank, not);
+    let target = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    rustix::process::kill_process(target, rustix::process::Signal::KILL)
+        .expect("the rank can be killed");
+    pid
+}
+
+#[test]
+fn failed_ranks_are_recovered_automatically_from_the_last_snapshot() {
+    let sandbox = Sandbox::new();
+    let expected = result_line(&sandbox.mpicr(&["run", "-n", "3", "--", "ckpt-ring", "150"]));
+    let job = sandbox.start_job(
+        "auto",
+        &[
+            "-n",
+            "3",
+            "--checkpoint-every",
+            "200ms",
+            "--max-restarts",
+            "2",
+            "--",
+            "ckpt-ring",
+            "150",
+            "15",
+        ],
+    );
+    wait_for_snapshots(&sandbox, "auto", 1);
+    let first = kill_rank(&sandbox, "auto", 1, 0);
+    // The recovered job has new processes; once they run, fail it again.
+    rank_pid(&sandbox, "auto", 1, first);
+    wait_for_snapshots(&sandbox, "auto", 3);
+    kill_rank(&sandbox, "auto", 2, 0);
+    let out = job.finish();
+    assert_eq!(result_line(&out), expected, "{}", out.stderr);
+    assert_eq!(
+        out.stderr
+            .matches("recovering job auto from snapshot")
+            .count(),
+        2,
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_failure_with_no_snapshot_or_no_recovery_left_ends_the_job() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job(
+        "nosnap",
+        &[
+            "-n",
+            "2",
+            "--max-restarts",
+            "1",
+            "--",
+            "ckpt-ring",
+            "400",
+            "15",
+        ],
+    );
+    kill_rank(&sandbox, "nosnap", 0, 0);
+    let out = job.finish();
+    assert_eq!(out.code, Some(137), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no snapshot of this run to recover from"),
+        "{}",
+        out.stderr
+    );
+
+    let job = sandbox.start_job(
+        "once",
+        &[
+            "-n",
+            "2",
+            "--checkpoint-every",
+            "200ms",
+            "--max-restarts",
+            "1",
+            "--",
+            "ckpt-ring",
+            "400",
+            "15",
+        ],
+    );
+    wait_for_snapshots(&sandbox, "once", 1);
+    let first = kill_rank(&sandbox, "once", 1, 0);
+    kill_rank(&sandbox, "once", 1, first);
+    let out = job.finish();
+    assert_eq!(out.code, Some(137), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("failed after 1 of 1 recoveries"),
+        "{}",
+        out.stderr
+    );
+}
