@@ -163,7 +163,7 @@ fn ring_bytes(size: u32) -> usize {
 pub fn join() -> Result<Joined, BootstrapError> {
     let Some(env) = LaunchEnv::read()? else {
         let channels = vec![Channel::new(Link::Loopback(LoopbackLink::default()))];
-        let engine = Engine::new(0, channels, Idle { bell: None }, eager_limit(), None);
+        let engine = Engine::new(0, channels, Idle { bell: None }, eager_limit(), None, 1);
         return Ok(Joined {
             engine,
             control: None,
@@ -242,12 +242,14 @@ pub fn join() -> Result<Joined, BootstrapError> {
         .map(|l| Channel::new(l.expect("every rank got a link")))
         .collect();
     let engine_control = control.try_clone().map_err(BootstrapError::ControlWrite)?;
+    let local_ranks = table.iter().filter(|e| e.node == node).count();
     let engine = Engine::new(
         env.rank,
         channels,
         Idle { bell },
         eager_limit(),
         Some(engine_control),
+        local_ranks,
     );
     Ok(Joined {
         engine,

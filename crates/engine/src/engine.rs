@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use transport::{Doorbell, LinkError, cma};
 
@@ -124,22 +124,52 @@ pub struct Engine {
     control: Option<ControlLink>,
     /// Progress rounds, to look at the control link every so often.
     rounds: u32,
+    /// When the current stretch of fruitless progress rounds began.
+    idle_since: Instant,
+    /// How long to poll before sleeping.
+    spin: Duration,
 }
 
 /// The control link is read every this many progress rounds (and before sleeping).
 const CONTROL_EVERY: u32 = 64;
 
-/// How many fruitless progress rounds to spin, then to yield, before sleeping.
-const SPIN_ROUNDS: u32 = 200;
-const YIELD_ROUNDS: u32 = 2_000;
+/// How long a rank with nothing to do polls before it sleeps when every rank of the node has a
+/// core of its own: waking from a futex costs tens of microseconds, so a rank that will hear
+/// from its peer soon keeps polling, as MPICH's ranks always do.
+const DEDICATED_SPIN: Duration = Duration::from_millis(2);
+/// The same when the node runs more ranks than it has cores: a waiting rank hands its core to
+/// one that has work almost at once. (Yielding instead was tried: on a busy machine each yield
+/// can cost a whole time slice of an unrelated process.)
+const SHARED_SPIN: Duration = Duration::from_micros(10);
+/// Fruitless rounds between two looks at the clock while spinning.
+const CLOCK_EVERY: u32 = 32;
+
+/// The polling budget for `local_ranks` ranks on this node; `MPICR_SPIN_US` overrides it.
+fn spin_budget(local_ranks: usize) -> Duration {
+    if let Some(us) = std::env::var("MPICR_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_micros(us);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if local_ranks > cores {
+        SHARED_SPIN
+    } else {
+        DEDICATED_SPIN
+    }
+}
 
 impl Engine {
+    /// An engine for `rank`, with one channel per rank of the world; `local_ranks` ranks of the
+    /// job (this one included) share this node's cores.
     pub(crate) fn new(
         rank: u32,
         channels: Vec<Channel>,
         idle: Idle,
         eager_limit: usize,
         control: Option<std::os::unix::net::UnixStream>,
+        local_ranks: usize,
     ) -> Self {
         let size = channels.len();
         Self {
@@ -156,6 +186,8 @@ impl Engine {
             scratch_pool: Vec::new(),
             control: control.map(ControlLink::new),
             rounds: 0,
+            idle_since: Instant::now(),
+            spin: spin_budget(local_ranks),
         }
     }
 
@@ -525,14 +557,15 @@ impl Engine {
             return Ok(());
         }
         *idle += 1;
-        if *idle < SPIN_ROUNDS {
-            std::hint::spin_loop();
-        } else if *idle < YIELD_ROUNDS {
-            std::thread::yield_now();
-        } else {
-            self.poll_control()?;
-            self.sleep();
+        if *idle == 1 {
+            self.idle_since = Instant::now();
         }
+        if !idle.is_multiple_of(CLOCK_EVERY) || self.idle_since.elapsed() < self.spin {
+            std::hint::spin_loop();
+            return Ok(());
+        }
+        self.poll_control()?;
+        self.sleep();
         Ok(())
     }
 

@@ -35,16 +35,30 @@ pub fn finalize(engine: &mut Engine, control: Option<&mut UnixStream>) -> Result
 }
 
 /// MPI_Abort: reports `reason` to the coordinator (which ends the job) and exits with `code`.
+///
+/// The rank then waits (a few seconds at most) for the coordinator to end it, so that the job
+/// is reported as aborted by this rank rather than as a rank that happened to exit first.
 pub fn abort(control: Option<&mut UnixStream>, rank: u32, code: i32, reason: &str) -> ! {
     if let Some(stream) = control {
-        let _ = write_message(
-            stream,
-            &Message::Abort(Abort {
-                rank,
-                code,
-                reason: reason.into(),
-            }),
-        );
+        let abort = Message::Abort(Abort {
+            rank,
+            code,
+            reason: reason.into(),
+        });
+        if write_message(stream, &abort).is_ok() {
+            let _ = stream.set_read_timeout(Some(ABORT_GRACE));
+            let mut sink = [0u8; 256];
+            let started = std::time::Instant::now();
+            while started.elapsed() < ABORT_GRACE {
+                match std::io::Read::read(stream, &mut sink) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
     }
     std::process::exit(code)
 }
+
+/// How long an aborting rank waits for the coordinator to end the job.
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
