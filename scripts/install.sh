@@ -20,9 +20,10 @@ if [[ $(id -u) -eq 0 ]]; then
 else
     prefix=${PREFIX:-$HOME/.local}
 fi
+build=${CARGO_TARGET_DIR:-target}/release
 mkdir -p "$prefix/bin"
-for b in target/release/mpicr target/release/mpirun target/release/mpiexec target/release/mpicr-heat; do
-    install -m 0755 "$b" "$prefix/bin/"
+for b in mpicr mpirun mpiexec mpi_checkpoint mpi_restart mpicr-heat; do
+    install -m 0755 "$build/$b" "$prefix/bin/"
 done
 if [[ -x scripts/install-prefix.sh ]]; then
     bash scripts/install-prefix.sh "$prefix"

@@ -497,6 +497,28 @@ int MPI_Cartdim_get(MPI_Comm comm, int *nd);
 int PMPI_Cartdim_get(MPI_Comm comm, int *nd);
 int MPI_Topo_test(MPI_Comm comm, int *status);
 int PMPI_Topo_test(MPI_Comm comm, int *status);
+
+/* The self checkpointer (docs/abi.md, "Checkpoints"): protected regions are saved
+   at the safepoint where a checkpoint is due and refilled by MPIX_Ckpt_recover
+   after a restart. A protected region must stay valid until it is unprotected;
+   safepoints must be collective in effect. */
+#define MPIX_CKPT 1
+int MPIX_Ckpt_protect(int id, void *ptr, size_t bytes);
+int PMPIX_Ckpt_protect(int id, void *ptr, size_t bytes);
+int MPIX_Ckpt_unprotect(int id);
+int PMPIX_Ckpt_unprotect(int id);
+int MPIX_Ckpt_restarted(int *flag);
+int PMPIX_Ckpt_restarted(int *flag);
+int MPIX_Ckpt_recover(void);
+int PMPIX_Ckpt_recover(void);
+int MPIX_Ckpt_safepoint(void);
+int PMPIX_Ckpt_safepoint(void);
+int MPIX_Ckpt_request(void);
+int PMPIX_Ckpt_request(void);
+int MPIX_Ckpt_disable(void);
+int PMPIX_Ckpt_disable(void);
+int MPIX_Ckpt_enable(void);
+int PMPIX_Ckpt_enable(void);
 double MPI_Wtime(void);
 double PMPI_Wtime(void);
 double MPI_Wtick(void);

@@ -6,6 +6,7 @@
 
 use std::ffi::{c_char, c_double, c_int, c_void};
 
+use crate::ckpt;
 use crate::coll::{self, counts_displs};
 use crate::comm;
 use crate::dtype::Dtype;
@@ -911,6 +912,18 @@ export! {
     }
     fn MPI_Cartdim_get / PMPI_Cartdim_get(comm: c_int, nd: *mut c_int) [Some(comm)] { out(nd, comm::cartdim(comm)?, "ndims") }
     fn MPI_Topo_test / PMPI_Topo_test(comm: c_int, status: *mut c_int) [Some(comm)] { out(status, comm::topo_test(comm)?, "status") }
+}
+
+export! {
+    // ---------------- the self checkpointer (MPIX_Ckpt_*, docs/abi.md) ----------------
+    fn MPIX_Ckpt_protect / PMPIX_Ckpt_protect(id: c_int, ptr: *mut c_void, bytes: usize) [None] { ckpt::protect(id, ptr, bytes) }
+    fn MPIX_Ckpt_unprotect / PMPIX_Ckpt_unprotect(id: c_int) [None] { ckpt::unprotect(id) }
+    fn MPIX_Ckpt_restarted / PMPIX_Ckpt_restarted(flag: *mut c_int) [None] { out(flag, c_int::from(ckpt::restarted()?), "flag") }
+    fn MPIX_Ckpt_recover / PMPIX_Ckpt_recover() [None] { ckpt::recover() }
+    fn MPIX_Ckpt_safepoint / PMPIX_Ckpt_safepoint() [None] { ckpt::safepoint() }
+    fn MPIX_Ckpt_request / PMPIX_Ckpt_request() [None] { ckpt::request() }
+    fn MPIX_Ckpt_disable / PMPIX_Ckpt_disable() [None] { ckpt::disable() }
+    fn MPIX_Ckpt_enable / PMPIX_Ckpt_enable() [None] { ckpt::enable() }
 }
 
 #[unsafe(no_mangle)]

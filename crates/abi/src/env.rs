@@ -11,6 +11,10 @@ pub(crate) fn init() -> Res {
 
 pub(crate) fn finalize() -> Res {
     let rt = runtime()?;
+    // MPI_Finalize is a disabled region; `session::finalize` then refuses every request.
+    if let (Ok(mut entry), Ok(mut e)) = (rt.entry.try_borrow_mut(), rt.engine.try_borrow_mut()) {
+        entry.disable(&mut e);
+    }
     request::drain_detached()?;
     let mut e = rt
         .engine

@@ -1,12 +1,13 @@
 //! The trust boundary between C/Fortran callers and the library.
 //!
 //! Every raw pointer a caller passes reaches the rest of the crate only through the helpers
-//! here. Their invariant is the MPI standard's contract on the caller: a pointer argument is
-//! null or points to memory of the documented type and length (for a buffer: the memory that
-//! `count` elements of `datatype` describe), valid for the duration of the call (for a
-//! non-blocking operation: until the request completes). Null is checked here wherever MPI
-//! allows it to be detected; everything else is the caller's promise, which no C library can
-//! check. No helper panics.
+//! here (except the regions of MPIX_Ckpt_protect, which `ckpt` keeps across calls under a
+//! contract of its own). Their invariant is the MPI standard's contract on the caller: a
+//! pointer argument is null or points to memory of the documented type and length (for a
+//! buffer: the memory that `count` elements of `datatype` describe), valid for the duration
+//! of the call (for a non-blocking operation: until the request completes). Null is checked
+//! here wherever MPI allows it to be detected; everything else is the caller's promise, which
+//! no C library can check. No helper panics.
 
 use std::ffi::{c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};

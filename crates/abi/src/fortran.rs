@@ -247,6 +247,38 @@ fortran! {
     mpi_cart_get_ => PMPI_Cart_get(i comm, i maxdims, p dims, p periods, p coords);
     mpi_cartdim_get_ => PMPI_Cartdim_get(i comm, p nd);
     mpi_topo_test_ => PMPI_Topo_test(i comm, p status);
+    mpix_ckpt_unprotect_ => PMPIX_Ckpt_unprotect(i id);
+    mpix_ckpt_restarted_ => PMPIX_Ckpt_restarted(p flag);
+    mpix_ckpt_recover_ => PMPIX_Ckpt_recover();
+    mpix_ckpt_safepoint_ => PMPIX_Ckpt_safepoint();
+    mpix_ckpt_request_ => PMPIX_Ckpt_request();
+    mpix_ckpt_disable_ => PMPIX_Ckpt_disable();
+    mpix_ckpt_enable_ => PMPIX_Ckpt_enable();
+}
+
+/// `MPIX_CKPT_PROTECT(ID, BUF, BYTES, IERROR)`: `INTEGER ID`, any `BUF`,
+/// `INTEGER(KIND=MPI_ADDRESS_KIND) BYTES`. BUF must stay valid until unprotected (a COMMON
+/// block, a module or SAVEd variable, or an allocated array that is not deallocated).
+#[unsafe(no_mangle)]
+pub(crate) unsafe extern "C" fn mpix_ckpt_protect_(
+    id: *const c_int,
+    buf: *mut c_void,
+    bytes: *const isize,
+    ierr: *mut c_int,
+) {
+    let n = faint(bytes);
+    let r = match usize::try_from(n) {
+        // SAFETY: the Fortran caller's region is passed on unchanged; its size was read
+        // through its reference.
+        Ok(n) => unsafe { PMPIX_Ckpt_protect(fval(id), buf, n) },
+        Err(_) => guard("MPIX_Ckpt_protect", None, || {
+            Err(crate::ffi::error(
+                handles::err::COUNT,
+                format!("the region size {n} is negative"),
+            ))
+        }),
+    };
+    put(ierr, r);
 }
 
 #[unsafe(no_mangle)]

@@ -5,10 +5,12 @@
 //! (Fortran conversion is the identity); `docs/abi.md` documents every layout. All of the
 //! crate's unsafe code serves the FFI boundary: raw pointers from callers are turned into
 //! references only in `ffi`, buffers are handed to the engine in `request` and `nbc`, user
-//! reduction functions are called in `ops`, and the Fortran wrappers call the C functions.
+//! reduction functions are called in `ops`, the regions the program protects for checkpoints
+//! are read and refilled in `ckpt`, and the Fortran wrappers call the C functions.
 //! No panic crosses the boundary: every exported function runs its body in `ffi::guard`.
 
 mod capi;
+mod ckpt;
 mod coll;
 mod comm;
 mod dtype;

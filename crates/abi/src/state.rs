@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use engine::{Comm, Engine};
 
+use crate::ckpt::{self, Regions};
 use crate::dtype::{self, Dtype};
 use crate::ffi::{Res, bail, error};
 use crate::handles::{self, ERRORS_ARE_FATAL, Kind, err};
@@ -21,6 +22,14 @@ use crate::request::Request;
 pub(crate) struct Runtime {
     pub engine: RefCell<Engine>,
     pub control: RefCell<Option<UnixStream>>,
+    /// The checkpoint/restart entry point of this rank.
+    pub entry: RefCell<crs::EntryPoint>,
+    /// What the snapshot this run continues from holds (MPIX_Ckpt_restarted, _recover).
+    pub restarted: Option<crs::Restarted>,
+    /// The regions MPIX_Ckpt_protect named; the application layer saves them.
+    pub regions: Regions,
+    /// Open MPIX_Ckpt_disable regions of the program.
+    pub app_disabled: Cell<u32>,
 }
 
 /// 0: never initialized, 1: initialized, 2: finalized.
@@ -54,9 +63,22 @@ pub(crate) fn init() -> Res {
     }
     seconds();
     let joined = engine::join().map_err(engine::EngineError::from)?;
+    let mut engine = joined.engine;
+    // A restarted rank is brought back before the engine makes any progress, so that the
+    // messages its snapshot holds come before anything its peers send now.
+    let regions = Regions::default();
+    let (mut entry, restarted) =
+        crs::EntryPoint::start(&mut engine, ckpt::application_layer(regions.clone()))
+            .map_err(ckpt::crs_error)?;
+    // MPI_Init is a disabled region: a checkpoint request is answered at its end.
+    entry.disable(&mut engine);
     let rt: &'static Runtime = Box::leak(Box::new(Runtime {
-        engine: RefCell::new(joined.engine),
+        engine: RefCell::new(engine),
         control: RefCell::new(joined.control),
+        entry: RefCell::new(entry),
+        restarted,
+        regions,
+        app_disabled: Cell::new(0),
     }));
     RUNTIME.with(|r| r.set(Some(rt)));
     let (world, me) = {
@@ -71,7 +93,11 @@ pub(crate) fn init() -> Res {
     tables(|t| {
         t.comms[1] = Some(Rc::new(CommObj::new(world, None)));
         t.comms[2] = Some(Rc::new(CommObj::new(me, None)));
-    })
+    })?;
+    rt.entry
+        .borrow_mut()
+        .enable(&mut rt.engine.borrow_mut())
+        .map_err(ckpt::crs_error)
 }
 
 pub(crate) fn mark_finalized() {

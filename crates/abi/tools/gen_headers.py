@@ -43,7 +43,7 @@ ints = [
 
 # ---------------- mpi.h ----------------
 cap = src('capi.rs')
-protos = re.findall(r'fn (MPI_\w+) / PMPI_\w+\((.*?)\) \[', cap, re.S)
+protos = re.findall(r'fn (MPIX?_\w+) / PMPIX?_\w+\((.*?)\) \[', cap, re.S)
 families = {'Type': 'MPI_Datatype', 'Comm': 'MPI_Comm', 'Cart': 'MPI_Comm', 'Group': 'MPI_Group',
             'Op': 'MPI_Op'}
 
@@ -68,7 +68,7 @@ def ctype(fn, name, ty):
     elif name in ('sts', 'rts', 'ts'):
         handle = 'MPI_Datatype'
     base = {'c_int': 'int', 'c_void': 'void', 'MpiStatus': 'MPI_Status', 'Aint': 'MPI_Aint',
-            'c_char': 'char'}
+            'c_char': 'char', 'usize': 'size_t'}
     if ty == 'Option<UserFn>':
         return 'MPI_User_function *' + name
     m = re.fullmatch(r'((?:\*(?:mut|const) )*)(\w+)', ty)
@@ -81,6 +81,13 @@ def ctype(fn, name, ty):
 
 lines = []
 for fn, args in protos:
+    if fn.startswith('MPIX_Ckpt_') and '#define MPIX_CKPT 1' not in lines:
+        lines += ['',
+                  '/* The self checkpointer (docs/abi.md, "Checkpoints"): protected regions are saved',
+                  '   at the safepoint where a checkpoint is due and refilled by MPIX_Ckpt_recover',
+                  '   after a restart. A protected region must stay valid until it is unprotected;',
+                  '   safepoints must be collective in effect. */',
+                  '#define MPIX_CKPT 1']
     args = [a.strip() for a in args.replace('\n', ' ').split(',') if a.strip()]
     cargs = [ctype(fn, *a.split(':', 1)) for a in args]
     a = ', '.join(cargs) if cargs else 'void'
@@ -147,7 +154,14 @@ f += ['      INTEGER MPI_BOTTOM, MPI_IN_PLACE',
       '      SAVE /MPICR_FBOTTOM/, /MPICR_FINPLACE/',
       '      SAVE /MPICR_FSTATIGN/, /MPICR_FSTATSIGN/',
       '      DOUBLE PRECISION MPI_WTIME, MPI_WTICK',
-      '      EXTERNAL MPI_WTIME, MPI_WTICK', '']
+      '      EXTERNAL MPI_WTIME, MPI_WTICK',
+      '! The self checkpointer (docs/abi.md): MPIX_CKPT_PROTECT(ID, BUF,',
+      '! BYTES, IERROR) with INTEGER(KIND=MPI_ADDRESS_KIND) BYTES,',
+      '! MPIX_CKPT_UNPROTECT(ID, IERROR), MPIX_CKPT_RESTARTED(FLAG,',
+      '! IERROR) with LOGICAL FLAG, and MPIX_CKPT_RECOVER, _SAFEPOINT,',
+      '! _REQUEST, _DISABLE, _ENABLE, each with IERROR only.',
+      '      INTEGER MPIX_CKPT',
+      '      PARAMETER (MPIX_CKPT=1)', '']
 for l in f:
     assert len(l) <= 72, l
 open(os.path.join(root, 'include', 'mpif.h'), 'w').write('\n'.join(f))

@@ -113,6 +113,25 @@ impl EntryPoint {
         }
     }
 
+    /// The entry point of a rank that has just joined its job (MPI_Init of every front end):
+    /// the base, runtime and MPI layers and the application's, named after `MPICR_JOB`. When
+    /// the launcher set `MPICR_RESTART_DIR`, the rank is brought back from that snapshot here;
+    /// call it before the engine makes any progress, so that the saved messages are delivered
+    /// before anything a peer sends after the restart.
+    pub fn start(
+        engine: &mut Engine,
+        application: impl FnOnce(Callback) -> Callback,
+    ) -> Result<(Self, Option<Restarted>), CrsError> {
+        let job = std::env::var("MPICR_JOB").unwrap_or_else(|_| "singleton".into());
+        let mut entry = Self::new(&job);
+        entry.register_application(application);
+        let restarted = match std::env::var_os("MPICR_RESTART_DIR") {
+            Some(dir) if !dir.is_empty() => Some(entry.restart(engine, Path::new(&dir))?),
+            _ => None,
+        };
+        Ok((entry, restarted))
+    }
+
     /// Registers the application layer's callback (it must call the one it receives).
     pub fn register_application(&mut self, make: impl FnOnce(Callback) -> Callback) {
         self.callbacks.register(Layer::Application, make);

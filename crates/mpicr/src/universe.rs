@@ -82,16 +82,8 @@ pub fn initialize() -> Result<Universe, Error> {
     epoch();
     let joined = engine::join().map_err(engine::EngineError::from)?;
     let mut engine = joined.engine;
-    let job = std::env::var("MPICR_JOB").unwrap_or_else(|_| "singleton".into());
     let staged = Staged::default();
-    let mut entry = EntryPoint::new(&job);
-    entry.register_application(application_layer(staged.clone()));
-    let restarted = match std::env::var_os("MPICR_RESTART_DIR") {
-        Some(dir) if !dir.is_empty() => {
-            Some(entry.restart(&mut engine, std::path::Path::new(&dir))?)
-        }
-        _ => None,
-    };
+    let (entry, restarted) = EntryPoint::start(&mut engine, application_layer(staged.clone()))?;
     let shared: &'static Shared = Box::leak(Box::new(Shared {
         engine: RefCell::new(engine),
         control: RefCell::new(joined.control),

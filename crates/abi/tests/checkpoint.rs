@@ -1,0 +1,535 @@
+//! The self checkpointer's C and Fortran API (`MPIX_Ckpt_*`) on real jobs, built with our
+//! wrappers and run under `mpicr run`: a message-heavy program is checkpointed from outside
+//! (`mpicr checkpoint NAME`), its launcher killed with SIGKILL, the job restarted from the
+//! snapshot (`mpicr restart NAME.1`), and the result must equal an uninterrupted run's; on
+//! 1, 2 and 4 ranks over shared memory and TCP, in C and Fortran. Then the rest of the API:
+//! the program's own request, the restarted flag, recover, its errors, and a safepoint with an
+//! outstanding request.
+//!
+//! Every test runs in a sandbox: private XDG_RUNTIME_DIR and XDG_STATE_HOME, and a marker in
+//! the environment of everything it starts, so that whatever is still alive when the test ends
+//! (or fails) is found in /proc and killed. Every wait is bounded; nothing asserts on timing.
+//! Without gfortran the Fortran cases are skipped with a message.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+/// The longest any one command or wait may take.
+const LIMIT: Duration = Duration::from_secs(180);
+const STEPS: &str = "120";
+/// Milliseconds each step of the checkpointed run sleeps, so that it is still running when the
+/// checkpoint is asked for.
+const SLOW: &str = "15";
+
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The launcher and the test programs, built once per test run.
+struct Built {
+    mpicr: PathBuf,
+    ring_c: PathBuf,
+    ring_f: Option<PathBuf>,
+    selftest: PathBuf,
+}
+
+fn compile(wrapper: &str, source: &str, exe: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/ckpt")
+        .join(source);
+    // In the output directory, where gfortran also writes the program's module files.
+    let out = Command::new(wrapper)
+        .current_dir(exe.parent().expect("a directory"))
+        .arg("-O1")
+        .arg(&src)
+        .arg("-o")
+        .arg(exe)
+        .output()
+        .expect("the compiler wrapper runs");
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        assert!(have("gcc"), "gcc is required (apt-get install gcc)");
+        let dir = profile_dir();
+        // Integration tests build only this crate: build the launcher (a no-op when current).
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "cli", "--bin", "mpicr"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("running cargo to build the launcher");
+        assert!(st.success(), "building the mpicr launcher failed");
+        let mpicr = dir.join("mpicr");
+        assert!(mpicr.is_file(), "{} is missing", mpicr.display());
+        // One directory per test process: nextest runs tests in parallel processes, and two
+        // gfortran runs writing the same module file in one directory trip over each other.
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("abi-checkpoint-{}", std::process::id()));
+        std::fs::create_dir_all(&out).expect("a directory for the programs");
+        let ring_c = out.join("ckpt_ring");
+        compile(env!("CARGO_BIN_EXE_mpicc"), "ckpt_ring.c", &ring_c);
+        let selftest = out.join("ckpt_self");
+        compile(env!("CARGO_BIN_EXE_mpicc"), "ckpt_self.c", &selftest);
+        let ring_f = if have("gfortran") {
+            let exe = out.join("ckpt_ring_f");
+            compile(env!("CARGO_BIN_EXE_mpif90"), "ckpt_ring_f.f90", &exe);
+            Some(exe)
+        } else {
+            None
+        };
+        Built {
+            mpicr,
+            ring_c,
+            ring_f,
+            selftest,
+        }
+    })
+}
+
+/// What a finished command printed and how it ended.
+#[derive(Debug)]
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// The job's result line; the job must have succeeded.
+    fn result(&self) -> String {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "the job failed:\n{}{}",
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with("result "))
+            .unwrap_or_else(|| panic!("no result line in:\n{}{}", self.stdout, self.stderr))
+            .to_owned()
+    }
+}
+
+/// A command started in the background, its output collected as it comes.
+struct Running {
+    child: Option<Child>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = into.lock() {
+                s.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    })
+}
+
+impl Running {
+    fn text(s: &Arc<Mutex<String>>) -> String {
+        s.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Whether the command has ended.
+    fn ended(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// Waits (bounded) for the command to end by itself.
+    fn finish(mut self) -> Out {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("waitable") {
+                break s;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the command did not end within {LIMIT:?}:\n{}{}",
+                    Self::text(&self.stdout),
+                    Self::text(&self.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Out {
+            code: status.code(),
+            stdout: Self::text(&self.stdout),
+            stderr: Self::text(&self.stderr),
+        }
+    }
+
+    /// SIGKILL to the launcher; returns what it printed.
+    fn kill(mut self) -> Out {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+        }
+        self.finish()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A private runtime and state directory and a marker for the processes of one test; every
+/// marked process still alive is killed when the sandbox is dropped, even after a failure.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    marker: String,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            marker: format!(
+                "mpicr-abi-ckpt-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ),
+        }
+    }
+
+    /// Starts `mpicr ARGS` in the background.
+    fn start(&self, args: &[&str]) -> Running {
+        let mut child = Command::new(&built().mpicr)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("MPICR_TEST_MARKER", &self.marker)
+            .env_remove("MPICR_SNAPSHOT_DIR")
+            .env_remove("MPICR_RESTART_DIR")
+            .env_remove("MPICR_JOB")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mpicr starts");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("piped"), stdout.clone()),
+            collect(child.stderr.take().expect("piped"), stderr.clone()),
+        ];
+        Running {
+            child: Some(child),
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    /// Runs `mpicr ARGS` to its end.
+    fn mpicr(&self, args: &[&str]) -> Out {
+        self.start(args).finish()
+    }
+
+    /// Starts `mpicr run --job-name NAME ARGS` and waits until `mpicr status NAME` answers.
+    fn start_job(&self, name: &str, args: &[&str]) -> Running {
+        let mut all = vec!["run", "--job-name", name];
+        all.extend_from_slice(args);
+        let mut job = self.start(&all);
+        let start = Instant::now();
+        while self.mpicr(&["status", name]).code != Some(0) {
+            assert!(
+                !job.ended(),
+                "job {name} ended before it could be checkpointed: {:?}",
+                job.finish()
+            );
+            assert!(start.elapsed() < LIMIT, "job {name} never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        job
+    }
+
+    /// SIGKILL to a job's launcher, then waits (bounded) until its ranks are gone too.
+    fn kill(&self, job: Running) -> Out {
+        let out = job.kill();
+        let start = Instant::now();
+        let mut left = marked(&self.marker);
+        while !left.is_empty() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+            left = marked(&self.marker);
+        }
+        assert!(
+            left.is_empty(),
+            "processes {left:?} outlived their killed launcher"
+        );
+        out
+    }
+
+    /// Waits (bounded) until snapshot NAME is committed, while `job` runs.
+    fn wait_for_snapshot(&self, name: &str, job: &mut Running) {
+        let quoted = format!("\"{name}\"");
+        let start = Instant::now();
+        loop {
+            let list = self.mpicr(&["snapshots", "--json"]);
+            if list.stdout.contains(&quoted) {
+                return;
+            }
+            assert!(
+                !job.ended(),
+                "the job ended without snapshot {name}:\n{}{}",
+                Running::text(&job.stdout),
+                Running::text(&job.stderr)
+            );
+            assert!(start.elapsed() < LIMIT, "snapshot {name} never appeared");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for pid in marked(&self.marker) {
+            if let Some(p) = Pid::from_raw(pid) {
+                let _ = kill_process(p, Signal::KILL);
+            }
+        }
+    }
+}
+
+/// Live processes whose environment carries `MPICR_TEST_MARKER=marker`.
+fn marked(marker: &str) -> Vec<i32> {
+    let needle = format!("MPICR_TEST_MARKER={marker}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(true);
+            !zombie
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Uninterrupted; then slowed down, checkpointed, killed with SIGKILL, restarted: the same
+/// result line.
+fn kill_and_restart(program: &Path, n: u32, transport: &str) {
+    let sandbox = Sandbox::new();
+    let prog = program.to_str().expect("a UTF-8 path");
+    let ranks = n.to_string();
+    let common = ["-n", &ranks, "--transport", transport, "--", prog, STEPS];
+    let mut run = vec!["run"];
+    run.extend_from_slice(&common);
+    let expected = sandbox.mpicr(&run).result();
+
+    let name = format!("ring{n}{transport}");
+    let mut slow = common.to_vec();
+    slow.push(SLOW);
+    let job = sandbox.start_job(&name, &slow);
+    let ckpt = sandbox.mpicr(&["checkpoint", &name]);
+    assert_eq!(
+        ckpt.code,
+        Some(0),
+        "the checkpoint failed:\n{}{}",
+        ckpt.stdout,
+        ckpt.stderr
+    );
+    let snapshot = ckpt.stdout.lines().last().unwrap_or("").trim().to_owned();
+    assert_eq!(snapshot, format!("{name}.1"));
+    let killed = sandbox.kill(job);
+    assert_ne!(killed.code, Some(0), "the launcher was killed");
+
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_eq!(
+        restarted.result(),
+        expected,
+        "{} on {n} ranks over {transport}:\n{}",
+        program.display(),
+        restarted.stderr
+    );
+    assert!(
+        restarted.stderr.contains("restarted at step"),
+        "the restarted ranks recovered their state: {}",
+        restarted.stderr
+    );
+}
+
+#[test]
+fn c_ring_restarts_to_the_uninterrupted_result_over_shm() {
+    for n in [1, 2, 4] {
+        kill_and_restart(&built().ring_c, n, "shm");
+    }
+}
+
+#[test]
+fn c_ring_restarts_to_the_uninterrupted_result_over_tcp() {
+    for n in [1, 2, 4] {
+        kill_and_restart(&built().ring_c, n, "tcp");
+    }
+}
+
+fn fortran_ring() -> Option<&'static Path> {
+    let f = built().ring_f.as_deref();
+    if f.is_none() {
+        eprintln!("SKIPPING the Fortran checkpoint tests: gfortran is not installed");
+    }
+    f
+}
+
+#[test]
+fn fortran_ring_restarts_to_the_uninterrupted_result_over_shm() {
+    if let Some(f) = fortran_ring() {
+        for n in [1, 2, 4] {
+            kill_and_restart(f, n, "shm");
+        }
+    }
+}
+
+#[test]
+fn fortran_ring_restarts_to_the_uninterrupted_result_over_tcp() {
+    if let Some(f) = fortran_ring() {
+        for n in [1, 2, 4] {
+            kill_and_restart(f, n, "tcp");
+        }
+    }
+}
+
+/// The program asks for its own checkpoint (MPIX_Ckpt_request); a restart from it sees the
+/// restarted flag and recovers its regions; regions of another size or id are refused with
+/// MPI_ERR_COUNT and MPI_ERR_ARG (returned under MPI_ERRORS_RETURN, fatal by default).
+#[test]
+fn request_restarted_recover_and_recover_mismatches() {
+    let sandbox = Sandbox::new();
+    let prog = built().selftest.to_str().expect("a UTF-8 path");
+    let modefile = sandbox.dir.path().join("mode");
+    let modefile = modefile.to_str().expect("a UTF-8 path");
+    let steps = "400";
+    let expected = sandbox
+        .mpicr(&["run", "-n", "2", "--", prog, steps, "0", "-1", modefile])
+        .result();
+
+    let mut job = sandbox.start_job("self", &["-n", "2", "--", prog, steps, "20", "3", modefile]);
+    sandbox.wait_for_snapshot("self.1", &mut job);
+    sandbox.kill(job);
+
+    let restart = |mode: &str| {
+        std::fs::write(sandbox.dir.path().join("mode"), mode).expect("the mode file");
+        sandbox.mpicr(&["restart", "self.1"])
+    };
+    let ok = restart("ok");
+    assert_eq!(ok.result(), expected, "{}", ok.stderr);
+    assert!(
+        ok.stdout.contains("restarted at step "),
+        "MPIX_Ckpt_restarted said 1: {}",
+        ok.stdout
+    );
+
+    let size = restart("size");
+    assert_eq!(size.code, Some(0), "{}{}", size.stdout, size.stderr);
+    assert!(
+        size.stdout.contains("recover failed: MPI_ERR_COUNT"),
+        "{}",
+        size.stdout
+    );
+    let id = restart("id");
+    assert_eq!(id.code, Some(0), "{}{}", id.stdout, id.stderr);
+    assert!(
+        id.stdout.contains("recover failed: MPI_ERR_ARG"),
+        "{}",
+        id.stdout
+    );
+
+    let fatal = restart("fatal");
+    assert_ne!(fatal.code, Some(0), "the mismatch aborts the job");
+    assert!(
+        fatal
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("mpicr: MPIX_Ckpt_recover: rank ")
+                && l.contains(
+                    "region 1 is protected with 24 bytes, but the snapshot saved 16 bytes"
+                )),
+        "{}",
+        fatal.stderr
+    );
+    assert!(!fatal.stdout.contains("result "), "{}", fatal.stdout);
+}
+
+/// A safepoint where the checkpoint is due while a non-blocking request is outstanding
+/// returns MPI_ERR_PENDING (under MPI_ERRORS_RETURN) and the checkpoint fails naming the
+/// request; the program goes on to its end.
+#[test]
+fn a_safepoint_with_an_outstanding_request_returns_mpi_err_pending() {
+    let sandbox = Sandbox::new();
+    let prog = built().selftest.to_str().expect("a UTF-8 path");
+    let job = sandbox.start_job("pending", &["-n", "2", "--", prog, "pending"]);
+    let ckpt = sandbox.mpicr(&["checkpoint", "pending"]);
+    assert_eq!(ckpt.code, Some(1), "{}{}", ckpt.stdout, ckpt.stderr);
+    assert!(
+        ckpt.stderr.contains("still outstanding") && ckpt.stderr.contains("request 0x"),
+        "{}",
+        ckpt.stderr
+    );
+    let done = job.finish();
+    assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
+    assert_eq!(
+        done.stdout.trim(),
+        "safepoint refused: MPI_ERR_PENDING",
+        "{}",
+        done.stderr
+    );
+}

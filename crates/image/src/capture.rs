@@ -1,0 +1,782 @@
+//! Capturing the calling process into an image.
+//!
+//! Two phases. Phase A (may allocate) collects the state that is not memory — the fd table,
+//! signal dispositions, cwd, limits — and encodes it; it also allocates everything phase B
+//! needs. Phase B runs inside the capture point (see `ctx`), in the process itself or in a
+//! forked copy, and must not call the allocator from the moment it reads `/proc/self/maps`
+//! until the last page is written: an allocation then could move the heap's end or change its
+//! bookkeeping while the heap is being read. Its buffers are a scratch mapping (left out of the
+//! image by address) and a region table whose capacity was reserved in phase A.
+
+use std::ffi::{CStr, c_void};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::format::*;
+use crate::procfs::{self, MapsLine};
+use crate::read::{encode_header, encode_trailer_prefix};
+use crate::{ctx, sys};
+
+/// Why a capture failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
+    #[error(
+        "glibc registered rseq for this thread; run the program with \
+         GLIBC_TUNABLES=glibc.pthread.rseq=0 (see docs/image-format.md)"
+    )]
+    RseqRegistered,
+    #[error("writing the image failed: {0}")]
+    Write(WriteError),
+    #[error("the image writer process failed ({0})")]
+    Child(String),
+}
+
+/// A failed system call while memory was being written (no allocation to describe it).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteError {
+    pub what: &'static str,
+    pub addr: u64,
+    pub errno: Errno,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (at {:#x}): {}", self.what, self.addr, self.errno)
+    }
+}
+
+fn werr(what: &'static str, addr: u64) -> impl FnOnce(Errno) -> WriteError {
+    move |errno| WriteError { what, addr, errno }
+}
+
+/// What `capture_to` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The image is written; this is the original process.
+    Captured,
+    /// This process was brought back from the image by the restorer.
+    Restored,
+}
+
+/// What `capture_in_child` returns.
+#[derive(Debug)]
+pub enum ChildOutcome {
+    /// A forked copy is writing the image; call [`ChildCapture::wait`].
+    Started(ChildCapture),
+    /// This process was brought back from the image by the restorer.
+    Restored,
+}
+
+/// A forked image writer.
+#[derive(Debug)]
+pub struct ChildCapture {
+    pid: rustix::process::Pid,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl ChildCapture {
+    /// The writer's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw_nonzero().get() as u32
+    }
+    /// Waits for the writer; on success the image is renamed into place.
+    pub fn wait(self) -> Result<(), CaptureError> {
+        let status = loop {
+            match rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::empty()) {
+                Ok(Some((_, st))) => break st,
+                Ok(None) => continue,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(CaptureError::Io("waiting for the image writer", e.into())),
+            }
+        };
+        if status.exit_status() != Some(0) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(CaptureError::Child(format!("{status:?}")));
+        }
+        std::fs::rename(&self.tmp, &self.dest)
+            .map_err(|e| CaptureError::Io("renaming the image into place", e))
+    }
+}
+
+/// Writes an image of the calling process to `path` and returns [`Outcome::Captured`]; in a
+/// process restored from that image the same call returns [`Outcome::Restored`].
+///
+/// The process must be single-threaded and run with `GLIBC_TUNABLES=glibc.pthread.rseq=0`.
+/// The image is written to `path.tmp`, fsynced and renamed, so `path` is complete or absent.
+pub fn capture_to(path: &Path) -> Result<Outcome, CaptureError> {
+    let tmp = tmp_path(path);
+    let mut job = prepare(&tmp, false)?;
+    let r = ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>());
+    if r == RESTORED {
+        return Ok(restored(job));
+    }
+    let error = job.error;
+    drop(job);
+    if r != 0 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(match error {
+            Some(e) => CaptureError::Write(e),
+            None => CaptureError::Child(format!("capture failed with code {r}")),
+        });
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| CaptureError::Io("renaming the image into place", e))?;
+    Ok(Outcome::Captured)
+}
+
+/// Like [`capture_to`], but a forked copy-on-write child writes the image: the caller stalls
+/// only for phase A and the fork.
+pub fn capture_in_child(path: &Path) -> Result<ChildOutcome, CaptureError> {
+    let tmp = tmp_path(path);
+    let mut job = prepare(&tmp, true)?;
+    let r = ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>());
+    if r == RESTORED {
+        restored(job);
+        return Ok(ChildOutcome::Restored);
+    }
+    let (fork_errno, child_pid) = (job.fork_errno, job.child_pid);
+    drop(job);
+    if r != 0 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CaptureError::Io(
+            "forking the image writer",
+            std::io::Error::from_raw_os_error(fork_errno),
+        ));
+    }
+    let pid = rustix::process::Pid::from_raw(child_pid)
+        .ok_or_else(|| CaptureError::Child("fork returned no pid".into()))?;
+    Ok(ChildOutcome::Started(ChildCapture {
+        pid,
+        tmp,
+        dest: path.to_path_buf(),
+    }))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// In a restored process the image file's descriptor and the scratch mapping do not exist
+/// (they were left out of the image): forget them rather than close or unmap whatever now has
+/// their number or address.
+fn restored(job: Job) -> Outcome {
+    let Job {
+        file,
+        scratch,
+        meta_bytes,
+        regions,
+        ..
+    } = job;
+    std::mem::forget(file);
+    scratch.forget();
+    drop((meta_bytes, regions));
+    Outcome::Restored
+}
+
+/// Most mappings a capture handles.
+const MAX_CAPTURE_REGIONS: usize = 16384;
+const IO_BUF: usize = 1 << 20;
+const OUT_BUF: usize = 64 << 10;
+const MAPS_BUF: usize = 2 << 20;
+const STAT_BUF: usize = 8 << 10;
+const CHUNK_PAGES: usize = IO_BUF / PAGE_SIZE as usize;
+const PAGEMAP_BUF: usize = CHUNK_PAGES * 8;
+/// Whole pages, so that clipping it out of a merged mapping leaves page-aligned regions.
+const SCRATCH_LEN: usize = (IO_BUF + OUT_BUF + MAPS_BUF + STAT_BUF + PAGEMAP_BUF)
+    .div_ceil(PAGE_SIZE as usize)
+    * PAGE_SIZE as usize;
+
+/// A region as phase B sees it; `name` indexes the maps text in the scratch buffer.
+#[derive(Debug, Clone, Copy)]
+struct RegionPlan {
+    start: u64,
+    end: u64,
+    prot: u32,
+    flags: u32,
+    kind: RegionKind,
+    file_offset: u64,
+    identity: FileIdentity,
+    name: (usize, usize),
+}
+
+struct Job {
+    /// The image file (`path.tmp`); its descriptor is left out of the image.
+    file: File,
+    meta_bytes: Vec<u8>,
+    regions: Vec<RegionPlan>,
+    scratch: sys::Scratch,
+    fork: bool,
+    child_pid: i32,
+    fork_errno: i32,
+    error: Option<WriteError>,
+}
+
+fn prepare(tmp: &Path, fork: bool) -> Result<Job, CaptureError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(tmp)
+        .map_err(|e| CaptureError::Io("creating the image file", e))?;
+    let meta = collect_meta(&[file.as_raw_fd()])
+        .map_err(|e| CaptureError::Io("reading process state", e))?;
+    if !meta.rseq_disabled {
+        let _ = std::fs::remove_file(tmp);
+        return Err(CaptureError::RseqRegistered);
+    }
+    let scratch = sys::Scratch::new(SCRATCH_LEN)
+        .map_err(|e| CaptureError::Io("mapping the capture buffers", e))?;
+    Ok(Job {
+        file,
+        meta_bytes: encode_meta(&meta),
+        regions: Vec::with_capacity(MAX_CAPTURE_REGIONS),
+        scratch,
+        fork,
+        child_pid: 0,
+        fork_errno: 0,
+        error: None,
+    })
+}
+
+/// Phase A: the state that is not memory. `skip` are descriptors capture itself opened.
+fn collect_meta(skip: &[RawFd]) -> std::io::Result<Meta> {
+    let uts = rustix::system::uname();
+    let exe_path = std::fs::read_link("/proc/self/exe")?;
+    let exe_path = exe_path.to_string_lossy().into_owned();
+    let mut m = Meta {
+        kernel_release: uts.release().to_string_lossy().into_owned(),
+        machine: uts.machine().to_string_lossy().into_owned(),
+        rseq_disabled: !sys::rseq_registered(),
+        exe: identity_of(Path::new(&exe_path))?,
+        exe_path,
+        fs_base: sys::fs_base(),
+        sigmask: sys::sigmask(),
+        sigpending: sys::sigpending(),
+        ..Meta::default()
+    };
+    for sig in 1..=64u32 {
+        if sig == libc::SIGKILL as u32 || sig == libc::SIGSTOP as u32 {
+            continue;
+        }
+        if let Some(a) = sys::sigaction(sig) {
+            m.sigactions.push(SigAction {
+                signo: sig,
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+            });
+        }
+    }
+    (m.altstack_sp, m.altstack_flags, m.altstack_size) = sys::sigaltstack();
+    m.cwd = std::env::current_dir()?.to_string_lossy().into_owned();
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    m.umask = procfs::keyed(&status, "Umask")
+        .and_then(|v| u32::from_str_radix(v, 8).ok())
+        .unwrap_or(0o022);
+    for res in 0..16u32 {
+        if let Some((cur, max)) = sys::getrlimit(res) {
+            m.rlimits.push((res, cur, max));
+        }
+    }
+    m.auxv = procfs::parse_auxv(&std::fs::read("/proc/self/auxv")?);
+    m.fds = collect_fds(skip)?;
+    Ok(m)
+}
+
+fn identity_of(p: &Path) -> std::io::Result<FileIdentity> {
+    let st = rustix::fs::stat(p)?;
+    Ok(identity_from_stat(&st))
+}
+
+fn identity_from_stat(st: &rustix::fs::Stat) -> FileIdentity {
+    FileIdentity {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec as u32,
+    }
+}
+
+fn collect_fds(skip: &[RawFd]) -> std::io::Result<Vec<FdEntry>> {
+    let mut fds = Vec::new();
+    let mut nums: Vec<RawFd> = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd")? {
+        if let Some(n) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {
+            nums.push(n);
+        }
+    }
+    nums.sort_unstable();
+    for fd in nums {
+        if skip.contains(&fd) {
+            continue;
+        }
+        let link = format!("/proc/self/fd/{fd}");
+        // The directory stream's own descriptor was in the listing and is closed by now.
+        let Ok(target) = std::fs::read_link(&link) else {
+            continue;
+        };
+        let path = target.to_string_lossy().into_owned();
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue;
+        };
+        let flags = procfs::keyed(&info, "flags")
+            .and_then(|v| u32::from_str_radix(v, 8).ok())
+            .unwrap_or(0);
+        let offset = procfs::keyed(&info, "pos")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let st = rustix::fs::stat(link.as_str()).ok();
+        let regular = st
+            .as_ref()
+            .is_some_and(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_file())
+            && path.starts_with('/')
+            && !path.ends_with(" (deleted)");
+        fds.push(FdEntry {
+            fd,
+            kind: if regular {
+                FdKind::Regular
+            } else {
+                FdKind::Other
+            },
+            path,
+            flags: flags & !(libc::O_CLOEXEC as u32),
+            cloexec: flags & libc::O_CLOEXEC as u32 != 0,
+            offset,
+            identity: st.as_ref().map(identity_from_stat).unwrap_or_default(),
+        });
+    }
+    Ok(fds)
+}
+
+/// The callback at the capture point: writes the image here or in a forked child.
+extern "C" fn capture_cb(arg: *mut c_void, rsp: u64, rip: u64) -> u64 {
+    // SAFETY: `arg` is the `&mut Job` capture_to/capture_in_child passed through
+    // `checkpoint_here`; it is live and not otherwise borrowed during the call.
+    let job = unsafe { &mut *arg.cast::<Job>() };
+    if job.fork {
+        match sys::fork() {
+            Ok(0) => {
+                let code = match write_image(job, rsp, rip) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("mpicr image writer: {e}");
+                        1
+                    }
+                };
+                sys::exit_now(code)
+            }
+            Ok(pid) => {
+                job.child_pid = pid;
+                0
+            }
+            Err(e) => {
+                job.fork_errno = e.raw_os_error().unwrap_or(0);
+                2
+            }
+        }
+    } else {
+        match write_image(job, rsp, rip) {
+            Ok(()) => 0,
+            Err(e) => {
+                job.error = Some(e);
+                3
+            }
+        }
+    }
+}
+
+/// Buffered output that keeps the whole-file and the current section's crc32c.
+struct Out<'a> {
+    fd: BorrowedFd<'a>,
+    buf: &'a mut [u8],
+    used: usize,
+    file_crc: u32,
+    sec_crc: u32,
+    pos: u64,
+}
+
+impl Out<'_> {
+    fn flush(&mut self) -> Result<(), WriteError> {
+        let n = std::mem::take(&mut self.used);
+        write_all(self.fd, &self.buf[..n], self.pos)
+    }
+    /// Appends bytes covered by both checksums.
+    fn put(&mut self, b: &[u8]) -> Result<(), WriteError> {
+        self.sec_crc = crc32c::crc32c_append(self.sec_crc, b);
+        self.put_file_only(b)
+    }
+    /// Appends bytes covered by the file checksum only (a section's own crc).
+    fn put_file_only(&mut self, b: &[u8]) -> Result<(), WriteError> {
+        self.file_crc = crc32c::crc32c_append(self.file_crc, b);
+        self.pos += b.len() as u64;
+        if b.len() > self.buf.len() / 2 {
+            self.flush()?;
+            return write_all(self.fd, b, self.pos);
+        }
+        if self.used + b.len() > self.buf.len() {
+            self.flush()?;
+        }
+        self.buf[self.used..self.used + b.len()].copy_from_slice(b);
+        self.used += b.len();
+        Ok(())
+    }
+    fn u32(&mut self, v: u32) -> Result<(), WriteError> {
+        self.put(&v.to_le_bytes())
+    }
+    fn u64(&mut self, v: u64) -> Result<(), WriteError> {
+        self.put(&v.to_le_bytes())
+    }
+    fn end_section(&mut self) -> Result<(), WriteError> {
+        let c = self.sec_crc;
+        self.sec_crc = 0;
+        self.put_file_only(&c.to_le_bytes())
+    }
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut b: &[u8], pos: u64) -> Result<(), WriteError> {
+    while !b.is_empty() {
+        match rustix::io::write(fd, b) {
+            Ok(0) => return Err(werr("writing the image", pos)(Errno::IO)),
+            Ok(n) => b = &b[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(werr("writing the image", pos)(e)),
+        }
+    }
+    Ok(())
+}
+
+fn open_proc(path: &CStr) -> Result<OwnedFd, WriteError> {
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(werr("opening a /proc/self file", 0))
+}
+
+fn pread_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut off: u64) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match rustix::io::pread(fd, &mut *buf, off) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                off += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole small /proc file into `buf`; returns the length.
+fn read_all(fd: BorrowedFd<'_>, buf: &mut [u8], what: &'static str) -> Result<usize, WriteError> {
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            return Err(werr(what, 0)(Errno::FBIG));
+        }
+        match rustix::io::read(fd, &mut buf[n..]) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += k,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(werr(what, 0)(e)),
+        }
+    }
+}
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+fn page_is_zero(p: &[u8]) -> bool {
+    p.chunks_exact(64)
+        .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+}
+
+/// Phase B. No allocation from the maps read to the end (see the module comment).
+fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
+    let mem = open_proc(c"/proc/self/mem")?;
+    let pagemap = open_proc(c"/proc/self/pagemap")?;
+    let maps = open_proc(c"/proc/self/maps")?;
+    let stat = open_proc(c"/proc/self/stat")?;
+    let img = job.file.as_fd();
+    let (scratch_start, scratch_end) = job.scratch.range();
+    let bytes = job.scratch.bytes();
+    let (io, rest) = bytes.split_at_mut(IO_BUF);
+    let (outbuf, rest) = rest.split_at_mut(OUT_BUF);
+    let (maps_buf, rest) = rest.split_at_mut(MAPS_BUF);
+    let (stat_buf, pm_buf) = rest.split_at_mut(STAT_BUF);
+
+    // --- From here on: no allocation. ---
+    let maps_len = read_all(maps.as_fd(), maps_buf, "reading /proc/self/maps")?;
+    let stat_len = read_all(stat.as_fd(), stat_buf, "reading /proc/self/stat")?;
+    let mut layout = Layout {
+        rsp,
+        rip,
+        rax: RESTORED,
+        ..Layout::default()
+    };
+    let mut sf = [0u64; 53];
+    procfs::parse_stat(&stat_buf[..stat_len], &mut sf)
+        .ok_or_else(|| werr("parsing /proc/self/stat", 0)(Errno::INVAL))?;
+    layout.mm = MmFields {
+        start_code: sf[procfs::STAT_START_CODE],
+        end_code: sf[procfs::STAT_END_CODE],
+        start_data: sf[procfs::STAT_START_DATA],
+        end_data: sf[procfs::STAT_END_DATA],
+        start_brk: sf[procfs::STAT_START_BRK],
+        brk: sys::brk(),
+        start_stack: sf[procfs::STAT_START_STACK],
+        arg_start: sf[procfs::STAT_ARG_START],
+        arg_end: sf[procfs::STAT_ARG_END],
+        env_start: sf[procfs::STAT_ENV_START],
+        env_end: sf[procfs::STAT_ENV_END],
+    };
+
+    job.regions.clear();
+    let text = &maps_buf[..maps_len];
+    let mut line_start = 0;
+    while line_start < text.len() {
+        let line_end = text[line_start..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(text.len(), |p| line_start + p);
+        let line = &text[line_start..line_end];
+        let base = line_start;
+        line_start = line_end + 1;
+        let Some(l) = procfs::parse_maps_line(line) else {
+            return Err(werr("parsing /proc/self/maps", 0)(Errno::INVAL));
+        };
+        let name_off = base + (l.path.as_ptr() as usize - line.as_ptr() as usize);
+        let name = (name_off, l.path.len());
+        match l.path {
+            b"[vdso]" => {
+                layout.vdso = (l.start, l.end);
+                continue;
+            }
+            b"[vvar]" => {
+                layout.vvar = (l.start, l.end);
+                continue;
+            }
+            b"[vvar_vclock]" => {
+                layout.vvar_vclock = (l.start, l.end);
+                continue;
+            }
+            b"[vsyscall]" => continue,
+            _ => {}
+        }
+        let plan = classify(&l, name);
+        // Leave the scratch mapping out (the kernel may have merged it with a neighbour).
+        for (s, e) in [
+            (plan.start, plan.end.min(scratch_start)),
+            (plan.start.max(scratch_end), plan.end),
+        ] {
+            if s < e {
+                if job.regions.len() == job.regions.capacity() {
+                    return Err(werr("too many mappings", s)(Errno::NOMEM));
+                }
+                let off = if plan.kind.is_file() {
+                    plan.file_offset + (s - plan.start)
+                } else {
+                    0
+                };
+                job.regions.push(RegionPlan {
+                    start: s,
+                    end: e,
+                    file_offset: off,
+                    ..plan
+                });
+            }
+        }
+    }
+    layout.n_regions = job.regions.len() as u32;
+
+    // The vdso's code, so the restorer can check its own is the same.
+    if layout.vdso.1 > layout.vdso.0 {
+        let n = (layout.vdso.1 - layout.vdso.0) as usize;
+        if n <= io.len() {
+            pread_exact(mem.as_fd(), &mut io[..n], layout.vdso.0)
+                .map_err(werr("reading the vdso", layout.vdso.0))?;
+            layout.vdso_crc = crc32c::crc32c(&io[..n]);
+        }
+    }
+
+    let mut out = Out {
+        fd: img,
+        buf: outbuf,
+        used: 0,
+        file_crc: 0,
+        sec_crc: 0,
+        pos: 0,
+    };
+    out.put(&encode_header())?;
+    out.sec_crc = 0;
+    out.u32(TAG_META)?;
+    out.u64(job.meta_bytes.len() as u64)?;
+    out.put(&job.meta_bytes)?;
+    out.end_section()?;
+    out.u32(TAG_LAYOUT)?;
+    out.u64(LAYOUT_BODY_LEN as u64)?;
+    out.put(&encode_layout(&layout))?;
+    out.end_section()?;
+
+    for r in job.regions.iter() {
+        write_region(&mut out, r, text, mem.as_fd(), pagemap.as_fd(), io, pm_buf)?;
+    }
+    let body_len = out.pos;
+    out.put(&encode_trailer_prefix(layout.n_regions, body_len))?;
+    let c = out.file_crc;
+    out.put_file_only(&c.to_le_bytes())?;
+    out.flush()?;
+    rustix::fs::fsync(img).map_err(werr("fsync of the image", 0))?;
+    Ok(())
+}
+
+fn classify(l: &MapsLine<'_>, name: (usize, usize)) -> RegionPlan {
+    let prot =
+        (u32::from(l.read) * PROT_R) | (u32::from(l.write) * PROT_W) | (u32::from(l.exec) * PROT_X);
+    let mut flags = 0;
+    if l.path == b"[stack]" {
+        flags |= RFLAG_STACK;
+    }
+    if l.path == b"[heap]" {
+        flags |= RFLAG_HEAP;
+    }
+    let mut plan = RegionPlan {
+        start: l.start,
+        end: l.end,
+        prot,
+        flags,
+        kind: if l.shared {
+            RegionKind::AnonShared
+        } else {
+            RegionKind::Anon
+        },
+        file_offset: 0,
+        identity: FileIdentity::default(),
+        name,
+    };
+    if l.path.first() == Some(&b'/') && !l.path.ends_with(b" (deleted)") && l.ino != 0 {
+        // The file still at that path must be the mapped one (same device and inode);
+        // otherwise the contents are stored as anonymous memory.
+        let mut cpath = [0u8; MAX_STR as usize + 1];
+        if l.path.len() < cpath.len() {
+            cpath[..l.path.len()].copy_from_slice(l.path);
+            if let Ok(c) = CStr::from_bytes_until_nul(&cpath)
+                && let Ok(st) = rustix::fs::stat(c)
+                && st.st_ino == l.ino
+                && rustix::fs::major(st.st_dev) == l.dev_major
+                && rustix::fs::minor(st.st_dev) == l.dev_minor
+                && rustix::fs::FileType::from_raw_mode(st.st_mode).is_file()
+            {
+                plan.kind = if l.shared {
+                    RegionKind::FileShared
+                } else {
+                    RegionKind::FilePrivate
+                };
+                plan.file_offset = l.offset;
+                plan.identity = identity_from_stat(&st);
+            }
+        }
+    }
+    plan
+}
+
+fn write_region(
+    out: &mut Out<'_>,
+    r: &RegionPlan,
+    text: &[u8],
+    mem: BorrowedFd<'_>,
+    pagemap: BorrowedFd<'_>,
+    io: &mut [u8],
+    pm: &mut [u8],
+) -> Result<(), WriteError> {
+    let name = &text[r.name.0..r.name.0 + r.name.1.min(MAX_STR as usize)];
+    out.sec_crc = 0;
+    out.u32(TAG_REGION)?;
+    out.u32(r.kind as u32)?;
+    out.u64(r.start)?;
+    out.u64(r.end)?;
+    out.u32(r.prot)?;
+    out.u32(r.flags)?;
+    out.u64(r.file_offset)?;
+    let mut idb = [0u8; IDENTITY_LEN];
+    FixedEnc {
+        buf: &mut idb,
+        pos: 0,
+    }
+    .identity(&r.identity);
+    out.put(&idb)?;
+    out.u32(name.len() as u32)?;
+    out.put(name)?;
+
+    let page = PAGE_SIZE as usize;
+    let pages = (r.end - r.start) / PAGE_SIZE;
+    let mut p = 0u64;
+    while p < pages && r.kind != RegionKind::FileShared {
+        let n = (pages - p).min(CHUNK_PAGES as u64) as usize;
+        let chunk_addr = r.start + p * PAGE_SIZE;
+        let want = |e: u64| match r.kind {
+            RegionKind::AnonShared => true,
+            RegionKind::Anon => e & (PM_PRESENT | PM_SWAPPED) != 0,
+            RegionKind::FilePrivate => {
+                e & PM_SWAPPED != 0 || (e & PM_PRESENT != 0 && e & PM_FILE == 0)
+            }
+            RegionKind::FileShared => false,
+        };
+        pread_exact(pagemap, &mut pm[..n * 8], chunk_addr / PAGE_SIZE * 8)
+            .map_err(werr("reading /proc/self/pagemap", chunk_addr))?;
+        let entry = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&pm[i * 8..i * 8 + 8]);
+            u64::from_ne_bytes(b)
+        };
+        let mut i = 0;
+        while i < n {
+            if !want(entry(i)) {
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < n && want(entry(j)) {
+                j += 1;
+            }
+            let addr = chunk_addr + i as u64 * PAGE_SIZE;
+            pread_exact(mem, &mut io[..(j - i) * page], addr)
+                .map_err(werr("reading memory", addr))?;
+            // Emit the non-zero pages of io[..] as runs.
+            let mut a = 0;
+            let k = j - i;
+            while a < k {
+                if page_is_zero(&io[a * page..(a + 1) * page]) {
+                    a += 1;
+                    continue;
+                }
+                let mut b = a + 1;
+                while b < k && !page_is_zero(&io[b * page..(b + 1) * page]) {
+                    b += 1;
+                }
+                out.u64(p + (i + a) as u64)?;
+                out.u64((b - a) as u64)?;
+                out.put(&io[a * page..b * page])?;
+                a = b;
+            }
+            i = j;
+        }
+        p += n as u64;
+    }
+    out.u64(RUN_END)?;
+    out.u64(0)?;
+    out.end_section()
+}

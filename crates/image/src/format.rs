@@ -1,0 +1,604 @@
+//! The on-disk format of a process image (spec: `docs/image-format.md`).
+//!
+//! Everything is little-endian with fixed widths. The file is a header, a META section (the
+//! process state that is not memory), a LAYOUT section (registers, mm fields, vdso place, region
+//! count), one REGION record per mapping and a trailer whose crc32c covers every byte before it.
+//! Each section carries its own crc32c as well, so a reader can say *where* an image is damaged.
+//! Every length read from a file is checked against a cap before anything is allocated.
+
+/// First bytes of every image.
+pub const MAGIC: [u8; 8] = *b"MPICRIMG";
+/// First bytes of the trailer.
+pub const TRAILER_MAGIC: [u8; 8] = *b"MPICREND";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+/// `arch` value for x86-64.
+pub const ARCH_X86_64: u32 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 32;
+/// Size of the trailer.
+pub const TRAILER_LEN: usize = 32;
+/// The only page size this version handles.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Section tags.
+pub const TAG_META: u32 = u32::from_le_bytes(*b"META");
+pub const TAG_LAYOUT: u32 = u32::from_le_bytes(*b"LAYT");
+pub const TAG_REGION: u32 = u32::from_le_bytes(*b"REGN");
+/// Page index that ends the run list of a region.
+pub const RUN_END: u64 = u64::MAX;
+
+/// Value the capture primitive returns in a process that was brought back from an image.
+pub const RESTORED: u64 = 0x5245_5354_4f52_4544; // "RESTORED"
+
+// Caps on every length read from an image.
+pub const MAX_META_LEN: u64 = 16 << 20;
+pub const MAX_STR: u32 = 4096;
+pub const MAX_REGIONS: u32 = 1 << 16;
+pub const MAX_FDS: u32 = 1 << 16;
+pub const MAX_SIGNALS: u32 = 64;
+pub const MAX_RLIMITS: u32 = 32;
+pub const MAX_AUXV: u32 = 64;
+/// Largest region (and run) a reader accepts: 2^47 bytes, the user address space.
+pub const MAX_REGION_BYTES: u64 = 1 << 47;
+/// LAYOUT body size (fixed).
+pub const LAYOUT_BODY_LEN: usize = 8 * (3 + 11 + 6) + 4 + 4;
+
+/// `prot` bits of a region.
+pub const PROT_R: u32 = 1;
+pub const PROT_W: u32 = 2;
+pub const PROT_X: u32 = 4;
+/// `flags` bits of a region.
+pub const RFLAG_STACK: u32 = 1;
+pub const RFLAG_HEAP: u32 = 2;
+
+/// Identity of a file as seen at capture time; the restorer refuses a file that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+}
+
+/// One signal's disposition, as the kernel's `rt_sigaction` sees it (x86-64 layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SigAction {
+    pub signo: u32,
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// What an open file descriptor was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+    /// A regular file: reopened by path with its flags and offset.
+    Regular = 1,
+    /// Anything else (pipe, socket, tty, ...): recorded, not reopened.
+    Other = 2,
+}
+
+/// An open file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdEntry {
+    pub fd: i32,
+    pub kind: FdKind,
+    /// For regular files the path; otherwise what `/proc/self/fd/N` links to.
+    pub path: String,
+    /// `open` flags (`F_GETFL`), without `O_CLOEXEC`.
+    pub flags: u32,
+    pub cloexec: bool,
+    pub offset: u64,
+    pub identity: FileIdentity,
+}
+
+/// The process state that is not memory.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Meta {
+    /// `uname -r` and `uname -m` of the capturing machine.
+    pub kernel_release: String,
+    pub machine: String,
+    /// True when glibc did not register rseq (`GLIBC_TUNABLES=glibc.pthread.rseq=0`).
+    pub rseq_disabled: bool,
+    pub exe_path: String,
+    pub exe: FileIdentity,
+    pub fs_base: u64,
+    pub sigactions: Vec<SigAction>,
+    pub sigmask: u64,
+    pub sigpending: u64,
+    pub altstack_sp: u64,
+    pub altstack_flags: u32,
+    pub altstack_size: u64,
+    pub cwd: String,
+    pub umask: u32,
+    /// (resource, soft, hard).
+    pub rlimits: Vec<(u32, u64, u64)>,
+    /// `/proc/self/auxv` as (type, value) pairs, AT_NULL excluded.
+    pub auxv: Vec<(u64, u64)>,
+    pub fds: Vec<FdEntry>,
+}
+
+/// The mm fields `prctl(PR_SET_MM, PR_SET_MM_MAP)` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MmFields {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+/// Registers, mm fields and the place of the vdso: what the memory layout determines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// Stack pointer and resume address of the capture point.
+    pub rsp: u64,
+    pub rip: u64,
+    /// Value the capture primitive returns in the restored process ([`RESTORED`]).
+    pub rax: u64,
+    pub mm: MmFields,
+    /// `[vvar]`, `[vvar_vclock]`, `[vdso]` as (start, end); (0, 0) when absent.
+    pub vvar: (u64, u64),
+    pub vvar_vclock: (u64, u64),
+    pub vdso: (u64, u64),
+    /// crc32c of the `[vdso]` bytes: the restorer's own vdso must be the same code.
+    pub vdso_crc: u32,
+    pub n_regions: u32,
+}
+
+/// How a region is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionKind {
+    /// Private anonymous memory (heap, stack, anything whose file is gone): mapped anonymous,
+    /// stored pages copied in.
+    Anon = 1,
+    /// Shared anonymous memory: mapped `MAP_SHARED|MAP_ANONYMOUS`, stored pages copied in.
+    AnonShared = 2,
+    /// A private file mapping: the file is mapped again and the pages the process changed
+    /// (stored) are copied over it.
+    FilePrivate = 3,
+    /// A shared file mapping: the file holds the contents; nothing is stored.
+    FileShared = 4,
+}
+
+impl RegionKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Anon,
+            2 => Self::AnonShared,
+            3 => Self::FilePrivate,
+            4 => Self::FileShared,
+            _ => return None,
+        })
+    }
+    pub fn is_file(self) -> bool {
+        matches!(self, Self::FilePrivate | Self::FileShared)
+    }
+}
+
+/// The fixed part of a REGION record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionDesc {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u32,
+    pub flags: u32,
+    pub kind: RegionKind,
+    pub file_offset: u64,
+    pub identity: FileIdentity,
+    /// The path of a file region, or the maps name (`[heap]`, `[stack]`, ...), maybe empty.
+    pub name: String,
+}
+
+impl RegionDesc {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+    pub fn pages(&self) -> u64 {
+        self.len() / PAGE_SIZE
+    }
+}
+
+/// Little-endian encoder into a byte vector.
+#[derive(Debug, Default)]
+pub struct Enc {
+    pub buf: Vec<u8>,
+}
+
+impl Enc {
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn str(&mut self, s: &str) {
+        let b = s.as_bytes();
+        let n = b.len().min(MAX_STR as usize);
+        self.u32(n as u32);
+        self.buf.extend_from_slice(&b[..n]);
+    }
+    pub fn identity(&mut self, id: &FileIdentity) {
+        self.u64(id.dev);
+        self.u64(id.ino);
+        self.u64(id.size);
+        self.i64(id.mtime_sec);
+        self.u32(id.mtime_nsec);
+    }
+}
+
+/// Little-endian encoder into a fixed slice (no allocation: used while memory is read).
+#[derive(Debug)]
+pub struct FixedEnc<'a> {
+    pub buf: &'a mut [u8],
+    pub pos: usize,
+}
+
+impl FixedEnc<'_> {
+    /// Panics if the slice is too small: callers size their buffers from the format's constants.
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub fn identity(&mut self, id: &FileIdentity) {
+        self.u64(id.dev);
+        self.u64(id.ino);
+        self.u64(id.size);
+        self.bytes(&id.mtime_sec.to_le_bytes());
+        self.u32(id.mtime_nsec);
+    }
+}
+
+/// Size of an encoded [`FileIdentity`].
+pub const IDENTITY_LEN: usize = 8 * 4 + 4;
+/// Size of a REGION record's fixed part before the name bytes.
+pub const REGION_FIXED_LEN: usize = 4 + 4 + 8 + 8 + 4 + 4 + 8 + IDENTITY_LEN + 4;
+
+/// Encodes META (without section framing).
+pub fn encode_meta(m: &Meta) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.str(&m.kernel_release);
+    e.str(&m.machine);
+    e.u32(u32::from(m.rseq_disabled));
+    e.str(&m.exe_path);
+    e.identity(&m.exe);
+    e.u64(m.fs_base);
+    e.u32(m.sigactions.len() as u32);
+    for s in &m.sigactions {
+        e.u32(s.signo);
+        e.u64(s.handler);
+        e.u64(s.flags);
+        e.u64(s.restorer);
+        e.u64(s.mask);
+    }
+    e.u64(m.sigmask);
+    e.u64(m.sigpending);
+    e.u64(m.altstack_sp);
+    e.u32(m.altstack_flags);
+    e.u64(m.altstack_size);
+    e.str(&m.cwd);
+    e.u32(m.umask);
+    e.u32(m.rlimits.len() as u32);
+    for &(r, cur, max) in &m.rlimits {
+        e.u32(r);
+        e.u64(cur);
+        e.u64(max);
+    }
+    e.u32(m.auxv.len() as u32);
+    for &(k, v) in &m.auxv {
+        e.u64(k);
+        e.u64(v);
+    }
+    e.u32(m.fds.len() as u32);
+    for f in &m.fds {
+        e.u32(f.fd as u32);
+        e.u32(f.kind as u32);
+        e.str(&f.path);
+        e.u32(f.flags);
+        e.u32(u32::from(f.cloexec));
+        e.u64(f.offset);
+        e.identity(&f.identity);
+    }
+    e.buf
+}
+
+/// Encodes the LAYOUT body into a fixed array.
+pub fn encode_layout(l: &Layout) -> [u8; LAYOUT_BODY_LEN] {
+    let mut out = [0u8; LAYOUT_BODY_LEN];
+    let mut e = FixedEnc {
+        buf: &mut out,
+        pos: 0,
+    };
+    for v in [l.rsp, l.rip, l.rax] {
+        e.u64(v);
+    }
+    let mm = &l.mm;
+    for v in [
+        mm.start_code,
+        mm.end_code,
+        mm.start_data,
+        mm.end_data,
+        mm.start_brk,
+        mm.brk,
+        mm.start_stack,
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+    ] {
+        e.u64(v);
+    }
+    for (a, b) in [l.vvar, l.vvar_vclock, l.vdso] {
+        e.u64(a);
+        e.u64(b);
+    }
+    e.u32(l.vdso_crc);
+    e.u32(l.n_regions);
+    out
+}
+
+/// What is wrong with an image. Every variant reads as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("cannot read image: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not an mpicr image (bad magic)")]
+    BadMagic,
+    #[error("image format version {0} is not supported (this build reads version {VERSION})")]
+    Version(u32),
+    #[error("image is for architecture {0}, this is x86_64")]
+    Arch(u32),
+    #[error("image page size {0} is not supported")]
+    PageSize(u32),
+    #[error("image is truncated (in {0})")]
+    Truncated(&'static str),
+    #[error("image is corrupt: checksum mismatch in {0}")]
+    Checksum(String),
+    #[error("image is corrupt: {0}")]
+    Invalid(String),
+}
+
+/// Little-endian decoder over a byte slice; every read is bounds-checked.
+#[derive(Debug)]
+pub struct Dec<'a> {
+    pub buf: &'a [u8],
+    pub pos: usize,
+    pub what: &'static str,
+}
+
+impl<'a> Dec<'a> {
+    pub fn new(buf: &'a [u8], what: &'static str) -> Self {
+        Self { buf, pos: 0, what }
+    }
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        if self.buf.len() - self.pos < n {
+            return Err(FormatError::Truncated(self.what));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    pub fn u32(&mut self) -> Result<u32, FormatError> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub fn u64(&mut self) -> Result<u64, FormatError> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub fn i64(&mut self) -> Result<i64, FormatError> {
+        Ok(self.u64()? as i64)
+    }
+    pub fn count(&mut self, cap: u32, what: &str) -> Result<usize, FormatError> {
+        let n = self.u32()?;
+        if n > cap {
+            return Err(FormatError::Invalid(format!(
+                "{what} count {n} exceeds the cap {cap}"
+            )));
+        }
+        Ok(n as usize)
+    }
+    pub fn str(&mut self) -> Result<String, FormatError> {
+        let n = self.count(MAX_STR, "string length")?;
+        let b = self.bytes(n)?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| FormatError::Invalid(format!("non-UTF-8 string in {}", self.what)))
+    }
+    pub fn identity(&mut self) -> Result<FileIdentity, FormatError> {
+        Ok(FileIdentity {
+            dev: self.u64()?,
+            ino: self.u64()?,
+            size: self.u64()?,
+            mtime_sec: self.i64()?,
+            mtime_nsec: self.u32()?,
+        })
+    }
+    pub fn done(&self) -> Result<(), FormatError> {
+        if self.pos != self.buf.len() {
+            return Err(FormatError::Invalid(format!(
+                "{} has {} trailing bytes",
+                self.what,
+                self.buf.len() - self.pos
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Decodes META.
+pub fn decode_meta(buf: &[u8]) -> Result<Meta, FormatError> {
+    let mut d = Dec::new(buf, "META");
+    let mut m = Meta {
+        kernel_release: d.str()?,
+        machine: d.str()?,
+        rseq_disabled: d.u32()? != 0,
+        exe_path: d.str()?,
+        exe: d.identity()?,
+        fs_base: d.u64()?,
+        ..Meta::default()
+    };
+    let n = d.count(MAX_SIGNALS, "signal")?;
+    for _ in 0..n {
+        m.sigactions.push(SigAction {
+            signo: d.u32()?,
+            handler: d.u64()?,
+            flags: d.u64()?,
+            restorer: d.u64()?,
+            mask: d.u64()?,
+        });
+    }
+    m.sigmask = d.u64()?;
+    m.sigpending = d.u64()?;
+    m.altstack_sp = d.u64()?;
+    m.altstack_flags = d.u32()?;
+    m.altstack_size = d.u64()?;
+    m.cwd = d.str()?;
+    m.umask = d.u32()?;
+    let n = d.count(MAX_RLIMITS, "rlimit")?;
+    for _ in 0..n {
+        m.rlimits.push((d.u32()?, d.u64()?, d.u64()?));
+    }
+    let n = d.count(MAX_AUXV, "auxv")?;
+    for _ in 0..n {
+        m.auxv.push((d.u64()?, d.u64()?));
+    }
+    let n = d.count(MAX_FDS, "fd")?;
+    for _ in 0..n {
+        let fd = d.u32()? as i32;
+        let kind = match d.u32()? {
+            1 => FdKind::Regular,
+            2 => FdKind::Other,
+            k => {
+                return Err(FormatError::Invalid(format!(
+                    "fd {fd} has unknown kind {k}"
+                )));
+            }
+        };
+        m.fds.push(FdEntry {
+            fd,
+            kind,
+            path: d.str()?,
+            flags: d.u32()?,
+            cloexec: d.u32()? != 0,
+            offset: d.u64()?,
+            identity: d.identity()?,
+        });
+    }
+    d.done()?;
+    Ok(m)
+}
+
+/// Decodes the LAYOUT body.
+pub fn decode_layout(buf: &[u8]) -> Result<Layout, FormatError> {
+    let mut d = Dec::new(buf, "LAYOUT");
+    let mut l = Layout {
+        rsp: d.u64()?,
+        rip: d.u64()?,
+        rax: d.u64()?,
+        ..Layout::default()
+    };
+    let mm = &mut l.mm;
+    for f in [
+        &mut mm.start_code,
+        &mut mm.end_code,
+        &mut mm.start_data,
+        &mut mm.end_data,
+        &mut mm.start_brk,
+        &mut mm.brk,
+        &mut mm.start_stack,
+        &mut mm.arg_start,
+        &mut mm.arg_end,
+        &mut mm.env_start,
+        &mut mm.env_end,
+    ] {
+        *f = d.u64()?;
+    }
+    l.vvar = (d.u64()?, d.u64()?);
+    l.vvar_vclock = (d.u64()?, d.u64()?);
+    l.vdso = (d.u64()?, d.u64()?);
+    l.vdso_crc = d.u32()?;
+    l.n_regions = d.u32()?;
+    d.done()?;
+    Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips() {
+        let m = Meta {
+            kernel_release: "6.18.0".into(),
+            machine: "x86_64".into(),
+            rseq_disabled: true,
+            exe_path: "/bin/x".into(),
+            sigactions: vec![SigAction {
+                signo: 10,
+                handler: 1,
+                flags: 2,
+                restorer: 3,
+                mask: 4,
+            }],
+            rlimits: vec![(7, 1024, 4096)],
+            auxv: vec![(6, 4096)],
+            fds: vec![FdEntry {
+                fd: 3,
+                kind: FdKind::Regular,
+                path: "/tmp/f".into(),
+                flags: 2,
+                cloexec: true,
+                offset: 10,
+                identity: FileIdentity::default(),
+            }],
+            ..Meta::default()
+        };
+        assert_eq!(decode_meta(&encode_meta(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn layout_round_trips() {
+        let l = Layout {
+            rsp: 1,
+            rip: 2,
+            rax: RESTORED,
+            vdso: (5, 6),
+            n_regions: 9,
+            ..Layout::default()
+        };
+        assert_eq!(decode_layout(&encode_layout(&l)).unwrap(), l);
+    }
+
+    #[test]
+    fn decoder_rejects_huge_counts_before_allocating() {
+        let mut e = Enc::default();
+        e.u32(u32::MAX);
+        assert!(matches!(
+            Dec::new(&e.buf, "x").str(),
+            Err(FormatError::Invalid(_))
+        ));
+    }
+}

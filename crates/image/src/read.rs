@@ -1,0 +1,327 @@
+//! Reading and validating an image. [`read_image`] streams the whole file once, checks every
+//! checksum, cap and invariant, and returns the decoded state with, for each region, where its
+//! stored pages are in the file (the restorer reads them straight into place later).
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use crate::format::*;
+
+/// Where one run of stored pages is in the image file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLoc {
+    /// Index of the first page within the region.
+    pub page: u64,
+    pub npages: u64,
+    /// Offset of the first byte of the run's data in the file.
+    pub file_offset: u64,
+}
+
+/// A region and where its stored pages are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub desc: RegionDesc,
+    pub runs: Vec<RunLoc>,
+}
+
+impl Region {
+    /// Bytes of page data stored for this region.
+    pub fn stored_bytes(&self) -> u64 {
+        self.runs.iter().map(|r| r.npages * PAGE_SIZE).sum()
+    }
+}
+
+/// A fully validated image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub version: u32,
+    pub meta: Meta,
+    pub layout: Layout,
+    pub regions: Vec<Region>,
+    pub file_len: u64,
+}
+
+/// The fixed header.
+pub fn encode_header() -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&ARCH_X86_64.to_le_bytes());
+    h[16..20].copy_from_slice(&(PAGE_SIZE as u32).to_le_bytes());
+    // 20..24 flags, 24..28 reserved: zero.
+    let crc = crc32c::crc32c(&h[..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// The trailer's first 28 bytes; the writer appends the crc32c of everything before it.
+pub fn encode_trailer_prefix(n_regions: u32, body_len: u64) -> [u8; TRAILER_LEN - 4] {
+    let mut t = [0u8; TRAILER_LEN - 4];
+    t[..8].copy_from_slice(&TRAILER_MAGIC);
+    t[8..12].copy_from_slice(&n_regions.to_le_bytes());
+    t[16..24].copy_from_slice(&body_len.to_le_bytes());
+    t
+}
+
+struct CrcReader {
+    inner: BufReader<File>,
+    file_crc: u32,
+    sec_crc: u32,
+    pos: u64,
+}
+
+impl CrcReader {
+    fn exact(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), FormatError> {
+        self.inner.read_exact(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                FormatError::Truncated(what)
+            } else {
+                FormatError::Io(e)
+            }
+        })?;
+        self.file_crc = crc32c::crc32c_append(self.file_crc, buf);
+        self.sec_crc = crc32c::crc32c_append(self.sec_crc, buf);
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, FormatError> {
+        let mut b = [0u8; 4];
+        self.exact(&mut b, what)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, FormatError> {
+        let mut b = [0u8; 8];
+        self.exact(&mut b, what)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    /// Reads the section crc (which is not part of the section's own checksum) and compares.
+    fn check_section(&mut self, what: impl FnOnce() -> String) -> Result<(), FormatError> {
+        let want = self.sec_crc;
+        let mut b = [0u8; 4];
+        self.exact(&mut b, "a section checksum")?;
+        if u32::from_le_bytes(b) != want {
+            return Err(FormatError::Checksum(what()));
+        }
+        self.sec_crc = 0;
+        Ok(())
+    }
+    fn skip_data(&mut self, mut n: u64, buf: &mut [u8]) -> Result<(), FormatError> {
+        while n > 0 {
+            let k = n.min(buf.len() as u64) as usize;
+            self.exact(&mut buf[..k], "page data")?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+}
+
+fn invalid(s: String) -> FormatError {
+    FormatError::Invalid(s)
+}
+
+/// Reads and validates the image at `path`: magic, version, architecture, every section's and
+/// the whole file's crc32c, caps on every length, region ordering and bounds.
+pub fn read_image(path: &Path) -> Result<Image, FormatError> {
+    read_image_from(File::open(path)?)
+}
+
+/// [`read_image`] from an open file, read from its current offset (the start). The restorer
+/// validates the very file it later reads pages from, not whatever the path names by then.
+pub fn read_image_from(file: File) -> Result<Image, FormatError> {
+    let actual_len = file.metadata()?.len();
+    let mut r = CrcReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        file_crc: 0,
+        sec_crc: 0,
+        pos: 0,
+    };
+
+    // Header: magic and version first, so a future format is named as such.
+    let mut h = [0u8; HEADER_LEN];
+    r.inner.read_exact(&mut h).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FormatError::Truncated("the header")
+        } else {
+            FormatError::Io(e)
+        }
+    })?;
+    r.file_crc = crc32c::crc32c(&h);
+    r.pos = HEADER_LEN as u64;
+    if h[..8] != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let field = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let version = field(8);
+    if version != VERSION {
+        return Err(FormatError::Version(version));
+    }
+    if crc32c::crc32c(&h[..28]) != field(28) {
+        return Err(FormatError::Checksum("the header".into()));
+    }
+    if field(12) != ARCH_X86_64 {
+        return Err(FormatError::Arch(field(12)));
+    }
+    if u64::from(field(16)) != PAGE_SIZE {
+        return Err(FormatError::PageSize(field(16)));
+    }
+
+    // META.
+    r.sec_crc = 0;
+    if r.u32("META")? != TAG_META {
+        return Err(invalid("META section missing".into()));
+    }
+    let len = r.u64("META")?;
+    if len > MAX_META_LEN {
+        return Err(invalid(format!("META length {len} exceeds the cap")));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.exact(&mut body, "META")?;
+    r.check_section(|| "META".into())?;
+    let meta = decode_meta(&body)?;
+
+    // LAYOUT.
+    if r.u32("LAYOUT")? != TAG_LAYOUT {
+        return Err(invalid("LAYOUT section missing".into()));
+    }
+    let len = r.u64("LAYOUT")?;
+    if len != LAYOUT_BODY_LEN as u64 {
+        return Err(invalid(format!("LAYOUT length {len} is wrong")));
+    }
+    let mut body = [0u8; LAYOUT_BODY_LEN];
+    r.exact(&mut body, "LAYOUT")?;
+    r.check_section(|| "LAYOUT".into())?;
+    let layout = decode_layout(&body)?;
+    if layout.n_regions > MAX_REGIONS {
+        return Err(invalid(format!(
+            "region count {} exceeds the cap",
+            layout.n_regions
+        )));
+    }
+
+    // Regions.
+    let mut regions: Vec<Region> = Vec::with_capacity(layout.n_regions as usize);
+    let mut scratch = vec![0u8; 1 << 20];
+    for i in 0..layout.n_regions {
+        let what = "a region";
+        if r.u32(what)? != TAG_REGION {
+            return Err(invalid(format!("region {i}: bad tag")));
+        }
+        let kind_raw = r.u32(what)?;
+        let kind = RegionKind::from_u32(kind_raw)
+            .ok_or_else(|| invalid(format!("region {i}: unknown kind {kind_raw}")))?;
+        let start = r.u64(what)?;
+        let end = r.u64(what)?;
+        let prot = r.u32(what)?;
+        let flags = r.u32(what)?;
+        let file_offset = r.u64(what)?;
+        let mut idb = [0u8; IDENTITY_LEN];
+        r.exact(&mut idb, what)?;
+        let identity = Dec::new(&idb, "a region").identity()?;
+        let name_len = r.u32(what)?;
+        if name_len > MAX_STR {
+            return Err(invalid(format!("region {i}: name length {name_len}")));
+        }
+        let mut name = vec![0u8; name_len as usize];
+        r.exact(&mut name, what)?;
+        let name = String::from_utf8(name)
+            .map_err(|_| invalid(format!("region {i}: name is not UTF-8")))?;
+        let desc = RegionDesc {
+            start,
+            end,
+            prot,
+            flags,
+            kind,
+            file_offset,
+            identity,
+            name,
+        };
+        let here = format!("region {i} ({start:#x}-{end:#x} {})", desc.name);
+        if start >= end
+            || start % PAGE_SIZE != 0
+            || end % PAGE_SIZE != 0
+            || end > MAX_REGION_BYTES
+            || prot > 7
+            || file_offset % PAGE_SIZE != 0
+        {
+            return Err(invalid(format!("{here}: bad bounds or protection")));
+        }
+        if let Some(prev) = regions.last()
+            && prev.desc.end > start
+        {
+            return Err(invalid(format!("{here}: overlaps or is out of order")));
+        }
+        if kind.is_file() && !desc.name.starts_with('/') {
+            return Err(invalid(format!("{here}: file region without a path")));
+        }
+        let mut runs = Vec::new();
+        let mut next_page = 0u64;
+        loop {
+            let page = r.u64(what)?;
+            let npages = r.u64(what)?;
+            if page == RUN_END {
+                if npages != 0 {
+                    return Err(invalid(format!("{here}: bad run terminator")));
+                }
+                break;
+            }
+            if npages == 0
+                || page < next_page
+                || page > desc.pages()
+                || npages > desc.pages() - page
+                || kind == RegionKind::FileShared
+            {
+                return Err(invalid(format!("{here}: bad page run {page}+{npages}")));
+            }
+            runs.push(RunLoc {
+                page,
+                npages,
+                file_offset: r.pos,
+            });
+            r.skip_data(npages * PAGE_SIZE, &mut scratch)?;
+            next_page = page + npages;
+        }
+        r.check_section(|| here.clone())?;
+        regions.push(Region { desc, runs });
+    }
+
+    // Trailer.
+    let body_len = r.pos;
+    let mut t = [0u8; TRAILER_LEN - 4];
+    r.exact(&mut t, "the trailer")?;
+    let want = r.file_crc;
+    let mut c = [0u8; 4];
+    r.inner.read_exact(&mut c).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FormatError::Truncated("the trailer")
+        } else {
+            FormatError::Io(e)
+        }
+    })?;
+    if t[..8] != TRAILER_MAGIC {
+        return Err(invalid("trailer missing".into()));
+    }
+    if u32::from_le_bytes(c) != want {
+        return Err(FormatError::Checksum("the whole file".into()));
+    }
+    let tn = u32::from_le_bytes([t[8], t[9], t[10], t[11]]);
+    let mut bl = [0u8; 8];
+    bl.copy_from_slice(&t[16..24]);
+    if tn != layout.n_regions || u64::from_le_bytes(bl) != body_len {
+        return Err(invalid("trailer does not match the body".into()));
+    }
+    let file_len = body_len + TRAILER_LEN as u64;
+    if actual_len != file_len {
+        return Err(invalid(format!(
+            "{} bytes after the trailer",
+            actual_len.saturating_sub(file_len)
+        )));
+    }
+    Ok(Image {
+        version,
+        meta,
+        layout,
+        regions,
+        file_len,
+    })
+}

@@ -1,0 +1,177 @@
+//! The raw system calls capture needs that rustix does not wrap, and the scratch mapping.
+//! Every function here is safe to call: each unsafe block only passes pointers to locals
+//! the kernel writes into (or reads) for the duration of the call.
+
+use std::ffi::c_long;
+
+/// The thread pointer (fs base) of the calling thread.
+pub(crate) fn fs_base() -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: ARCH_GET_FS writes one u64 to the address passed, which is `v`, live for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            0x1003 as c_long, // ARCH_GET_FS,
+            &mut v as *mut u64,
+        )
+    };
+    if r == 0 { v } else { 0 }
+}
+
+/// The kernel's `struct sigaction` on x86-64.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct KSigaction {
+    pub(crate) handler: u64,
+    pub(crate) flags: u64,
+    pub(crate) restorer: u64,
+    pub(crate) mask: u64,
+}
+
+/// The disposition of `sig` as the kernel holds it, or None for an invalid signal.
+pub(crate) fn sigaction(sig: u32) -> Option<KSigaction> {
+    let mut old = KSigaction::default();
+    // SAFETY: with a null new action, rt_sigaction only writes the old one (32 bytes, the
+    // kernel layout KSigaction mirrors) into `old`; sigsetsize 8 is the kernel's.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig as c_long,
+            std::ptr::null::<KSigaction>(),
+            &mut old as *mut KSigaction,
+            8 as c_long,
+        )
+    };
+    (r == 0).then_some(old)
+}
+
+/// The calling thread's signal mask.
+pub(crate) fn sigmask() -> u64 {
+    let mut old: u64 = 0;
+    // SAFETY: SIG_BLOCK with a null set changes nothing and writes the 8-byte mask into `old`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK as c_long,
+            std::ptr::null::<u64>(),
+            &mut old as *mut u64,
+            8 as c_long,
+        )
+    };
+    old
+}
+
+/// The set of pending signals (thread and process).
+pub(crate) fn sigpending() -> u64 {
+    let mut set: u64 = 0;
+    // SAFETY: rt_sigpending writes 8 bytes into `set`.
+    unsafe { libc::syscall(libc::SYS_rt_sigpending, &mut set as *mut u64, 8 as c_long) };
+    set
+}
+
+/// The alternate signal stack: (sp, flags, size).
+pub(crate) fn sigaltstack() -> (u64, u32, u64) {
+    let mut ss = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: 0,
+        ss_size: 0,
+    };
+    // SAFETY: with a null new stack, sigaltstack only writes the current one into `ss`.
+    let r = unsafe { libc::sigaltstack(std::ptr::null(), &mut ss) };
+    if r != 0 {
+        return (0, libc::SS_DISABLE as u32, 0);
+    }
+    (ss.ss_sp as u64, ss.ss_flags as u32, ss.ss_size as u64)
+}
+
+/// The program break as the kernel has it (not glibc's cached value).
+pub(crate) fn brk() -> u64 {
+    // SAFETY: brk(0) never moves the break; it returns the current one.
+    unsafe { libc::syscall(libc::SYS_brk, 0 as c_long) as u64 }
+}
+
+/// glibc's `__rseq_size`: 0 when glibc did not register rseq for this thread.
+pub(crate) fn rseq_registered() -> bool {
+    unsafe extern "C" {
+        static __rseq_size: u32;
+    }
+    // SAFETY: glibc (2.35 and later) exports `__rseq_size` as a read-only u32 set once at
+    // start-up; reading it is a plain load.
+    let size = unsafe { std::ptr::addr_of!(__rseq_size).read_volatile() };
+    size != 0
+}
+
+/// `fork()`: Ok(0) in the child, Ok(pid) in the parent.
+pub(crate) fn fork() -> std::io::Result<i32> {
+    // SAFETY: the caller is single-threaded (a documented requirement of capture), so the
+    // child is a complete copy and may allocate; it leaves only through `exit_now`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(pid)
+    }
+}
+
+/// Ends the process at once: no atexit handlers, no stdio flush (a forked writer must not
+/// flush its copy of the parent's buffers).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Anonymous private memory used while memory is read, so that nothing is allocated on the
+/// heap then; it is excluded from the image by address.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Scratch {
+    pub(crate) fn new(len: usize) -> std::io::Result<Self> {
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses aliases nothing.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }?;
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+    pub(crate) fn range(&self) -> (u64, u64) {
+        (self.ptr as u64, self.ptr as u64 + self.len as u64)
+    }
+    pub(crate) fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr..ptr+len` is a live read-write mapping owned by self; the borrow of
+        // self makes the slice exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+    /// Forgets the mapping without unmapping it (in a restored process it does not exist).
+    pub(crate) fn forget(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and no slice into it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// (soft, hard) limit of `resource`, or None if the kernel does not know it.
+pub(crate) fn getrlimit(resource: u32) -> Option<(u64, u64)> {
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: with a null new limit, prlimit64 only writes the current one into `old`.
+    let r = unsafe { libc::prlimit64(0, resource as _, std::ptr::null(), &mut old) };
+    (r == 0).then_some((old.rlim_cur, old.rlim_max))
+}

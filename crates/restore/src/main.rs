@@ -1,0 +1,119 @@
+//! `mpicr-restore [--check] IMAGE`: brings a process back from an image written by the
+//! `image` crate (spec: docs/image-format.md).
+//!
+//! 1. Re-executes itself with glibc's rseq registration off (its own rseq area would vanish
+//!    with its memory, and the kernel would kill the process on the next preemption).
+//! 2. Reads and validates the whole image against this machine (`check`). Any problem: one
+//!    line on stderr, exit status 1, nothing changed.
+//! 3. Prepares the kernel-side state (`prep`) with all signals blocked.
+//! 4. Builds the restore program (`plan`), maps it with the routine (`blob`) at an address the
+//!    image does not use, and jumps there. The routine unmaps the restorer, moves the vdso,
+//!    maps the image, sets the mm fields and the thread pointer, the signal mask, and returns
+//!    into the captured context. A failure from there on exits with status 70.
+
+mod blob;
+mod check;
+mod plan;
+mod prep;
+mod sys;
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+const RSEQ_OFF: &str = "glibc.pthread.rseq=0";
+
+fn usage() -> ! {
+    eprintln!("usage: mpicr-restore [--check] IMAGE");
+    std::process::exit(2);
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let (check_only, path) = match args.as_slice() {
+        [p] if p != "--check" && p != "-h" && p != "--help" => (false, PathBuf::from(p)),
+        [flag, p] if flag == "--check" => (true, PathBuf::from(p)),
+        _ => usage(),
+    };
+    if sys::rseq_registered() {
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if tunables.contains(RSEQ_OFF) {
+            fail("glibc registered rseq although GLIBC_TUNABLES disables it");
+        }
+        let value = if tunables.is_empty() {
+            RSEQ_OFF.to_string()
+        } else {
+            format!("{tunables}:{RSEQ_OFF}")
+        };
+        let err = std::process::Command::new("/proc/self/exe")
+            .arg0(std::env::args_os().next().unwrap_or_default())
+            .args(&args)
+            .env("GLIBC_TUNABLES", value)
+            .exec();
+        fail(&format!("cannot re-execute itself: {err}"));
+    }
+    if let Err(e) = run(check_only, path) {
+        fail(&e);
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("mpicr-restore: {msg}");
+    std::process::exit(1);
+}
+
+fn run(check_only: bool, path: PathBuf) -> Result<(), String> {
+    let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (img, own) = check::check(&path, &file)?;
+    if check_only {
+        let stored: u64 = img.regions.iter().map(|r| r.stored_bytes()).sum();
+        println!(
+            "{}: valid image, {} regions, {} bytes of memory stored, program {}",
+            path.display(),
+            img.regions.len(),
+            stored,
+            img.meta.exe_path
+        );
+        return Ok(());
+    }
+
+    // Where the plan region goes: free in the image and (checked by mapping it) free now.
+    let taken = plan::image_ranges(&img);
+    let dummy = plan::Fds {
+        image: 0,
+        region: vec![-1; img.regions.len()],
+        exe: None,
+        close: Vec::new(),
+    };
+    // The size does not depend on the descriptor numbers' values, only on their count.
+    let size_guess = plan::build(&img, &own, &dummy, 0, 0).len + 64 * 1024;
+    let mut chosen = None;
+    let mut cand = 0x1000_0000u64;
+    while cand + size_guess < plan::TASK_END && chosen.is_none() {
+        if !plan::overlaps(cand, cand + size_guess, &taken)
+            && blob::map_plan_region(cand, size_guess).is_ok()
+        {
+            chosen = Some(cand);
+        }
+        cand += 0x1000_0000;
+    }
+    let base = chosen.ok_or("no free address range for the restore routine")?;
+    // A scratch area for moving the vdso, free in the image and not the plan region.
+    let vdso_span = 1 << 20;
+    let mut temp = base + 0x1000_0000;
+    let mut busy = taken.clone();
+    busy.push((base, base + size_guess));
+    for r in [own.vvar, own.vvar_vclock, own.vdso] {
+        busy.push(r);
+    }
+    while plan::overlaps(temp, temp + vdso_span, &busy) {
+        temp += 0x1000_0000;
+    }
+
+    let fds = prep::prepare(&img, file)?;
+    let built = plan::build(&img, &own, &fds, base, temp);
+    if built.len > size_guess {
+        return Err("internal error: the restore program outgrew its region".into());
+    }
+    blob::launch(base, &built)
+}

@@ -1,0 +1,165 @@
+//! The restorer's preparation: with every signal blocked, put the kernel-side state of the
+//! process where the image wants it (descriptors, cwd, umask, limits, signal dispositions,
+//! pending signals, alternate stack) and open the files the restore routine maps. Anything
+//! that fails here still ends with a clean message: the image's code has not run.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use image::Image;
+use image::format::{FdKind, PROT_W, RegionKind};
+use rustix::fs::{Mode, OFlags};
+
+use crate::check::resource;
+use crate::plan::Fds;
+use crate::sys;
+
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Whether this process may set the exe link (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
+fn may_set_exe() -> bool {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let eff = s
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    eff & (1 << 21) != 0 || eff & (1 << 40) != 0
+}
+
+/// Moves `fd` to a number >= `min` (close-on-exec) and returns the new number.
+fn lift(fd: OwnedFd, min: RawFd) -> Result<RawFd, String> {
+    let new = rustix::io::fcntl_dupfd_cloexec(&fd, min)
+        .map_err(|e| format!("cannot move a descriptor: {e}"))?;
+    drop(fd);
+    Ok(new.into_raw_fd())
+}
+
+pub(crate) fn prepare(img: &Image, image_file: File) -> Result<Fds, String> {
+    let m = &img.meta;
+    sys::block_all_signals().map_err(io("cannot block signals"))?;
+
+    // Files the routine maps, each opened once; the program file for the exe link.
+    let high = m.fds.iter().map(|f| f.fd).max().unwrap_or(2).max(2) + 1;
+    let mut by_path: HashMap<(String, bool), RawFd> = HashMap::new();
+    let mut region = Vec::with_capacity(img.regions.len());
+    let mut ours: Vec<RawFd> = Vec::new();
+    for r in &img.regions {
+        let d = &r.desc;
+        if !d.kind.is_file() {
+            region.push(-1);
+            continue;
+        }
+        let rw = d.kind == RegionKind::FileShared && d.prot & PROT_W != 0;
+        let key = (d.name.clone(), rw);
+        if let Some(&fd) = by_path.get(&key) {
+            region.push(fd);
+            continue;
+        }
+        let flags = if rw { OFlags::RDWR } else { OFlags::RDONLY };
+        let fd = rustix::fs::open(d.name.as_str(), flags | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| format!("cannot open {}: {e}", d.name))?;
+        let fd = lift(fd, high)?;
+        by_path.insert(key, fd);
+        region.push(fd);
+        ours.push(fd);
+    }
+    let exe = if may_set_exe() {
+        let fd = rustix::fs::open(
+            m.exe_path.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", m.exe_path))?;
+        let fd = lift(fd, high)?;
+        ours.push(fd);
+        Some(fd)
+    } else {
+        None
+    };
+    let image_fd = lift(OwnedFd::from(image_file), high)?;
+    ours.push(image_fd);
+
+    // Close every other descriptor but stdio.
+    let mut open: Vec<RawFd> = Vec::new();
+    let listing = std::fs::read_dir("/proc/self/fd").map_err(io("cannot list descriptors"))?;
+    for e in listing {
+        if let Some(n) = e
+            .ok()
+            .and_then(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        {
+            open.push(n);
+        }
+    }
+    for fd in open {
+        if fd > 2 && !ours.contains(&fd) {
+            sys::close_unowned(fd);
+        }
+    }
+
+    // The image's regular files, at their numbers, flags and offsets.
+    for f in &m.fds {
+        if f.kind != FdKind::Regular {
+            if f.fd > 2 {
+                eprintln!(
+                    "mpicr-restore: fd {} ({}) is not restored (only regular files are)",
+                    f.fd, f.path
+                );
+            }
+            continue;
+        }
+        let keep = !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_CLOEXEC) as u32;
+        let flags = OFlags::from_bits_retain(f.flags & keep);
+        let fd = rustix::fs::open(f.path.as_str(), flags, Mode::empty())
+            .map_err(|e| format!("cannot reopen {} (fd {}): {e}", f.path, f.fd))?;
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(f.offset))
+            .map_err(|e| format!("cannot seek {} (fd {}): {e}", f.path, f.fd))?;
+        if fd.as_raw_fd() == f.fd {
+            // Opened at its own number already.
+            if f.cloexec {
+                rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+                    .map_err(|e| format!("cannot set flags of fd {}: {e}", f.fd))?;
+            }
+            let _ = fd.into_raw_fd();
+            continue;
+        }
+        // Onto a number this program does not own: closed above, or stdio, which the
+        // image's file replaces.
+        let r = sys::dup_onto(&fd, f.fd, f.cloexec);
+        r.map_err(|e| format!("cannot place {} at fd {}: {e}", f.path, f.fd))?;
+    }
+
+    std::env::set_current_dir(&m.cwd).map_err(|e| format!("cannot enter {}: {e}", m.cwd))?;
+    rustix::process::umask(Mode::from_bits_retain(m.umask));
+    for &(res, cur, max) in &m.rlimits {
+        let r = resource(res)?;
+        let lim = rustix::process::Rlimit {
+            current: (cur != u64::MAX).then_some(cur),
+            maximum: (max != u64::MAX).then_some(max),
+        };
+        rustix::process::setrlimit(r, lim).map_err(|e| format!("cannot set rlimit {res}: {e}"))?;
+    }
+    sys::set_sigaltstack(m.altstack_sp, m.altstack_flags, m.altstack_size)
+        .map_err(io("cannot set the alternate signal stack"))?;
+    for a in &m.sigactions {
+        sys::set_sigaction(a)
+            .map_err(|e| format!("cannot set the action of signal {}: {e}", a.signo))?;
+    }
+    for sig in 1..=64u32 {
+        if m.sigpending & (1u64 << (sig - 1)) != 0 && sig != 9 && sig != 19 {
+            sys::raise_pending(sig)
+                .map_err(|e| format!("cannot make signal {sig} pending: {e}"))?;
+        }
+    }
+    Ok(Fds {
+        image: image_fd,
+        region,
+        exe,
+        close: ours,
+    })
+}

@@ -1,0 +1,397 @@
+//! Black-box tests: `examples/imgtest.rs` runs a scenario straight through (reference), then
+//! again up to its checkpoint, where it writes an image and is killed with SIGKILL;
+//! `mpicr-restore` brings it back and the rest of its output must equal the reference's.
+//! Damaged images and changed files must be refused with a clear message before the image's
+//! code runs. Every process is killed if it outlives its deadline; no timing is asserted.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+const MARKER: &str = "--- checkpoint ---\n";
+
+fn imgtest() -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/imgtest
+    let exe = std::env::current_exe().expect("test harness");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test harness")
+        .join("examples/imgtest");
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test -p restore`, which builds the examples",
+        p.display()
+    );
+    p
+}
+
+fn restorer() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mpicr-restore"))
+}
+
+struct Output {
+    ok: bool,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Waits for `child` (stdout and stderr piped) with a deadline; kills it if it overstays.
+fn finish(mut child: Child) -> Output {
+    let mut out = child.stdout.take().expect("test harness");
+    let mut err = child.stderr.take().expect("test harness");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("test harness") {
+            break st;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        ok: status.success(),
+        code: status.code(),
+        stdout: t_out.join().expect("test harness"),
+        stderr: t_err.join().expect("test harness"),
+    }
+}
+
+fn imgtest_cmd(scenario: &str, mode: &str, dir: &Path, image: &Path) -> Command {
+    let mut c = Command::new(imgtest());
+    c.args([scenario, mode])
+        .arg(dir)
+        .arg(image)
+        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// The reference run: its output after the checkpoint line.
+fn reference(scenario: &str, dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("test harness");
+    let out = finish(
+        imgtest_cmd(scenario, "plain", dir, &dir.join("unused"))
+            .spawn()
+            .expect("test harness"),
+    );
+    assert!(out.ok, "reference run failed: {}", out.stderr);
+    let at = out.stdout.find(MARKER).expect("no checkpoint line");
+    out.stdout[at + MARKER.len()..].to_string()
+}
+
+/// Runs `scenario` up to its checkpoint in `mode` (`stop` or `fork`), waits for the image,
+/// kills the process with SIGKILL; returns what it printed after the checkpoint line (nothing
+/// is expected).
+fn capture_and_kill(scenario: &str, mode: &str, dir: &Path, image: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("test harness");
+    let out = run_until_captured(imgtest_cmd(scenario, mode, dir, image));
+    let at = out.find(MARKER).expect("no checkpoint line");
+    out[at + MARKER.len()..].to_string()
+}
+
+/// Runs `cmd` (stdout and stderr piped) until it prints `CAPTURED` on stderr, kills it with
+/// SIGKILL and returns its stdout.
+fn run_until_captured(mut cmd: Command) -> String {
+    let mut child = cmd.spawn().expect("test harness");
+    let err = child.stderr.take().expect("test harness");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(l) if l == "CAPTURED" => break,
+            Ok(l) => seen.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no image from {cmd:?}: {}", seen.join("\n"));
+            }
+        }
+    }
+    child.kill().expect("test harness");
+    child.wait().expect("test harness");
+    let mut out = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("test harness")
+        .read_to_string(&mut out);
+    out
+}
+
+fn restore(image: &Path) -> Output {
+    finish(
+        Command::new(restorer())
+            .arg(image)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("test harness"),
+    )
+}
+
+/// Whether the restorer may set the exe link (PR_SET_MM_MAP's exe_fd needs CAP_SYS_ADMIN or
+/// CAP_CHECKPOINT_RESTORE); without it /proc/self/exe stays the restorer.
+fn may_set_exe() -> bool {
+    let s = std::fs::read_to_string("/proc/self/status").expect("test harness");
+    let eff = s
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    eff & (1 << 21) != 0 || eff & (1 << 40) != 0
+}
+
+fn round_trip(scenario: &str, mode: &str) {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let mut expected = reference(scenario, &tmp.path().join("ref"));
+    if !may_set_exe() {
+        expected = expected.replace("exe \"imgtest\"", "exe \"mpicr-restore\"");
+    }
+    let dir = tmp.path().join("run");
+    let image = dir.join("image");
+    let after = capture_and_kill(scenario, mode, &dir, &image);
+    assert_eq!(after, "", "the original printed past its checkpoint");
+    let out = restore(&image);
+    assert!(
+        out.ok,
+        "restore of {scenario}/{mode} failed ({:?}): {}",
+        out.code, out.stderr
+    );
+    assert_eq!(out.stdout, expected, "restored {scenario}/{mode} differs");
+}
+
+#[test]
+fn heap_grown_by_brk() {
+    round_trip("brk", "stop");
+}
+
+#[test]
+fn heap_grown_by_mmap_with_sparse_zero_pages() {
+    round_trip("mmap", "stop");
+}
+
+#[test]
+fn private_file_mapping_modified_in_memory() {
+    round_trip("filemap", "stop");
+}
+
+#[test]
+fn shared_file_and_anonymous_mappings() {
+    round_trip("shared", "stop");
+}
+
+#[test]
+fn capture_inside_a_signal_handler_resumes_the_interrupted_code() {
+    round_trip("handler", "stop");
+}
+
+#[test]
+fn deep_recursion_and_stack_growth_after_restore() {
+    round_trip("stack", "stop");
+}
+
+#[test]
+fn thread_locals() {
+    round_trip("tls", "stop");
+}
+
+#[test]
+fn signal_handlers_blocked_and_pending_signals() {
+    round_trip("signals", "stop");
+}
+
+#[test]
+fn open_files_at_offsets_append_and_fd_numbers() {
+    round_trip("files", "stop");
+}
+
+#[test]
+fn cwd_environment_umask_cmdline() {
+    round_trip("env", "stop");
+}
+
+#[test]
+fn image_written_by_a_forked_child() {
+    round_trip("brk", "fork");
+    round_trip("files", "fork");
+}
+
+#[test]
+fn a_restored_process_checkpoints_again() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let expected = reference("twice", &tmp.path().join("ref"));
+    let second = "--- second checkpoint ---\n";
+    let split = expected.find(second).expect("no second checkpoint line");
+    let dir = tmp.path().join("run");
+    let image = dir.join("image");
+    capture_and_kill("twice", "stop", &dir, &image);
+    // The restored process runs to its second checkpoint, writes image.2 and waits.
+    let mut cmd = Command::new(restorer());
+    cmd.arg(&image)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let first = run_until_captured(cmd);
+    assert_eq!(first, expected[..split + second.len()]);
+    let out = restore(&dir.join("image.2"));
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout, expected[split + second.len()..]);
+}
+
+/// A valid image of the `brk` scenario, and the reference output after its checkpoint.
+fn brk_image(tmp: &Path) -> (PathBuf, String) {
+    let expected = reference("brk", &tmp.join("ref"));
+    let dir = tmp.join("run");
+    let image = dir.join("image");
+    capture_and_kill("brk", "stop", &dir, &image);
+    (image, expected)
+}
+
+fn assert_refused(image: &Path, needle: &str) {
+    let out = restore(image);
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "", "the image's code ran");
+    assert!(
+        out.stderr.starts_with("mpicr-restore: ") && out.stderr.contains(needle),
+        "expected {needle:?} in {:?}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn damaged_images_are_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let (image, expected) = brk_image(tmp.path());
+    let good = std::fs::read(&image).expect("test harness");
+    let bad = tmp.path().join("bad");
+
+    let mut b = good.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&bad, &b).expect("test harness");
+    assert_refused(&bad, "checksum mismatch");
+
+    std::fs::write(&bad, &good[..good.len() / 2]).expect("test harness");
+    assert_refused(&bad, "truncated");
+
+    std::fs::write(&bad, &good[..good.len() - 1]).expect("test harness");
+    assert_refused(&bad, "truncated");
+
+    let mut b = good.clone();
+    b.extend_from_slice(b"junk");
+    std::fs::write(&bad, &b).expect("test harness");
+    assert_refused(&bad, "after the trailer");
+
+    let mut b = good.clone();
+    b[0] = b'X';
+    std::fs::write(&bad, &b).expect("test harness");
+    assert_refused(&bad, "bad magic");
+
+    let mut b = good.clone();
+    b[8] = 9;
+    std::fs::write(&bad, &b).expect("test harness");
+    assert_refused(&bad, "version 9");
+
+    std::fs::write(&bad, b"").expect("test harness");
+    assert_refused(&bad, "truncated");
+
+    assert_refused(&tmp.path().join("missing"), "No such file");
+
+    // The intact image still restores, and can be restored again.
+    for _ in 0..2 {
+        let out = restore(&image);
+        assert!(out.ok, "{}", out.stderr);
+        assert_eq!(out.stdout, expected);
+    }
+}
+
+#[test]
+fn changed_files_are_refused() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let dir = tmp.path().join("map");
+    let image = dir.join("image");
+    capture_and_kill("filemap", "stop", &dir, &image);
+    let data = dir.join("data.bin");
+    let mut bytes = std::fs::read(&data).expect("test harness");
+    bytes.extend_from_slice(&[0; 4096]);
+    std::fs::write(&data, &bytes).expect("test harness");
+    assert_refused(&image, "changed since the checkpoint");
+    std::fs::remove_file(&data).expect("test harness");
+    assert_refused(&image, "is missing");
+
+    let dir = tmp.path().join("files");
+    let image = dir.join("image");
+    capture_and_kill("files", "stop", &dir, &image);
+    std::fs::write(dir.join("in.txt"), b"01234").expect("test harness");
+    assert_refused(&image, "shorter than its saved offset");
+}
+
+#[test]
+fn check_mode_validates_without_restoring() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let (image, _) = brk_image(tmp.path());
+    let out = finish(
+        Command::new(restorer())
+            .arg("--check")
+            .arg(&image)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("test harness"),
+    );
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("valid image"), "{}", out.stdout);
+    assert!(!out.stdout.contains("sum"), "the image's code ran");
+}
+
+#[test]
+fn capture_without_the_rseq_tunable_is_refused() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let out = finish(
+        imgtest_cmd("brk", "stop", tmp.path(), &tmp.path().join("image"))
+            .env_remove("GLIBC_TUNABLES")
+            .spawn()
+            .expect("test harness"),
+    );
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("GLIBC_TUNABLES=glibc.pthread.rseq=0"),
+        "{}",
+        out.stderr
+    );
+    assert!(!tmp.path().join("image").exists());
+}
