@@ -121,45 +121,68 @@ pub struct Engine {
     pub(crate) ckpt: CkptState,
     /// Reusable scratch buffers of the collectives.
     pub(crate) scratch_pool: Vec<Vec<u128>>,
+    /// Reusable buffers of unexpected eager messages.
+    body_pool: Vec<Vec<u8>>,
     control: Option<ControlLink>,
     /// Progress rounds, to look at the control link every so often.
     rounds: u32,
     /// When the current stretch of fruitless progress rounds began.
     idle_since: Instant,
-    /// How long to poll before sleeping.
-    spin: Duration,
+    /// How to wait when there is nothing to do.
+    patience: Patience,
 }
 
 /// The control link is read every this many progress rounds (and before sleeping).
 const CONTROL_EVERY: u32 = 64;
 
-/// How long a rank with nothing to do polls before it sleeps when every rank of the node has a
-/// core of its own: waking from a futex costs tens of microseconds, so a rank that will hear
-/// from its peer soon keeps polling, as MPICH's ranks always do.
-const DEDICATED_SPIN: Duration = Duration::from_millis(2);
-/// The same when the node runs more ranks than it has cores: a waiting rank hands its core to
-/// one that has work almost at once. (Yielding instead was tried: on a busy machine each yield
-/// can cost a whole time slice of an unrelated process.)
-const SHARED_SPIN: Duration = Duration::from_micros(10);
-/// Fruitless rounds between two looks at the clock while spinning.
-const CLOCK_EVERY: u32 = 32;
+/// How a rank with nothing to do waits: it polls its links `polls` times, then keeps polling
+/// but yields the core between polls (a peer that shares the core runs at once), and after
+/// `yield_for` of that it sleeps until a peer wakes it (futex or poll), so that a long wait
+/// costs no CPU. MPICH's ranks poll and yield the same way, but never sleep.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Patience {
+    polls: u32,
+    yield_for: Duration,
+}
 
-/// The polling budget for `local_ranks` ranks on this node; `MPICR_SPIN_US` overrides it.
-fn spin_budget(local_ranks: usize) -> Duration {
-    if let Some(us) = std::env::var("MPICR_SPIN_US")
+/// Every rank of the node has a core of its own: poll long, sleep late.
+const DEDICATED: Patience = Patience {
+    polls: 1000,
+    yield_for: Duration::from_millis(20),
+};
+/// More ranks than cores: give the core away soon.
+const SHARED: Patience = Patience {
+    polls: 100,
+    yield_for: Duration::from_millis(1),
+};
+/// Fruitless rounds between two looks at the clock while yielding.
+const CLOCK_EVERY: u32 = 16;
+
+/// The waiting policy for `local_ranks` ranks on this node; `MPICR_SPIN_US` sets the time to
+/// sleep after (for experiments).
+fn patience(local_ranks: usize) -> Patience {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let base = if local_ranks > cores {
+        SHARED
+    } else {
+        DEDICATED
+    };
+    match std::env::var("MPICR_SPIN_US")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        return Duration::from_micros(us);
-    }
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if local_ranks > cores {
-        SHARED_SPIN
-    } else {
-        DEDICATED_SPIN
+        Some(us) => Patience {
+            yield_for: Duration::from_micros(us),
+            ..base
+        },
+        None => base,
     }
 }
 
+/// Buffers of unexpected eager messages kept for reuse.
+const BODY_POOL: usize = 32;
+/// How long an eager send waits for room in a full link before its message is copied.
+const ROOM_WAIT: Duration = Duration::from_micros(200);
 impl Engine {
     /// An engine for `rank`, with one channel per rank of the world; `local_ranks` ranks of the
     /// job (this one included) share this node's cores.
@@ -184,10 +207,11 @@ impl Engine {
             next_ctx: crate::FIRST_FREE_CTX,
             ckpt: CkptState::new(size),
             scratch_pool: Vec::new(),
+            body_pool: Vec::new(),
             control: control.map(ControlLink::new),
             rounds: 0,
             idle_since: Instant::now(),
-            spin: spin_budget(local_ranks),
+            patience: patience(local_ranks),
         }
     }
 
@@ -395,6 +419,7 @@ impl Engine {
             Held::Eager(data) => {
                 self.match_recv(id, u.source, u.tag, data.len() as u64);
                 self.fill_and_complete(id, &data);
+                self.recycle_body(data);
                 Ok(())
             }
             Held::Rts { sreq, len, addr } => self.accept_rts(u.source, id, u.tag, sreq, len, addr),
@@ -557,11 +582,16 @@ impl Engine {
             return Ok(());
         }
         *idle += 1;
-        if *idle == 1 {
+        if *idle < self.patience.polls {
+            std::hint::spin_loop();
+            return Ok(());
+        }
+        if *idle == self.patience.polls {
             self.idle_since = Instant::now();
         }
-        if !idle.is_multiple_of(CLOCK_EVERY) || self.idle_since.elapsed() < self.spin {
-            std::hint::spin_loop();
+        if !idle.is_multiple_of(CLOCK_EVERY) || self.idle_since.elapsed() < self.patience.yield_for
+        {
+            std::thread::yield_now();
             return Ok(());
         }
         self.poll_control()?;
@@ -644,6 +674,15 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let peer = peer as usize;
         let header = header.encode();
+        if !self.channels[peer].out.is_empty() {
+            // Earlier packets wait for room: move them on first. A rank that only sends (a
+            // broadcast root, say) may not enter the progress loop for a long time, and its
+            // peer would otherwise wait for bytes that sit in this queue.
+            self.flush_channel(peer)?;
+            if copy_if_queued && !self.channels[peer].out.is_empty() {
+                self.wait_for_room(peer)?;
+            }
+        }
         let ch = &mut self.channels[peer];
         let mut done = 0;
         if ch.out.is_empty() {
@@ -669,6 +708,20 @@ impl Engine {
             done,
             on_complete,
         });
+        Ok(())
+    }
+
+    /// Gives the peer a moment to make room before an eager message is copied into the queue:
+    /// a sender that runs ahead of its receiver then keeps pace with it instead of copying
+    /// every message. Bounded, so that two ranks that both send before they receive (relying
+    /// on eager buffering) still get their copies and go on.
+    fn wait_for_room(&mut self, peer: usize) -> Result<(), EngineError> {
+        let start = Instant::now();
+        while !self.channels[peer].out.is_empty() && start.elapsed() < ROOM_WAIT {
+            if !self.progress()? {
+                std::hint::spin_loop();
+            }
+        }
         Ok(())
     }
 
@@ -782,6 +835,22 @@ impl Engine {
         }
     }
 
+    /// A zeroed buffer of `len` bytes for an unexpected message, from the pool when it has one:
+    /// a fresh allocation per message costs page faults that dominate a stream of them.
+    fn body_buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut v = self.body_pool.pop().unwrap_or_default();
+        v.clear();
+        v.resize(len, 0);
+        v
+    }
+
+    /// Returns an unexpected message's buffer to the pool, which keeps a few of eager size.
+    fn recycle_body(&mut self, v: Vec<u8>) {
+        if self.body_pool.len() < BODY_POOL && v.capacity() <= self.eager_limit {
+            self.body_pool.push(v);
+        }
+    }
+
     fn take_posted(&mut self, ctx: u32, source: u32, tag: i32) -> Option<u64> {
         let i = self
             .posted
@@ -862,7 +931,7 @@ impl Engine {
                     let sink = Sink::Unexpected {
                         header: h,
                         source: peer,
-                        data: vec![0; len],
+                        data: self.body_buffer(len),
                         after_marker,
                         slot,
                     };
@@ -927,6 +996,7 @@ impl Engine {
                     Some(id) => {
                         self.match_recv(id, source, header.tag, data.len() as u64);
                         self.fill_and_complete(id, &data);
+                        self.recycle_body(data);
                     }
                     None => self.unexpected.push_back(Unexpected {
                         ctx: header.ctx,
