@@ -7,7 +7,8 @@ followed by ``<size_bytes> <value>`` lines, plus ``commands.txt``
 (``config<TAB>bench-nRANKS<TAB>command`` lines). Runs that failed are stored as
 ``*.failed`` and ignored. For every (benchmark, ranks, config, size) the median
 over the repetitions is taken; ratios are config / ``--baseline`` (MPICH)
-and the targets are checked for ``--primary`` (mpicr).
+and the targets are checked for every ``--primary`` (mpicr's C ABI and its
+Rust API), each with its own target column and summary.
 
 Standard library only (Python 3.11).
 """
@@ -36,9 +37,11 @@ To reproduce on a Debian machine, from the workspace root:
     bench/run
 
 It installs Debian's `mpich` and `libmpich-dev` if they are missing, builds the
-benchmarks for both MPI implementations, runs them side by side (3 repetitions,
-medians) and rewrites the section below. Ratios are mpicr / MPICH: for latency
-and allreduce lower is better, for bandwidth higher is better.
+benchmarks for both MPI implementations (the C programs with `mpicc.mpich` and
+with mpicr's `mpicc`, three of them also on mpicr's Rust API), runs them side by
+side (3 repetitions, medians) and rewrites the section below. Ratios are
+mpicr / MPICH: for latency and the collectives lower is better, for bandwidth
+and bidirectional bandwidth higher is better.
 """
 
 
@@ -52,29 +55,50 @@ class Bench:
     target: float
     target_text: str
 
+    min_size: int = 0  # sizes in scope for the target: min_size <= size <= max_size
+    max_size: int | None = None
+    size_note: str = ""  # what the size column means, when not the message size
+
     def in_scope(self, size: int) -> bool:
-        if self.title == "latency":
-            return size <= 1024
-        if self.title == "bandwidth":
-            return size >= 64 * 1024
-        return True
+        return size >= self.min_size and (self.max_size is None or size <= self.max_size)
 
     def meets(self, ratio: float) -> bool:
         return ratio >= self.target if self.higher_is_better else ratio <= self.target
 
 
+# Targets of issue 3 (C ABI) and issue 2 (Rust API), the same numbers.
 BENCHES = {
     "latency": Bench(
-        "latency", "µs one-way", False, 1.5, "≤ 1.5× MPICH for messages ≤ 1 KiB"
+        "latency", "µs one-way", False, 1.5, "≤ 1.5× MPICH for messages ≤ 1 KiB", max_size=1024
     ),
     "bandwidth": Bench(
-        "bandwidth", "MB/s", True, 0.8, "≥ 0.8× MPICH for messages ≥ 64 KiB"
+        "bandwidth",
+        "MB/s",
+        True,
+        0.8,
+        "≥ 0.8× MPICH for messages ≥ 64 KiB",
+        min_size=64 * 1024,
     ),
-    "allreduce": Bench(
-        "allreduce", "µs per call (slowest rank)", False, 1.5, "≤ 1.5× MPICH"
+    "bibw": Bench(
+        "bibw",
+        "MB/s, both directions together",
+        True,
+        0.8,
+        "≥ 0.8× MPICH for messages ≥ 64 KiB",
+        min_size=64 * 1024,
+    ),
+    "allreduce": Bench("allreduce", "µs per call (slowest rank)", False, 1.5, "≤ 1.5× MPICH"),
+    "bcast": Bench("bcast", "µs per call (slowest rank)", False, 1.5, "≤ 1.5× MPICH"),
+    "alltoall": Bench(
+        "alltoall",
+        "µs per call (slowest rank)",
+        False,
+        1.5,
+        "≤ 1.5× MPICH",
+        size_note="size = block per peer",
     ),
 }
-BENCH_ORDER = ["latency", "bandwidth", "allreduce"]
+BENCH_ORDER = ["latency", "bandwidth", "bibw", "allreduce", "bcast", "alltoall"]
 
 
 @dataclass
@@ -147,12 +171,37 @@ def value_text(value: float | None) -> str:
 
 
 @dataclass
+class Verdict:
+    """Target checks of one primary configuration in one table."""
+
+    label: str
+    checked: int = 0
+    met: int = 0
+    misses: list[str] = field(default_factory=list)
+    present: bool = True
+
+    def text(self) -> str:
+        if not self.present:
+            return f"{self.label}: not run"
+        if self.checked == 0:
+            return f"{self.label}: not checked (no comparable sizes)"
+        if not self.misses:
+            return f"{self.label}: met at all {self.checked} sizes in scope"
+        return (
+            f"{self.label}: met at {self.met} of {self.checked} sizes;"
+            f" missed at {', '.join(self.misses)}"
+        )
+
+
+@dataclass
 class Table:
     title: str
     note: str
     header: list[str]
     rows: list[list[str]]
     summary: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    oversubscribed: bool = False
 
 
 def build_table(
@@ -161,7 +210,7 @@ def build_table(
     by_config: dict[str, Series],
     configs: list[tuple[str, str]],
     baseline: str,
-    primary: str,
+    primaries: list[str],
     reps: int,
     cores: int,
 ) -> Table:
@@ -175,11 +224,12 @@ def build_table(
         header.append(label)
         if cid != baseline:
             header.append("ratio")
-            if cid == primary:
+            if cid in primaries:
                 header.append("target")
+    verdicts = {
+        cid: Verdict(labels.get(cid, cid), present=cid in by_config) for cid in primaries
+    }
     rows: list[list[str]] = []
-    checked = met = 0
-    misses: list[str] = []
     partial = False
     for size in sizes:
         base_value = by_config[baseline].median(size)[0] if baseline in by_config else None
@@ -193,28 +243,33 @@ def build_table(
                 continue
             ratio = value / base_value if value is not None and base_value else None
             row.append("—" if ratio is None else f"{ratio:.2f}")
-            if cid == primary:
+            if cid in primaries:
+                verdict = verdicts[cid]
                 if not bench.in_scope(size):
                     row.append("")
                 elif ratio is None:
                     row.append("n/a")
                 else:
-                    checked += 1
+                    verdict.checked += 1
                     if bench.meets(ratio):
-                        met += 1
+                        verdict.met += 1
                         row.append("ok")
                     else:
-                        misses.append(size_text(size))
+                        verdict.misses.append(size_text(size))
                         row.append("MISS")
         rows.append(row)
 
     direction = "higher" if bench.higher_is_better else "lower"
     note = f"{bench.unit}, {direction} is better"
+    if bench.size_note:
+        note += f"; {bench.size_note}"
     if baseline in labels and len(present) > 1:
         note += f"; ratio = column / {labels[baseline]}"
-    if primary in labels:
-        note += f"; target for {labels[primary]}: {bench.target_text}"
-    if ranks > cores:
+    checked_labels = [labels[cid] for cid in primaries if cid in by_config]
+    if checked_labels:
+        note += f"; target for {' and '.join(checked_labels)}: {bench.target_text}"
+    oversubscribed = ranks > cores
+    if oversubscribed:
         note += (
             f". {ranks} ranks on {cores} cores oversubscribe this machine: MPICH busy-polls, so"
             " its times include scheduler time slices; compare with the one-rank-per-core table"
@@ -225,17 +280,51 @@ def build_table(
     if failed:
         note += ". Failed runs: " + ", ".join(f"{k} {v}" for k, v in failed.items())
 
-    if baseline not in by_config or primary not in by_config:
-        summary = "targets: not checked (needs results of both " + f"{baseline} and {primary})"
-    elif checked == 0:
-        summary = "targets: not checked (no comparable sizes)"
-    elif not misses:
-        summary = f"targets: met at all {checked} sizes in scope"
+    shown = [v for cid, v in verdicts.items() if cid in by_config]
+    if baseline not in by_config or not shown:
+        summary = f"targets: not checked (needs results of {baseline} and of " + " or ".join(
+            primaries
+        ) + ")"
+        shown = []
     else:
-        summary = f"targets: met at {met} of {checked} sizes; missed at {', '.join(misses)}"
-    if ranks > cores:
+        summary = "targets: " + "; ".join(v.text() for v in shown)
+    if oversubscribed:
         summary += " (oversubscribed: not a fair comparison)"
-    return Table(f"{bench_name}, {ranks} ranks", note, header, rows, summary)
+    return Table(
+        f"{bench_name}, {ranks} ranks", note, header, rows, summary, shown, oversubscribed
+    )
+
+
+def overall(tables: list[Table], primaries: list[str], labels: dict[str, str]) -> list[str]:
+    """One line per primary: its target checks over all tables, leaving out an
+    oversubscribed table when the same benchmark also has a one-rank-per-core
+    table."""
+    fair_benches = {t.title.split(",")[0] for t in tables if not t.oversubscribed}
+    lines = []
+    for cid in primaries:
+        label = labels.get(cid, cid)
+        checked = met = 0
+        missed: list[str] = []
+        skipped: list[str] = []
+        for t in tables:
+            bench = t.title.split(",")[0]
+            mine = [v for v in t.verdicts if v.label == label]
+            if mine and t.oversubscribed and bench in fair_benches:
+                skipped.append(t.title)
+                continue
+            for v in mine:
+                checked += v.checked
+                met += v.met
+                if v.misses:
+                    missed.append(f"{t.title} ({len(v.misses)} of {v.checked})")
+        if checked == 0:
+            continue
+        line = f"{label}: targets met at {met} of {checked} sizes in scope"
+        line += f"; missed in {'; '.join(missed)}" if missed else ", in every table"
+        if skipped:
+            line += f" (not counted, oversubscribed: {'; '.join(skipped)})"
+        lines.append(line)
+    return lines
 
 
 def render_text(table: Table) -> str:
@@ -297,7 +386,13 @@ def environment(root: Path) -> list[tuple[str, str]]:
     ]
 
 
-def write_results(path: Path, args: argparse.Namespace, tables: list[Table], commands: list[str]) -> None:
+def write_results(
+    path: Path,
+    args: argparse.Namespace,
+    tables: list[Table],
+    totals: list[str],
+    commands: list[str],
+) -> None:
     head = DEFAULT_HEADER
     if path.exists():
         old = path.read_text()
@@ -309,6 +404,7 @@ def write_results(path: Path, args: argparse.Namespace, tables: list[Table], com
     body += [f"- {key}: {value}" for key, value in env]
     body.append(f"- repetitions: {args.reps}, value shown = median")
     body += ["", "Summary:", ""]
+    body += [f"- **{line}**" for line in totals]
     body += [f"- {t.title}: {t.summary}" for t in tables]
     body += ["", "Programs as started (repetition 1):", ""]
     body += [f"    {c}" for c in commands]
@@ -328,7 +424,12 @@ def main() -> int:
         help="a configuration, in column order",
     )
     parser.add_argument("--baseline", default="mpich", help="config id the ratios divide by")
-    parser.add_argument("--primary", default="mpicr", help="config id the targets are checked for")
+    parser.add_argument(
+        "--primary",
+        action="append",
+        metavar="ID",
+        help="config id the targets are checked for (repeatable; default mpicr)",
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions that were run")
     parser.add_argument("--command", default="bench/run", help="the command line, for the record")
     parser.add_argument("--write", type=Path, help="results file to (re)write, e.g. bench/RESULTS.md")
@@ -342,17 +443,24 @@ def main() -> int:
     if not data:
         print(f"report.py: no results in {args.results}", file=sys.stderr)
         return 1
+    primaries = args.primary or ["mpicr"]
     cores = os.cpu_count() or 1
     keys = sorted(data, key=lambda k: (BENCH_ORDER.index(k[0]) if k[0] in BENCH_ORDER else 99, -k[1]))
     tables = [
-        build_table(b, n, data[(b, n)], configs, args.baseline, args.primary, args.reps, cores)
+        build_table(b, n, data[(b, n)], configs, args.baseline, primaries, args.reps, cores)
         for b, n in keys
         if b in BENCHES
     ]
 
+    totals = overall(tables, primaries, dict(configs))
+
     print()
     for table in tables:
         print(render_text(table))
+        print()
+    for line in totals:
+        print(line)
+    if totals:
         print()
     commands = []
     commands_file = args.results / "commands.txt"
@@ -362,7 +470,7 @@ def main() -> int:
             if len(parts) == 3:
                 commands.append(f"{parts[0]:<10} {parts[2]}")
     if args.write:
-        write_results(args.write, args, tables, commands)
+        write_results(args.write, args, tables, totals, commands)
         print(f"wrote {args.write}")
     return 0
 

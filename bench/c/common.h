@@ -1,7 +1,9 @@
-/* Shared helpers for the MPICH-side benchmark programs.
+/* Shared helpers for the C benchmark programs, which are built unchanged with
+ * MPICH's mpicc.mpich and with mpicr's mpicc.
  *
- * The Rust programs in ../mpicr-bench/src/lib.rs implement exactly the same
- * size lists and iteration schedules; change both together. */
+ * The Rust programs in ../mpicr-bench/src/lib.rs (latency, bandwidth,
+ * allreduce) implement exactly the same size lists and iteration schedules;
+ * change both together. */
 #ifndef MPICR_BENCH_COMMON_H
 #define MPICR_BENCH_COMMON_H
 

@@ -12,7 +12,8 @@ pub(crate) const EXIT_CODES: &str = "\
 Exit status:
   0        every rank exited with status 0, the job ended after `checkpoint --terminate`,
            or the command succeeded
-  1        mpicr itself failed: bad input, program not found, job not found, ...
+  1        mpicr itself failed: bad input, program not found, job not found, a node of the
+           job failed, ...
   2        the command line could not be parsed
   N        the first failing rank exited with status N
   128+S    the first failing rank was killed by signal S (137 = SIGKILL)
@@ -63,6 +64,65 @@ pub(crate) enum Command {
     /// (needs `mpicr-heat` next to mpicr)
     #[command(after_help = EXIT_CODES, long_about = DEMO_ABOUT)]
     Demo,
+    /// The node daemon of a job on several nodes; `mpicr run --hosts/--hostfile` starts it on
+    /// every node through the launcher (not for direct use)
+    #[command(hide = true)]
+    Node(NodeArgs),
+    /// Removes a node daemon's directories once the daemon is gone (started by the daemon)
+    #[command(hide = true)]
+    NodeCleanup {
+        #[arg(value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+}
+
+/// `mpicr node`: what the coordinator gives a node daemon. The job's secret comes on stdin
+/// (one line) or from a private file, never on the command line.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// The coordinator's control port, IP:PORT
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) coordinator: String,
+    /// The job's name
+    #[arg(long, value_name = "NAME")]
+    pub(crate) job: String,
+    /// This node's name in the job's host list
+    #[arg(long, value_name = "NAME")]
+    pub(crate) node: String,
+    /// How often to send a heartbeat
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub(crate) heartbeat: Duration,
+    /// Read the secret from FILE (mode 0600, ours) instead of stdin
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_file: Option<PathBuf>,
+}
+
+/// Where the ranks run: this machine, or nodes with a daemon each.
+#[derive(Debug, Args)]
+pub(crate) struct NodeOptions {
+    /// Run the ranks on these nodes (comma-separated names), one node daemon on each, ranks
+    /// placed in blocks
+    #[arg(long, value_name = "NODES", conflicts_with = "hostfile")]
+    pub(crate) hosts: Option<String>,
+
+    /// Run the ranks on the nodes of FILE: lines `NAME [slots=N] [addr=IP]`, `#` comments
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hostfile: Option<PathBuf>,
+
+    /// How the node daemons are started: `ssh` (batch mode; this machine's own name and
+    /// `localhost` directly), `slurm` (srun), or a command prefix in which {node} is replaced
+    /// by the node's name, e.g. 'ip netns exec {node}'
+    #[arg(long, value_name = "CMD", default_value = "ssh")]
+    pub(crate) launcher: String,
+
+    /// The address the node daemons connect to [default: the address that routes to the
+    /// nodes]
+    #[arg(long, value_name = "IP")]
+    pub(crate) coordinator_addr: Option<std::net::IpAddr>,
+
+    /// How often node daemons send a heartbeat; a node silent for three of them has failed
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub(crate) heartbeat: Duration,
 }
 
 /// `mpirun` and `mpiexec`: the arguments of `mpicr run` as the whole command line.
@@ -83,7 +143,13 @@ pub(crate) const RUN_ABOUT: &str = "Start N ranks of a program on this machine a
     the details.\n\n\
     Checkpoints: `mpicr checkpoint JOB` (or --checkpoint-every) takes a global snapshot into \
     the snapshot directory; the ranks get MPICR_CRS and MPICR_SNAPSHOT_DIR. Only MPI \
-    programs that take part in checkpoints can be checkpointed.";
+    programs that take part in checkpoints can be checkpointed.\n\n\
+    Several nodes: with --hosts or --hostfile, a node daemon (`mpicr node`) is started on \
+    every node through --launcher and starts that node's block of ranks; ranks use shared \
+    memory within a node and TCP between nodes. A node whose daemon dies or misses three \
+    heartbeats has failed: with --max-restarts the job rolls back to its newest snapshot on \
+    the same nodes, otherwise it ends. Snapshots go to the snapshot directory, which must be \
+    the same path on every node (one machine, or a shared file system).";
 
 /// The long help of `mpicr checkpoint` and `mpi_checkpoint`.
 pub(crate) const CHECKPOINT_ABOUT: &str = "Take a globally consistent checkpoint of a running job.\n\n\
@@ -149,6 +215,9 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     pub(crate) checkpoints: CheckpointOptions,
+
+    #[command(flatten)]
+    pub(crate) nodes: NodeOptions,
 
     /// The program to run on every rank, and its arguments (a name is looked up in PATH)
     #[arg(value_name = "PROGRAM", trailing_var_arg = true, num_args = 0..)]

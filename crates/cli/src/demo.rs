@@ -311,6 +311,9 @@ impl Demo {
             cwd: None,
             restart: None,
             stdout_copy: None,
+            nodes: None,
+            recoveries: Default::default(),
+            recovering_since: None,
         }
     }
 

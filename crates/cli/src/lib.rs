@@ -9,6 +9,7 @@ mod checkpoint;
 mod compat;
 mod demo;
 mod logging;
+mod node_daemon;
 mod restart;
 mod run;
 mod snapshots;
@@ -53,6 +54,11 @@ pub fn mpicr_main() -> ExitCode {
         Command::Snapshots(snapshots) => snapshots::main(&snapshots),
         Command::Gc(gc) => snapshots::gc(&gc),
         Command::Demo => demo::main(),
+        Command::Node(node) => node_daemon::main(&node),
+        Command::NodeCleanup { dirs } => {
+            node::daemon::cleanup_after_daemon(&dirs);
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -94,5 +94,8 @@ pub(crate) fn from_snapshot(
             epoch: manifest.epoch,
         }),
         stdout_copy: None,
+        nodes: None,
+        recoveries: Default::default(),
+        recovering_since: None,
     })
 }

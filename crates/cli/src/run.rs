@@ -7,12 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use coord::{CheckpointConfig, Launch, LaunchConfig, Outcome, Stopper, error_chain};
+use coord::{
+    CheckpointConfig, Launch, LaunchConfig, Launcher, NodesConfig, Outcome, Recovery, Stopper,
+    error_chain,
+};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use store::Store;
 
-use crate::args::{CheckpointOptions, CrsArg, RunArgs};
+use crate::args::{CheckpointOptions, CrsArg, NodeOptions, RunArgs};
 use crate::snapshots::open_store;
 use crate::{EXIT_MPICR_ERROR, EXIT_USAGE, say};
 
@@ -41,6 +44,13 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_MPICR_ERROR);
         }
     };
+    let nodes = match nodes_config(&args.nodes) {
+        Ok(nodes) => nodes,
+        Err(line) => {
+            say(&line);
+            return ExitCode::from(EXIT_MPICR_ERROR);
+        }
+    };
     let config = LaunchConfig {
         size: args.np,
         program,
@@ -53,8 +63,33 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         cwd: None,
         restart: None,
         stdout_copy: None,
+        nodes,
+        recoveries: Default::default(),
+        recovering_since: None,
     };
     launch(config, &args.checkpoints)
+}
+
+/// The nodes of a job from `--hosts`/`--hostfile` and the options that go with them; `None`
+/// for a job on this machine.
+fn nodes_config(options: &NodeOptions) -> Result<Option<NodesConfig>, String> {
+    let hosts = match (&options.hosts, &options.hostfile) {
+        (Some(list), _) => coord::parse_hosts(list),
+        (None, Some(file)) => coord::read_hostfile(file),
+        (None, None) => return Ok(None),
+    }
+    .map_err(|e| e.to_string())?;
+    let launcher = Launcher::parse(&options.launcher).map_err(|e| e.to_string())?;
+    let listen = coord::coordinator_addr(options.coordinator_addr, &hosts, &launcher)?;
+    let daemon_program = std::env::current_exe()
+        .map_err(|e| format!("cannot find the mpicr program for the node daemons: {e}"))?;
+    Ok(Some(NodesConfig {
+        hosts,
+        launcher,
+        listen,
+        heartbeat: options.heartbeat,
+        daemon_program,
+    }))
 }
 
 /// The checkpoint settings of a job from the options of `run` or `restart`; `root` is the
@@ -102,6 +137,12 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
         };
         tracing::info!(job = %job.name(), socket = %job.control_socket().display(), "job started");
         let name = job.name().to_string();
+        if let Some(since) = config.recovering_since {
+            say(&format!(
+                "job {name} restarted: its ranks were started {} ms after the failure",
+                since.elapsed().as_millis()
+            ));
+        }
         let store = Store::open(Some(&config.checkpoint.snapshot_dir)).ok();
         if baseline.is_none() {
             baseline = Some(
@@ -111,10 +152,14 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
                     .unwrap_or(0),
             );
         }
-        let outcome: Outcome = job.wait();
-        let failed_at = Instant::now();
-        let Outcome::RankFailed(exit) = &outcome else {
-            return ExitCode::from(outcome.exit_code());
+        let (outcome, ended_at): (Outcome, _) = job.wait_timed();
+        let failed_at = ended_at.unwrap_or_else(Instant::now);
+        let failure = match &outcome {
+            Outcome::RankFailed(exit) => {
+                format!("rank {} (pid {}) {}", exit.rank, exit.pid, exit.status)
+            }
+            Outcome::NodeFailed { node, cause, .. } => format!("node {node} failed ({cause})"),
+            _ => return ExitCode::from(outcome.exit_code()),
         };
         if recoveries >= options.max_restarts || interrupted.load(Ordering::SeqCst) {
             if options.max_restarts > 0 {
@@ -138,16 +183,28 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
         };
         recoveries += 1;
         say(&format!(
-            "recovering job {name} from snapshot {} after rank {} (pid {}) {} (recovery {recoveries} of {})",
+            "recovering job {name} from snapshot {} after {failure} (recovery {recoveries} of {})",
             snapshot.name(),
-            exit.rank,
-            exit.pid,
-            exit.status,
             options.max_restarts
         ));
+        config
+            .recoveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Recovery {
+                failure,
+                snapshot: snapshot.name(),
+                recovered_ms: None,
+            });
         config = match crate::restart::from_snapshot(&store, &snapshot, config.tag_output, options)
         {
-            Ok(next) => next,
+            // The same nodes again (synchronized rollback in place).
+            Ok(next) => LaunchConfig {
+                nodes: config.nodes.clone(),
+                recoveries: config.recoveries.clone(),
+                recovering_since: Some(failed_at),
+                ..next
+            },
             Err(line) => {
                 say(&line);
                 return ExitCode::from(outcome.exit_code());

@@ -64,6 +64,15 @@ fn job_json(reply: &StatusReply, checkpoints: Option<&CheckpointStatus>) -> Valu
         "started_at": reply.started_at,
         "ranks": ranks,
         "checkpoint": checkpoints.map(checkpoint_json),
+        "recoveries": checkpoints.map_or_else(Vec::new, |c| c
+            .recoveries
+            .iter()
+            .map(|r| json!({
+                "failure": r.failure,
+                "snapshot": r.snapshot,
+                "recovered_ms": r.recovered_ms,
+            }))
+            .collect()),
     })
 }
 
@@ -100,6 +109,18 @@ fn checkpoint_lines(status: &CheckpointStatus) -> String {
         out.push_str(&format!(
             "checkpoint in progress: epoch {}, {} of {} ranks {what}\n",
             p.epoch, p.reported, p.ranks
+        ));
+    }
+    for (i, r) in status.recoveries.iter().enumerate() {
+        let after = r.recovered_ms.map_or_else(
+            || "ranks starting".to_owned(),
+            |ms| format!("running again after {ms} ms"),
+        );
+        out.push_str(&format!(
+            "recovery {}: {}; rolled back to {}; {after}\n",
+            i + 1,
+            r.failure,
+            r.snapshot
         ));
     }
     out

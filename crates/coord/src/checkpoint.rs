@@ -95,6 +95,18 @@ pub struct CheckpointStatus {
     pub last: Option<(String, PathBuf)>,
     /// The checkpoint in progress.
     pub running: Option<Progress>,
+    /// The automatic recoveries of this `mpicr run` so far (`--max-restarts`), oldest first.
+    pub recoveries: Vec<Recovery>,
+}
+
+/// One automatic recovery (`--max-restarts`): what failed, the snapshot the job rolled back
+/// to, and how long after the failure's detection every rank ran again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub failure: String,
+    pub snapshot: String,
+    /// `None` while the ranks are still starting.
+    pub recovered_ms: Option<u64>,
 }
 
 /// A checkpoint in progress.
@@ -128,6 +140,11 @@ impl StatusBoard {
         board
     }
 
+    /// Publishes the job's recoveries.
+    pub(crate) fn set_recoveries(&self, recoveries: Vec<Recovery>) {
+        self.update(|s| s.recoveries = recoveries);
+    }
+
     fn update(&self, change: impl FnOnce(&mut CheckpointStatus)) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         change(&mut status);
@@ -157,6 +174,17 @@ fn encode_status(status: &CheckpointStatus) -> String {
             p.epoch, p.phase, p.reported, p.ranks
         ));
     }
+    for r in &status.recoveries {
+        let ms = r
+            .recovered_ms
+            .map_or_else(|| "-".to_owned(), |ms| ms.to_string());
+        // The failure is last: it is free text (without newlines).
+        text.push_str(&format!(
+            "recovery={ms}|{}|{}\n",
+            r.snapshot,
+            r.failure.replace('\n', " ")
+        ));
+    }
     text
 }
 
@@ -181,6 +209,18 @@ pub(crate) fn decode_status(text: &str) -> Option<CheckpointStatus> {
             }
             "reported" => reported = value.parse().ok(),
             "ranks" => ranks = value.parse().ok(),
+            "recovery" => {
+                let mut fields = value.splitn(3, '|');
+                if let (Some(ms), Some(snapshot), Some(failure)) =
+                    (fields.next(), fields.next(), fields.next())
+                {
+                    status.recoveries.push(Recovery {
+                        failure: failure.to_owned(),
+                        snapshot: snapshot.to_owned(),
+                        recovered_ms: ms.parse().ok(),
+                    });
+                }
+            }
             _ => {}
         }
     }
@@ -794,6 +834,18 @@ mod tests {
                 reported: 1,
                 ranks: 4,
             }),
+            recoveries: vec![
+                Recovery {
+                    failure: "node n2 failed (its daemon | closed)".into(),
+                    snapshot: "j.1".into(),
+                    recovered_ms: Some(120),
+                },
+                Recovery {
+                    failure: "rank 1 (pid 3) was killed".into(),
+                    snapshot: "j.2".into(),
+                    recovered_ms: None,
+                },
+            ],
         };
         assert_eq!(decode_status(&encode_status(&status)), Some(status));
         let idle = CheckpointStatus {

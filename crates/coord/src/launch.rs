@@ -3,22 +3,23 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use node::program::{self, ProgramError};
-use node::{JobSpec, OutputCopy, RankExit, Ranks, SpawnError};
+use node::{JobSpec, OutputCopy, OutputTo, RankExit, Ranks, SpawnError};
 use rustix::process::Signal;
 use thiserror::Error;
 
-use crate::checkpoint::{CheckpointConfig, CheckpointService, CkptEvent, StatusBoard};
+use crate::checkpoint::{CheckpointConfig, CheckpointService, CkptEvent, Recovery, StatusBoard};
 use crate::control_socket::{self, JobFiles, SocketError};
 use crate::job_name::JobName;
+use crate::nodes::{NodeSet, NodesConfig};
 use crate::outcome::Outcome;
 use crate::report::say;
 use crate::runtime_dir::{RuntimeDir, RuntimeDirError, current_uid};
-use crate::server::{ControlServer, JobInfo, Shared};
+use crate::server::{ControlServer, JobInfo, RecoveryWatch, Shared};
 use crate::shm_dir::{ShmDir, ShmDirError};
 use crate::table::ProcessTable;
 
@@ -63,8 +64,17 @@ pub struct LaunchConfig {
     /// Continue from this committed snapshot (`mpicr restart`).
     pub restart: Option<RestartFrom>,
     /// Also send every line the ranks write to stdout here, tagged with the rank (the output
-    /// is passed on as usual).
+    /// is passed on as usual). Only for jobs on this machine.
     pub stdout_copy: Option<OutputCopy>,
+    /// `Some`: the ranks run on these nodes under node daemons (`--hosts`, `--hostfile`);
+    /// `None`: on this machine, started by `mpicr run` itself.
+    pub nodes: Option<NodesConfig>,
+    /// The automatic recoveries of this `mpicr run` so far, shown by `mpicr status`; shared
+    /// with the recovery loop, which adds one before each new start.
+    pub recoveries: Arc<Mutex<Vec<Recovery>>>,
+    /// This start recovers from a failure detected at this moment: once every rank has
+    /// registered, the time to recover is reported and recorded in the last recovery.
+    pub recovering_since: Option<Instant>,
 }
 
 /// The snapshot a restarted job continues from, given to every rank as `MPICR_RESTART_DIR`
@@ -98,6 +108,10 @@ pub enum LaunchError {
     Cwd(#[source] std::io::Error),
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    #[error(transparent)]
+    Hosts(#[from] crate::hosts::HostsError),
+    #[error("{0}")]
+    Nodes(String),
 }
 
 /// Something the job's event loop must handle.
@@ -116,6 +130,13 @@ pub(crate) enum Event {
     /// A checkpoint asked to end the job once committed, and it is.
     Checkpointed {
         snapshot: String,
+    },
+    /// A node's daemon failed (closed its connection, missed its heartbeats, reported an
+    /// error); its ranks are gone with it.
+    NodeFailed {
+        node: String,
+        ranks: std::ops::Range<u32>,
+        cause: String,
     },
 }
 
@@ -197,7 +218,24 @@ impl Launch {
                 .filter(|(k, _)| !NOT_RECORDED.iter().any(|n| k == *n))
                 .collect(),
         };
+        let board = Arc::new(StatusBoard::new(
+            runtime.checkpoint_status_path(&name),
+            config.checkpoint.snapshot_dir.clone(),
+        ));
+        let history = config
+            .recoveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if !history.is_empty() {
+            board.set_recoveries(history);
+        }
         let info = JobInfo {
+            recovery: config.recovering_since.map(|since| RecoveryWatch {
+                since,
+                log: config.recoveries.clone(),
+                board: board.clone(),
+            }),
             name: name.to_string(),
             launcher_pid,
             command,
@@ -214,7 +252,16 @@ impl Launch {
             cwd: cwd.display().to_string(),
             transport: config.transport.as_str().to_owned(),
         };
-        let table = ProcessTable::new(config.size, &node_name);
+        let counts = match &config.nodes {
+            Some(nodes) => Some(crate::hosts::place(&nodes.hosts, config.size)?),
+            None => None,
+        };
+        let table = match (&config.nodes, &counts) {
+            (Some(nodes), Some(counts)) => {
+                ProcessTable::placed(&NodeSet::placement(&nodes.hosts, counts))
+            }
+            _ => ProcessTable::new(config.size, &node_name),
+        };
         let (checkpoint_events, checkpoint_inbox) = mpsc::channel();
         let shared = Arc::new(Shared::new(
             info,
@@ -222,10 +269,6 @@ impl Launch {
             current_uid(),
             events.clone(),
             checkpoint_events.clone(),
-        ));
-        let board = Arc::new(StatusBoard::new(
-            runtime.checkpoint_status_path(&name),
-            config.checkpoint.snapshot_dir.clone(),
         ));
         let checkpoints = CheckpointService::start(
             config.checkpoint.clone(),
@@ -260,22 +303,60 @@ impl Launch {
             ));
         }
 
-        let spec = JobSpec {
-            program: executable,
-            arg0: config.program.clone(),
-            args: config.args.clone(),
-            size: config.size,
-            env,
-            node_name,
-            tag_output: config.tag_output,
-            cwd: config.cwd.clone(),
-            clear_env: true,
-            stdout_copy: config.stdout_copy.clone(),
+        let ranks = match (&config.nodes, &counts) {
+            (Some(nodes), Some(counts)) => {
+                let launch = wire::NodeLaunch {
+                    program: executable.display().to_string(),
+                    arg0: config.program.to_string_lossy().into_owned(),
+                    args: lossy(&config.args),
+                    env: env
+                        .iter()
+                        .filter(|(k, _)| k != "MPICR_CONTROL" && k != "MPICR_SHM_DIR")
+                        .map(|(k, v)| {
+                            (
+                                k.to_string_lossy().into_owned(),
+                                v.to_string_lossy().into_owned(),
+                            )
+                        })
+                        .collect(),
+                    cwd: cwd.display().to_string(),
+                    size: config.size,
+                    first_rank: 0,
+                    count: 0,
+                    tag_output: config.tag_output,
+                    bind_addr: String::new(),
+                };
+                Members::Nodes(
+                    NodeSet::start(nodes, counts, &launch, shared.clone(), events)
+                        .map_err(LaunchError::Nodes)?,
+                )
+            }
+            _ => {
+                let spec = JobSpec {
+                    program: executable,
+                    arg0: config.program.clone(),
+                    args: config.args.clone(),
+                    size: config.size,
+                    ranks: 0..config.size,
+                    output: OutputTo::Local,
+                    stdin_to_rank0: true,
+                    env,
+                    node_name,
+                    tag_output: config.tag_output,
+                    cwd: config.cwd.clone(),
+                    clear_env: true,
+                    stdout_copy: config.stdout_copy.clone(),
+                };
+                let on_exit = Arc::new(move |exit: RankExit| {
+                    let _ = events.send(Event::RankEnded(exit));
+                });
+                Members::Local(Ranks::launch(
+                    &spec,
+                    |rank, pid| shared.set_spawned(rank, pid),
+                    on_exit,
+                )?)
+            }
         };
-        let on_exit = Arc::new(move |exit: RankExit| {
-            let _ = events.send(Event::RankEnded(exit));
-        });
-        let ranks = Ranks::launch(&spec, |rank, pid| shared.set_spawned(rank, pid), on_exit)?;
         Ok(RunningJob {
             ranks,
             _checkpoints: checkpoints,
@@ -293,7 +374,7 @@ impl Launch {
 /// A started job. Fields drop in order: ranks, checkpoint service, server, socket files, shm
 /// directory.
 pub struct RunningJob {
-    ranks: Ranks,
+    ranks: Members,
     _checkpoints: CheckpointService,
     /// Held only to be dropped (which stops it) after the ranks have ended.
     _server: ControlServer,
@@ -332,8 +413,16 @@ impl RunningJob {
     /// Follows the job until every rank has ended, ending it early on the first failure,
     /// an abort or a stop request; then removes the job's files.
     pub fn wait(self) -> Outcome {
+        self.wait_timed().0
+    }
+
+    /// [`RunningJob::wait`], also returning when the job's end began (the failure, abort or
+    /// stop was seen), if it did not simply end.
+    pub fn wait_timed(mut self) -> (Outcome, Option<Instant>) {
+        let mut cause_at = None;
         let mut cause: Option<Outcome> = None;
         let mut running = self.size;
+        let mut ended = vec![false; self.size as usize];
         let mut kill_at: Option<Instant> = None;
         while running > 0 {
             let event = match kill_at {
@@ -358,6 +447,9 @@ impl RunningJob {
             let Some(event) = event else { break };
             let ending = match event {
                 Event::RankEnded(exit) => {
+                    if std::mem::replace(&mut ended[exit.rank as usize], true) {
+                        continue;
+                    }
                     running -= 1;
                     self.shared.set_ended(exit.rank, exit.status);
                     self.shared.checkpoint_event(CkptEvent::RankGone {
@@ -387,7 +479,32 @@ impl RunningJob {
                     job: self.name.to_string(),
                     snapshot,
                 }),
+                Event::NodeFailed { node, ranks, cause } => {
+                    self.ranks.node_failed(&node);
+                    for rank in ranks.clone() {
+                        if !std::mem::replace(&mut ended[rank as usize], true) {
+                            running -= 1;
+                            self.shared.set_ended(rank, node::ExitStatus::Unknown);
+                            self.shared.checkpoint_event(CkptEvent::RankGone {
+                                rank,
+                                why: format!("its node {node} failed"),
+                            });
+                        }
+                    }
+                    Some(Outcome::NodeFailed { node, ranks, cause })
+                }
             };
+            // A node failure explains the ranks that failed because of it: it becomes the
+            // cause even when one of them was reported first.
+            if let Some(outcome @ Outcome::NodeFailed { .. }) = &ending
+                && matches!(cause, Some(Outcome::RankFailed(_)))
+            {
+                if let Some(line) = outcome.describe() {
+                    say(&line);
+                }
+                cause = ending;
+                continue;
+            }
             if let Some(outcome) = ending
                 && cause.is_none()
             {
@@ -395,6 +512,7 @@ impl RunningJob {
                     say(&line);
                 }
                 cause = Some(outcome);
+                cause_at = Some(Instant::now());
                 self.shared.checkpoint_event(CkptEvent::JobEnding);
                 if running > 0 {
                     self.ranks.signal_all(Signal::TERM);
@@ -403,8 +521,43 @@ impl RunningJob {
             }
         }
         self.ranks.finish();
-        cause.unwrap_or(Outcome::Success)
+        (cause.unwrap_or(Outcome::Success), cause_at)
     }
+}
+
+/// The ranks of a job: started here, or by node daemons.
+#[derive(Debug)]
+enum Members {
+    Local(Ranks),
+    Nodes(NodeSet),
+}
+
+impl Members {
+    fn signal_all(&self, signal: Signal) {
+        match self {
+            Self::Local(ranks) => ranks.signal_all(signal),
+            Self::Nodes(nodes) => nodes.signal_all(signal.as_raw()),
+        }
+    }
+
+    fn node_failed(&mut self, node: &str) {
+        if let Self::Nodes(nodes) = self {
+            nodes.kill_node(node);
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Self::Local(ranks) => ranks.finish(),
+            Self::Nodes(nodes) => nodes.finish(),
+        }
+    }
+}
+
+fn lossy(args: &[OsString]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }
 
 fn unix_now() -> u64 {

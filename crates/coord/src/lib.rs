@@ -9,8 +9,10 @@
 mod checkpoint;
 mod client;
 mod control_socket;
+mod hosts;
 mod job_name;
 mod launch;
+mod nodes;
 mod outcome;
 mod proc_tree;
 mod report;
@@ -20,17 +22,23 @@ mod shm_dir;
 mod table;
 
 pub use checkpoint::{
-    CheckpointConfig, CheckpointStatus, DEFAULT_CHECKPOINT_TIMEOUT, Progress, show_duration,
+    CheckpointConfig, CheckpointStatus, DEFAULT_CHECKPOINT_TIMEOUT, Progress, Recovery,
+    show_duration,
 };
 pub use client::{
     ClientError, JobRef, checkpoint_status, job_status, live_jobs, query, request_checkpoint,
 };
 pub use control_socket::SocketError;
+pub use hosts::{
+    HostSpec, HostsError, Launcher, coordinator_addr, parse_hostfile, parse_hosts, place,
+    read_hostfile,
+};
 pub use job_name::{JobName, JobNameError};
 pub use launch::{
     Launch, LaunchConfig, LaunchError, RestartFrom, RunningJob, Stopper, TERMINATION_GRACE,
     Transport,
 };
+pub use nodes::NodesConfig;
 pub use outcome::Outcome;
 pub use report::error_chain;
 pub use runtime_dir::{RuntimeDir, RuntimeDirError};

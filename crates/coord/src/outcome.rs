@@ -20,6 +20,12 @@ pub enum Outcome {
     Interrupted { signal: i32 },
     /// A checkpoint with `--terminate` was committed and the job ended after it.
     Checkpointed { job: String, snapshot: String },
+    /// A node's daemon failed, taking these ranks with it.
+    NodeFailed {
+        node: String,
+        ranks: std::ops::Range<u32>,
+        cause: String,
+    },
 }
 
 impl Outcome {
@@ -35,6 +41,7 @@ impl Outcome {
                 c => c,
             },
             Self::Interrupted { signal } => low_byte(128 + signal),
+            Self::NodeFailed { .. } => 1,
         }
     }
 
@@ -54,6 +61,15 @@ impl Outcome {
             } => Some(format!(
                 "rank {rank} (pid {pid}) called abort with code {code}: {reason}"
             )),
+            Self::NodeFailed { node, ranks, cause } => {
+                let ranks = match ranks.len() {
+                    1 => format!("rank {}", ranks.start),
+                    _ => format!("ranks {}-{}", ranks.start, ranks.end.saturating_sub(1)),
+                };
+                Some(format!(
+                    "node {node} ({ranks}) failed: {cause}; ending the job"
+                ))
+            }
             Self::Checkpointed { job, snapshot } => {
                 Some(format!("job {job} ended after checkpoint {snapshot}"))
             }

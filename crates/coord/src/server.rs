@@ -5,7 +5,8 @@
 //! (SO_PEERCRED). Input that does not parse is logged, answered with an ERROR message if the
 //! peer still listens, and ends that connection only.
 
-use std::io;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,7 @@ use thiserror::Error;
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{CheckpointRequest, Message, ProcState, Refresh, Register, StatusReply};
 
-use crate::checkpoint::{CkptEvent, Origin};
+use crate::checkpoint::{CkptEvent, Origin, Recovery, StatusBoard};
 use crate::launch::Event;
 use crate::proc_tree::is_self_or_descendant;
 use crate::report::{error_chain, say};
@@ -45,6 +46,30 @@ pub(crate) struct JobInfo {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) cwd: String,
     pub(crate) transport: String,
+    /// Set when this start recovers from a failure.
+    pub(crate) recovery: Option<RecoveryWatch>,
+}
+
+/// Reports the time to recover once every rank of a recovered job runs again.
+#[derive(Debug, Clone)]
+pub(crate) struct RecoveryWatch {
+    pub(crate) since: Instant,
+    pub(crate) log: Arc<Mutex<Vec<Recovery>>>,
+    pub(crate) board: Arc<StatusBoard>,
+}
+
+impl RecoveryWatch {
+    fn recovered(&self, job: &str, ranks: u32) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = log.last_mut() {
+            last.recovered_ms = Some(ms);
+        }
+        self.board.set_recoveries(log.clone());
+        say(&format!(
+            "job {job} recovered: all {ranks} ranks run again {ms} ms after the failure"
+        ));
+    }
 }
 
 /// What a global snapshot's manifest records about the job, besides the parts.
@@ -90,6 +115,61 @@ enum Refusal {
     Write(#[source] io::Error),
 }
 
+/// A control connection: on the job's Unix socket, or relayed by a node daemon over TCP.
+#[derive(Debug)]
+pub(crate) enum Link {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Link {
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Self::Unix(s) => Self::Unix(s.try_clone()?),
+            Self::Tcp(s) => Self::Tcp(s.try_clone()?),
+        })
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Unix(s) => s.set_read_timeout(timeout),
+            Self::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Unix(s) => s.set_write_timeout(timeout),
+            Self::Tcp(s) => s.set_write_timeout(timeout),
+        }
+    }
+}
+
+impl Read for &Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match *self {
+            Link::Unix(s) => (&*s).read(buf),
+            Link::Tcp(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match *self {
+            Link::Unix(s) => (&*s).write(buf),
+            Link::Tcp(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match *self {
+            Link::Unix(s) => (&*s).flush(),
+            Link::Tcp(s) => (&*s).flush(),
+        }
+    }
+}
+
 /// State shared by the connection threads and the job's event loop.
 pub(crate) struct Shared {
     info: JobInfo,
@@ -106,7 +186,7 @@ pub(crate) struct Shared {
 struct State {
     table: ProcessTable,
     /// The open connection of every registered rank, for REFRESH.
-    links: Vec<Option<UnixStream>>,
+    links: Vec<Option<Link>>,
     refreshed: bool,
 }
 
@@ -249,7 +329,14 @@ impl Shared {
     }
 
     /// Records a registration and, once every rank has registered, sends every rank the table.
-    fn register(&self, register: &Register, link: UnixStream) -> Result<(), RegisterError> {
+    /// `relayed_from`: the node whose daemon relays the connection (and has checked the
+    /// pid, which only that node can see); the rank must be placed there.
+    fn register(
+        &self,
+        register: &Register,
+        link: Link,
+        relayed_from: Option<&str>,
+    ) -> Result<(), RegisterError> {
         let mut state = self.lock();
         let deadline = Instant::now() + SPAWN_WAIT;
         while register.rank < state.table.size() && !state.table.is_spawned(register.rank) {
@@ -263,11 +350,26 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        state.table.register(register, is_self_or_descendant)?;
+        match relayed_from {
+            None => state.table.register(register, is_self_or_descendant)?,
+            Some(node) => {
+                let placed = state.table.placed_on(register.rank);
+                if placed.is_some_and(|p| p != node) {
+                    return Err(RegisterError::WrongNode {
+                        rank: register.rank,
+                        node: node.to_owned(),
+                    });
+                }
+                state.table.register(register, |_, _| true)?;
+            }
+        }
         let _ = link.set_write_timeout(Some(WRITE_TIMEOUT));
         state.links[register.rank as usize] = Some(link);
         if state.table.all_registered() && !state.refreshed {
             state.refreshed = true;
+            if let Some(watch) = &self.info.recovery {
+                watch.recovered(&self.info.name, state.table.size());
+            }
             let refresh = Message::Refresh(Refresh {
                 table: state.table.entries().to_vec(),
             });
@@ -359,23 +461,35 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, shared: &Arc<Shared>)
 }
 
 fn serve(stream: UnixStream, shared: &Shared) {
-    if let Err(refusal) = converse(&stream, shared) {
+    refuse_on_error(&Link::Unix(stream), shared, None);
+}
+
+/// A connection a node daemon relays for a rank (or tool) of node `node`, already
+/// authenticated with the job's secret.
+pub(crate) fn serve_relayed(stream: TcpStream, shared: &Shared, node: &str) {
+    refuse_on_error(&Link::Tcp(stream), shared, Some(node));
+}
+
+fn refuse_on_error(stream: &Link, shared: &Shared, relayed_from: Option<&str>) {
+    if let Err(refusal) = converse(stream, shared, relayed_from) {
         let sentence = error_chain(&refusal);
         say(&format!("refused a control connection: {sentence}"));
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        let _ = write_message(&mut &stream, &Message::Error(sentence));
+        let _ = write_message(&mut &*stream, &Message::Error(sentence));
     }
 }
 
-fn converse(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
-    let peer = rustix::net::sockopt::socket_peercred(stream)
-        .map_err(|e| Refusal::Credentials(e.into()))?;
-    if peer.uid.as_raw() != shared.uid {
-        return Err(Refusal::ForeignUser {
-            uid: peer.uid.as_raw(),
-            pid: peer.pid.as_raw_pid(),
-            ours: shared.uid,
-        });
+fn converse(stream: &Link, shared: &Shared, relayed_from: Option<&str>) -> Result<(), Refusal> {
+    if let Link::Unix(unix) = stream {
+        let peer = rustix::net::sockopt::socket_peercred(unix)
+            .map_err(|e| Refusal::Credentials(e.into()))?;
+        if peer.uid.as_raw() != shared.uid {
+            return Err(Refusal::ForeignUser {
+                uid: peer.uid.as_raw(),
+                pid: peer.pid.as_raw_pid(),
+                ours: shared.uid,
+            });
+        }
     }
     stream
         .set_read_timeout(Some(FIRST_MESSAGE_TIMEOUT))
@@ -388,7 +502,7 @@ fn converse(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
         Err(ReadError::Closed) => Ok(()),
         Err(e) => Err(e.into()),
         Ok(Message::StatusRequest) => serve_tool(stream, shared),
-        Ok(Message::Register(register)) => serve_rank(stream, shared, &register),
+        Ok(Message::Register(register)) => serve_rank(stream, shared, &register, relayed_from),
         Ok(Message::CheckpointRequest(request)) => serve_checkpoint(stream, shared, &request),
         Ok(other) => Err(unexpected(&other)),
     }
@@ -398,13 +512,13 @@ fn unexpected(message: &Message) -> Refusal {
     Refusal::Unexpected(format!("{:?}", message.command()))
 }
 
-fn reply_status(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
+fn reply_status(stream: &Link, shared: &Shared) -> Result<(), Refusal> {
     write_message(&mut &*stream, &Message::StatusReply(shared.status_reply()))
         .map_err(Refusal::Write)
 }
 
 /// A tool's connection: answer status requests until it closes.
-fn serve_tool(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
+fn serve_tool(stream: &Link, shared: &Shared) -> Result<(), Refusal> {
     loop {
         reply_status(stream, shared)?;
         match read_message(&mut &*stream) {
@@ -418,7 +532,7 @@ fn serve_tool(stream: &UnixStream, shared: &Shared) -> Result<(), Refusal> {
 
 /// A tool's checkpoint request: queue it and answer when it is committed or has failed.
 fn serve_checkpoint(
-    stream: &UnixStream,
+    stream: &Link,
     shared: &Shared,
     request: &CheckpointRequest,
 ) -> Result<(), Refusal> {
@@ -440,9 +554,14 @@ fn serve_checkpoint(
 }
 
 /// A rank's connection: it stays open for the life of the rank.
-fn serve_rank(stream: &UnixStream, shared: &Shared, register: &Register) -> Result<(), Refusal> {
+fn serve_rank(
+    stream: &Link,
+    shared: &Shared,
+    register: &Register,
+    relayed_from: Option<&str>,
+) -> Result<(), Refusal> {
     let link = stream.try_clone().map_err(Refusal::Write)?;
-    shared.register(register, link)?;
+    shared.register(register, link, relayed_from)?;
     let rank = register.rank;
     tracing::debug!(rank, pid = register.pid, addr = %register.data_addr, "rank registered");
     let result = rank_messages(stream, shared, rank);
@@ -454,7 +573,7 @@ fn serve_rank(stream: &UnixStream, shared: &Shared, register: &Register) -> Resu
     result
 }
 
-fn rank_messages(stream: &UnixStream, shared: &Shared, rank: u32) -> Result<(), Refusal> {
+fn rank_messages(stream: &Link, shared: &Shared, rank: u32) -> Result<(), Refusal> {
     stream.set_read_timeout(None).map_err(Refusal::Write)?;
     let check = |claimed: u32| {
         if claimed == rank {

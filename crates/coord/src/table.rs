@@ -15,6 +15,8 @@ pub enum RegisterError {
     Ended { rank: u32 },
     #[error("rank {rank} was not started yet")]
     NotStarted { rank: u32 },
+    #[error("rank {rank} does not run on node {node}")]
+    WrongNode { rank: u32, node: String },
     #[error(
         "pid {pid} is not the process started as rank {rank} (pid {spawned}) nor one of its descendants"
     )]
@@ -45,6 +47,20 @@ impl ProcessTable {
             entries,
             spawned: vec![0; size as usize],
         }
+    }
+
+    /// A table whose ranks are placed on nodes: `nodes[rank]`.
+    pub(crate) fn placed(nodes: &[String]) -> Self {
+        let mut table = Self::new(nodes.len() as u32, "");
+        for (entry, node) in table.entries.iter_mut().zip(nodes) {
+            entry.node.clone_from(node);
+        }
+        table
+    }
+
+    /// The node `rank` is placed on.
+    pub(crate) fn placed_on(&self, rank: u32) -> Option<&str> {
+        self.entries.get(rank as usize).map(|e| e.node.as_str())
     }
 
     pub(crate) fn size(&self) -> u32 {

@@ -10,7 +10,9 @@
 //! The only `unsafe` code is the `pre_exec` hook in `spawn.rs`.
 #![deny(unsafe_code)]
 
+pub mod daemon;
 mod output;
+mod proc_tree;
 pub mod program;
 mod ranks;
 mod signals;
@@ -18,7 +20,19 @@ mod spawn;
 mod status;
 mod stdin;
 
-pub use output::OutputCopy;
-pub use ranks::{ExitCallback, JobSpec, RankExit, Ranks, SpawnError};
+pub use output::{OutputCopy, RemotePiece};
+pub use ranks::{ExitCallback, JobSpec, OutputTo, RankExit, Ranks, SpawnError};
 pub use signals::signal_name;
 pub use status::ExitStatus;
+
+/// An error and its causes as one sentence: `a: b: c`.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -9,12 +9,21 @@ use std::thread::{self, JoinHandle};
 /// passed on in pieces of this size so that memory stays bounded.
 const MAX_PIECE: u64 = 64 * 1024;
 
-/// Which of the launcher's streams receives the output.
-#[derive(Debug, Clone, Copy)]
+/// Where a rank's output goes: one of this process's streams, or (in a node daemon) a channel
+/// to the coordinator, as `(rank, stream, bytes)` with stream 1 for stdout and 2 for stderr.
+#[derive(Debug, Clone)]
 pub(crate) enum Sink {
     Stdout,
     Stderr,
+    Remote {
+        rank: u32,
+        stream: u8,
+        to: Sender<RemotePiece>,
+    },
 }
+
+/// A piece of a rank's output on its way to the coordinator: `(rank, stream, bytes)`.
+pub type RemotePiece = (u32, u8, Vec<u8>);
 
 /// A copy of a rank's output: `(rank, line)` for every line once it has been passed on, the
 /// line without its newline and without the `[rank] ` prefix.
@@ -49,22 +58,28 @@ fn copy_lines(source: impl Read, sink: Sink, prefix: &str, copy: Option<&(u32, O
             Ok(_) => {}
         }
         let head = if at_line_start { prefix } else { "" };
-        write_piece(sink, head.as_bytes(), &piece);
         if let Some((rank, copy)) = copy {
             let text = String::from_utf8_lossy(&piece);
             // A receiver that has gone away only stops the copy, never the forwarding.
             let _ = copy.send((*rank, text.trim_end_matches('\n').to_owned()));
         }
+        // A piece without a newline that is shorter than the limit ends at the end of the
+        // stream: the last line. It gets its newline in the same write, so that another rank's
+        // line cannot land between the two.
+        if piece.last() != Some(&b'\n') && (piece.len() as u64) < MAX_PIECE {
+            piece.push(b'\n');
+        }
+        write_piece(&sink, head.as_bytes(), &piece);
         at_line_start = piece.last() == Some(&b'\n');
     }
     if !at_line_start {
-        write_piece(sink, b"", b"\n");
+        write_piece(&sink, b"", b"\n");
     }
 }
 
 /// Writes under the stream's lock. A failed write (a closed terminal, a full disk) is not a
 /// reason to stop reading: the rank would block on a full pipe.
-fn write_piece(sink: Sink, head: &[u8], piece: &[u8]) {
+fn write_piece(sink: &Sink, head: &[u8], piece: &[u8]) {
     fn put(mut w: impl Write, head: &[u8], piece: &[u8]) {
         let _ = w
             .write_all(head)
@@ -74,5 +89,11 @@ fn write_piece(sink: Sink, head: &[u8], piece: &[u8]) {
     match sink {
         Sink::Stdout => put(io::stdout().lock(), head, piece),
         Sink::Stderr => put(io::stderr().lock(), head, piece),
+        Sink::Remote { rank, stream, to } => {
+            let mut bytes = Vec::with_capacity(head.len() + piece.len());
+            bytes.extend_from_slice(head);
+            bytes.extend_from_slice(piece);
+            let _ = to.send((*rank, *stream, bytes));
+        }
     }
 }

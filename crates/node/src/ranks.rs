@@ -13,7 +13,7 @@ use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus, WaitOptions};
 use thiserror::Error;
 
-use crate::output::{self, OutputCopy, Sink};
+use crate::output::{self, OutputCopy, RemotePiece, Sink};
 use crate::spawn::{self, RankCommand};
 use crate::status::ExitStatus;
 
@@ -29,8 +29,17 @@ pub struct JobSpec {
     /// `argv[0]` as the user wrote it.
     pub arg0: OsString,
     pub args: Vec<OsString>,
-    /// Number of ranks; all of them run here.
+    /// Number of ranks of the whole job.
     pub size: u32,
+    /// The ranks that run here: all of them (`0..size`) on one machine, a block of them under
+    /// a node daemon. The first one started leads the process group.
+    pub ranks: std::ops::Range<u32>,
+    /// Where the ranks' output goes: this process's stdout and stderr, or (in a node daemon)
+    /// a channel to the coordinator.
+    pub output: OutputTo,
+    /// Copy this process's stdin to rank 0 (when rank 0 runs here); otherwise every rank
+    /// reads `/dev/null`.
+    pub stdin_to_rank0: bool,
     /// Variables every rank gets on top of the launcher's environment. The node adds
     /// `MPICR_RANK`, `MPICR_SIZE`, `MPICR_NODE`, `PMI_RANK` and `PMI_SIZE` itself.
     pub env: Vec<(OsString, OsString)>,
@@ -47,6 +56,15 @@ pub struct JobSpec {
     pub clear_env: bool,
     /// Also send every line the ranks write to stdout here (`mpicr demo` reads the results).
     pub stdout_copy: Option<OutputCopy>,
+}
+
+/// Where the ranks' stdout and stderr go.
+#[derive(Debug, Clone)]
+pub enum OutputTo {
+    /// This process's own stdout and stderr.
+    Local,
+    /// Pieces (whole lines, tag included) to the node daemon's link to the coordinator.
+    Remote(Sender<RemotePiece>),
 }
 
 /// One rank has ended.
@@ -121,7 +139,7 @@ impl Ranks {
             output_token: Some(output_token),
             finished: false,
         };
-        for rank in 0..spec.size {
+        for rank in spec.ranks.clone() {
             let pid = ranks.start(spec, rank, &on_exit)?;
             on_spawn(rank, pid.as_raw_pid() as u32);
         }
@@ -154,7 +172,7 @@ impl Ranks {
             clear_env: spec.clear_env,
             cwd: spec.cwd.as_deref(),
             process_group: self.pids.first().map_or(0, |leader| leader.as_raw_pid()),
-            stdin: if rank == 0 {
+            stdin: if rank == 0 && spec.stdin_to_rank0 {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -168,8 +186,9 @@ impl Ranks {
 
         let watcher = Watcher {
             rank,
+            index: self.pids.len() - 1,
             pid,
-            leader: rank == 0,
+            leader: self.pids.len() == 1,
             alive: self.alive.clone(),
         };
         let on_exit = on_exit.clone();
@@ -181,15 +200,30 @@ impl Ranks {
 
         let token = self.output_token.clone().expect("present until finish");
         let prefix = spec.tag_output.then(|| format!("[{rank}] "));
+        let (out_sink, err_sink) = match &spec.output {
+            OutputTo::Local => (Sink::Stdout, Sink::Stderr),
+            OutputTo::Remote(to) => (
+                Sink::Remote {
+                    rank,
+                    stream: 1,
+                    to: to.clone(),
+                },
+                Sink::Remote {
+                    rank,
+                    stream: 2,
+                    to: to.clone(),
+                },
+            ),
+        };
         if let Some(out) = child.stdout.take() {
             let name = format!("rank{rank}-out");
             let copy = spec.stdout_copy.clone().map(|copy| (rank, copy));
-            output::forward(name, out, Sink::Stdout, prefix.clone(), copy, token.clone())
+            output::forward(name, out, out_sink, prefix.clone(), copy, token.clone())
                 .map_err(thread)?;
         }
         if let Some(err) = child.stderr.take() {
             let name = format!("rank{rank}-err");
-            output::forward(name, err, Sink::Stderr, prefix, None, token).map_err(thread)?;
+            output::forward(name, err, err_sink, prefix, None, token).map_err(thread)?;
         }
         if let Some(input) = child.stdin.take() {
             crate::stdin::forward_to(input).map_err(thread)?;
@@ -268,6 +302,8 @@ impl Drop for Ranks {
 /// Waits for one rank on its own thread.
 struct Watcher {
     rank: u32,
+    /// Position of the rank among the ranks started here.
+    index: usize,
     pid: Pid,
     /// The group leader is observed but left a zombie; [`Ranks::shut_down`] reaps it.
     leader: bool,
@@ -296,7 +332,7 @@ impl Watcher {
             if !self.leader {
                 reap(self.pid);
             }
-            alive[self.rank as usize] = false;
+            alive[self.index] = false;
         }
         tracing::debug!(rank = self.rank, %status, "rank ended");
         RankExit {

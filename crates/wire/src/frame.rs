@@ -50,6 +50,22 @@ pub enum Command {
     CheckpointFailed = 14,
     /// The coordinator gives up a checkpoint; ranks waiting for it go on.
     CheckpointCancel = 15,
+    /// A node daemon, or a rank's connection relayed by one, proves it belongs to the job.
+    NodeHello = 16,
+    /// The coordinator tells a node daemon which ranks to start and how.
+    NodeLaunch = 17,
+    /// A node daemon started a rank.
+    RankStarted = 18,
+    /// A piece of a rank's stdout or stderr, forwarded by its node daemon.
+    RankOutput = 19,
+    /// A rank's process ended, reported by its node daemon.
+    RankEnded = 20,
+    /// The coordinator asks a node daemon to signal its ranks.
+    NodeSignal = 21,
+    /// A node daemon is alive.
+    Heartbeat = 22,
+    /// The coordinator ends a node daemon (its ranks are killed).
+    NodeShutdown = 23,
 }
 
 impl Command {
@@ -71,6 +87,14 @@ impl Command {
             13 => Self::PartDone,
             14 => Self::CheckpointFailed,
             15 => Self::CheckpointCancel,
+            16 => Self::NodeHello,
+            17 => Self::NodeLaunch,
+            18 => Self::RankStarted,
+            19 => Self::RankOutput,
+            20 => Self::RankEnded,
+            21 => Self::NodeSignal,
+            22 => Self::Heartbeat,
+            23 => Self::NodeShutdown,
             _ => return None,
         })
     }

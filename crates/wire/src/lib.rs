@@ -25,6 +25,7 @@ pub use frame::{
 };
 pub use message::{
     Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
-    CheckpointRequest, Exit, Message, PartDone, ProcEntry, ProcState, Refresh, Register,
+    CheckpointRequest, Exit, Heartbeat, HelloRole, Message, NodeHello, NodeLaunch, NodeSignal,
+    PartDone, ProcEntry, ProcState, RankEnded, RankOutput, RankStarted, Refresh, Register,
     SafepointCount, StatusReply,
 };

@@ -155,6 +155,85 @@ pub struct CheckpointCancel {
     pub epoch: u64,
 }
 
+/// What a connection to the coordinator's TCP control port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloRole {
+    /// The node daemon's own connection (launch, output, exits, heartbeats).
+    Daemon,
+    /// A connection of a rank (or tool) on the node, relayed by the daemon; the frames that
+    /// follow are those of the Unix control socket.
+    Relay,
+}
+
+/// The first message on the coordinator's TCP control port: the job's secret proves that the
+/// peer was started by this job's coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHello {
+    pub job: String,
+    pub node: String,
+    pub role: HelloRole,
+    pub secret: String,
+}
+
+/// The ranks a node daemon starts, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLaunch {
+    /// The file to execute (already resolved by the coordinator).
+    pub program: String,
+    pub arg0: String,
+    pub args: Vec<String>,
+    /// The environment of every rank; the daemon adds the node-local `MPICR_*` variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory of the ranks; empty keeps the daemon's.
+    pub cwd: String,
+    /// Ranks of the whole job.
+    pub size: u32,
+    /// The ranks this node starts (consecutive).
+    pub first_rank: u32,
+    pub count: u32,
+    pub tag_output: bool,
+    /// The address the ranks' TCP listeners bind; empty: the daemon's address towards the
+    /// coordinator.
+    pub bind_addr: String,
+}
+
+/// A node daemon started `rank` as `pid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankStarted {
+    pub rank: u32,
+    pub pid: u32,
+}
+
+/// Bytes a rank wrote: one line (or a piece of a very long one), with its `[rank] ` tag when
+/// the job asked for one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankOutput {
+    pub rank: u32,
+    /// 1 stdout, 2 stderr.
+    pub stream: u8,
+    pub bytes: Vec<u8>,
+}
+
+/// A rank's process ended with `state` (`Exited` or `Signaled`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankEnded {
+    pub rank: u32,
+    pub pid: u32,
+    pub state: ProcState,
+}
+
+/// Send `signal` to every rank of the node (and their process group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSignal {
+    pub signal: i32,
+}
+
+/// A node daemon's sign of life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub seq: u64,
+}
+
 /// Every control message, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -173,6 +252,14 @@ pub enum Message {
     PartDone(PartDone),
     CheckpointFailed(CheckpointFailed),
     CheckpointCancel(CheckpointCancel),
+    NodeHello(NodeHello),
+    NodeLaunch(NodeLaunch),
+    RankStarted(RankStarted),
+    RankOutput(RankOutput),
+    RankEnded(RankEnded),
+    NodeSignal(NodeSignal),
+    Heartbeat(Heartbeat),
+    NodeShutdown,
 }
 
 fn config() -> impl bincode::config::Config {
@@ -223,6 +310,14 @@ impl Message {
             Self::PartDone(_) => Command::PartDone,
             Self::CheckpointFailed(_) => Command::CheckpointFailed,
             Self::CheckpointCancel(_) => Command::CheckpointCancel,
+            Self::NodeHello(_) => Command::NodeHello,
+            Self::NodeLaunch(_) => Command::NodeLaunch,
+            Self::RankStarted(_) => Command::RankStarted,
+            Self::RankOutput(_) => Command::RankOutput,
+            Self::RankEnded(_) => Command::RankEnded,
+            Self::NodeSignal(_) => Command::NodeSignal,
+            Self::Heartbeat(_) => Command::Heartbeat,
+            Self::NodeShutdown => Command::NodeShutdown,
         }
     }
 
@@ -244,6 +339,14 @@ impl Message {
             Self::PartDone(m) => to_payload(m),
             Self::CheckpointFailed(m) => to_payload(m),
             Self::CheckpointCancel(m) => to_payload(m),
+            Self::NodeHello(m) => to_payload(m),
+            Self::NodeLaunch(m) => to_payload(m),
+            Self::RankStarted(m) => to_payload(m),
+            Self::RankOutput(m) => to_payload(m),
+            Self::RankEnded(m) => to_payload(m),
+            Self::NodeSignal(m) => to_payload(m),
+            Self::Heartbeat(m) => to_payload(m),
+            Self::NodeShutdown => Vec::new(),
         };
         encode_frame(self.command(), &payload)
     }
@@ -274,6 +377,22 @@ impl Message {
             Command::PartDone => Self::PartDone(from_payload(command, payload)?),
             Command::CheckpointFailed => Self::CheckpointFailed(from_payload(command, payload)?),
             Command::CheckpointCancel => Self::CheckpointCancel(from_payload(command, payload)?),
+            Command::NodeHello => Self::NodeHello(from_payload(command, payload)?),
+            Command::NodeLaunch => Self::NodeLaunch(from_payload(command, payload)?),
+            Command::RankStarted => Self::RankStarted(from_payload(command, payload)?),
+            Command::RankOutput => Self::RankOutput(from_payload(command, payload)?),
+            Command::RankEnded => Self::RankEnded(from_payload(command, payload)?),
+            Command::NodeSignal => Self::NodeSignal(from_payload(command, payload)?),
+            Command::Heartbeat => Self::Heartbeat(from_payload(command, payload)?),
+            Command::NodeShutdown => {
+                if !payload.is_empty() {
+                    return Err(FrameError::Payload {
+                        command,
+                        reason: "a node shutdown carries no payload".into(),
+                    });
+                }
+                Self::NodeShutdown
+            }
         })
     }
 }
@@ -352,6 +471,38 @@ mod tests {
             reason: "r".into(),
         }));
         round_trip(Message::CheckpointCancel(CheckpointCancel { epoch: 2 }));
+        round_trip(Message::NodeHello(NodeHello {
+            job: "j".into(),
+            node: "n1".into(),
+            role: HelloRole::Relay,
+            secret: "s".into(),
+        }));
+        round_trip(Message::NodeLaunch(NodeLaunch {
+            program: "/bin/p".into(),
+            arg0: "p".into(),
+            args: vec!["1".into()],
+            env: vec![("A".into(), "b".into())],
+            cwd: "/".into(),
+            size: 8,
+            first_rank: 3,
+            count: 3,
+            tag_output: true,
+            bind_addr: "10.0.0.2".into(),
+        }));
+        round_trip(Message::RankStarted(RankStarted { rank: 3, pid: 9 }));
+        round_trip(Message::RankOutput(RankOutput {
+            rank: 3,
+            stream: 2,
+            bytes: b"x\n".to_vec(),
+        }));
+        round_trip(Message::RankEnded(RankEnded {
+            rank: 3,
+            pid: 9,
+            state: ProcState::Exited(1),
+        }));
+        round_trip(Message::NodeSignal(NodeSignal { signal: 15 }));
+        round_trip(Message::Heartbeat(Heartbeat { seq: 7 }));
+        round_trip(Message::NodeShutdown);
     }
 
     #[test]
@@ -366,7 +517,7 @@ mod tests {
                     seed as u8
                 })
                 .collect();
-            for code in 1..=15 {
+            for code in 1..=23 {
                 let command = Command::from_code(code).unwrap();
                 let _ = Message::decode(command, &payload);
             }

@@ -128,6 +128,16 @@ impl Sandbox {
         job
     }
 
+    /// The sandbox's private directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The marker in the environment of every process of this sandbox.
+    pub fn marker(&self) -> &str {
+        &self.marker
+    }
+
     /// The snapshot directory of this sandbox.
     pub fn snapshots(&self) -> PathBuf {
         self.dir.path().join("state/mpicr/snapshots")

@@ -1,0 +1,497 @@
+//! The coordinator's side of a job on several nodes: the TCP control port, the node daemons
+//! it starts through the launcher, and what it hears from them.
+//!
+//! Every connection to the TCP port must begin with NODE_HELLO carrying the job's secret;
+//! anything else is logged (`mpicr: refused a control connection from ADDR: reason`) and
+//! closed, and the job goes on. A daemon's own connection then carries NODE_LAUNCH down and
+//! RANK_STARTED, RANK_OUTPUT, RANK_ENDED and HEARTBEAT up; a relayed connection carries a
+//! rank's frames exactly as the Unix control socket would.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use node::{ExitStatus, RankExit};
+use wire::stream::{ReadError, read_message, write_message};
+use wire::{HelloRole, Message, NodeLaunch, NodeSignal, ProcState};
+
+use crate::hosts::{HostSpec, Launcher, new_secret, same_secret};
+use crate::launch::Event;
+use crate::report::{error_chain, say};
+use crate::server::{Shared, serve_relayed};
+
+/// How long a new connection on the TCP port may take to say who it is.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemons may take to connect back after they were started.
+const DAEMON_START: Duration = Duration::from_secs(30);
+/// How long a write to a daemon may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the daemons may take to end once told to.
+const DAEMON_EXIT: Duration = Duration::from_secs(5);
+
+/// How the job reaches its nodes.
+#[derive(Debug, Clone)]
+pub struct NodesConfig {
+    pub hosts: Vec<HostSpec>,
+    pub launcher: Launcher,
+    /// The address the coordinator listens on (`--coordinator-addr`, or found by routing).
+    pub listen: IpAddr,
+    /// How often the daemons send a heartbeat; three missed ones fail the node.
+    pub heartbeat: Duration,
+    /// The `mpicr` program the daemons run (`mpicr node`).
+    pub daemon_program: PathBuf,
+}
+
+impl NodesConfig {
+    /// How long a daemon may be silent before its node counts as failed.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat * 3
+    }
+}
+
+/// One node of the running job.
+struct NodeRun {
+    name: String,
+    ranks: Range<u32>,
+    child: Option<Child>,
+    link: Option<TcpStream>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// The daemons of a running job. Dropping it ends them.
+pub(crate) struct NodeSet {
+    nodes: Vec<NodeRun>,
+    finishing: Arc<AtomicBool>,
+    stop_accept: Arc<AtomicBool>,
+    port: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NodeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSet")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the accepting threads need.
+struct Gate {
+    job: String,
+    secret: String,
+    nodes: Vec<String>,
+    shared: Arc<Shared>,
+    daemons: Mutex<Sender<(String, TcpStream)>>,
+}
+
+impl NodeSet {
+    /// Starts a daemon on every node that gets ranks (`counts[i]` ranks on `hosts[i]`, block
+    /// placement), waits for each to connect back and sends it its ranks.
+    pub(crate) fn start(
+        config: &NodesConfig,
+        counts: &[u32],
+        launch: &NodeLaunch,
+        shared: Arc<Shared>,
+        events: Sender<Event>,
+    ) -> Result<Self, String> {
+        let job = shared.job_name().to_owned();
+        let listener = TcpListener::bind((config.listen, 0)).map_err(|e| {
+            format!(
+                "cannot listen for the node daemons on {}: {e}",
+                config.listen
+            )
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the control port's address: {e}"))?;
+        let secret = new_secret().map_err(|e| format!("cannot make the job's secret: {e}"))?;
+        let mut nodes = Vec::new();
+        let mut first = 0;
+        for (host, &count) in config.hosts.iter().zip(counts) {
+            if count > 0 {
+                nodes.push(NodeRun {
+                    name: host.name.clone(),
+                    ranks: first..first + count,
+                    child: None,
+                    link: None,
+                    reader: None,
+                });
+            }
+            first += count;
+        }
+        let (daemons, hellos) = mpsc::channel();
+        let gate = Arc::new(Gate {
+            job: job.clone(),
+            secret: secret.clone(),
+            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+            shared: shared.clone(),
+            daemons: Mutex::new(daemons),
+        });
+        let stop_accept = Arc::new(AtomicBool::new(false));
+        let accept = thread::Builder::new()
+            .name("node-accept".into())
+            .spawn({
+                let stop = stop_accept.clone();
+                move || accept_loop(&listener, &stop, &gate)
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        let mut set = Self {
+            nodes,
+            finishing: Arc::new(AtomicBool::new(false)),
+            stop_accept,
+            port,
+            accept: Some(accept),
+        };
+        tracing::info!(%port, "control port for the node daemons");
+        let ms = config.heartbeat.as_millis().max(1);
+        for node in &mut set.nodes {
+            let daemon = vec![
+                config.daemon_program.display().to_string(),
+                "node".to_owned(),
+                "--coordinator".to_owned(),
+                port.to_string(),
+                "--job".to_owned(),
+                job.clone(),
+                "--node".to_owned(),
+                node.name.clone(),
+                "--heartbeat".to_owned(),
+                format!("{ms}ms"),
+            ];
+            let command = config.launcher.command(&node.name, &daemon);
+            node.child = Some(start_daemon(&node.name, &command, &secret)?);
+        }
+        // Wait for every daemon to connect back.
+        let deadline = Instant::now() + DAEMON_START;
+        while set.nodes.iter().any(|n| n.link.is_none()) {
+            match hellos.recv_timeout(Duration::from_millis(100)) {
+                Ok((name, stream)) => {
+                    if let Some(node) = set
+                        .nodes
+                        .iter_mut()
+                        .find(|n| n.name == name && n.link.is_none())
+                    {
+                        node.link = Some(stream);
+                    } else {
+                        say(&format!(
+                            "refused a second daemon connection for node {name}"
+                        ));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the control port stopped".into());
+                }
+            }
+            for node in &mut set.nodes {
+                if node.link.is_none()
+                    && let Some(child) = node.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    return Err(format!(
+                        "the daemon of node {} ended ({status}) before it connected to the coordinator",
+                        node.name
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<_> = set
+                    .nodes
+                    .iter()
+                    .filter(|n| n.link.is_none())
+                    .map(|n| n.name.as_str())
+                    .collect();
+                return Err(format!(
+                    "the daemons of node(s) {} did not connect to the coordinator at {port} within {DAEMON_START:?}",
+                    missing.join(", ")
+                ));
+            }
+        }
+        let timeout = config.heartbeat_timeout();
+        for node in &mut set.nodes {
+            let link = node.link.as_ref().expect("every daemon connected");
+            let mut message = launch.clone();
+            message.first_rank = node.ranks.start;
+            message.count = node.ranks.len() as u32;
+            if let Some(addr) = config
+                .hosts
+                .iter()
+                .find(|h| h.name == node.name)
+                .and_then(|h| h.addr)
+            {
+                message.bind_addr = addr.to_string();
+            }
+            let _ = link.set_write_timeout(Some(WRITE_TIMEOUT));
+            write_message(&mut &*link, &Message::NodeLaunch(message))
+                .map_err(|e| format!("cannot send node {} its ranks: {e}", node.name))?;
+            let reader = link
+                .try_clone()
+                .map_err(|e| format!("cannot follow node {}: {e}", node.name))?;
+            let follow = Follow {
+                node: node.name.clone(),
+                ranks: node.ranks.clone(),
+                timeout,
+                shared: shared.clone(),
+                events: events.clone(),
+                finishing: set.finishing.clone(),
+            };
+            node.reader = Some(
+                thread::Builder::new()
+                    .name(format!("node-{}", node.name))
+                    .spawn(move || follow.run(&reader))
+                    .map_err(|e| format!("cannot start a thread: {e}"))?,
+            );
+        }
+        Ok(set)
+    }
+
+    /// The node each rank runs on, by rank.
+    pub(crate) fn placement(hosts: &[HostSpec], counts: &[u32]) -> Vec<String> {
+        hosts
+            .iter()
+            .zip(counts)
+            .flat_map(|(h, &c)| std::iter::repeat_n(h.name.clone(), c as usize))
+            .collect()
+    }
+
+    /// Asks every daemon to send `signal` to its ranks.
+    pub(crate) fn signal_all(&self, signal: i32) {
+        for node in &self.nodes {
+            if let Some(link) = &node.link {
+                let _ = write_message(&mut &*link, &Message::NodeSignal(NodeSignal { signal }));
+            }
+        }
+    }
+
+    /// Kills the launcher process of a failed node at once (for a local launcher such as
+    /// `ip netns exec`, the daemon itself, whose ranks die with it); a hung daemon is not
+    /// waited for at the end.
+    pub(crate) fn kill_node(&mut self, name: &str) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.name == name)
+            && let Some(mut child) = node.child.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Ends every daemon (their ranks are killed), waits for them, kills those that do not end.
+    pub(crate) fn finish(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if self.finishing.swap(true, Ordering::SeqCst) && self.nodes.is_empty() {
+            return;
+        }
+        for node in &self.nodes {
+            if let Some(link) = &node.link {
+                let _ = write_message(&mut &*link, &Message::NodeShutdown);
+            }
+        }
+        // A reader ends when its daemon closes the connection (after the last output), or
+        // after a heartbeat timeout.
+        for node in &mut self.nodes {
+            if let Some(reader) = node.reader.take() {
+                let _ = reader.join();
+            }
+            if let Some(link) = node.link.take() {
+                let _ = link.shutdown(Shutdown::Both);
+            }
+        }
+        let deadline = Instant::now() + DAEMON_EXIT;
+        for node in &mut self.nodes {
+            let Some(mut child) = node.child.take() else {
+                continue;
+            };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        tracing::warn!(node = node.name, "the daemon did not end; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        self.nodes.clear();
+        self.stop_accept.store(true, Ordering::SeqCst);
+        let woken = TcpStream::connect_timeout(&self.port, Duration::from_secs(1)).is_ok();
+        if let Some(accept) = self.accept.take()
+            && woken
+        {
+            let _ = accept.join();
+        }
+    }
+}
+
+impl Drop for NodeSet {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// Starts `command` (the launcher and `mpicr node …`) and gives it the secret on stdin.
+fn start_daemon(node: &str, command: &[String], secret: &str) -> Result<Child, String> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| "the launcher command is empty".to_owned())?;
+    tracing::debug!(node, ?command, "starting a node daemon");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        // Ctrl-C at the terminal goes to `mpicr run`, which ends the daemons in order.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start the daemon of node {node} with `{program}`: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // The daemon reads one line; ssh and srun pass stdin on to it.
+        let _ = writeln!(stdin, "{secret}");
+    }
+    Ok(child)
+}
+
+use std::os::unix::process::CommandExt as _;
+
+fn accept_loop(listener: &TcpListener, stop: &AtomicBool, gate: &Arc<Gate>) {
+    for connection in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match connection {
+            Ok(stream) => {
+                let gate = gate.clone();
+                let _ = thread::Builder::new()
+                    .name("node-hello".into())
+                    .spawn(move || admit(stream, &gate));
+            }
+            Err(e) => {
+                tracing::warn!("accepting a node connection failed: {e}");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Checks a connection's NODE_HELLO and hands it on; refuses and logs anything else.
+fn admit(stream: TcpStream, gate: &Gate) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "an unknown address".to_owned(), |a| a.to_string());
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let refusal = match read_message(&mut &stream) {
+        Ok(Message::NodeHello(hello)) => {
+            if hello.job != gate.job {
+                format!("it asked for job `{}`, not `{}`", hello.job, gate.job)
+            } else if !same_secret(&hello.secret, &gate.secret) {
+                format!(
+                    "node `{}` did not prove that it knows the job's secret",
+                    hello.node
+                )
+            } else if !gate.nodes.contains(&hello.node) {
+                format!("`{}` is not a node of this job", hello.node)
+            } else {
+                let _ = stream.set_read_timeout(None);
+                match hello.role {
+                    HelloRole::Daemon => {
+                        let daemons = gate.daemons.lock().unwrap_or_else(PoisonError::into_inner);
+                        let _ = daemons.send((hello.node, stream));
+                    }
+                    HelloRole::Relay => serve_relayed(stream, &gate.shared, &hello.node),
+                }
+                return;
+            }
+        }
+        // A probe that closes without a word (or our own wake-up at the end).
+        Err(ReadError::Closed) => return,
+        Ok(other) => format!(
+            "the first message was {:?}, not NODE_HELLO",
+            other.command()
+        ),
+        Err(e) => error_chain(&e),
+    };
+    say(&format!(
+        "refused a control connection from {peer}: {refusal}"
+    ));
+    let _ = write_message(&mut &stream, &Message::Error(refusal));
+}
+
+/// Follows one daemon's connection.
+struct Follow {
+    node: String,
+    ranks: Range<u32>,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    events: Sender<Event>,
+    finishing: Arc<AtomicBool>,
+}
+
+impl Follow {
+    fn run(self, stream: &TcpStream) {
+        let _ = stream.set_read_timeout(Some(self.timeout));
+        let cause = loop {
+            match read_message(&mut &*stream) {
+                Ok(Message::Heartbeat(_)) => {}
+                Ok(Message::RankStarted(started)) if self.ranks.contains(&started.rank) => {
+                    self.shared.set_spawned(started.rank, started.pid);
+                }
+                Ok(Message::RankOutput(output)) if self.ranks.contains(&output.rank) => {
+                    let _ = if output.stream == 2 {
+                        io::stderr().lock().write_all(&output.bytes)
+                    } else {
+                        io::stdout().lock().write_all(&output.bytes)
+                    };
+                }
+                Ok(Message::RankEnded(ended)) if self.ranks.contains(&ended.rank) => {
+                    let status = match ended.state {
+                        ProcState::Signaled(signal) => ExitStatus::Signaled(signal),
+                        ProcState::Exited(code) => ExitStatus::Exited(code),
+                        _ => ExitStatus::Unknown,
+                    };
+                    let _ = self.events.send(Event::RankEnded(RankExit {
+                        rank: ended.rank,
+                        pid: ended.pid,
+                        status,
+                    }));
+                }
+                Ok(Message::Error(why)) => break format!("its daemon reported: {why}"),
+                Ok(other) => {
+                    break format!("its daemon sent an unexpected {:?}", other.command());
+                }
+                Err(ReadError::Closed) => break "its daemon's connection closed".to_owned(),
+                Err(ReadError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break format!(
+                        "its daemon missed its heartbeats for {}",
+                        crate::checkpoint::show_duration(self.timeout)
+                    );
+                }
+                Err(e) => break format!("its daemon's connection failed: {}", error_chain(&e)),
+            }
+        };
+        if !self.finishing.load(Ordering::SeqCst) {
+            let _ = self.events.send(Event::NodeFailed {
+                node: self.node,
+                ranks: self.ranks,
+                cause,
+            });
+        }
+    }
+}
