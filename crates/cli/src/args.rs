@@ -64,6 +64,9 @@ pub(crate) enum Command {
     /// (needs `mpicr-heat` next to mpicr)
     #[command(after_help = EXIT_CODES, long_about = DEMO_ABOUT)]
     Demo,
+    /// Serve a web dashboard of the running jobs: process tables, checkpoints, snapshots
+    #[command(after_help = EXIT_CODES, long_about = crate::dashboard::DASHBOARD_ABOUT)]
+    Dashboard(crate::dashboard::DashboardArgs),
     /// The node daemon of a job on several nodes; `mpicr run --hosts/--hostfile` starts it on
     /// every node through the launcher (not for direct use)
     #[command(hide = true)]

@@ -7,6 +7,7 @@
 mod args;
 mod checkpoint;
 mod compat;
+mod dashboard;
 mod demo;
 mod logging;
 mod node_daemon;
@@ -54,6 +55,7 @@ pub fn mpicr_main() -> ExitCode {
         Command::Snapshots(snapshots) => snapshots::main(&snapshots),
         Command::Gc(gc) => snapshots::gc(&gc),
         Command::Demo => demo::main(),
+        Command::Dashboard(dashboard) => dashboard::main(&dashboard),
         Command::Node(node) => node_daemon::main(&node),
         Command::NodeCleanup { dirs } => {
             node::daemon::cleanup_after_daemon(&dirs);

@@ -1,0 +1,195 @@
+//! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver)
+//! opens the page of a running job, sees every rank, takes a checkpoint with the button and
+//! its confirmation, and sees the new snapshot in the timeline; without the token the page is
+//! refused. Needs Debian's `chromium` and `chromium-driver` (scripts/install-browser.sh);
+//! MPICR_SKIP_BROWSER=1 skips it where no browser can be installed.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use fantoccini::{ClientBuilder, Locator};
+
+/// Screenshots of the page, for a person to look at after a run.
+const SHOT_BEFORE: &str = "/tmp/mpicr-dashboard-test.png";
+const SHOT_DIALOG: &str = "/tmp/mpicr-dashboard-test-dialog.png";
+const SHOT_AFTER: &str = "/tmp/mpicr-dashboard-test-after-checkpoint.png";
+
+fn in_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Ends chromedriver and every browser process it started (one process group).
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        kill_group(self.0.id());
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_from_the_page() {
+    if std::env::var_os("MPICR_SKIP_BROWSER").is_some_and(|v| v == "1") {
+        eprintln!("MPICR_SKIP_BROWSER=1: the dashboard's browser test is skipped");
+        return;
+    }
+    let (Some(chromium), Some(chromedriver)) = (in_path("chromium"), in_path("chromedriver"))
+    else {
+        panic!(
+            "the dashboard's browser test needs Debian's `chromium` and `chromium-driver`: run \
+             scripts/install-browser.sh (as root), or set MPICR_SKIP_BROWSER=1 to skip this test"
+        );
+    };
+
+    let sandbox = Sandbox::new();
+    let name = job_name("browser");
+    sandbox.start_job(&name, 2, 3000);
+    let dash = sandbox.start_dashboard(&[]);
+    wait_until("the job's ranks to run", Duration::from_secs(60), || {
+        let reply = dash.get(&format!("/api/job/{name}"));
+        reply.status == 200
+            && reply.json()["ranks"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["state"] == "running"))
+    });
+
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("its address").port()
+    };
+    let driver = Driver(
+        Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display())),
+    );
+    wait_until("chromedriver to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver did not start a browser session: {e}"));
+
+    let result = async {
+        // The page with the token: both ranks appear, with their pids.
+        client.goto(&dash.url).await?;
+        let section = format!("section.job[data-job=\"{name}\"]");
+        for rank in 0..2 {
+            client
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css(&format!("{section} tr[data-rank=\"{rank}\"]")))
+                .await?;
+        }
+        let table = client
+            .find(Locator::Css(&format!("{section} table.procs")))
+            .await?
+            .text()
+            .await?;
+        let job = dash.get(&format!("/api/job/{name}")).json();
+        for rank in job["ranks"].as_array().expect("ranks") {
+            let pid = rank["pid"].to_string();
+            assert!(table.contains(&pid), "pid {pid} in the table: {table}");
+        }
+        assert!(table.contains("running"), "{table}");
+        let timeline = client
+            .find(Locator::Css(&format!("{section} table.timeline")))
+            .await?
+            .text()
+            .await?;
+        assert!(timeline.contains("no snapshots yet"), "{timeline}");
+        // CPU shares need a second sample.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        std::fs::write(SHOT_BEFORE, client.screenshot().await?).expect("a screenshot");
+
+        // Checkpoint now, confirmed in the dialog.
+        client
+            .find(Locator::Css(&format!("{section} button.ckpt-now")))
+            .await?
+            .click()
+            .await?;
+        let dialog = client
+            .wait()
+            .at_most(Duration::from_secs(5))
+            .for_element(Locator::Css("dialog#confirm[open]"))
+            .await?;
+        let question = dialog.text().await?;
+        assert!(question.contains(&name), "{question}");
+        std::fs::write(SHOT_DIALOG, client.screenshot().await?).expect("a screenshot");
+        client
+            .find(Locator::Css("#confirm-yes"))
+            .await?
+            .click()
+            .await?;
+        let snapshot = format!("{name}.1");
+        client
+            .wait()
+            .at_most(Duration::from_secs(60))
+            .for_element(Locator::Css(&format!(
+                "{section} table.timeline tr[data-snapshot=\"{snapshot}\"]"
+            )))
+            .await?;
+        let result = client
+            .find(Locator::Css(&format!("{section} .result")))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            result.contains(&format!("checkpoint {snapshot} committed")),
+            "{result}"
+        );
+        let plot_points = client
+            .find_all(Locator::Css(&format!("{section} svg.plot circle")))
+            .await?
+            .len();
+        assert_eq!(plot_points, 1);
+        std::fs::write(SHOT_AFTER, client.screenshot().await?).expect("a screenshot");
+
+        // The same page without the token is refused.
+        let bare = dash.url.split('?').next().expect("the URL").to_owned();
+        client.goto(&bare).await?;
+        let body = client.find(Locator::Css("body")).await?.text().await?;
+        assert!(body.contains("needs its token"), "{body}");
+        assert_eq!(dash.request("GET", "/", None, "").status, 401);
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    drop(driver);
+    if let Err(e) = result {
+        panic!("the browser test failed: {e}");
+    }
+}

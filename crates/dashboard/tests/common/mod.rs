@@ -1,0 +1,323 @@
+//! Real jobs and a real `mpicr dashboard` for the tests: a private runtime and state directory,
+//! every started process killed at the end (even when a test fails), and a small HTTP/1.1
+//! client that can also send what a browser never would.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+use serde_json::Value;
+
+/// A binary of the workspace, next to this test's own directory (`target/<profile>/`); the
+/// workspace is built before the tests run.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `done` every 100 ms until it holds; panics after `limit` naming `what`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A private XDG_RUNTIME_DIR and XDG_STATE_HOME; every process started through it is ended
+/// when it is dropped.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    children: Mutex<Vec<(Child, bool)>>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            children: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(bin(program));
+        c.env("XDG_RUNTIME_DIR", self.dir.path())
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env_remove("MPICR_SNAPSHOT_DIR")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    /// Starts `mpicr run --job-name NAME -n N -- mpicr-ckpt-ring STEPS 20` in the background.
+    pub fn start_job(&self, name: &str, n: u32, steps: u32) -> u32 {
+        let ring = bin("mpicr-ckpt-ring");
+        let mut c = self.command("mpicr");
+        c.args(["run", "--job-name", name, "-n", &n.to_string(), "--"])
+            .arg(ring)
+            .args([&steps.to_string(), "20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        self.keep(c.spawn().expect("mpicr run starts"), true)
+    }
+
+    /// Starts `mpicr dashboard ARGS` and returns it with the URL it printed.
+    pub fn start_dashboard(&self, args: &[&str]) -> Dashboard {
+        let mut c = self.command("mpicr");
+        c.arg("dashboard")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().expect("mpicr dashboard starts");
+        let stdout = child.stdout.take().expect("its stdout");
+        self.keep(child, false);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the dashboard's URL");
+        let url = line.trim().to_owned();
+        let rest = url
+            .strip_prefix("http://127.0.0.1:")
+            .unwrap_or_else(|| panic!("a loopback URL, not `{url}`"));
+        let (port, token) = rest
+            .split_once("/?token=")
+            .unwrap_or_else(|| panic!("a URL with a token, not `{url}`"));
+        Dashboard {
+            port: port.parse().expect("a port"),
+            token: token.to_owned(),
+            url,
+        }
+    }
+
+    /// Remembers a child to end at the end; `polite` ones get SIGTERM first (`mpicr run` then
+    /// ends its ranks), the others SIGKILL.
+    pub fn keep(&self, child: Child, polite: bool) -> u32 {
+        let pid = child.id();
+        self.children
+            .lock()
+            .expect("the child list")
+            .push((child, polite));
+        pid
+    }
+
+    /// Waits until the child `pid` has ended and returns its status code.
+    pub fn wait_exit(&self, pid: u32, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            {
+                let mut children = self.children.lock().expect("the child list");
+                if let Some((child, _)) = children.iter_mut().find(|(c, _)| c.id() == pid)
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    return status.code();
+                }
+            }
+            assert!(start.elapsed() < limit, "process {pid} did not end");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let mut children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
+        for (child, polite) in &mut children {
+            if let Ok(None) = child.try_wait()
+                && let Some(pid) = Pid::from_raw(child.id() as i32)
+            {
+                let signal = if *polite { Signal::TERM } else { Signal::KILL };
+                let _ = kill_process(pid, signal);
+            }
+        }
+        for (child, _) in &mut children {
+            let start = Instant::now();
+            while matches!(child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A started `mpicr dashboard`.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    pub port: u16,
+    pub token: String,
+    /// What it printed: `http://127.0.0.1:PORT/?token=TOKEN`.
+    pub url: String,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+
+    /// The sentence of an error answer.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an error sentence: {self:?}"))
+            .to_owned()
+    }
+}
+
+impl Dashboard {
+    /// Sends `request` as it is (it should say `Connection: close`) and reads the answer.
+    pub fn raw(&self, request: &[u8]) -> Reply {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("a timeout");
+        stream.write_all(request).expect("send");
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).expect("receive");
+        parse_reply(&bytes)
+    }
+
+    /// A request with the token as a bearer header (`Some`) or none.
+    pub fn request(&self, method: &str, path: &str, auth: Option<&str>, body: &str) -> Reply {
+        let auth = auth.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.raw(request.as_bytes())
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, Some(&self.token.clone()), "")
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Reply {
+        self.request("POST", path, Some(&self.token.clone()), body)
+    }
+
+    /// The first server-sent event of `/api/events` (its `event:` and `data:` lines) and the
+    /// answer's headers.
+    pub fn first_event(&self) -> (Reply, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("a timeout");
+        let request = format!(
+            "GET /api/events?token={} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            self.token
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            let n = stream.read(&mut buf).expect("receive");
+            assert!(
+                n > 0,
+                "the event stream closed: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            bytes.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&bytes);
+            if let Some(head) = text.find("\r\n\r\n")
+                && let Some(data) = text[head..].find("data: ")
+                && text[head + data..].contains("\n\n")
+            {
+                break head;
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let head = parse_reply(&text.as_bytes()[..head_end + 4]);
+        (head, text[head_end + 4..].to_owned())
+    }
+}
+
+/// Status line, headers and body (de-chunked) of an HTTP/1.1 answer.
+fn parse_reply(bytes: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("an HTTP answer, not {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line in {text:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 || after.len() < size {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = after[size..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Ends a process group we started (the browser and its driver).
+pub fn kill_group(pid: u32) {
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
+/// A unique job name for this test process.
+pub fn job_name(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
