@@ -766,6 +766,15 @@ impl Engine {
     }
 
     fn read_channel(&mut self, peer: usize) -> Result<bool, EngineError> {
+        let moved = self.read_channel_burst(peer)?;
+        if moved {
+            self.channels[peer].link.after_reading();
+        }
+        Ok(moved)
+    }
+
+    /// Reads and handles everything that has arrived from `peer`.
+    fn read_channel_burst(&mut self, peer: usize) -> Result<bool, EngineError> {
         let mut moved = false;
         loop {
             let ch = &mut self.channels[peer];

@@ -58,14 +58,7 @@ impl Link {
     pub fn write(&mut self, bufs: &[&[u8]]) -> Result<usize, LinkError> {
         match self {
             Self::Shm(l) => {
-                let mut total = 0;
-                for b in bufs {
-                    let n = l.tx.write(b);
-                    total += n;
-                    if n < b.len() {
-                        break;
-                    }
-                }
+                let total = l.tx.write_vectored(bufs);
                 if total > 0 {
                     l.peer_bell.ring();
                 }
@@ -83,16 +76,19 @@ impl Link {
         }
     }
 
+    /// Tells the peer that bytes were read (a peer waiting for room in a full ring may sleep).
+    /// Called once after a burst of reads rather than after each, as it costs a fence.
+    pub fn after_reading(&self) {
+        if let Self::Shm(l) = self {
+            l.peer_bell.ring();
+        }
+    }
+
     /// Reads up to `dst.len()` bytes that have arrived, without blocking; 0 means none yet.
+    /// Call [`Link::after_reading`] once done reading for now.
     pub fn read(&mut self, dst: &mut [u8]) -> Result<usize, LinkError> {
         match self {
-            Self::Shm(l) => {
-                let n = l.rx.read(dst);
-                if n > 0 {
-                    l.peer_bell.ring();
-                }
-                Ok(n)
-            }
+            Self::Shm(l) => Ok(l.rx.read(dst)),
             Self::Tcp(l) => l.read(dst),
             Self::Loopback(l) => {
                 let n = dst.len().min(l.queue.len());

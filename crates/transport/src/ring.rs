@@ -102,22 +102,35 @@ impl Ring {
 
     /// Producer: copies as much of `src` as fits and returns how much that was.
     pub fn write(&self, src: &[u8]) -> usize {
+        self.write_vectored(&[src])
+    }
+
+    /// Producer: copies as much of the concatenation of `bufs` as fits, publishing it with one
+    /// store of `head` (a header and a small payload reach the consumer together).
+    pub fn write_vectored(&self, bufs: &[&[u8]]) -> usize {
+        let want: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         let head = self.head().load(Ordering::Relaxed);
         let mut free = self.capacity - (head - self.cached_other.get());
-        if free < src.len() as u64 {
+        if free < want {
             self.cached_other.set(self.tail().load(Ordering::Acquire));
             free = self.capacity - (head - self.cached_other.get());
         }
-        let n = (src.len() as u64).min(free) as usize;
-        if n == 0 {
-            return 0;
+        let mut at = head;
+        for b in bufs {
+            let n = (b.len() as u64).min(free - (at - head)) as usize;
+            if n == 0 {
+                break;
+            }
+            let start = (at % self.capacity) as usize;
+            let first = n.min(self.capacity as usize - start);
+            self.map.write_bytes(DATA + start, &b[..first]);
+            self.map.write_bytes(DATA, &b[first..n]);
+            at += n as u64;
         }
-        let start = (head % self.capacity) as usize;
-        let first = n.min(self.capacity as usize - start);
-        self.map.write_bytes(DATA + start, &src[..first]);
-        self.map.write_bytes(DATA, &src[first..n]);
-        self.head().store(head + n as u64, Ordering::Release);
-        n
+        if at != head {
+            self.head().store(at, Ordering::Release);
+        }
+        (at - head) as usize
     }
 
     /// Consumer: copies up to `dst.len()` available bytes out and returns how many.
