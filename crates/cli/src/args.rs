@@ -25,8 +25,9 @@ A rank's own status 1 or 2 cannot be told apart from mpicr's; the message on std
 #[command(
     name = "mpicr",
     version,
-    about = "Run message-passing (MPI) programs on this machine, with coordinated checkpoints.",
-    long_about = "Run message-passing (MPI) programs on this machine, with coordinated checkpoints.\n\n\
+    about = "Run message-passing (MPI) programs on this machine or on several nodes, with coordinated checkpoints.",
+    long_about = "Run message-passing (MPI) programs on this machine or on several nodes (--hosts, \
+    --hostfile), with coordinated checkpoints and recovery (--max-restarts).\n\n\
         `mpicr run` starts a job, `mpicr status` shows the process table of a running job, \
         `mpicr checkpoint` takes a global snapshot of a running job, `mpicr restart` runs a job \
         on from one, `mpicr snapshots` and `mpicr gc` list and prune them, `mpicr demo` runs a \
@@ -42,7 +43,7 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Start N ranks of a program on this machine and wait for them (like mpirun)
+    /// Start N ranks of a program, on this machine or on several nodes, and wait for them (like mpirun)
     #[command(after_help = EXIT_CODES, long_about = RUN_ABOUT, override_usage = "mpicr run [OPTIONS] -n N [--] PROGRAM [ARGS]...")]
     Run(RunArgs),
     /// Show the process table of a running job, or list the running jobs
@@ -137,7 +138,8 @@ pub(crate) struct RunOnly {
 }
 
 /// The long help of `mpicr run`, `mpirun` and `mpiexec`.
-pub(crate) const RUN_ABOUT: &str = "Start N ranks of a program on this machine and wait for them.\n\n\
+pub(crate) const RUN_ABOUT: &str = "Start N ranks of a program on this machine (or, with --hosts or --hostfile, on several \
+    nodes, one node daemon each) and wait for them.\n\n\
     The program does not need to use MPI. Every rank gets MPICR_RANK, MPICR_SIZE, MPICR_JOB, \
     MPICR_CONTROL, MPICR_TRANSPORT, MPICR_SHM_DIR, MPICR_NODE, PMI_RANK and PMI_SIZE in its \
     environment. Output of every rank is passed on line by line; standard input goes to rank \
