@@ -107,6 +107,23 @@ fn mismatch(what: String) -> EngineError {
     EngineError::BufferMismatch(what)
 }
 
+/// A reduction's receive buffer must be as long as its send buffer.
+fn same_len(data: &[u8], out: &[u8]) -> Result<(), EngineError> {
+    if out.len() != data.len() {
+        return Err(mismatch(format!(
+            "send {} bytes but receive {} bytes",
+            data.len(),
+            out.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Counts and displacements of `n` consecutive blocks of `block` bytes, in rank order.
+fn equal_blocks(n: usize, block: usize) -> (Vec<usize>, Vec<usize>) {
+    (vec![block; n], (0..n).map(|i| i * block).collect())
+}
+
 /// MPI_Barrier: dissemination, ⌈log2 n⌉ rounds.
 pub fn barrier(engine: &mut Engine, comm: &Comm) -> Result<(), EngineError> {
     let (n, r) = (comm.size(), comm.rank());
@@ -245,13 +262,7 @@ pub fn allreduce(
     op: Op<'_>,
     commutative: bool,
 ) -> Result<(), EngineError> {
-    if out.len() != data.len() {
-        return Err(mismatch(format!(
-            "send {} bytes but receive {} bytes",
-            data.len(),
-            out.len()
-        )));
-    }
+    same_len(data, out)?;
     if !commutative {
         reduce(engine, comm, data, Some(&mut *out), op, false, 0).or_else(|e| match e {
             EngineError::BufferMismatch(_) if comm.rank() != 0 => Ok(()),
@@ -391,8 +402,7 @@ pub fn gather(
     root: u32,
 ) -> Result<(), EngineError> {
     let n = comm.size() as usize;
-    let counts = vec![data.len(); n];
-    let displs: Vec<usize> = (0..n).map(|i| i * data.len()).collect();
+    let (counts, displs) = equal_blocks(n, data.len());
     gatherv(
         engine,
         comm,
@@ -459,8 +469,7 @@ pub fn scatter(
     root: u32,
 ) -> Result<(), EngineError> {
     let n = comm.size() as usize;
-    let counts = vec![out.len(); n];
-    let displs: Vec<usize> = (0..n).map(|i| i * out.len()).collect();
+    let (counts, displs) = equal_blocks(n, out.len());
     scatterv(
         engine,
         comm,
@@ -544,8 +553,7 @@ pub fn allgather(
     out: &mut [u8],
 ) -> Result<(), EngineError> {
     let n = comm.size() as usize;
-    let counts = vec![data.len(); n];
-    let displs: Vec<usize> = (0..n).map(|i| i * data.len()).collect();
+    let (counts, displs) = equal_blocks(n, data.len());
     allgatherv(engine, comm, data, out, &counts, &displs)
 }
 
@@ -615,8 +623,7 @@ pub fn alltoall(
         )));
     }
     let b = data.len() / n;
-    let counts = vec![b; n];
-    let displs: Vec<usize> = (0..n).map(|i| i * b).collect();
+    let (counts, displs) = equal_blocks(n, b);
     let layout = Layout {
         counts: &counts,
         displs: &displs,
@@ -635,13 +642,7 @@ pub fn scan(
     op: Op<'_>,
     exclusive: bool,
 ) -> Result<(), EngineError> {
-    if out.len() != data.len() {
-        return Err(mismatch(format!(
-            "send {} bytes but receive {} bytes",
-            data.len(),
-            out.len()
-        )));
-    }
+    same_len(data, out)?;
     let (n, r) = (comm.size(), comm.rank());
     let mut acc = Scratch::copy_of(engine, data);
     if r > 0 {
