@@ -79,10 +79,11 @@ fn built() -> &'static Built {
     BUILT.get_or_init(|| {
         assert!(have("gcc"), "gcc is required (apt-get install gcc)");
         let dir = profile_dir();
-        // Integration tests build only this crate: build the launcher (a no-op when current).
+        // Integration tests build only this crate's test targets: build the launcher and put a
+        // current libmpi where the wrappers link it (a no-op when current).
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "cli", "--bin", "mpicr"]);
+        cmd.args(["build", "-q", "-p", "cli", "--bin", "mpicr", "-p", "abi"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
