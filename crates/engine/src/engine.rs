@@ -123,6 +123,8 @@ pub struct Engine {
     pub(crate) scratch_pool: Vec<Vec<u128>>,
     /// Reusable buffers of unexpected eager messages.
     body_pool: Vec<Vec<u8>>,
+    /// Receives completed so far: a read burst ends after one, see `read_channel_burst`.
+    completed_recvs: u64,
     control: Option<ControlLink>,
     /// Progress rounds, to look at the control link every so often.
     rounds: u32,
@@ -208,6 +210,7 @@ impl Engine {
             ckpt: CkptState::new(size),
             scratch_pool: Vec::new(),
             body_pool: Vec::new(),
+            completed_recvs: 0,
             control: control.map(ControlLink::new),
             rounds: 0,
             idle_since: Instant::now(),
@@ -773,10 +776,18 @@ impl Engine {
         Ok(moved)
     }
 
-    /// Reads and handles everything that has arrived from `peer`.
+    /// Reads and handles what has arrived from `peer`, up to the first packet that completes a
+    /// receive. Stopping there leaves the next messages in the link until the caller has seen
+    /// its completion and posted its next receive: a rank that runs behind a sender (the
+    /// non-root ranks of a stream of broadcasts) then receives each message straight into the
+    /// posted buffer instead of copying a backlog into unexpected-message buffers.
     fn read_channel_burst(&mut self, peer: usize) -> Result<bool, EngineError> {
         let mut moved = false;
+        let completed_before = self.completed_recvs;
         loop {
+            if self.completed_recvs != completed_before {
+                return Ok(moved);
+            }
             let ch = &mut self.channels[peer];
             if ch.closed {
                 return Ok(moved);
@@ -1066,6 +1077,7 @@ impl Engine {
             });
             let recorded = slot.map(|s| (s, buf.bytes_mut()[..status.count].to_vec()));
             *r = Request::Done { status, error };
+            self.completed_recvs += 1;
             if let Some((slot, data)) = recorded {
                 self.ckpt_fill(slot, &data);
             }
