@@ -135,7 +135,7 @@ pub struct Engine {
 }
 
 /// The control link is read every this many progress rounds (and before sleeping).
-const CONTROL_EVERY: u32 = 64;
+const CONTROL_EVERY: u32 = 512;
 
 /// How a rank with nothing to do waits: it polls its links `polls` times, then keeps polling
 /// but yields the core between polls (a peer that shares the core runs at once), and after

@@ -50,6 +50,9 @@ pub struct Ring {
     capacity: u64,
     /// The producer's last view of `tail`, or the consumer's last view of `head`.
     cached_other: Cell<u64>,
+    /// This side's own counter (`head` for the producer, `tail` for the consumer), which only
+    /// this side writes: keeping it here saves reading back a line the other side polls.
+    own: Cell<Option<u64>>,
 }
 
 impl Ring {
@@ -64,6 +67,7 @@ impl Ring {
             map,
             capacity: capacity as u64,
             cached_other: Cell::new(0),
+            own: Cell::new(None),
         })
     }
 
@@ -84,6 +88,7 @@ impl Ring {
             map,
             capacity,
             cached_other: Cell::new(0),
+            own: Cell::new(None),
         })
     }
 
@@ -109,7 +114,10 @@ impl Ring {
     /// store of `head` (a header and a small payload reach the consumer together).
     pub fn write_vectored(&self, bufs: &[&[u8]]) -> usize {
         let want: u64 = bufs.iter().map(|b| b.len() as u64).sum();
-        let head = self.head().load(Ordering::Relaxed);
+        let head = self
+            .own
+            .get()
+            .unwrap_or_else(|| self.head().load(Ordering::Relaxed));
         let mut free = self.capacity - (head - self.cached_other.get());
         if free < want {
             self.cached_other.set(self.tail().load(Ordering::Acquire));
@@ -129,13 +137,17 @@ impl Ring {
         }
         if at != head {
             self.head().store(at, Ordering::Release);
+            self.own.set(Some(at));
         }
         (at - head) as usize
     }
 
     /// Consumer: copies up to `dst.len()` available bytes out and returns how many.
     pub fn read(&self, dst: &mut [u8]) -> usize {
-        let tail = self.tail().load(Ordering::Relaxed);
+        let tail = self
+            .own
+            .get()
+            .unwrap_or_else(|| self.tail().load(Ordering::Relaxed));
         let mut avail = self.cached_other.get() - tail;
         if avail < dst.len() as u64 {
             self.cached_other.set(self.head().load(Ordering::Acquire));
@@ -150,6 +162,7 @@ impl Ring {
         self.map.read_bytes(DATA + start, &mut dst[..first]);
         self.map.read_bytes(DATA, &mut dst[first..n]);
         self.tail().store(tail + n as u64, Ordering::Release);
+        self.own.set(Some(tail + n as u64));
         n
     }
 
