@@ -1,4 +1,5 @@
-//! `mpicr-restore [--check] IMAGE`: brings a process back from an image written by the
+//! `mpicr-restore [--check] IMAGE` (or `--rank-image DIR`, the image of rank `MPICR_RANK` in a
+//! snapshot directory): brings a process back from an image written by the
 //! `image` crate (spec: docs/image-format.md).
 //!
 //! 1. Re-executes itself with glibc's rseq registration off (its own rseq area would vanish
@@ -24,13 +25,26 @@ use std::path::PathBuf;
 const RSEQ_OFF: &str = "glibc.pthread.rseq=0";
 
 fn usage() -> ! {
-    eprintln!("usage: mpicr-restore [--check] IMAGE");
+    eprintln!("usage: mpicr-restore [--check] IMAGE\n       mpicr-restore --rank-image DIR");
     std::process::exit(2);
+}
+
+/// `--rank-image DIR`: the image of the rank this process is (`MPICR_RANK`), as the launcher
+/// of a restarted job starts every rank: `DIR/rank-<r>.image`.
+fn rank_image(dir: &OsString) -> PathBuf {
+    let rank = std::env::var("MPICR_RANK").unwrap_or_default();
+    match rank.parse::<u32>() {
+        Ok(r) => PathBuf::from(dir).join(format!("rank-{r}.image")),
+        Err(_) => fail(&format!(
+            "--rank-image needs MPICR_RANK set to a rank, not {rank:?}"
+        )),
+    }
 }
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let (check_only, path) = match args.as_slice() {
+        [flag, dir] if flag == "--rank-image" => (false, rank_image(dir)),
         [p] if p != "--check" && p != "-h" && p != "--help" => (false, PathBuf::from(p)),
         [flag, p] if flag == "--check" => (true, PathBuf::from(p)),
         _ => usage(),
