@@ -43,6 +43,7 @@ fn rank_image(dir: &OsString) -> PathBuf {
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let rank_mode = args.first().is_some_and(|a| a == "--rank-image");
     let (check_only, path) = match args.as_slice() {
         [flag, dir] if flag == "--rank-image" => (false, rank_image(dir)),
         [p] if p != "--check" && p != "-h" && p != "--help" => (false, PathBuf::from(p)),
@@ -66,7 +67,7 @@ fn main() {
             .exec();
         fail(&format!("cannot re-execute itself: {err}"));
     }
-    if let Err(e) = run(check_only, path) {
+    if let Err(e) = run(check_only, path, rank_mode) {
         fail(&e);
     }
 }
@@ -76,7 +77,7 @@ fn fail(msg: &str) -> ! {
     std::process::exit(1);
 }
 
-fn run(check_only: bool, path: PathBuf) -> Result<(), String> {
+fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (img, own) = check::check(&path, &file)?;
     if check_only {
@@ -124,7 +125,7 @@ fn run(check_only: bool, path: PathBuf) -> Result<(), String> {
         temp += 0x1000_0000;
     }
 
-    let fds = prep::prepare(&img, file)?;
+    let fds = prep::prepare(&img, file, quiet)?;
     let built = plan::build(&img, &own, &fds, base, temp);
     if built.len > size_guess {
         return Err("internal error: the restore program outgrew its region".into());

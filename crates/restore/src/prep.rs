@@ -40,7 +40,9 @@ fn lift(fd: OwnedFd, min: RawFd) -> Result<RawFd, String> {
     Ok(new.into_raw_fd())
 }
 
-pub(crate) fn prepare(img: &Image, image_file: File) -> Result<Fds, String> {
+/// `quiet`: do not list the descriptors that are not restored (a rank of an MPI job, whose
+/// sockets its MPI layer rebuilds).
+pub(crate) fn prepare(img: &Image, image_file: File, quiet: bool) -> Result<Fds, String> {
     let m = &img.meta;
     sys::block_all_signals().map_err(io("cannot block signals"))?;
 
@@ -124,7 +126,7 @@ pub(crate) fn prepare(img: &Image, image_file: File) -> Result<Fds, String> {
     // The image's regular files, at their numbers, flags and offsets.
     for f in &m.fds {
         if f.kind != FdKind::Regular {
-            if f.fd > 2 {
+            if f.fd > 2 && !quiet {
                 eprintln!(
                     "mpicr-restore: fd {} ({}) is not restored (only regular files are)",
                     f.fd, f.path

@@ -8,6 +8,8 @@ mod harness;
 use std::time::Duration;
 
 use harness::{Out, Sandbox, bin};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 const STEPS: &str = "400";
 /// Milliseconds each step of a checkpointed run sleeps, so that it is still running when the
@@ -245,4 +247,69 @@ fn a_corrupted_image_is_refused_before_anything_runs() {
     let out = sandbox.mpicr(&["restart", &name]);
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("rank-0.image"), "{}", out.stderr);
+}
+
+/// `tests/c/image_ring.c` built with our `mpicc` (once per test process).
+fn c_ring() -> &'static str {
+    static BUILT: OnceLock<String> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/image_ring.c");
+        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("image_ring_c-{}", std::process::id()));
+        let out = std::process::Command::new(bin("mpicc"))
+            .arg("-O1")
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .expect("mpicc runs (gcc is required)");
+        assert!(
+            out.status.success(),
+            "building {} failed:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        exe.display().to_string()
+    })
+}
+
+/// The C program through libmpi: checkpointed at a random moment, a rank killed, restarted.
+fn c_kill_and_restart(n: &str, transport: &str) {
+    let sandbox = Sandbox::new();
+    let prog = c_ring();
+    let reference = sandbox.mpicr(&["run", "-n", n, "--transport", transport, "--", prog, STEPS]);
+    let name = format!("c{n}{transport}");
+    let job = sandbox.start_job(
+        &name,
+        &[
+            "-n",
+            n,
+            "--transport",
+            transport,
+            "--crs",
+            "image",
+            "--",
+            prog,
+            STEPS,
+            SLOW,
+        ],
+    );
+    std::thread::sleep(random_moment());
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
+    kill_rank(&sandbox, &name, 0, 0);
+    job.finish();
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(
+        &reference,
+        &restarted,
+        &format!("C on {n} ranks over {transport}"),
+    );
+}
+
+#[test]
+fn a_c_program_through_libmpi_restarts_from_its_images_over_shm_and_tcp() {
+    c_kill_and_restart("2", "shm");
+    c_kill_and_restart("4", "shm");
+    c_kill_and_restart("2", "tcp");
+    c_kill_and_restart("4", "tcp");
 }
