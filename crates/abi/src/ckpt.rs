@@ -279,19 +279,6 @@ pub(crate) fn enable() -> Res {
     with_entry(|entry, engine| entry.enable(engine))?.map_err(crs_error)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn region_sections_are_named_by_id() {
-        assert_eq!(section(7), "app/region-7");
-        assert_eq!(region_id(&section(7)), Some(7));
-        assert_eq!(region_id("app/state"), None);
-        assert_eq!(region_id("runtime/meta"), None);
-    }
-}
-
 /// Flushes every C stdio stream (`fflush(NULL)`) just before a process image is captured:
 /// bytes still buffered would otherwise be written once by this process and again by the
 /// process restored from the image.
@@ -303,5 +290,18 @@ pub(crate) fn flush_c_stdio() {
     // is called on the MPI thread, outside any stdio call of the program.
     unsafe {
         fflush(std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_sections_are_named_by_id() {
+        assert_eq!(section(7), "app/region-7");
+        assert_eq!(region_id(&section(7)), Some(7));
+        assert_eq!(region_id("app/state"), None);
+        assert_eq!(region_id("runtime/meta"), None);
     }
 }

@@ -270,13 +270,13 @@ fn connect(env: &LaunchEnv, var: Lookup<'_>) -> Result<Connected, BootstrapError
                 value: String::new(),
                 expected: "a directory for shared-memory links",
             })?;
-            let rx = create_inbound(&dir, &env)?;
+            let rx = create_inbound(&dir, env)?;
             Some((dir, rx))
         }
         Transport::Tcp => None,
     };
     let tcp = match env.transport {
-        Transport::Tcp | Transport::Auto => Some(listen(&env)?),
+        Transport::Tcp | Transport::Auto => Some(listen(env)?),
         Transport::Shm => None,
     };
     let mut endpoints = Vec::new();
@@ -312,16 +312,16 @@ fn connect(env: &LaunchEnv, var: Lookup<'_>) -> Result<Connected, BootstrapError
     }
     let kinds = table
         .iter()
-        .map(|entry| link_kind(&env, &node, shm.is_some(), tcp.is_some(), entry))
+        .map(|entry| link_kind(env, &node, shm.is_some(), tcp.is_some(), entry))
         .collect::<Result<Vec<_>, _>>()?;
     let mut links: Vec<Option<Link>> = (0..env.size).map(|_| None).collect();
     links[env.rank as usize] = Some(Link::Loopback(LoopbackLink::default()));
     let mut bell = None;
     if let Some((dir, rx)) = shm {
-        bell = Some(shm_links(&dir, &env, rx, &table, &kinds, &mut links)?);
+        bell = Some(shm_links(&dir, env, rx, &table, &kinds, &mut links)?);
     }
     if let Some((listener, _)) = tcp {
-        tcp_links(listener, &env, &table, &kinds, &mut links)?;
+        tcp_links(listener, env, &table, &kinds, &mut links)?;
     }
     let channels = links
         .into_iter()
