@@ -264,6 +264,9 @@ struct Job {
 }
 
 fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, CaptureError> {
+    // A restored process that never took its hand-over (it is not an MPI rank) gives it up
+    // now; anything else at that number is refused.
+    let _ = crate::restart::take_restart_env();
     if crate::restart::fd_open(crate::restart::RESTART_ENV_FD) {
         return Err(CaptureError::ReservedFd);
     }
