@@ -279,6 +279,20 @@ pub(crate) fn enable() -> Res {
     with_entry(|entry, engine| entry.enable(engine))?.map_err(crs_error)
 }
 
+/// Flushes every C stdio stream (`fflush(NULL)`) just before a process image is captured:
+/// bytes still buffered would otherwise be written once by this process and again by the
+/// process restored from the image.
+pub(crate) fn flush_c_stdio() {
+    unsafe extern "C" {
+        fn fflush(stream: *mut c_void) -> i32;
+    }
+    // SAFETY: fflush(NULL) flushes all open output streams; it takes no other pointer and
+    // is called on the MPI thread, outside any stdio call of the program.
+    unsafe {
+        fflush(std::ptr::null_mut());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,7 @@ pub(crate) fn init() -> Res {
     let (mut entry, restarted) =
         crs::EntryPoint::start(&mut engine, ckpt::application_layer(regions.clone()))
             .map_err(ckpt::crs_error)?;
+    crs::before_image_capture(Box::new(ckpt::flush_c_stdio));
     // MPI_Init is a disabled region: a checkpoint request is answered at its end.
     entry.disable(&mut engine);
     let rt: &'static Runtime = Box::leak(Box::new(Runtime {

@@ -214,7 +214,7 @@ pub(crate) struct RunArgs {
     pub(crate) job_name: Option<JobName>,
 
     /// The checkpointer of the ranks: `self` (the application saves its own state) or
-    /// `image` (not available yet)
+    /// `image` (transparent process images of MPI ranks, restored by mpicr-restore)
     #[arg(long, value_enum, value_name = "CRS", default_value_t = CrsArg::SelfCrs)]
     pub(crate) crs: CrsArg,
 
@@ -262,7 +262,7 @@ pub(crate) enum CrsArg {
     /// The application saves and restores its own state at its safepoints
     #[value(name = "self")]
     SelfCrs,
-    /// Transparent process images (not available yet)
+    /// Transparent process images of whole ranks (single-threaded MPI programs)
     Image,
 }
 

@@ -68,6 +68,16 @@ pub(crate) fn from_snapshot(
         .get("crs")
         .cloned()
         .unwrap_or_else(|| "self".to_owned());
+    let mut args: Vec<OsString> = command.collect();
+    if crs == "image" {
+        verify_images(snapshot, &name)?;
+        // Every rank is brought back by the restorer from its image in the snapshot.
+        program = restorer()?.into_os_string();
+        args = vec![
+            "--rank-image".into(),
+            snapshot.path().as_os_str().to_owned(),
+        ];
+    }
     say(&format!(
         "restarting job {job_name} from snapshot {name} ({} ranks, epoch {})",
         manifest.ranks(),
@@ -76,7 +86,7 @@ pub(crate) fn from_snapshot(
     Ok(LaunchConfig {
         size: manifest.ranks(),
         program,
-        args: command.collect(),
+        args,
         tag_output,
         transport,
         job_name: Some(job_name),
@@ -98,4 +108,45 @@ pub(crate) fn from_snapshot(
         recoveries: Default::default(),
         recovering_since: None,
     })
+}
+
+/// Checks every rank's image (`image` parts): present, of the recorded size and checksum, and
+/// valid throughout; anything else is refused before a rank starts.
+fn verify_images(snapshot: &store::Snapshot, name: &str) -> Result<(), String> {
+    let refused =
+        |why: String| format!("snapshot {name} cannot be restarted: {why}; nothing was started");
+    for part in &snapshot.manifest().parts {
+        if part.checkpointer != "image" {
+            return Err(refused(format!(
+                "rank {} was saved by the {} checkpointer in a job of the image checkpointer",
+                part.rank, part.checkpointer
+            )));
+        }
+        let reader = snapshot
+            .read_part(part.rank)
+            .map_err(|e| refused(error_chain(&e)))?;
+        let bytes = reader
+            .section(image::partref::SECTION)
+            .map_err(|e| refused(error_chain(&e)))?;
+        image::ImageRef::decode(&bytes)
+            .and_then(|r| r.verify(snapshot.path(), part.rank))
+            .map_err(refused)?;
+    }
+    Ok(())
+}
+
+/// `mpicr-restore`, installed beside `mpicr` (or found in PATH).
+fn restorer() -> Result<PathBuf, String> {
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("mpicr-restore"))
+        .filter(|p| p.is_file());
+    if let Some(path) = beside {
+        return Ok(path);
+    }
+    node::program::resolve(
+        std::ffi::OsStr::new("mpicr-restore"),
+        std::env::var_os("PATH").as_deref(),
+    )
+    .map_err(|e| format!("cannot restart process images: {e}"))
 }

@@ -30,10 +30,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
     };
     let crs = match args.crs {
         CrsArg::SelfCrs => "self",
-        CrsArg::Image => {
-            say("the image checkpointer is not available yet; use --crs self");
-            return ExitCode::from(EXIT_MPICR_ERROR);
-        }
+        CrsArg::Image => "image",
     };
     let checkpoint = match open_store(args.checkpoints.snapshot_dir.as_deref())
         .and_then(|store| checkpoint_config(&args.checkpoints, crs.to_owned(), store.root()))

@@ -475,14 +475,21 @@ fn gc_keeps_the_newest_snapshots() {
 }
 
 #[test]
-fn the_image_checkpointer_is_refused() {
+fn the_image_checkpointer_gives_ranks_the_rseq_tunable() {
     let sandbox = Sandbox::new("ckpt-image");
-    let done = sandbox.run(&["run", "--crs", "image", "-n", "1", "--", "true"]);
-    assert_eq!(done.code, Some(1), "{done:?}");
-    assert_eq!(
-        done.stderr_lines(),
-        ["mpicr: the image checkpointer is not available yet; use --crs self"]
-    );
+    let done = sandbox.run(&[
+        "run",
+        "--crs",
+        "image",
+        "-n",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$MPICR_CRS|$GLIBC_TUNABLES\"",
+    ]);
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert_eq!(done.stdout, "image|glibc.pthread.rseq=0\n", "{done:?}");
     assert!(sandbox.marked().is_empty());
 }
 

@@ -795,6 +795,14 @@ fn part_info(staging: &Path, done: &PartDone) -> Result<PartInfo, String> {
             done.crc32c
         ));
     }
+    if reader.checkpointer() == "image" {
+        // The part names the rank's process image: it must be there, of the recorded size
+        // and checksum, and valid throughout, before the snapshot may commit.
+        let bytes = reader
+            .section(image::partref::SECTION)
+            .map_err(|e| error_chain(&e))?;
+        image::ImageRef::decode(&bytes)?.verify(staging, done.rank)?;
+    }
     Ok(PartInfo {
         rank: done.rank,
         checkpointer: reader.checkpointer().to_owned(),

@@ -295,6 +295,10 @@ impl Launch {
                 config.checkpoint.snapshot_dir.clone().into(),
             ),
         ]);
+        if config.checkpoint.crs == "image" {
+            // Process images need glibc's rseq registration off (docs/image-format.md).
+            rseq_off(&mut env);
+        }
         if let Some(restart) = &config.restart {
             env.push(("MPICR_RESTART_DIR".into(), restart.dir.clone().into()));
             env.push((
@@ -564,4 +568,16 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Adds `glibc.pthread.rseq=0` to the ranks' `GLIBC_TUNABLES` (the image checkpointer's
+/// requirement), keeping any other tunables.
+fn rseq_off(env: &mut Vec<(OsString, OsString)>) {
+    const RSEQ_OFF: &str = "glibc.pthread.rseq=0";
+    match env.iter_mut().find(|(k, _)| k == "GLIBC_TUNABLES") {
+        Some((_, v)) if v.to_string_lossy().contains(RSEQ_OFF) => {}
+        Some((_, v)) if v.is_empty() => *v = RSEQ_OFF.into(),
+        Some((_, v)) => v.push(format!(":{RSEQ_OFF}")),
+        None => env.push(("GLIBC_TUNABLES".into(), RSEQ_OFF.into())),
+    }
 }

@@ -9,6 +9,7 @@ use engine::{Engine, FinishPart, SafepointAction};
 use wire::PartDone;
 
 use crate::callbacks::{Callback, Callbacks, Event, Layer, WritePart};
+use crate::imagecrs::ImageCheckpointer;
 use crate::messages::{decode_messages, encode_messages};
 use crate::selfcrs::SelfCheckpointer;
 use crate::{Checkpointer, CrsError, CrsState, PartRequest};
@@ -31,6 +32,8 @@ pub struct EntryPoint {
     job: String,
     callbacks: Callbacks,
     crs: Rc<RefCell<SelfCheckpointer>>,
+    /// The job checkpoints with the image checkpointer (the engine holds it).
+    image: bool,
 }
 
 impl std::fmt::Debug for EntryPoint {
@@ -110,6 +113,7 @@ impl EntryPoint {
             job: job.into(),
             callbacks,
             crs: Rc::new(RefCell::new(SelfCheckpointer::default())),
+            image: false,
         }
     }
 
@@ -125,6 +129,10 @@ impl EntryPoint {
         let job = std::env::var("MPICR_JOB").unwrap_or_else(|_| "singleton".into());
         let mut entry = Self::new(&job);
         entry.register_application(application);
+        if std::env::var("MPICR_CRS").as_deref() == Ok(ImageCheckpointer::NAME) {
+            engine.set_image_checkpointer(Box::new(ImageCheckpointer::new(&job)));
+            entry.image = true;
+        }
         let restarted = match std::env::var_os("MPICR_RESTART_DIR") {
             Some(dir) if !dir.is_empty() => Some(entry.restart(engine, Path::new(&dir))?),
             _ => None,
@@ -247,6 +255,9 @@ impl EntryPoint {
 
     /// The component this job checkpoints with.
     pub fn checkpointer_name(&self) -> &'static str {
+        if self.image {
+            return ImageCheckpointer::NAME;
+        }
         self.crs.borrow().name()
     }
 }

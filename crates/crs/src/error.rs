@@ -21,4 +21,6 @@ pub enum CrsError {
     Malformed { section: String, reason: String },
     #[error("{0}")]
     Application(String),
+    #[error("{0}")]
+    Image(String),
 }

@@ -2,7 +2,7 @@
 //! paper in `shared/seeds/`):
 //!
 //! - [`Checkpointer`]: one interface, many components, chosen per job by name (`self` now,
-//!   `image` with the transparent checkpointer); a global snapshot records per rank which
+//!   `image`, the transparent checkpointer); a global snapshot records per rank which
 //!   component wrote its part, so a snapshot may mix them.
 //! - [`Callbacks`]: the layered coordination callbacks. Layers register in order base →
 //!   runtime → MPI → application; each new callback wraps (and must call) the one it replaced,
@@ -15,12 +15,14 @@
 mod callbacks;
 mod entry;
 mod error;
+mod imagecrs;
 mod messages;
 mod selfcrs;
 
 pub use callbacks::{Callback, Callbacks, Event, Layer, WritePart};
 pub use entry::{EntryPoint, Restarted, app_section};
 pub use error::CrsError;
+pub use imagecrs::{BeforeCapture, ImageCheckpointer, before_image_capture, verify_image_part};
 pub use messages::{decode_messages, encode_messages};
 pub use selfcrs::SelfCheckpointer;
 

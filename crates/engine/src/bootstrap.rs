@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -15,6 +16,7 @@ use transport::{Doorbell, Link, LoopbackLink, Ring, RingError, ShmLink, TcpLink}
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{Message, ProcEntry, Register};
 
+use crate::EngineError;
 use crate::channel::Channel;
 use crate::engine::{Engine, Idle};
 
@@ -86,6 +88,10 @@ fn var(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// Where a rank's launch variables come from: its environment, or (a rank restored from an
+/// image, whose environment is the old job's) the restorer's hand-over.
+type Lookup<'a> = &'a dyn Fn(&'static str) -> Option<String>;
+
 fn parse_u32(name: &'static str, value: String) -> Result<u32, BootstrapError> {
     value.parse().map_err(|_| BootstrapError::BadEnv {
         name,
@@ -95,7 +101,7 @@ fn parse_u32(name: &'static str, value: String) -> Result<u32, BootstrapError> {
 }
 
 impl LaunchEnv {
-    fn read() -> Result<Option<Self>, BootstrapError> {
+    fn read(var: Lookup<'_>) -> Result<Option<Self>, BootstrapError> {
         let Some(rank) = var("MPICR_RANK") else {
             return Ok(None);
         };
@@ -161,7 +167,7 @@ fn ring_bytes(size: u32) -> usize {
 
 /// Joins the job described by the environment, or starts a job of one.
 pub fn join() -> Result<Joined, BootstrapError> {
-    let Some(env) = LaunchEnv::read()? else {
+    let Some(env) = LaunchEnv::read(&var)? else {
         let channels = vec![Channel::new(Link::Loopback(LoopbackLink::default()))];
         let engine = Engine::new(0, channels, Idle { bell: None }, eager_limit(), None, 1);
         return Ok(Joined {
@@ -170,6 +176,86 @@ pub fn join() -> Result<Joined, BootstrapError> {
             table: Vec::new(),
         });
     };
+    let c = connect(&env, &var)?;
+    let engine_control = c
+        .control
+        .try_clone()
+        .map_err(BootstrapError::ControlWrite)?;
+    let control_fds = vec![c.control.as_raw_fd(), engine_control.as_raw_fd()];
+    let mut engine = Engine::new(
+        env.rank,
+        c.channels,
+        Idle { bell: c.bell },
+        eager_limit(),
+        Some(engine_control),
+        c.local_ranks,
+    );
+    engine.set_launch_facts(env.shm_dir.clone(), control_fds);
+    Ok(Joined {
+        engine,
+        control: Some(c.control),
+        table: c.table,
+    })
+}
+
+/// What joining built: the links, the doorbell, the coordinator's connection, the table.
+struct Connected {
+    channels: Vec<Channel>,
+    bell: Option<Rc<Doorbell>>,
+    control: UnixStream,
+    table: Vec<ProcEntry>,
+    local_ranks: usize,
+}
+
+impl Engine {
+    /// Joins the job a rank restored from an image now belongs to, described by `vars` (the
+    /// restorer's hand-over; the process's own environment is the old job's): new links to
+    /// every peer and a new connection to the coordinator, registered with this process's pid.
+    ///
+    /// The old links and control connection are gone with the old job: their objects are
+    /// forgotten, never dropped (their descriptor numbers are free now and may be reused).
+    /// The front end and the engine hold the control connection at two descriptor numbers;
+    /// both are reserved first and then hold the new connection, so those objects work on.
+    /// Packets queued for a peer stay queued and go out on the new link.
+    pub(crate) fn rejoin(&mut self, vars: &[(String, String)]) -> Result<(), EngineError> {
+        let fds = self.control_fds.clone();
+        image::reserve_fds(&fds).map_err(|e| {
+            EngineError::Checkpoint(format!("cannot keep the control descriptors: {e}"))
+        })?;
+        let lookup = |name: &'static str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let env = LaunchEnv::read(&lookup)?.ok_or_else(|| {
+            EngineError::Checkpoint("the restorer handed over no MPICR_RANK".into())
+        })?;
+        if env.rank != self.rank() || env.size != self.size() {
+            return Err(EngineError::Checkpoint(format!(
+                "the image is rank {} of {}, but it was restored as rank {} of {}",
+                self.rank(),
+                self.size(),
+                env.rank,
+                env.size
+            )));
+        }
+        let c = connect(&env, &lookup)?;
+        for &fd in &fds {
+            image::replace_placeholder(c.control.as_fd(), fd).map_err(|e| {
+                EngineError::Checkpoint(format!("cannot place the control connection: {e}"))
+            })?;
+        }
+        drop(c.control);
+        self.replace_links(c.channels, c.bell, c.local_ranks);
+        self.set_launch_facts(env.shm_dir.clone(), fds);
+        Ok(())
+    }
+}
+
+/// Creates this rank's inbound links, registers with the coordinator, waits for the process
+/// table and opens a link to every peer.
+fn connect(env: &LaunchEnv, var: Lookup<'_>) -> Result<Connected, BootstrapError> {
     let node = var("MPICR_NODE").unwrap_or_else(|| {
         rustix::system::uname()
             .nodename()
@@ -184,13 +270,13 @@ pub fn join() -> Result<Joined, BootstrapError> {
                 value: String::new(),
                 expected: "a directory for shared-memory links",
             })?;
-            let rx = create_inbound(&dir, &env)?;
+            let rx = create_inbound(&dir, env)?;
             Some((dir, rx))
         }
         Transport::Tcp => None,
     };
     let tcp = match env.transport {
-        Transport::Tcp | Transport::Auto => Some(listen(&env)?),
+        Transport::Tcp | Transport::Auto => Some(listen(env)?),
         Transport::Shm => None,
     };
     let mut endpoints = Vec::new();
@@ -226,35 +312,28 @@ pub fn join() -> Result<Joined, BootstrapError> {
     }
     let kinds = table
         .iter()
-        .map(|entry| link_kind(&env, &node, shm.is_some(), tcp.is_some(), entry))
+        .map(|entry| link_kind(env, &node, shm.is_some(), tcp.is_some(), entry))
         .collect::<Result<Vec<_>, _>>()?;
     let mut links: Vec<Option<Link>> = (0..env.size).map(|_| None).collect();
     links[env.rank as usize] = Some(Link::Loopback(LoopbackLink::default()));
     let mut bell = None;
     if let Some((dir, rx)) = shm {
-        bell = Some(shm_links(&dir, &env, rx, &table, &kinds, &mut links)?);
+        bell = Some(shm_links(&dir, env, rx, &table, &kinds, &mut links)?);
     }
     if let Some((listener, _)) = tcp {
-        tcp_links(listener, &env, &table, &kinds, &mut links)?;
+        tcp_links(listener, env, &table, &kinds, &mut links)?;
     }
     let channels = links
         .into_iter()
         .map(|l| Channel::new(l.expect("every rank got a link")))
         .collect();
-    let engine_control = control.try_clone().map_err(BootstrapError::ControlWrite)?;
     let local_ranks = table.iter().filter(|e| e.node == node).count();
-    let engine = Engine::new(
-        env.rank,
+    Ok(Connected {
         channels,
-        Idle { bell },
-        eager_limit(),
-        Some(engine_control),
-        local_ranks,
-    );
-    Ok(Joined {
-        engine,
-        control: Some(control),
+        bell,
+        control,
         table,
+        local_ranks,
     })
 }
 

@@ -82,6 +82,13 @@ pub(crate) struct Channel {
     pub input: Input,
     /// The peer closed its end (it finalized or died); nothing more will arrive.
     pub closed: bool,
+    /// While an image checkpoint drains: how many packets at the front of `out` may still be
+    /// written (everything queued before this rank's marker, and the marker). Packets queued
+    /// after the marker wait in `out` (so in the image) until the capture.
+    pub frozen: Option<usize>,
+    /// The peer's marker of the image checkpoint being drained has been read: nothing more is
+    /// read from this link until the capture.
+    pub paused: bool,
 }
 
 impl Channel {
@@ -91,6 +98,8 @@ impl Channel {
             out: VecDeque::new(),
             input: Input::fresh(),
             closed: false,
+            frozen: None,
+            paused: false,
         }
     }
 }

@@ -21,6 +21,8 @@
 //! rank may not need a message its peer sends after T. If it does, the rank would wait for a
 //! held message; instead the checkpoint is given up with a message saying so.
 
+use std::path::PathBuf;
+
 use wire::{CheckpointFailed, Message, PartDone, SafepointCount};
 
 use crate::EngineError;
@@ -39,6 +41,40 @@ pub struct SavedMessage {
 /// Writes the part once the channel state is complete; returns what PART_DONE reports.
 pub type FinishPart = Box<dyn FnOnce(Vec<SavedMessage>) -> Result<PartDone, String>>;
 
+/// What an image checkpoint asks the checkpointer to save, at the moment the drain is complete.
+#[derive(Debug)]
+pub struct ImageRequest<'a> {
+    pub epoch: u64,
+    pub rank: u32,
+    /// The staging directory of the snapshot.
+    pub dir: &'a str,
+    /// Directories whose shared files (the rings and doorbells) stay out of the image.
+    pub exclude_dirs: &'a [PathBuf],
+}
+
+/// What a capture gave.
+#[derive(Debug)]
+pub enum ImageCapture {
+    /// This is the original process and a writer saves the image; the rank computes on.
+    Writing(Box<dyn ImageWriter>),
+    /// This process was restored from the image: the environment of the job it now belongs
+    /// to (the restorer's hand-over).
+    Restored(Vec<(String, String)>),
+}
+
+/// An image being written while the rank computes on.
+pub trait ImageWriter: std::fmt::Debug {
+    /// The part's report once the image is written and its part is complete; `None` while the
+    /// writer is still at work (and `block` is false).
+    fn poll(&mut self, block: bool) -> Option<Result<PartDone, String>>;
+}
+
+/// The transparent (`image`) checkpointer as the engine sees it: the capture of the whole
+/// process at a moment the engine chooses (see "Image checkpoints" in the module docs).
+pub trait ImageCheckpointer: std::fmt::Debug {
+    fn capture(&mut self, request: ImageRequest<'_>) -> Result<ImageCapture, String>;
+}
+
 /// Where the rank is in a checkpoint.
 #[derive(Default)]
 pub(crate) enum Phase {
@@ -53,6 +89,13 @@ pub(crate) enum Phase {
         epoch: u64,
         finish: Option<FinishPart>,
     },
+    /// An image checkpoint: markers are out (links frozen behind them), waiting for every
+    /// peer's marker, for the links to have written ours, and for the staging directory.
+    Draining {
+        epoch: u64,
+        reported: bool,
+        dir: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Phase {
@@ -64,6 +107,15 @@ impl std::fmt::Debug for Phase {
             }
             Self::Scheduled { epoch, at } => write!(f, "Scheduled({epoch} at {at})"),
             Self::Recording { epoch, .. } => write!(f, "Recording({epoch})"),
+            Self::Draining {
+                epoch,
+                reported,
+                dir,
+            } => write!(
+                f,
+                "Draining({epoch}, reported {reported}, dir known {})",
+                dir.is_some()
+            ),
         }
     }
 }
@@ -81,6 +133,13 @@ pub(crate) struct CkptState {
     pub marker_in: Vec<bool>,
     /// Recorded messages, in arrival order; `None` until the message completes.
     pub slots: Vec<(u32, u32, i32, Option<Vec<u8>>)>,
+    /// The image checkpointer, when the job uses it.
+    pub image: Option<Box<dyn ImageCheckpointer>>,
+    /// The image being written (epoch, writer).
+    pub writing: Option<(u64, Box<dyn ImageWriter>)>,
+    /// Image checkpoints up to this epoch are over (taken, failed or cancelled): their late
+    /// markers and requests are ignored.
+    pub done_epoch: u64,
 }
 
 impl CkptState {
@@ -96,7 +155,8 @@ impl CkptState {
         match self.phase {
             Phase::Requested { epoch, .. }
             | Phase::Scheduled { epoch, .. }
-            | Phase::Recording { epoch, .. } => Some(epoch),
+            | Phase::Recording { epoch, .. }
+            | Phase::Draining { epoch, .. } => Some(epoch),
             Phase::Idle => None,
         }
     }
@@ -105,9 +165,20 @@ impl CkptState {
         matches!(self.phase, Phase::Recording { .. })
     }
 
-    /// Messages from `peer` are held: its marker came before our own snapshot.
+    /// An image checkpoint's drain is under way.
+    pub(crate) fn draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining { .. })
+    }
+
+    /// Progress has image work to do: a drain, or a writer to look after.
+    pub(crate) fn image_busy(&self) -> bool {
+        self.draining() || self.writing.is_some()
+    }
+
+    /// Messages from `peer` are held: its marker came before our own snapshot. (An image
+    /// checkpoint holds nothing: it stops reading the peer's link at the marker instead.)
     pub(crate) fn holds(&self, peer: u32) -> bool {
-        !self.local_taken() && self.marker_in[peer as usize]
+        !self.local_taken() && !self.draining() && self.marker_in[peer as usize]
     }
 
     /// Messages from `peer` are in transit and must be recorded.
@@ -129,6 +200,16 @@ impl Engine {
     /// Handles one control message from the coordinator.
     pub(crate) fn on_control(&mut self, message: Message) -> Result<(), EngineError> {
         match message {
+            Message::Checkpoint(c) if self.ckpt.image.is_some() => {
+                self.image_requested(c.epoch)?;
+            }
+            Message::CheckpointAt(at) if self.ckpt.image.is_some() => {
+                if let Phase::Draining { epoch, dir, .. } = &mut self.ckpt.phase
+                    && *epoch == at.epoch
+                {
+                    *dir = Some(at.dir);
+                }
+            }
             Message::Checkpoint(c) => {
                 if !matches!(self.ckpt.phase, Phase::Idle) {
                     tracing::warn!(
@@ -156,6 +237,9 @@ impl Engine {
                 }
             }
             Message::CheckpointCancel(c) => {
+                if self.ckpt.image.is_some() {
+                    self.ckpt.done_epoch = self.ckpt.done_epoch.max(c.epoch);
+                }
                 if self.ckpt.marker_epoch() == Some(c.epoch) {
                     tracing::info!("checkpoint {} cancelled by the coordinator", c.epoch);
                     self.reset_checkpoint();
@@ -189,6 +273,10 @@ impl Engine {
         if self.ckpt.disabled > 0 {
             return Ok(());
         }
+        if self.ckpt.image.is_some() {
+            self.begin_drain(epoch)?;
+            return self.report_drain();
+        }
         self.ckpt.phase = Phase::Requested {
             epoch,
             reported: true,
@@ -213,9 +301,15 @@ impl Engine {
     }
 
     /// From now on checkpoint requests fail: the rank is leaving (MPI_Finalize). A checkpoint
-    /// whose safepoint this rank will now never reach fails too.
+    /// whose safepoint this rank will now never reach fails too. An image being written is
+    /// waited for, so that its part is reported before the rank leaves.
     pub fn begin_finalize(&mut self) -> Result<(), EngineError> {
         self.ckpt.finalizing = true;
+        if let Some((epoch, mut writer)) = self.ckpt.writing.take()
+            && let Some(result) = writer.poll(true)
+        {
+            self.report_image(epoch, result)?;
+        }
         match self.ckpt.phase {
             Phase::Requested {
                 epoch,
@@ -358,6 +452,10 @@ impl Engine {
     }
 
     fn reset_checkpoint(&mut self) {
+        if let Phase::Draining { epoch, .. } = self.ckpt.phase {
+            self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
+            self.thaw_links();
+        }
         self.ckpt.phase = Phase::Idle;
         self.ckpt.marker_in.iter_mut().for_each(|m| *m = false);
         self.ckpt.slots.clear();
@@ -365,6 +463,9 @@ impl Engine {
     }
 
     pub(crate) fn on_marker(&mut self, peer: u32, epoch: u64) -> Result<(), EngineError> {
+        if self.ckpt.image.is_some() {
+            return self.on_image_marker(peer, epoch);
+        }
         if self.ckpt.marker_epoch() != Some(epoch) {
             tracing::debug!("stale marker of checkpoint {epoch} from rank {peer} ignored");
             return Ok(());
@@ -400,5 +501,224 @@ impl Engine {
             self.rank()
         );
         self.fail_checkpoint(epoch, reason)
+    }
+}
+
+/// Image checkpoints (the transparent checkpointer).
+///
+/// The snapshot point is "now, inside whatever MPI call the rank is in". When CHECKPOINT
+/// arrives (or a peer's marker of a new epoch, whichever is first) the rank queues a MARKER on
+/// every link after everything already queued and freezes the link behind it: packets queued
+/// later stay in memory. It keeps progressing, matching and queuing as usual, so every packet a
+/// peer sent before its marker ends up in this process's memory (a posted receive or the
+/// unexpected queue); it reads nothing of a link past the peer's marker. When every peer's
+/// marker is in, every link has written ours, and the coordinator has named the staging
+/// directory (CHECKPOINT_AT), the process is captured: memory then holds the whole channel
+/// state, the links hold nothing, and no message is both sent and unsent. A forked writer
+/// saves the image while the rank computes on; PART_DONE follows when it is done.
+///
+/// In a process restored from the image the capture returns again, with the new job's
+/// environment: the rank joins that job (new links, new registration) and the interrupted MPI
+/// call continues; the packets that were frozen go out on the new links.
+impl Engine {
+    /// Makes this rank checkpoint with the image checkpointer.
+    pub fn set_image_checkpointer(&mut self, checkpointer: Box<dyn ImageCheckpointer>) {
+        self.ckpt.image = Some(checkpointer);
+    }
+
+    /// CHECKPOINT(epoch) in an image job.
+    fn image_requested(&mut self, epoch: u64) -> Result<(), EngineError> {
+        if epoch <= self.ckpt.done_epoch {
+            tracing::debug!("checkpoint {epoch} is already over here; request ignored");
+            return Ok(());
+        }
+        match self.ckpt.phase {
+            Phase::Idle => {
+                self.ckpt.phase = Phase::Requested {
+                    epoch,
+                    reported: false,
+                };
+                self.report_count()
+            }
+            Phase::Draining { epoch: e, .. } if e == epoch => self.report_drain(),
+            ref other => {
+                tracing::warn!("checkpoint {epoch} requested while {other:?}; ignored");
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers CHECKPOINT once per drain (the count means nothing for image checkpoints).
+    fn report_drain(&mut self) -> Result<(), EngineError> {
+        let Phase::Draining {
+            epoch,
+            reported: false,
+            ..
+        } = self.ckpt.phase
+        else {
+            return Ok(());
+        };
+        if let Phase::Draining { reported, .. } = &mut self.ckpt.phase {
+            *reported = true;
+        }
+        let rank = self.rank();
+        let count = self.ckpt.safepoints;
+        self.send_control(Message::SafepointCount(SafepointCount {
+            epoch,
+            rank,
+            count,
+        }))
+    }
+
+    /// Starts the drain of image checkpoint `epoch`: markers out, links frozen behind them.
+    fn begin_drain(&mut self, epoch: u64) -> Result<(), EngineError> {
+        self.ckpt.marker_in.iter_mut().for_each(|m| *m = false);
+        self.ckpt.phase = Phase::Draining {
+            epoch,
+            reported: false,
+            dir: None,
+        };
+        self.send_frozen_markers(epoch)
+    }
+
+    /// A peer's marker in an image job.
+    fn on_image_marker(&mut self, peer: u32, epoch: u64) -> Result<(), EngineError> {
+        if epoch <= self.ckpt.done_epoch {
+            tracing::debug!("stale marker of checkpoint {epoch} from rank {peer} ignored");
+            return Ok(());
+        }
+        match self.ckpt.phase {
+            Phase::Draining { epoch: e, .. } if e == epoch => {}
+            Phase::Idle | Phase::Requested { .. } => {
+                if self.ckpt.finalizing || self.ckpt.disabled > 0 {
+                    let why = if self.ckpt.finalizing {
+                        "is finalizing"
+                    } else {
+                        "has checkpoints disabled"
+                    };
+                    let reason = format!("rank {} {why}", self.rank());
+                    self.fail_checkpoint(epoch, reason)?;
+                    self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
+                    return Ok(());
+                }
+                // A peer started first: so does this rank (its count goes out with
+                // CHECKPOINT, or now if that came already).
+                let requested =
+                    matches!(self.ckpt.phase, Phase::Requested { epoch: e, .. } if e == epoch);
+                self.begin_drain(epoch)?;
+                if requested {
+                    self.report_drain()?;
+                }
+            }
+            ref other => {
+                let reason = format!(
+                    "rank {} got a marker of checkpoint {epoch} while {other:?}",
+                    self.rank()
+                );
+                return self.fail_checkpoint(epoch, reason);
+            }
+        }
+        self.ckpt.marker_in[peer as usize] = true;
+        self.pause_link(peer);
+        Ok(())
+    }
+
+    /// Captures the process when the drain is complete, and reports a finished image.
+    /// Returns whether anything happened.
+    pub(crate) fn image_step(&mut self) -> Result<bool, EngineError> {
+        let mut moved = false;
+        if let Some((epoch, writer)) = &mut self.ckpt.writing
+            && let Some(result) = writer.poll(false)
+        {
+            let epoch = *epoch;
+            self.ckpt.writing = None;
+            self.report_image(epoch, result)?;
+            moved = true;
+        }
+        let me = self.rank() as usize;
+        let Phase::Draining {
+            epoch,
+            dir: Some(dir),
+            ..
+        } = &self.ckpt.phase
+        else {
+            return Ok(moved);
+        };
+        let markers_in = self
+            .ckpt
+            .marker_in
+            .iter()
+            .enumerate()
+            .all(|(i, &m)| m || i == me);
+        if !markers_in || !self.markers_written() {
+            return Ok(moved);
+        }
+        let (epoch, dir) = (*epoch, dir.clone());
+        let exclude: Vec<PathBuf> = self.shm_dir.iter().cloned().collect();
+        let request = ImageRequest {
+            epoch,
+            rank: self.rank(),
+            dir: &dir,
+            exclude_dirs: &exclude,
+        };
+        let mut checkpointer = self.ckpt.image.take().expect("an image job");
+        let captured = checkpointer.capture(request);
+        self.ckpt.image = Some(checkpointer);
+        match captured {
+            Ok(ImageCapture::Writing(writer)) => {
+                self.end_drain(epoch);
+                self.ckpt.writing = Some((epoch, writer));
+            }
+            Ok(ImageCapture::Restored(vars)) => {
+                self.end_drain(epoch);
+                if let Err(e) = self.rejoin(&vars) {
+                    // The old job's links are gone and no new ones exist: nothing of this
+                    // process may run on (its destructors would touch the old links).
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why.push_str(&format!(": {s}"));
+                        source = s.source();
+                    }
+                    eprintln!(
+                        "mpicr: rank {} was restored from its image but could not join the job: {why}",
+                        self.rank()
+                    );
+                    std::process::exit(1);
+                }
+                tracing::info!(
+                    "rank {} restored from checkpoint {epoch} and joined the job",
+                    self.rank()
+                );
+            }
+            Err(reason) => self.fail_checkpoint(epoch, reason)?,
+        }
+        Ok(true)
+    }
+
+    fn end_drain(&mut self, epoch: u64) {
+        self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
+        self.ckpt.phase = Phase::Idle;
+        self.ckpt.marker_in.iter_mut().for_each(|m| *m = false);
+        self.thaw_links();
+    }
+
+    fn report_image(
+        &mut self,
+        epoch: u64,
+        result: Result<PartDone, String>,
+    ) -> Result<(), EngineError> {
+        match result {
+            Ok(done) => self.send_control(Message::PartDone(done)),
+            Err(reason) => {
+                tracing::warn!("checkpoint {epoch} failed: {reason}");
+                let rank = self.rank();
+                self.send_control(Message::CheckpointFailed(CheckpointFailed {
+                    epoch,
+                    rank,
+                    reason,
+                }))
+            }
+        }
     }
 }

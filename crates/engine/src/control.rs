@@ -56,6 +56,11 @@ impl ControlLink {
         Ok(out)
     }
 
+    /// Drops a partial frame of a connection that is gone (a rank restored from an image).
+    pub(crate) fn forget_input(&mut self) {
+        self.inbuf.clear();
+    }
+
     pub(crate) fn send(&mut self, message: &Message) -> Result<(), ControlError> {
         Ok(write_message(&mut self.stream, message)?)
     }

@@ -132,6 +132,11 @@ pub struct Engine {
     idle_since: Instant,
     /// How to wait when there is nothing to do.
     patience: Patience,
+    /// The job's shared-memory directory (left out of process images).
+    pub(crate) shm_dir: Option<std::path::PathBuf>,
+    /// The descriptor numbers of the control connection (the front end's and the engine's),
+    /// kept for a rank restored from an image.
+    pub(crate) control_fds: Vec<std::os::fd::RawFd>,
 }
 
 /// The control link is read every this many progress rounds (and before sleeping).
@@ -215,7 +220,44 @@ impl Engine {
             rounds: 0,
             idle_since: Instant::now(),
             patience: patience(local_ranks),
+            shm_dir: None,
+            control_fds: Vec::new(),
         }
+    }
+
+    pub(crate) fn set_launch_facts(
+        &mut self,
+        shm_dir: Option<std::path::PathBuf>,
+        control_fds: Vec<std::os::fd::RawFd>,
+    ) {
+        self.shm_dir = shm_dir;
+        self.control_fds = control_fds;
+    }
+
+    /// Puts new links (a rank restored from an image) under the channels, whose queued
+    /// packets go out on them. The old links, doorbell and control buffer belong to the old
+    /// job: forgotten, never dropped, since their descriptors and mappings are not restored.
+    pub(crate) fn replace_links(
+        &mut self,
+        channels: Vec<Channel>,
+        bell: Option<Rc<Doorbell>>,
+        local_ranks: usize,
+    ) {
+        for (ch, new) in self.channels.iter_mut().zip(channels) {
+            if matches!(ch.link, transport::Link::Loopback(_)) {
+                // This rank's own link is memory, restored with the rest: bytes in it stay.
+                continue;
+            }
+            std::mem::forget(std::mem::replace(&mut ch.link, new.link));
+            ch.closed = false;
+        }
+        std::mem::forget(std::mem::replace(&mut self.idle.bell, bell));
+        if let Some(c) = &mut self.control {
+            c.forget_input();
+        }
+        self.cma = true;
+        self.patience = patience(local_ranks);
+        self.idle_since = Instant::now();
     }
 
     /// Sends a message to the coordinator (nothing for a singleton).
@@ -282,6 +324,45 @@ impl Engine {
                 None => self.posted.push_back(p),
             }
         }
+    }
+
+    /// Queues checkpoint `epoch`'s marker on every link but the loopback, after everything
+    /// already queued, and freezes each link behind it (image checkpoints): what is queued
+    /// later waits until the capture.
+    pub(crate) fn send_frozen_markers(&mut self, epoch: u64) -> Result<(), EngineError> {
+        let me = self.rank as usize;
+        for peer in (0..self.channels.len()).filter(|&p| p != me) {
+            self.channels[peer].frozen = Some(0);
+            let mut m = Header::new(Kind::Marker);
+            m.sreq = epoch;
+            self.send_packet(peer as u32, m, Payload::None, None, false)?;
+            let ch = &mut self.channels[peer];
+            ch.frozen = Some(ch.out.len());
+        }
+        for peer in (0..self.channels.len()).filter(|&p| p != me) {
+            self.flush_channel(peer)?;
+        }
+        Ok(())
+    }
+
+    /// Whether every link has written its marker (and everything before it) out.
+    pub(crate) fn markers_written(&self) -> bool {
+        self.channels
+            .iter()
+            .all(|c| c.frozen.is_none_or(|n| n == 0))
+    }
+
+    /// Ends an image checkpoint's drain: queued packets may go out, links are read again.
+    pub(crate) fn thaw_links(&mut self) {
+        for ch in &mut self.channels {
+            ch.frozen = None;
+            ch.paused = false;
+        }
+    }
+
+    /// Stops reading `peer`'s link until the capture (its marker was just read).
+    pub(crate) fn pause_link(&mut self, peer: u32) {
+        self.channels[peer as usize].paused = true;
     }
 
     /// Sends checkpoint `epoch`'s marker on every link but the loopback.
@@ -460,7 +541,7 @@ impl Engine {
 
     /// Blocks until request `id` completes and returns its status.
     pub fn wait(&mut self, id: u64) -> Result<Status, EngineError> {
-        if self.ckpt.local_taken() {
+        if self.ckpt.local_taken() || self.ckpt.draining() {
             // A checkpoint's part waits for markers: read them even when this request is
             // already complete (a rank that only sends would otherwise never look).
             self.progress()?;
@@ -652,6 +733,9 @@ impl Engine {
             moved |= self.flush_channel(peer)?;
             moved |= self.read_channel(peer)?;
         }
+        if self.ckpt.image_busy() {
+            moved |= self.image_step()?;
+        }
         Ok(moved)
     }
 
@@ -677,6 +761,21 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let peer = peer as usize;
         let header = header.encode();
+        if self.channels[peer].frozen.is_some() {
+            // An image checkpoint drains: nothing after this rank's marker goes out before
+            // the capture (it is in the image as queued, and sent after it).
+            let payload = match payload {
+                Payload::Borrowed(b) if copy_if_queued => Payload::Owned(b.bytes().to_vec()),
+                p => p,
+            };
+            self.channels[peer].out.push_back(Outgoing {
+                header,
+                payload,
+                done: 0,
+                on_complete,
+            });
+            return Ok(());
+        }
         if !self.channels[peer].out.is_empty() {
             // Earlier packets wait for room: move them on first. A rank that only sends (a
             // broadcast root, say) may not enter the progress loop for a long time, and its
@@ -732,6 +831,9 @@ impl Engine {
         let mut moved = false;
         loop {
             let ch = &mut self.channels[peer];
+            if ch.frozen == Some(0) {
+                break;
+            }
             let Some(item) = ch.out.front_mut() else {
                 break;
             };
@@ -749,6 +851,9 @@ impl Engine {
                 break;
             }
             let item = ch.out.pop_front().expect("front exists");
+            if let Some(left) = &mut ch.frozen {
+                *left -= 1;
+            }
             if let Some(id) = item.on_complete {
                 self.complete_send(id);
             }
@@ -789,7 +894,7 @@ impl Engine {
                 return Ok(moved);
             }
             let ch = &mut self.channels[peer];
-            if ch.closed {
+            if ch.closed || ch.paused {
                 return Ok(moved);
             }
             let read = match &mut ch.input {

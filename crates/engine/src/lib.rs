@@ -21,7 +21,10 @@ pub mod session;
 mod slab;
 
 pub use bootstrap::{BootstrapError, Joined, join};
-pub use ckpt::{FinishPart, SafepointAction, SavedMessage};
+pub use ckpt::{
+    FinishPart, ImageCapture, ImageCheckpointer, ImageRequest, ImageWriter, SafepointAction,
+    SavedMessage,
+};
 pub use comm::Comm;
 pub use control::ControlError;
 pub use engine::{Engine, Status};

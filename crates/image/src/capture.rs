@@ -36,6 +36,20 @@ pub enum CaptureError {
     Write(WriteError),
     #[error("the image writer process failed ({0})")]
     Child(String),
+    #[error(
+        "descriptor {} is open; it is reserved for the restorer's hand-over (see docs/image-format.md)",
+        crate::restart::RESTART_ENV_FD
+    )]
+    ReservedFd,
+}
+
+/// What a capture leaves out besides its own buffers.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureOptions {
+    /// Directories whose files are neither mapped nor open in the image: shared file mappings
+    /// and descriptors of files under them are left out (the MPI layer's rings and doorbells,
+    /// which a restarted job recreates elsewhere). The restorer leaves those ranges unmapped.
+    pub exclude_dirs: Vec<PathBuf>,
 }
 
 /// A failed system call while memory was being written (no allocation to describe it).
@@ -97,6 +111,23 @@ impl ChildCapture {
                 Err(e) => return Err(CaptureError::Io("waiting for the image writer", e.into())),
             }
         };
+        self.finish(status)
+    }
+
+    /// The writer's result if it has ended (the image is then renamed into place), without
+    /// waiting; `Err(self)` while it still writes.
+    pub fn try_wait(self) -> Result<Result<(), CaptureError>, Self> {
+        match rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::NOHANG) {
+            Ok(Some((_, st))) => Ok(self.finish(st)),
+            Ok(None) | Err(Errno::INTR) => Err(self),
+            Err(e) => Ok(Err(CaptureError::Io(
+                "waiting for the image writer",
+                e.into(),
+            ))),
+        }
+    }
+
+    fn finish(self, status: rustix::process::WaitStatus) -> Result<(), CaptureError> {
         if status.exit_status() != Some(0) {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(CaptureError::Child(format!("{status:?}")));
@@ -113,7 +144,7 @@ impl ChildCapture {
 /// The image is written to `path.tmp`, fsynced and renamed, so `path` is complete or absent.
 pub fn capture_to(path: &Path) -> Result<Outcome, CaptureError> {
     let tmp = tmp_path(path);
-    let mut job = prepare(&tmp, false)?;
+    let mut job = prepare(&tmp, false, &CaptureOptions::default())?;
     let r = ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>());
     if r == RESTORED {
         return Ok(restored(job));
@@ -135,8 +166,16 @@ pub fn capture_to(path: &Path) -> Result<Outcome, CaptureError> {
 /// Like [`capture_to`], but a forked copy-on-write child writes the image: the caller stalls
 /// only for phase A and the fork.
 pub fn capture_in_child(path: &Path) -> Result<ChildOutcome, CaptureError> {
+    capture_in_child_with(path, &CaptureOptions::default())
+}
+
+/// [`capture_in_child`] with what `options` leaves out.
+pub fn capture_in_child_with(
+    path: &Path,
+    options: &CaptureOptions,
+) -> Result<ChildOutcome, CaptureError> {
     let tmp = tmp_path(path);
-    let mut job = prepare(&tmp, true)?;
+    let mut job = prepare(&tmp, true, options)?;
     let r = ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>());
     if r == RESTORED {
         restored(job);
@@ -175,11 +214,12 @@ fn restored(job: Job) -> Outcome {
         scratch,
         meta_bytes,
         regions,
+        exclude,
         ..
     } = job;
     std::mem::forget(file);
     scratch.forget();
-    drop((meta_bytes, regions));
+    drop((meta_bytes, regions, exclude));
     Outcome::Restored
 }
 
@@ -214,6 +254,8 @@ struct Job {
     file: File,
     meta_bytes: Vec<u8>,
     regions: Vec<RegionPlan>,
+    /// Path prefixes (`DIR/`) of mappings left out.
+    exclude: Vec<Vec<u8>>,
     scratch: sys::Scratch,
     fork: bool,
     child_pid: i32,
@@ -221,7 +263,24 @@ struct Job {
     error: Option<WriteError>,
 }
 
-fn prepare(tmp: &Path, fork: bool) -> Result<Job, CaptureError> {
+fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, CaptureError> {
+    // A restored process that never took its hand-over (it is not an MPI rank) gives it up
+    // now; anything else at that number is refused.
+    let _ = crate::restart::take_restart_env();
+    if crate::restart::fd_open(crate::restart::RESTART_ENV_FD) {
+        return Err(CaptureError::ReservedFd);
+    }
+    let exclude: Vec<Vec<u8>> = options
+        .exclude_dirs
+        .iter()
+        .map(|d| {
+            let mut p = d.as_os_str().as_encoded_bytes().to_vec();
+            if !p.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p
+        })
+        .collect();
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -230,7 +289,7 @@ fn prepare(tmp: &Path, fork: bool) -> Result<Job, CaptureError> {
         .custom_flags(libc::O_CLOEXEC)
         .open(tmp)
         .map_err(|e| CaptureError::Io("creating the image file", e))?;
-    let meta = collect_meta(&[file.as_raw_fd()])
+    let meta = collect_meta(&[file.as_raw_fd()], &exclude)
         .map_err(|e| CaptureError::Io("reading process state", e))?;
     if !meta.rseq_disabled {
         let _ = std::fs::remove_file(tmp);
@@ -242,6 +301,7 @@ fn prepare(tmp: &Path, fork: bool) -> Result<Job, CaptureError> {
         file,
         meta_bytes: encode_meta(&meta),
         regions: Vec::with_capacity(MAX_CAPTURE_REGIONS),
+        exclude,
         scratch,
         fork,
         child_pid: 0,
@@ -250,8 +310,9 @@ fn prepare(tmp: &Path, fork: bool) -> Result<Job, CaptureError> {
     })
 }
 
-/// Phase A: the state that is not memory. `skip` are descriptors capture itself opened.
-fn collect_meta(skip: &[RawFd]) -> std::io::Result<Meta> {
+/// Phase A: the state that is not memory. `skip` are descriptors capture itself opened,
+/// `exclude` path prefixes of files left out.
+fn collect_meta(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Meta> {
     let uts = rustix::system::uname();
     let exe_path = std::fs::read_link("/proc/self/exe")?;
     let exe_path = exe_path.to_string_lossy().into_owned();
@@ -292,7 +353,7 @@ fn collect_meta(skip: &[RawFd]) -> std::io::Result<Meta> {
         }
     }
     m.auxv = procfs::parse_auxv(&std::fs::read("/proc/self/auxv")?);
-    m.fds = collect_fds(skip)?;
+    m.fds = collect_fds(skip, exclude)?;
     Ok(m)
 }
 
@@ -311,7 +372,7 @@ fn identity_from_stat(st: &rustix::fs::Stat) -> FileIdentity {
     }
 }
 
-fn collect_fds(skip: &[RawFd]) -> std::io::Result<Vec<FdEntry>> {
+fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEntry>> {
     let mut fds = Vec::new();
     let mut nums: Vec<RawFd> = Vec::new();
     for e in std::fs::read_dir("/proc/self/fd")? {
@@ -330,6 +391,9 @@ fn collect_fds(skip: &[RawFd]) -> std::io::Result<Vec<FdEntry>> {
             continue;
         };
         let path = target.to_string_lossy().into_owned();
+        if exclude.iter().any(|p| path.as_bytes().starts_with(p)) {
+            continue;
+        }
         let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
             continue;
         };
@@ -574,6 +638,7 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
                 continue;
             }
             b"[vsyscall]" => continue,
+            p if job.exclude.iter().any(|x| p.starts_with(x)) => continue,
             _ => {}
         }
         let plan = classify(&l, name);

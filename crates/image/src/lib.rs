@@ -5,6 +5,8 @@
 //!   state, fd table, cwd, umask, rlimits). The call returns [`Outcome::Captured`] in the
 //!   original process and [`Outcome::Restored`] in a process `mpicr-restore` brought back.
 //! - [`read_image`]: read and fully validate an image (the restorer's first step).
+//! - [`restart`]: the restorer's hand-over of the new job's environment
+//!   ([`take_restart_env`]) and keeping old descriptor numbers for the objects that hold them.
 //! - [`format`]: the on-disk format, specified in `docs/image-format.md`.
 //!
 //! Unsafe code lives only in `ctx` (the context save) and `sys` (raw system calls, fork and
@@ -14,14 +16,19 @@
 mod capture;
 mod ctx;
 pub mod format;
+pub mod partref;
 mod procfs;
 mod read;
+pub mod restart;
 mod sys;
 
 pub use capture::{
-    CaptureError, ChildCapture, ChildOutcome, Outcome, WriteError, capture_in_child, capture_to,
+    CaptureError, CaptureOptions, ChildCapture, ChildOutcome, Outcome, WriteError,
+    capture_in_child, capture_in_child_with, capture_to,
 };
 pub use format::FormatError;
+pub use partref::{ImageRef, image_file_name};
 pub use read::{
     Image, Region, RunLoc, encode_header, encode_trailer_prefix, read_image, read_image_from,
 };
+pub use restart::{RESTART_ENV_FD, replace_placeholder, reserve_fds, take_restart_env};

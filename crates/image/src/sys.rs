@@ -3,6 +3,7 @@
 //! the kernel writes into (or reads) for the duration of the call.
 
 use std::ffi::c_long;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The thread pointer (fs base) of the calling thread.
 pub(crate) fn fs_base() -> u64 {
@@ -174,4 +175,26 @@ pub(crate) fn getrlimit(resource: u32) -> Option<(u64, u64)> {
     // SAFETY: with a null new limit, prlimit64 only writes the current one into `old`.
     let r = unsafe { libc::prlimit64(0, resource as _, std::ptr::null(), &mut old) };
     (r == 0).then_some((old.rlim_cur, old.rlim_max))
+}
+
+/// `dup3(src, target, O_CLOEXEC)` onto a number that `may_take` approved: either free, or
+/// holding a placeholder this crate put there (see `restart::reserve_fds`).
+pub(crate) fn dup_onto(src: BorrowedFd<'_>, target: RawFd) -> std::io::Result<()> {
+    // SAFETY: dup3 takes no pointers; `src` is open for the call. The caller checked that
+    // `target` is free or holds one of this crate's placeholders, which no object owns, so
+    // replacing it invalidates nothing.
+    let r = unsafe { libc::dup3(src.as_raw_fd(), target, libc::O_CLOEXEC) };
+    if r == target {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Takes ownership of descriptor `fd`, which the restorer left open for this process and
+/// which no object owns (the caller checked what it is; capture checked it was free).
+pub(crate) fn take_restorer_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller checked that `fd` is open and is the restorer's hand-over memfd;
+    // the image was captured with that number free, so nothing in this process owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }

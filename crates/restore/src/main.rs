@@ -1,4 +1,5 @@
-//! `mpicr-restore [--check] IMAGE`: brings a process back from an image written by the
+//! `mpicr-restore [--check] IMAGE` (or `--rank-image DIR`, the image of rank `MPICR_RANK` in a
+//! snapshot directory): brings a process back from an image written by the
 //! `image` crate (spec: docs/image-format.md).
 //!
 //! 1. Re-executes itself with glibc's rseq registration off (its own rseq area would vanish
@@ -24,13 +25,27 @@ use std::path::PathBuf;
 const RSEQ_OFF: &str = "glibc.pthread.rseq=0";
 
 fn usage() -> ! {
-    eprintln!("usage: mpicr-restore [--check] IMAGE");
+    eprintln!("usage: mpicr-restore [--check] IMAGE\n       mpicr-restore --rank-image DIR");
     std::process::exit(2);
+}
+
+/// `--rank-image DIR`: the image of the rank this process is (`MPICR_RANK`), as the launcher
+/// of a restarted job starts every rank: `DIR/rank-<r>.image`.
+fn rank_image(dir: &OsString) -> PathBuf {
+    let rank = std::env::var("MPICR_RANK").unwrap_or_default();
+    match rank.parse::<u32>() {
+        Ok(r) => PathBuf::from(dir).join(format!("rank-{r}.image")),
+        Err(_) => fail(&format!(
+            "--rank-image needs MPICR_RANK set to a rank, not {rank:?}"
+        )),
+    }
 }
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let rank_mode = args.first().is_some_and(|a| a == "--rank-image");
     let (check_only, path) = match args.as_slice() {
+        [flag, dir] if flag == "--rank-image" => (false, rank_image(dir)),
         [p] if p != "--check" && p != "-h" && p != "--help" => (false, PathBuf::from(p)),
         [flag, p] if flag == "--check" => (true, PathBuf::from(p)),
         _ => usage(),
@@ -52,7 +67,7 @@ fn main() {
             .exec();
         fail(&format!("cannot re-execute itself: {err}"));
     }
-    if let Err(e) = run(check_only, path) {
+    if let Err(e) = run(check_only, path, rank_mode) {
         fail(&e);
     }
 }
@@ -62,7 +77,7 @@ fn fail(msg: &str) -> ! {
     std::process::exit(1);
 }
 
-fn run(check_only: bool, path: PathBuf) -> Result<(), String> {
+fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (img, own) = check::check(&path, &file)?;
     if check_only {
@@ -110,7 +125,7 @@ fn run(check_only: bool, path: PathBuf) -> Result<(), String> {
         temp += 0x1000_0000;
     }
 
-    let fds = prep::prepare(&img, file)?;
+    let fds = prep::prepare(&img, file, quiet)?;
     let built = plan::build(&img, &own, &fds, base, temp);
     if built.len > size_guess {
         return Err("internal error: the restore program outgrew its region".into());

@@ -40,7 +40,9 @@ fn lift(fd: OwnedFd, min: RawFd) -> Result<RawFd, String> {
     Ok(new.into_raw_fd())
 }
 
-pub(crate) fn prepare(img: &Image, image_file: File) -> Result<Fds, String> {
+/// `quiet`: do not list the descriptors that are not restored (a rank of an MPI job, whose
+/// sockets its MPI layer rebuilds).
+pub(crate) fn prepare(img: &Image, image_file: File, quiet: bool) -> Result<Fds, String> {
     let m = &img.meta;
     sys::block_all_signals().map_err(io("cannot block signals"))?;
 
@@ -102,10 +104,29 @@ pub(crate) fn prepare(img: &Image, image_file: File) -> Result<Fds, String> {
         }
     }
 
+    // The new job's environment for the restored process (docs/image-format.md, "Restart
+    // hand-over"): capture made sure no descriptor of the image has this number.
+    if m.fds.iter().any(|f| f.fd == image::RESTART_ENV_FD) {
+        return Err(format!(
+            "the image has descriptor {} open, which is reserved for the restorer",
+            image::RESTART_ENV_FD
+        ));
+    }
+    let vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| image::restart::handed_over(k))
+        .collect();
+    let env = image::restart::encode_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let env_fd = image::restart::memfd_with(image::restart::RESTART_ENV_NAME, &env)
+        .map_err(io("cannot create the environment hand-over"))?;
+    sys::dup_onto(&env_fd, image::RESTART_ENV_FD, true).map_err(io(
+        "cannot place the environment hand-over at its descriptor",
+    ))?;
+    drop(env_fd);
+
     // The image's regular files, at their numbers, flags and offsets.
     for f in &m.fds {
         if f.kind != FdKind::Regular {
-            if f.fd > 2 {
+            if f.fd > 2 && !quiet {
                 eprintln!(
                     "mpicr-restore: fd {} ({}) is not restored (only regular files are)",
                     f.fd, f.path

@@ -33,6 +33,7 @@ fn program(args: &[&str]) -> Vec<String> {
         .map(|a| match *a {
             "selftest" => bin("mpicr-selftest").display().to_string(),
             "ckpt-ring" => bin("mpicr-ckpt-ring").display().to_string(),
+            "image-ring" => bin("mpicr-image-ring").display().to_string(),
             "heat" => bin("mpicr-heat").display().to_string(),
             other => other.to_owned(),
         })

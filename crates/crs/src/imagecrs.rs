@@ -1,0 +1,254 @@
+//! The `image` checkpointer: the whole process, transparently (DESIGN.md §4). The engine
+//! chooses the moment (an image checkpoint's drain is complete, see `engine::ckpt`); this
+//! component captures the process there with a forked writer (`image::capture_in_child_with`),
+//! leaving the job's shared-memory links out, and then writes the rank's part: a store part
+//! whose section `image/file` names the image file beside it with its size and checksum.
+//! In a process restored from the image, the capture returns the restorer's hand-over of the
+//! new job's environment.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use engine::{ImageCapture, ImageRequest, ImageWriter};
+use image::{CaptureOptions, ChildCapture, ChildOutcome, ImageRef};
+use store::{PartReader, PartWriter};
+use wire::PartDone;
+
+use crate::{Checkpointer, CrsError, CrsState, PartRequest, SnapshotRef};
+
+/// Something to do just before every capture (flushing a C library's stdio buffers, so that
+/// output written before the checkpoint is not written again by a restored process).
+pub type BeforeCapture = Box<dyn FnMut()>;
+
+thread_local! {
+    static BEFORE_CAPTURE: std::cell::RefCell<Vec<BeforeCapture>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Registers something every image checkpointer of this (single-threaded) process does just
+/// before a capture: a front end's output flush (the C library's `fflush(NULL)`).
+pub fn before_image_capture(f: BeforeCapture) {
+    BEFORE_CAPTURE.with(|hooks| hooks.borrow_mut().push(f));
+}
+
+/// The `image` component.
+pub struct ImageCheckpointer {
+    job: String,
+    before_capture: Vec<BeforeCapture>,
+    disabled: u32,
+}
+
+impl std::fmt::Debug for ImageCheckpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageCheckpointer")
+            .field("job", &self.job)
+            .field("before_capture", &self.before_capture.len())
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+impl ImageCheckpointer {
+    pub const NAME: &'static str = "image";
+
+    pub fn new(job: &str) -> Self {
+        Self {
+            job: job.into(),
+            before_capture: Vec::new(),
+            disabled: 0,
+        }
+    }
+
+    /// Adds something to do just before every capture.
+    pub fn before_capture(&mut self, f: BeforeCapture) {
+        self.before_capture.push(f);
+    }
+
+    fn flush_output(&mut self) {
+        for f in &mut self.before_capture {
+            f();
+        }
+        BEFORE_CAPTURE.with(|hooks| {
+            if let Ok(mut hooks) = hooks.try_borrow_mut() {
+                for f in hooks.iter_mut() {
+                    f();
+                }
+            }
+        });
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// Writes `rank`'s part for the image at `image`: the section naming it, size and checksum.
+fn write_part(
+    dir: &Path,
+    image: &Path,
+    job: &str,
+    epoch: u64,
+    rank: u32,
+) -> Result<PartDone, CrsError> {
+    let reference = ImageRef::of_file(image).map_err(|e| CrsError::Image(e.to_string()))?;
+    let mut writer = PartWriter::create(dir, job, epoch, rank, ImageCheckpointer::NAME)?;
+    writer.section(image::partref::SECTION, &reference.encode())?;
+    let info = writer.finish()?;
+    Ok(PartDone {
+        epoch,
+        rank,
+        file: info.file,
+        size: info.size,
+        crc32c: info.crc32c,
+        checkpointer: ImageCheckpointer::NAME.into(),
+        in_transit: 0,
+    })
+}
+
+/// Checks an `image` part and the image it names (all of it), without restoring anything:
+/// what a restart does for every such part before it starts a rank.
+pub fn verify_image_part(dir: &Path, part: &PartReader) -> Result<(), CrsError> {
+    if part.checkpointer() != ImageCheckpointer::NAME {
+        return Err(CrsError::WrongCheckpointer {
+            rank: part.rank(),
+            found: part.checkpointer().into(),
+            expected: ImageCheckpointer::NAME,
+        });
+    }
+    let bytes = part.section(image::partref::SECTION)?;
+    let reference = ImageRef::decode(&bytes).map_err(CrsError::Image)?;
+    reference.verify(dir, part.rank()).map_err(CrsError::Image)
+}
+
+/// A forked writer at work, then the part.
+#[derive(Debug)]
+struct PendingImage {
+    child: Option<ChildCapture>,
+    dir: PathBuf,
+    path: PathBuf,
+    job: String,
+    epoch: u64,
+    rank: u32,
+}
+
+impl ImageWriter for PendingImage {
+    fn poll(&mut self, block: bool) -> Option<Result<PartDone, String>> {
+        let child = self.child.take()?;
+        let written = if block {
+            child.wait()
+        } else {
+            match child.try_wait() {
+                Ok(result) => result,
+                Err(child) => {
+                    self.child = Some(child);
+                    return None;
+                }
+            }
+        };
+        Some(
+            written
+                .map_err(|e| format!("writing the image of rank {} failed: {e}", self.rank))
+                .and_then(|()| {
+                    write_part(&self.dir, &self.path, &self.job, self.epoch, self.rank)
+                        .map_err(|e| e.to_string())
+                }),
+        )
+    }
+}
+
+impl engine::ImageCheckpointer for ImageCheckpointer {
+    fn capture(&mut self, request: ImageRequest<'_>) -> Result<ImageCapture, String> {
+        if self.disabled > 0 {
+            return Err(format!("rank {} has checkpoints disabled", request.rank));
+        }
+        self.flush_output();
+        let dir = PathBuf::from(request.dir);
+        let path = dir.join(image::image_file_name(request.rank));
+        let options = CaptureOptions {
+            exclude_dirs: request.exclude_dirs.to_vec(),
+        };
+        match image::capture_in_child_with(&path, &options) {
+            Ok(ChildOutcome::Started(child)) => Ok(ImageCapture::Writing(Box::new(PendingImage {
+                child: Some(child),
+                dir,
+                path,
+                job: self.job.clone(),
+                epoch: request.epoch,
+                rank: request.rank,
+            }))),
+            Ok(ChildOutcome::Restored) => image::take_restart_env()
+                .map(ImageCapture::Restored)
+                .ok_or_else(|| "restored without the restorer's environment hand-over".into()),
+            Err(e) => Err(format!("capturing rank {}: {e}", request.rank)),
+        }
+    }
+}
+
+impl Checkpointer for ImageCheckpointer {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    /// Captures this process (`pid` must be our own: capture is from inside) into `part.dir`
+    /// and writes its part, waiting for the writer. Inside a job the engine calls the capture
+    /// itself at the moment its drain is complete and does not wait (see `engine::ckpt`).
+    fn checkpoint(
+        &mut self,
+        pid: u32,
+        part: PartRequest<'_>,
+    ) -> Result<(SnapshotRef, CrsState), CrsError> {
+        if pid != std::process::id() {
+            return Err(CrsError::Image(format!(
+                "the image checkpointer captures its own process, not pid {pid}"
+            )));
+        }
+        let dir = part.dir.to_string_lossy().into_owned();
+        let request = ImageRequest {
+            epoch: part.epoch,
+            rank: part.rank,
+            dir: &dir,
+            exclude_dirs: &[],
+        };
+        match engine::ImageCheckpointer::capture(self, request).map_err(CrsError::Image)? {
+            ImageCapture::Writing(mut writer) => {
+                let done = writer
+                    .poll(true)
+                    .unwrap_or_else(|| Err("the writer reported nothing".into()))
+                    .map_err(CrsError::Image)?;
+                Ok((
+                    SnapshotRef {
+                        checkpointer: Self::NAME.into(),
+                        file: done.file,
+                    },
+                    CrsState::Continue,
+                ))
+            }
+            ImageCapture::Restored(_) => Ok((
+                SnapshotRef {
+                    checkpointer: Self::NAME.into(),
+                    file: store::part_file_name(part.rank),
+                },
+                CrsState::Restart,
+            )),
+        }
+    }
+
+    /// Verifies the part and its image, then starts the restorer through `spawn_child`.
+    fn restart(
+        &mut self,
+        part: &PartReader,
+        spawn_child: &mut dyn FnMut() -> Result<u32, CrsError>,
+    ) -> Result<u32, CrsError> {
+        let dir = part
+            .path()
+            .parent()
+            .ok_or_else(|| CrsError::Image("the part has no directory".into()))?;
+        verify_image_part(dir, part)?;
+        spawn_child()
+    }
+
+    fn disable_checkpoint(&mut self) {
+        self.disabled += 1;
+    }
+
+    fn enable_checkpoint(&mut self) {
+        self.disabled = self.disabled.saturating_sub(1);
+    }
+}

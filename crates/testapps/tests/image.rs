@@ -1,0 +1,315 @@
+//! The transparent (`image`) checkpointer on real MPI jobs: `mpicr-image-ring`, which has no
+//! checkpoint code at all, is checkpointed at a random moment (inside whatever MPI call each
+//! rank is in), a rank is killed with SIGKILL, the job is restarted from the process images,
+//! and what it prints must be exactly the rest of what an uninterrupted run prints.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Out, Sandbox, bin};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+const STEPS: &str = "400";
+/// Milliseconds each step of a checkpointed run sleeps, so that it is still running when the
+/// checkpoint is asked for.
+const SLOW: &str = "3";
+
+fn ok(out: &Out, what: &str) {
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{what} failed:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// The snapshot name `mpicr checkpoint` printed last.
+fn committed(out: &Out) -> String {
+    ok(out, "the checkpoint");
+    out.stdout
+        .lines()
+        .last()
+        .expect("a snapshot name")
+        .trim()
+        .to_owned()
+}
+
+/// A pause of 0 to 399 ms, different from run to run: the checkpoint lands anywhere.
+fn random_moment() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(u64::from(nanos % 400))
+}
+
+/// The pid of `rank` of job `name` from `mpicr status --json` (not `not`, one killed before).
+fn rank_pid(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
+    for _ in 0..1000 {
+        let out = sandbox.mpicr(&["status", name, "--json"]);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            && v["ranks"][rank]["state"] == "running"
+            && let Some(pid) = v["ranks"][rank]["pid"].as_u64()
+            && pid as u32 != not
+        {
+            return pid as u32;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("rank {rank} of job {name} never ran");
+}
+
+fn kill_rank(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
+    let pid = rank_pid(sandbox, name, rank, not);
+    let target = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    rustix::process::kill_process(target, rustix::process::Signal::KILL)
+        .expect("the rank can be killed");
+    pid
+}
+
+fn wait_for_snapshots(sandbox: &Sandbox, name: &str, epochs: usize) {
+    for _ in 0..3000 {
+        let count = std::fs::read_dir(sandbox.snapshots().join(name))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().parse::<u64>().is_ok())
+                    .count()
+            })
+            .unwrap_or(0);
+        if count >= epochs {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("job {name} never committed {epochs} snapshots");
+}
+
+/// `restarted` is a non-empty tail of `reference`, line for line, ending in its result.
+fn assert_continues(reference: &Out, restarted: &Out, what: &str) {
+    ok(reference, "the uninterrupted run");
+    ok(restarted, what);
+    assert!(
+        restarted.stdout.contains("result "),
+        "{what}: no result:\n{}{}",
+        restarted.stdout,
+        restarted.stderr
+    );
+    assert!(
+        reference.stdout.ends_with(&restarted.stdout),
+        "{what}: the restarted job printed what the uninterrupted run does not end with:\n\
+         restarted:\n{}\nreference tail:\n{}\n{}",
+        restarted.stdout,
+        &reference.stdout[reference.stdout.len().saturating_sub(400)..],
+        restarted.stderr
+    );
+}
+
+fn image_job<'a>(n: &'a str, transport: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-n", n, "--transport", transport, "--crs", "image"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "image-ring", STEPS, SLOW]);
+    args
+}
+
+/// Uninterrupted; then checkpointed at a random moment, a rank SIGKILLed, restarted.
+fn kill_and_restart(n: u32, transport: &str) {
+    assert!(bin("mpicr-restore").exists());
+    let sandbox = Sandbox::new();
+    let ranks = n.to_string();
+    let reference = sandbox.mpicr(&[
+        "run",
+        "-n",
+        &ranks,
+        "--transport",
+        transport,
+        "--",
+        "image-ring",
+        STEPS,
+    ]);
+    let name = format!("img{n}{transport}");
+    let job = sandbox.start_job(&name, &image_job(&ranks, transport, &[]));
+    std::thread::sleep(random_moment());
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
+    assert_eq!(snapshot, format!("{name}.1"));
+    kill_rank(&sandbox, &name, n as usize - 1, 0);
+    let killed = job.finish();
+    assert_ne!(killed.code, Some(0), "the job failed with its rank");
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(
+        &reference,
+        &restarted,
+        &format!("{n} ranks over {transport}"),
+    );
+}
+
+#[test]
+fn image_restart_after_sigkill_continues_the_output_on_2_and_4_ranks_over_shm() {
+    kill_and_restart(2, "shm");
+    kill_and_restart(4, "shm");
+}
+
+#[test]
+fn image_restart_after_sigkill_continues_the_output_on_2_and_4_ranks_over_tcp() {
+    kill_and_restart(2, "tcp");
+    kill_and_restart(4, "tcp");
+}
+
+#[test]
+fn a_restored_job_is_checkpointed_again_and_restored_again() {
+    let sandbox = Sandbox::new();
+    let reference = sandbox.mpicr(&["run", "-n", "3", "--", "image-ring", STEPS]);
+    let job = sandbox.start_job("again", &image_job("3", "shm", &[]));
+    assert_eq!(
+        committed(&sandbox.mpicr(&["checkpoint", "again"])),
+        "again.1"
+    );
+    std::thread::sleep(random_moment());
+    assert_eq!(
+        committed(&sandbox.mpicr(&["checkpoint", "again"])),
+        "again.2"
+    );
+    job.kill();
+    // The restarted job, made of restored processes, is imaged again and killed again.
+    let restarted = sandbox.start(&["restart", "again"]);
+    sandbox.wait_for_job("again");
+    std::thread::sleep(random_moment());
+    assert_eq!(
+        committed(&sandbox.mpicr(&["checkpoint", "again"])),
+        "again.3"
+    );
+    restarted.kill();
+    let last = sandbox.mpicr(&["restart", "again.3"]);
+    assert_continues(&reference, &last, "the restart of a restart");
+}
+
+#[test]
+fn a_failed_rank_is_recovered_from_the_images_of_the_last_checkpoint() {
+    let sandbox = Sandbox::new();
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", "image-ring", STEPS]);
+    let job = sandbox.start_job(
+        "auto",
+        &image_job(
+            "2",
+            "shm",
+            &["--checkpoint-every", "300ms", "--max-restarts", "1"],
+        ),
+    );
+    wait_for_snapshots(&sandbox, "auto", 1);
+    kill_rank(&sandbox, "auto", 1, 0);
+    let out = job.finish();
+    ok(&out, "the recovered job");
+    assert_eq!(
+        out.stderr
+            .matches("recovering job auto from snapshot")
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    let result = |o: &Out| {
+        o.stdout
+            .lines()
+            .find(|l| l.starts_with("result "))
+            .map(str::to_owned)
+    };
+    assert_eq!(result(&out), result(&reference), "{}", out.stderr);
+    // What the recovered ranks printed continues the run: the last lines are the reference's.
+    let tail: Vec<&str> = out.stdout.lines().rev().take(5).collect();
+    let want: Vec<&str> = reference.stdout.lines().rev().take(5).collect();
+    assert_eq!(tail, want);
+}
+
+#[test]
+fn a_corrupted_image_is_refused_before_anything_runs() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job("rot", &image_job("2", "shm", &[]));
+    let name = committed(&sandbox.mpicr(&["checkpoint", "rot"]));
+    job.kill();
+    let image = sandbox.snapshots().join("rot/1/rank-1.image");
+    let mut bytes = std::fs::read(&image).expect("the image exists");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&image, bytes).expect("rewritten");
+    let out = sandbox.mpicr(&["restart", &name]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the job ran: {}", out.stdout);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("rank-1.image") && l.contains("nothing was started")),
+        "the message names the image: {}",
+        out.stderr
+    );
+    // A missing image is refused the same way.
+    std::fs::remove_file(sandbox.snapshots().join("rot/1/rank-0.image")).expect("removed");
+    let out = sandbox.mpicr(&["restart", &name]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("rank-0.image"), "{}", out.stderr);
+}
+
+/// `tests/c/image_ring.c` built with our `mpicc` (once per test process).
+fn c_ring() -> &'static str {
+    static BUILT: OnceLock<String> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/image_ring.c");
+        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("image_ring_c-{}", std::process::id()));
+        let out = std::process::Command::new(bin("mpicc"))
+            .arg("-O1")
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .expect("mpicc runs (gcc is required)");
+        assert!(
+            out.status.success(),
+            "building {} failed:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        exe.display().to_string()
+    })
+}
+
+/// The C program through libmpi: checkpointed at a random moment, a rank killed, restarted.
+fn c_kill_and_restart(n: &str, transport: &str) {
+    let sandbox = Sandbox::new();
+    let prog = c_ring();
+    let reference = sandbox.mpicr(&["run", "-n", n, "--transport", transport, "--", prog, STEPS]);
+    let name = format!("c{n}{transport}");
+    let job = sandbox.start_job(
+        &name,
+        &[
+            "-n",
+            n,
+            "--transport",
+            transport,
+            "--crs",
+            "image",
+            "--",
+            prog,
+            STEPS,
+            SLOW,
+        ],
+    );
+    std::thread::sleep(random_moment());
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
+    kill_rank(&sandbox, &name, 0, 0);
+    job.finish();
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(
+        &reference,
+        &restarted,
+        &format!("C on {n} ranks over {transport}"),
+    );
+}
+
+#[test]
+fn a_c_program_through_libmpi_restarts_from_its_images_over_shm_and_tcp() {
+    c_kill_and_restart("2", "shm");
+    c_kill_and_restart("4", "shm");
+    c_kill_and_restart("2", "tcp");
+    c_kill_and_restart("4", "tcp");
+}
