@@ -253,6 +253,7 @@ fn a_corrupted_image_is_refused_before_anything_runs() {
 fn c_ring() -> &'static str {
     static BUILT: OnceLock<String> = OnceLock::new();
     BUILT.get_or_init(|| {
+        harness::build_libmpi();
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/image_ring.c");
         let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("image_ring_c-{}", std::process::id()));

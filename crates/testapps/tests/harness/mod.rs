@@ -27,6 +27,24 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Builds the current `libmpi` where our `mpicc` links it. A test build compiles only the
+/// tests' own targets: without this, C programs would link whatever `libmpi.so` an earlier
+/// build left in the profile directory (a no-op when it is current).
+pub fn build_libmpi() {
+    let dir = bin("mpicr-selftest")
+        .parent()
+        .expect("the profile directory")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "-p", "abi"]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let st = cmd.status().expect("running cargo to build libmpi");
+    assert!(st.success(), "building libmpi failed");
+}
+
 /// The arguments, with the short names of the test programs replaced by their paths.
 fn program(args: &[&str]) -> Vec<String> {
     args.iter()
