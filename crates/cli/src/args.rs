@@ -102,7 +102,7 @@ pub(crate) struct NodeArgs {
 }
 
 /// Where the ranks run: this machine, or nodes with a daemon each.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct NodeOptions {
     /// Run the ranks on these nodes (comma-separated names), one node daemon on each, ranks
     /// placed in blocks
@@ -127,6 +127,37 @@ pub(crate) struct NodeOptions {
     /// How often node daemons send a heartbeat; a node silent for three of them has failed
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     pub(crate) heartbeat: Duration,
+
+    /// Each node's checkpoint store ({node} is replaced by the node's name): the ranks write
+    /// their parts there, their daemon checks them [default: the snapshot directory]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) storage: Option<String>,
+
+    /// Copy every part to K other nodes' stores before a snapshot is committed (needs
+    /// --storage), so that a node lost with its disk can be recovered
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "storage")]
+    pub(crate) mirror: u32,
+
+    /// Keep the last N hosts free as spares: a recovery moves the ranks of a node that cannot
+    /// be reached to a spare
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) spares: u32,
+}
+
+impl NodeOptions {
+    /// A job on this machine only (the defaults of the command line).
+    pub(crate) fn this_machine() -> Self {
+        Self {
+            hosts: None,
+            hostfile: None,
+            launcher: "ssh".to_owned(),
+            coordinator_addr: None,
+            heartbeat: Duration::from_secs(1),
+            storage: None,
+            mirror: 0,
+            spares: 0,
+        }
+    }
 }
 
 /// `mpirun` and `mpiexec`: the arguments of `mpicr run` as the whole command line.
@@ -322,6 +353,9 @@ pub(crate) struct RestartArgs {
 
     #[command(flatten)]
     pub(crate) checkpoints: CheckpointOptions,
+
+    #[command(flatten)]
+    pub(crate) nodes: NodeOptions,
 
     /// The snapshot: `JOB.EPOCH`, `JOB` (its newest), or a snapshot directory's path
     #[arg(value_name = "SNAPSHOT")]

@@ -241,6 +241,7 @@ impl Demo {
                 checkpoint_timeout: DEFAULT_CHECKPOINT_TIMEOUT,
                 max_restarts: 0,
             },
+            nodes: crate::args::NodeOptions::this_machine(),
             snapshot: snapshot.clone(),
         };
         let config = crate::restart::prepare(&restart)?;

@@ -24,7 +24,30 @@ pub(crate) fn main(args: RestartArgs) -> ExitCode {
 pub(crate) fn prepare(args: &RestartArgs) -> Result<LaunchConfig, String> {
     let store = open_store(args.checkpoints.snapshot_dir.as_deref())?;
     let snapshot = store.resolve(&args.snapshot).map_err(|e| error_chain(&e))?;
-    from_snapshot(&store, &snapshot, args.tag_output, &args.checkpoints)
+    let manifest = snapshot.manifest();
+    let held_by: std::collections::BTreeSet<&str> = manifest
+        .parts
+        .iter()
+        .flat_map(|p| p.nodes.iter().map(String::as_str))
+        .collect();
+    // The parts of a job that ran with --storage are in its nodes' stores, where only the
+    // node daemons of a job on those nodes reach them.
+    let mut options = args.nodes.clone();
+    if options.storage.is_none() {
+        options.storage = manifest.extra.get("storage").cloned();
+    }
+    let nodes = crate::run::nodes_config(&options)?;
+    if !held_by.is_empty() && nodes.is_none() {
+        return Err(format!(
+            "the parts of snapshot {} are in the stores of nodes {}; restart it with --hosts or \
+             --hostfile (and the --launcher that reaches them)",
+            snapshot.name(),
+            held_by.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut config = from_snapshot(&store, &snapshot, args.tag_output, &args.checkpoints)?;
+    config.nodes = nodes;
+    Ok(config)
 }
 
 /// The job that continues `snapshot`, once the snapshot verified. Nothing is started.

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use coord::{
-    CheckpointConfig, Launch, LaunchConfig, Launcher, NodesConfig, Outcome, Recovery, Stopper,
-    error_chain,
+    CheckpointConfig, Launch, LaunchConfig, LaunchError, Launcher, NodesConfig, Outcome,
+    Recovery, Stopper, error_chain,
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -23,6 +23,10 @@ use crate::{EXIT_MPICR_ERROR, EXIT_USAGE, say};
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub(crate) fn main(args: RunArgs) -> ExitCode {
+    if args.nodes.hosts.is_none() && args.nodes.hostfile.is_none() && args.nodes.storage.is_some() {
+        say("--storage, --mirror and --spares need --hosts or --hostfile");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let mut command = args.command.into_iter();
     let Some(program) = command.next() else {
         say("no program to run was given; usage: mpicr run -n N [--] PROGRAM [ARGS]...");
@@ -69,13 +73,36 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
 
 /// The nodes of a job from `--hosts`/`--hostfile` and the options that go with them; `None`
 /// for a job on this machine.
-fn nodes_config(options: &NodeOptions) -> Result<Option<NodesConfig>, String> {
-    let hosts = match (&options.hosts, &options.hostfile) {
+pub(crate) fn nodes_config(options: &NodeOptions) -> Result<Option<NodesConfig>, String> {
+    let mut hosts = match (&options.hosts, &options.hostfile) {
         (Some(list), _) => coord::parse_hosts(list),
         (None, Some(file)) => coord::read_hostfile(file),
         (None, None) => return Ok(None),
     }
     .map_err(|e| e.to_string())?;
+    if options.spares as usize >= hosts.len() {
+        return Err(format!(
+            "--spares {} leaves no node for the ranks among the {} hosts",
+            options.spares,
+            hosts.len()
+        ));
+    }
+    let spares = hosts.split_off(hosts.len() - options.spares as usize);
+    if options.mirror as usize >= hosts.len() {
+        return Err(format!(
+            "--mirror {} needs at least {} nodes that run ranks, there are {}",
+            options.mirror,
+            options.mirror + 1,
+            hosts.len()
+        ));
+    }
+    if let Some(storage) = &options.storage
+        && !storage.starts_with('/')
+    {
+        return Err(format!(
+            "--storage {storage} must be an absolute path (each node's daemon resolves it)"
+        ));
+    }
     let launcher = Launcher::parse(&options.launcher).map_err(|e| e.to_string())?;
     let listen = coord::coordinator_addr(options.coordinator_addr, &hosts, &launcher)?;
     let daemon_program = std::env::current_exe()
@@ -86,6 +113,9 @@ fn nodes_config(options: &NodeOptions) -> Result<Option<NodesConfig>, String> {
         listen,
         heartbeat: options.heartbeat,
         daemon_program,
+        storage: options.storage.clone(),
+        mirror: options.mirror,
+        spares,
     }))
 }
 
@@ -127,6 +157,28 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
         }
         let job = match launch.start() {
             Ok(job) => job,
+            Err(LaunchError::NodeUnreachable { node, why })
+                if config.recovering_since.is_some() && config.nodes.is_some() =>
+            {
+                // A recovery found a node gone for good: its ranks go to a spare or to the
+                // surviving nodes, and the recovery starts again.
+                let Some(line) = config.nodes.as_mut().and_then(|n| replace_node(n, &node)) else {
+                    say(&format!(
+                        "node {node} cannot be reached ({why}), and no node is left to take its ranks"
+                    ));
+                    return ExitCode::from(EXIT_MPICR_ERROR);
+                };
+                say(&format!("node {node} is lost ({why}); {line}"));
+                if let Some(last) = config
+                    .recoveries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .last_mut()
+                {
+                    last.failure.push_str(&format!("; node {node} lost, {line}"));
+                }
+                continue;
+            }
             Err(e) => {
                 say(&error_chain(&e));
                 return ExitCode::from(EXIT_MPICR_ERROR);
@@ -208,6 +260,26 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
             }
         };
         tracing::info!(job = name, elapsed = ?failed_at.elapsed(), "recovery prepared");
+    }
+}
+
+/// Takes lost `node` out of the job's nodes: a spare takes its place in the host order (so
+/// it gets the lost node's block of ranks), or, without spares, the surviving nodes share its
+/// ranks. Returns what happened, or `None` when no node is left.
+fn replace_node(nodes: &mut NodesConfig, node: &str) -> Option<String> {
+    let at = nodes.hosts.iter().position(|h| h.name == node)?;
+    if nodes.spares.is_empty() {
+        nodes.hosts.remove(at);
+        if nodes.hosts.is_empty() {
+            return None;
+        }
+        nodes.mirror = nodes.mirror.min(nodes.hosts.len() as u32 - 1);
+        Some("its ranks move to the surviving nodes".to_owned())
+    } else {
+        let spare = nodes.spares.remove(0);
+        let line = format!("its ranks move to spare node {}", spare.name);
+        nodes.hosts[at] = spare;
+        Some(line)
     }
 }
 

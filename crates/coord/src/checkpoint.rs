@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use store::{ManifestInput, PartInfo, PartReader, Store};
 use wire::{
     Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed, Message,
-    PartDone, SafepointCount,
+    PartDone, PartKeep, PartStored, SafepointCount, StoreBegin, StoreKeep, StoreReady,
 };
+
+use crate::nodes::StoreFacts;
 
 use crate::launch::Event;
 use crate::report::{error_chain, say};
@@ -75,6 +77,13 @@ pub(crate) enum CkptEvent {
     Count(SafepointCount),
     Part(PartDone),
     Failed(CheckpointFailed),
+    /// A node daemon prepared (or could not prepare) its store for a checkpoint.
+    StoreReady {
+        node: String,
+        ready: StoreReady,
+    },
+    /// A node daemon checked a part in its store and copied it to its partners (or failed).
+    Stored(PartStored),
     /// A rank's connection closed or its process ended.
     RankGone {
         rank: u32,
@@ -412,6 +421,8 @@ impl Service {
             CkptEvent::Count(_)
             | CkptEvent::Part(_)
             | CkptEvent::Failed(_)
+            | CkptEvent::StoreReady { .. }
+            | CkptEvent::Stored(_)
             | CkptEvent::RankGone { .. } => {}
         }
         true
@@ -550,6 +561,8 @@ impl Service {
             CkptEvent::Count(_)
             | CkptEvent::Part(_)
             | CkptEvent::Failed(_)
+            | CkptEvent::StoreReady { .. }
+            | CkptEvent::Stored(_)
             | CkptEvent::RankGone { .. } => Ok(()),
         }
     }
@@ -583,13 +596,21 @@ impl Service {
         let size = self.shared.size();
         tracing::info!(job, epoch, dir = %staging.display(), "checkpoint started");
         let outcome = self.protocol(inbox, epoch, size, &staging);
-        let parts = match outcome {
-            Ok(parts) => parts,
+        let stores = self.shared.stores().filter(|f| f.storage.is_some());
+        let keep_node_stores = |store: &Store| {
+            if let Some(facts) = &stores {
+                let epochs = store.epochs(&job).unwrap_or_default();
+                facts.send_all(&Message::StoreKeep(StoreKeep { epochs }));
+            }
+        };
+        let (parts, stored) = match outcome {
+            Ok((safepoint, parts, stored)) => ((safepoint, parts), stored),
             Err(stop) => {
                 self.board.update(|s| s.running = None);
                 self.shared
                     .send_all_quietly(&Message::CheckpointCancel(CheckpointCancel { epoch }));
                 pending.abandon();
+                keep_node_stores(&store);
                 return Err(match stop {
                     Stop::Failed(why) => {
                         Stop::Failed(format!("checkpoint {epoch} of job {job} failed: {why}"))
@@ -604,18 +625,30 @@ impl Service {
         let info = self.shared.manifest_facts();
         let mut extra = BTreeMap::new();
         extra.insert("crs".to_owned(), self.config.crs.clone());
+        if let Some(facts) = &stores
+            && let Some(template) = &facts.storage
+        {
+            extra.insert("storage".to_owned(), template.clone());
+            extra.insert("mirror".to_owned(), facts.mirror.to_string());
+        }
         let mut infos = Vec::with_capacity(parts.len());
         for part in &parts {
             extra.insert(
                 format!("in_transit.rank.{}", part.rank),
                 part.in_transit.to_string(),
             );
-            match part_info(&staging, part) {
+            let stored_part = stored.get(part.rank as usize).and_then(Option::as_ref);
+            let info = match stored_part {
+                Some(stored) => Ok(stored_part_info(part, stored)),
+                None => part_info(&staging, part),
+            };
+            match info {
                 Ok(info) => infos.push(info),
                 Err(why) => {
                     self.shared
                         .send_all_quietly(&Message::CheckpointCancel(CheckpointCancel { epoch }));
                     pending.abandon();
+                    keep_node_stores(&store);
                     return Err(Stop::Failed(format!(
                         "checkpoint {epoch} of job {job} failed: the part of rank {}: {why}",
                         part.rank
@@ -636,12 +669,16 @@ impl Service {
             transport: info.transport,
             extra,
         };
-        let snapshot = pending.commit(input).map_err(|e| {
-            Stop::Failed(format!(
-                "committing checkpoint {epoch} of job {job} failed: {}",
-                error_chain(&e)
-            ))
-        })?;
+        let snapshot = match pending.commit(input) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                keep_node_stores(&store);
+                return Err(Stop::Failed(format!(
+                    "committing checkpoint {epoch} of job {job} failed: {}",
+                    error_chain(&e)
+                )));
+            }
+        };
         let done = CheckpointDone {
             name: snapshot.name(),
             path: snapshot.path().display().to_string(),
@@ -659,6 +696,8 @@ impl Service {
                 error_chain(&e)
             ));
         }
+        // Mirrors and node copies go with their snapshots.
+        keep_node_stores(&store);
         Ok(done)
     }
 
@@ -669,7 +708,7 @@ impl Service {
         epoch: u64,
         size: u32,
         staging: &Path,
-    ) -> Result<(u64, Vec<PartDone>), Stop> {
+    ) -> Result<(u64, Vec<PartDone>, Vec<Option<PartStored>>), Stop> {
         let progress = |phase, reported| Progress {
             epoch,
             phase,
@@ -687,6 +726,7 @@ impl Service {
             epoch,
             "its safepoint count",
             &mut counts,
+            true,
             |event| match event {
                 CkptEvent::Count(c) if c.epoch == epoch => Some((c.rank, c.count)),
                 _ => None,
@@ -696,12 +736,26 @@ impl Service {
         let safepoint = counts.iter().flatten().copied().max().unwrap_or(0) + 1;
         self.board
             .update(|s| s.running = Some(progress("saving", 0)));
+        let stores = self.shared.stores().filter(|f| f.storage.is_some());
+        let rank_nodes = self.shared.rank_nodes();
+        // With node stores, each rank writes into its own node's store.
+        let node_dirs = match &stores {
+            Some(facts) => Some(self.prepare_node_stores(inbox, epoch, facts)?),
+            None => None,
+        };
         self.shared
-            .send_all(&Message::CheckpointAt(CheckpointAt {
-                epoch,
-                safepoint,
-                dir: staging.display().to_string(),
-            }))
+            .send_each(|rank| {
+                let dir = node_dirs
+                    .as_ref()
+                    .and_then(|dirs| dirs.get(rank_nodes.get(rank as usize)?))
+                    .cloned()
+                    .unwrap_or_else(|| staging.display().to_string());
+                Message::CheckpointAt(CheckpointAt {
+                    epoch,
+                    safepoint,
+                    dir,
+                })
+            })
             .map_err(Stop::Failed)?;
         let mut parts: Vec<Option<PartDone>> = vec![None; size as usize];
         self.collect(
@@ -709,13 +763,125 @@ impl Service {
             epoch,
             "its part",
             &mut parts,
+            true,
             |event| match event {
                 CkptEvent::Part(p) if p.epoch == epoch => Some((p.rank, p)),
                 _ => None,
             },
             |board, reported| board.update(|s| s.running = Some(progress("saving", reported))),
         )?;
-        Ok((safepoint, parts.into_iter().flatten().collect()))
+        let parts: Vec<PartDone> = parts.into_iter().flatten().collect();
+        let stored = match &stores {
+            Some(facts) => self.keep_parts(inbox, epoch, facts, &parts, &rank_nodes)?,
+            None => vec![None; parts.len()],
+        };
+        Ok((safepoint, parts, stored))
+    }
+
+    /// Asks every daemon to prepare its store for `epoch`; returns each node's directory.
+    fn prepare_node_stores(
+        &mut self,
+        inbox: &Receiver<CkptEvent>,
+        epoch: u64,
+        facts: &StoreFacts,
+    ) -> Result<BTreeMap<String, String>, Stop> {
+        facts.send_all(&Message::StoreBegin(StoreBegin { epoch }));
+        let mut ready: Vec<Option<StoreReady>> = vec![None; facts.daemons.len()];
+        self.collect(
+            inbox,
+            epoch,
+            "its store's directory",
+            &mut ready,
+            false,
+            |event| match event {
+                CkptEvent::StoreReady { node, ready } if ready.epoch == epoch => {
+                    let i = facts.daemons.iter().position(|d| d.node == node)?;
+                    Some((i as u32, ready))
+                }
+                _ => None,
+            },
+            |_, _| {},
+        )?;
+        let mut dirs = BTreeMap::new();
+        for (daemon, ready) in facts.daemons.iter().zip(ready.into_iter().flatten()) {
+            if !ready.error.is_empty() {
+                return Err(Stop::Failed(format!(
+                    "the store of node {} cannot take the parts: {}",
+                    daemon.node, ready.error
+                )));
+            }
+            dirs.insert(daemon.node.clone(), ready.dir);
+        }
+        Ok(dirs)
+    }
+
+    /// Has every part checked by its node's daemon and copied to the node's partners; returns
+    /// each rank's report once every part has its copies.
+    fn keep_parts(
+        &mut self,
+        inbox: &Receiver<CkptEvent>,
+        epoch: u64,
+        facts: &StoreFacts,
+        parts: &[PartDone],
+        rank_nodes: &[String],
+    ) -> Result<Vec<Option<PartStored>>, Stop> {
+        for part in parts {
+            let node = rank_nodes
+                .get(part.rank as usize)
+                .cloned()
+                .unwrap_or_default();
+            let Some(daemon) = facts.daemon(&node) else {
+                return Err(Stop::Failed(format!(
+                    "rank {} runs on node `{node}`, which has no daemon",
+                    part.rank
+                )));
+            };
+            let keep = PartKeep {
+                epoch,
+                rank: part.rank,
+                size: part.size,
+                crc32c: part.crc32c,
+                mirrors: facts.partners(&node),
+            };
+            daemon.send(&Message::PartKeep(keep)).map_err(|e| {
+                Stop::Failed(format!("the daemon of node {node} cannot be reached: {e}"))
+            })?;
+        }
+        let copies = 1 + (facts.mirror as usize).min(facts.daemons.len().saturating_sub(1));
+        let mut stored: Vec<Option<PartStored>> = vec![None; parts.len()];
+        self.collect(
+            inbox,
+            epoch,
+            "the copies of its part",
+            &mut stored,
+            false,
+            |event| match event {
+                CkptEvent::Stored(s) if s.epoch == epoch => Some((s.rank, s)),
+                _ => None,
+            },
+            |_, _| {},
+        )?;
+        for s in stored.iter().flatten() {
+            if !s.error.is_empty() {
+                return Err(Stop::Failed(format!(
+                    "the part of rank {} could not be kept: {}",
+                    s.rank, s.error
+                )));
+            }
+            if s.nodes.len() < copies {
+                return Err(Stop::Failed(format!(
+                    "the part of rank {} is on {} node(s), {copies} are needed",
+                    s.rank,
+                    s.nodes.len()
+                )));
+            }
+            tracing::info!(
+                "part {} of epoch {epoch} is on nodes {}",
+                s.rank,
+                s.nodes.join(",")
+            );
+        }
+        Ok(stored)
     }
 
     /// Waits until every rank has sent what `pick` extracts, or a rank fails.
@@ -725,6 +891,7 @@ impl Service {
         epoch: u64,
         what: &str,
         slots: &mut [Option<T>],
+        by_rank: bool,
         pick: impl Fn(CkptEvent) -> Option<(u32, T)>,
         report: impl Fn(&StatusBoard, u32),
     ) -> Result<(), Stop> {
@@ -734,7 +901,7 @@ impl Service {
                 .find(|(rank, _)| slots.get(*rank as usize).is_some_and(Option::is_none))
                 .map(|(rank, why)| Stop::Failed(format!("rank {rank} {why}")))
         };
-        if let Some(stop) = left_early(&self.gone, slots) {
+        if by_rank && let Some(stop) = left_early(&self.gone, slots) {
             return Err(stop);
         }
         while let Some(missing) = slots.iter().position(Option::is_none) {
@@ -755,11 +922,14 @@ impl Service {
                 }
                 CkptEvent::RankGone { rank, why } => {
                     self.gone.push((rank, why));
-                    if let Some(stop) = left_early(&self.gone, slots) {
+                    if by_rank && let Some(stop) = left_early(&self.gone, slots) {
                         return Err(stop);
                     }
                 }
-                event @ (CkptEvent::Count(_) | CkptEvent::Part(_)) => {
+                event @ (CkptEvent::Count(_)
+                | CkptEvent::Part(_)
+                | CkptEvent::StoreReady { .. }
+                | CkptEvent::Stored(_)) => {
                     if let Some((rank, value)) = pick(event)
                         && let Some(slot) = slots.get_mut(rank as usize)
                     {
@@ -810,7 +980,29 @@ fn part_info(staging: &Path, done: &PartDone) -> Result<PartInfo, String> {
         size: done.size,
         crc32c: done.crc32c,
         sections: reader.section_infos().cloned().collect(),
+        nodes: Vec::new(),
     })
+}
+
+/// The manifest entry of a part kept in node stores, from its rank's and its daemon's reports.
+fn stored_part_info(done: &PartDone, stored: &PartStored) -> PartInfo {
+    PartInfo {
+        rank: done.rank,
+        checkpointer: stored.checkpointer.clone(),
+        file: done.file.clone(),
+        size: done.size,
+        crc32c: done.crc32c,
+        sections: stored
+            .sections
+            .iter()
+            .map(|(name, len, crc32c)| store::SectionInfo {
+                name: name.clone(),
+                len: *len,
+                crc32c: *crc32c,
+            })
+            .collect(),
+        nodes: stored.nodes.clone(),
+    }
 }
 
 /// `90s`, `10m`, `1h`, `500ms`: how the command line spells durations.

@@ -15,7 +15,7 @@ use thiserror::Error;
 use crate::checkpoint::{CheckpointConfig, CheckpointService, CkptEvent, Recovery, StatusBoard};
 use crate::control_socket::{self, JobFiles, SocketError};
 use crate::job_name::JobName;
-use crate::nodes::{NodeSet, NodesConfig};
+use crate::nodes::{NodeSet, NodeStartError, NodesConfig, RestartParts};
 use crate::outcome::Outcome;
 use crate::report::say;
 use crate::runtime_dir::{RuntimeDir, RuntimeDirError, current_uid};
@@ -112,6 +112,10 @@ pub enum LaunchError {
     Hosts(#[from] crate::hosts::HostsError),
     #[error("{0}")]
     Nodes(String),
+    /// A node did not come up (its launcher failed, its daemon never connected): a recovery
+    /// may go on without it.
+    #[error("node {node} cannot be reached: {why}")]
+    NodeUnreachable { node: String, why: String },
 }
 
 /// Something the job's event loop must handle.
@@ -138,6 +142,25 @@ pub(crate) enum Event {
         ranks: std::ops::Range<u32>,
         cause: String,
     },
+}
+
+/// The parts a restart on nodes with stores needs, when the snapshot's parts are in node
+/// stores (its manifest names their nodes); `None` when they are in the snapshot's directory.
+fn restart_parts(from: &RestartFrom) -> Result<Option<RestartParts>, LaunchError> {
+    let path = from.dir.join(store::MANIFEST_FILE);
+    let manifest = store::Manifest::read(&path)
+        .map_err(|e| LaunchError::Nodes(crate::report::error_chain(&e)))?;
+    if manifest.parts.iter().all(|p| p.nodes.is_empty()) {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).map_err(|e| {
+        LaunchError::Nodes(format!("cannot read {}: {e}", path.display()))
+    })?;
+    Ok(Some(RestartParts {
+        epoch: from.epoch,
+        manifest: bytes,
+        parts: manifest.parts,
+    }))
 }
 
 /// Ends a job from another thread, e.g. a signal handler's.
@@ -329,10 +352,23 @@ impl Launch {
                     count: 0,
                     tag_output: config.tag_output,
                     bind_addr: String::new(),
+                    storage: String::new(),
+                    restart_epoch: 0,
+                    manifest: Vec::new(),
+                    parts: Vec::new(),
+                };
+                let restart = match &config.restart {
+                    Some(from) if nodes.storage.is_some() => restart_parts(from)?,
+                    _ => None,
                 };
                 Members::Nodes(
-                    NodeSet::start(nodes, counts, &launch, shared.clone(), events)
-                        .map_err(LaunchError::Nodes)?,
+                    NodeSet::start(nodes, counts, &launch, restart.as_ref(), shared.clone(), events)
+                        .map_err(|e| match e {
+                            NodeStartError::Unreachable { node, why } => {
+                                LaunchError::NodeUnreachable { node, why }
+                            }
+                            NodeStartError::Other(why) => LaunchError::Nodes(why),
+                        })?,
                 )
             }
             _ => {

@@ -22,7 +22,8 @@ use node::{ExitStatus, RankExit};
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{HelloRole, Message, NodeLaunch, NodeSignal, ProcState};
 
-use crate::hosts::{HostSpec, Launcher, new_secret, same_secret};
+use crate::hosts::{HostSpec, Launcher, new_secret};
+use crate::checkpoint::CkptEvent;
 use crate::launch::Event;
 use crate::report::{error_chain, say};
 use crate::server::{Shared, serve_relayed};
@@ -47,6 +48,82 @@ pub struct NodesConfig {
     pub heartbeat: Duration,
     /// The `mpicr` program the daemons run (`mpicr node`).
     pub daemon_program: PathBuf,
+    /// `--storage`: each node's checkpoint store, `{node}` substituted; `None`: the ranks write
+    /// their parts into the coordinator's snapshot directory.
+    pub storage: Option<String>,
+    /// `--mirror K`: copies of each part on K other nodes before a snapshot is committed.
+    pub mirror: u32,
+    /// `--spares N`: hosts kept free; a recovery puts a lost node's ranks on the first one.
+    pub spares: Vec<HostSpec>,
+}
+
+/// A connected daemon: its node, its store service, the connection to write to.
+#[derive(Debug)]
+pub(crate) struct DaemonLink {
+    pub(crate) node: String,
+    pub(crate) store_addr: String,
+    stream: Mutex<TcpStream>,
+}
+
+impl DaemonLink {
+    pub(crate) fn send(&self, message: &Message) -> io::Result<()> {
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        write_message(&mut &*stream, message)
+    }
+}
+
+/// The daemons of a job on several nodes, and how its parts are kept.
+#[derive(Debug)]
+pub(crate) struct StoreFacts {
+    /// The `--storage` template (`{node}` not substituted).
+    pub(crate) storage: Option<String>,
+    pub(crate) mirror: u32,
+    /// In host order.
+    pub(crate) daemons: Vec<Arc<DaemonLink>>,
+}
+
+impl StoreFacts {
+    /// The nodes that keep copies of the parts of `node`'s ranks: the next `mirror` nodes.
+    pub(crate) fn partners(&self, node: &str) -> Vec<wire::StorePeer> {
+        let n = self.daemons.len();
+        let Some(i) = self.daemons.iter().position(|d| d.node == node) else {
+            return Vec::new();
+        };
+        (1..=self.mirror as usize)
+            .filter(|k| *k < n)
+            .map(|k| {
+                let d = &self.daemons[(i + k) % n];
+                wire::StorePeer {
+                    node: d.node.clone(),
+                    addr: d.store_addr.clone(),
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn daemon(&self, node: &str) -> Option<&Arc<DaemonLink>> {
+        self.daemons.iter().find(|d| d.node == node)
+    }
+
+    /// Sends `message` to every daemon, ignoring those that cannot be reached.
+    pub(crate) fn send_all(&self, message: &Message) {
+        for d in &self.daemons {
+            let _ = d.send(message);
+        }
+    }
+}
+
+/// Substitutes `{node}` in a `--storage` template.
+pub(crate) fn node_storage(template: &str, node: &str) -> String {
+    template.replace("{node}", node)
+}
+
+/// The snapshot a job on several nodes restarts from, when its parts are in node stores.
+#[derive(Debug, Clone)]
+pub(crate) struct RestartParts {
+    pub(crate) epoch: u64,
+    pub(crate) manifest: Vec<u8>,
+    pub(crate) parts: Vec<store::PartInfo>,
 }
 
 impl NodesConfig {
@@ -56,12 +133,28 @@ impl NodesConfig {
     }
 }
 
+/// Why the daemons could not be started.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NodeStartError {
+    /// A node did not come up: its launcher failed or its daemon never connected.
+    #[error("node {node} cannot be reached: {why}")]
+    Unreachable { node: String, why: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for NodeStartError {
+    fn from(why: String) -> Self {
+        Self::Other(why)
+    }
+}
+
 /// One node of the running job.
 struct NodeRun {
     name: String,
     ranks: Range<u32>,
     child: Option<Child>,
-    link: Option<TcpStream>,
+    link: Option<Arc<DaemonLink>>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -88,7 +181,7 @@ struct Gate {
     secret: String,
     nodes: Vec<String>,
     shared: Arc<Shared>,
-    daemons: Mutex<Sender<(String, TcpStream)>>,
+    daemons: Mutex<Sender<(String, TcpStream, String)>>,
 }
 
 impl NodeSet {
@@ -98,9 +191,10 @@ impl NodeSet {
         config: &NodesConfig,
         counts: &[u32],
         launch: &NodeLaunch,
+        restart: Option<&RestartParts>,
         shared: Arc<Shared>,
         events: Sender<Event>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NodeStartError> {
         let job = shared.job_name().to_owned();
         let listener = TcpListener::bind((config.listen, 0)).map_err(|e| {
             format!(
@@ -171,13 +265,17 @@ impl NodeSet {
         let deadline = Instant::now() + DAEMON_START;
         while set.nodes.iter().any(|n| n.link.is_none()) {
             match hellos.recv_timeout(Duration::from_millis(100)) {
-                Ok((name, stream)) => {
+                Ok((name, stream, store_addr)) => {
                     if let Some(node) = set
                         .nodes
                         .iter_mut()
                         .find(|n| n.name == name && n.link.is_none())
                     {
-                        node.link = Some(stream);
+                        node.link = Some(Arc::new(DaemonLink {
+                            node: name,
+                            store_addr,
+                            stream: Mutex::new(stream),
+                        }));
                     } else {
                         say(&format!(
                             "refused a second daemon connection for node {name}"
@@ -186,7 +284,7 @@ impl NodeSet {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err("the control port stopped".into());
+                    return Err(NodeStartError::Other("the control port stopped".into()));
                 }
             }
             for node in &mut set.nodes {
@@ -194,31 +292,71 @@ impl NodeSet {
                     && let Some(child) = node.child.as_mut()
                     && let Ok(Some(status)) = child.try_wait()
                 {
-                    return Err(format!(
-                        "the daemon of node {} ended ({status}) before it connected to the coordinator",
-                        node.name
-                    ));
+                    return Err(NodeStartError::Unreachable {
+                        node: node.name.clone(),
+                        why: format!(
+                            "its daemon ended ({status}) before it connected to the coordinator"
+                        ),
+                    });
                 }
             }
             if Instant::now() > deadline {
-                let missing: Vec<_> = set
+                let missing = set
                     .nodes
                     .iter()
-                    .filter(|n| n.link.is_none())
-                    .map(|n| n.name.as_str())
-                    .collect();
-                return Err(format!(
-                    "the daemons of node(s) {} did not connect to the coordinator at {port} within {DAEMON_START:?}",
-                    missing.join(", ")
-                ));
+                    .find(|n| n.link.is_none())
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default();
+                return Err(NodeStartError::Unreachable {
+                    node: missing,
+                    why: format!(
+                        "its daemon did not connect to the coordinator at {port} within {DAEMON_START:?}"
+                    ),
+                });
             }
         }
+        let facts = Arc::new(StoreFacts {
+            storage: config.storage.clone(),
+            mirror: config.mirror,
+            daemons: set
+                .nodes
+                .iter()
+                .filter_map(|n| n.link.clone())
+                .collect(),
+        });
+        shared.set_stores(facts.clone());
         let timeout = config.heartbeat_timeout();
         for node in &mut set.nodes {
-            let link = node.link.as_ref().expect("every daemon connected");
+            let link = node.link.clone().expect("every daemon connected");
             let mut message = launch.clone();
             message.first_rank = node.ranks.start;
             message.count = node.ranks.len() as u32;
+            if let Some(template) = &config.storage {
+                message.storage = node_storage(template, &node.name);
+                if let Some(restart) = restart {
+                    message.restart_epoch = restart.epoch;
+                    message.manifest = restart.manifest.clone();
+                    message.parts = restart
+                        .parts
+                        .iter()
+                        .filter(|p| node.ranks.contains(&p.rank))
+                        .map(|p| wire::PartSource {
+                            rank: p.rank,
+                            size: p.size,
+                            crc32c: p.crc32c,
+                            holders: p
+                                .nodes
+                                .iter()
+                                .filter_map(|holder| facts.daemon(holder))
+                                .map(|d| wire::StorePeer {
+                                    node: d.node.clone(),
+                                    addr: d.store_addr.clone(),
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                }
+            }
             if let Some(addr) = config
                 .hosts
                 .iter()
@@ -227,12 +365,15 @@ impl NodeSet {
             {
                 message.bind_addr = addr.to_string();
             }
-            let _ = link.set_write_timeout(Some(WRITE_TIMEOUT));
-            write_message(&mut &*link, &Message::NodeLaunch(message))
-                .map_err(|e| format!("cannot send node {} its ranks: {e}", node.name))?;
-            let reader = link
-                .try_clone()
-                .map_err(|e| format!("cannot follow node {}: {e}", node.name))?;
+            let reader = {
+                let stream = link.stream.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+                stream.try_clone()
+            }
+            .map_err(|e| NodeStartError::Other(format!("cannot follow node {}: {e}", node.name)))?;
+            link.send(&Message::NodeLaunch(message)).map_err(|e| {
+                NodeStartError::Other(format!("cannot send node {} its ranks: {e}", node.name))
+            })?;
             let follow = Follow {
                 node: node.name.clone(),
                 ranks: node.ranks.clone(),
@@ -245,7 +386,7 @@ impl NodeSet {
                 thread::Builder::new()
                     .name(format!("node-{}", node.name))
                     .spawn(move || follow.run(&reader))
-                    .map_err(|e| format!("cannot start a thread: {e}"))?,
+                    .map_err(|e| NodeStartError::Other(format!("cannot start a thread: {e}")))?,
             );
         }
         Ok(set)
@@ -264,7 +405,7 @@ impl NodeSet {
     pub(crate) fn signal_all(&self, signal: i32) {
         for node in &self.nodes {
             if let Some(link) = &node.link {
-                let _ = write_message(&mut &*link, &Message::NodeSignal(NodeSignal { signal }));
+                let _ = link.send(&Message::NodeSignal(NodeSignal { signal }));
             }
         }
     }
@@ -292,7 +433,7 @@ impl NodeSet {
         }
         for node in &self.nodes {
             if let Some(link) = &node.link {
-                let _ = write_message(&mut &*link, &Message::NodeShutdown);
+                let _ = link.send(&Message::NodeShutdown);
             }
         }
         // A reader ends when its daemon closes the connection (after the last output), or
@@ -302,7 +443,8 @@ impl NodeSet {
                 let _ = reader.join();
             }
             if let Some(link) = node.link.take() {
-                let _ = link.shutdown(Shutdown::Both);
+                let stream = link.stream.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = stream.shutdown(Shutdown::Both);
             }
         }
         let deadline = Instant::now() + DAEMON_EXIT;
@@ -396,23 +538,43 @@ fn admit(stream: TcpStream, gate: &Gate) {
         Ok(Message::NodeHello(hello)) => {
             if hello.job != gate.job {
                 format!("it asked for job `{}`, not `{}`", hello.job, gate.job)
-            } else if !same_secret(&hello.secret, &gate.secret) {
-                format!(
-                    "node `{}` did not prove that it knows the job's secret",
-                    hello.node
-                )
             } else if !gate.nodes.contains(&hello.node) {
                 format!("`{}` is not a node of this job", hello.node)
+            } else if hello.role == HelloRole::Store {
+                "a store connection belongs to a node daemon, not the coordinator".to_owned()
             } else {
-                let _ = stream.set_read_timeout(None);
-                match hello.role {
-                    HelloRole::Daemon => {
-                        let daemons = gate.daemons.lock().unwrap_or_else(PoisonError::into_inner);
-                        let _ = daemons.send((hello.node, stream));
+                match wire::auth::accept(&stream, &gate.secret, &hello) {
+                    Ok(()) => {
+                        let _ = stream.set_read_timeout(None);
+                        match hello.role {
+                            HelloRole::Daemon => {
+                                let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
+                                let store_addr = match read_message(&mut &stream) {
+                                    Ok(Message::NodeReady(ready)) => ready.store_addr,
+                                    _ => {
+                                        say(&format!(
+                                            "the daemon of node {} did not say that it is ready",
+                                            hello.node
+                                        ));
+                                        return;
+                                    }
+                                };
+                                let _ = stream.set_read_timeout(None);
+                                let daemons =
+                                    gate.daemons.lock().unwrap_or_else(PoisonError::into_inner);
+                                let _ = daemons.send((hello.node, stream, store_addr));
+                            }
+                            HelloRole::Relay => serve_relayed(stream, &gate.shared, &hello.node),
+                            HelloRole::Store => {}
+                        }
+                        return;
                     }
-                    HelloRole::Relay => serve_relayed(stream, &gate.shared, &hello.node),
+                    Err(wire::auth::AuthError::BadProof) => format!(
+                        "node `{}` did not prove that it knows the job's secret",
+                        hello.node
+                    ),
+                    Err(e) => format!("node `{}`: {}", hello.node, error_chain(&e)),
                 }
-                return;
             }
         }
         // A probe that closes without a word (or our own wake-up at the end).
@@ -466,6 +628,15 @@ impl Follow {
                         pid: ended.pid,
                         status,
                     }));
+                }
+                Ok(Message::StoreReady(ready)) => {
+                    self.shared.checkpoint_event(CkptEvent::StoreReady {
+                        node: self.node.clone(),
+                        ready,
+                    });
+                }
+                Ok(Message::PartStored(stored)) if self.ranks.contains(&stored.rank) => {
+                    self.shared.checkpoint_event(CkptEvent::Stored(stored));
                 }
                 Ok(Message::Error(why)) => break format!("its daemon reported: {why}"),
                 Ok(other) => {

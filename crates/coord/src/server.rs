@@ -181,6 +181,8 @@ pub(crate) struct Shared {
     /// The checkpoint service's inbox.
     checkpoints: Sender<CkptEvent>,
     started: Instant,
+    /// The node daemons and their stores, in a job on several nodes (set once they connected).
+    stores: Mutex<Option<Arc<crate::nodes::StoreFacts>>>,
 }
 
 struct State {
@@ -211,7 +213,45 @@ impl Shared {
             events,
             checkpoints,
             started: Instant::now(),
+            stores: Mutex::new(None),
         }
+    }
+
+    /// Records the node daemons of the job (their links and stores).
+    pub(crate) fn set_stores(&self, facts: Arc<crate::nodes::StoreFacts>) {
+        *self.stores.lock().unwrap_or_else(PoisonError::into_inner) = Some(facts);
+    }
+
+    /// The node daemons of the job, in a job on several nodes.
+    pub(crate) fn stores(&self) -> Option<Arc<crate::nodes::StoreFacts>> {
+        self.stores
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The node of every rank, by rank.
+    pub(crate) fn rank_nodes(&self) -> Vec<String> {
+        self.lock()
+            .table
+            .entries()
+            .iter()
+            .map(|e| e.node.clone())
+            .collect()
+    }
+
+    /// Sends each rank its own message; the first rank that cannot be reached is an error.
+    pub(crate) fn send_each(&self, message: impl Fn(u32) -> Message) -> Result<(), String> {
+        let state = self.lock();
+        for (rank, link) in state.links.iter().enumerate() {
+            let Some(mut link) = link.as_ref() else {
+                return Err(format!("rank {rank} is not connected to the coordinator"));
+            };
+            if let Err(e) = write_message(&mut link, &message(rank as u32)) {
+                return Err(format!("rank {rank} cannot be reached: {e}"));
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn job_name(&self) -> &str {

@@ -20,7 +20,7 @@
 //! The wire messages are in `docs/wire.md`, the contract in `docs/launch.md`.
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -34,9 +34,11 @@ use rustix::process::Signal;
 use thiserror::Error;
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{
-    Heartbeat, HelloRole, Message, NodeHello, NodeLaunch, ProcState, RankEnded, RankOutput,
-    RankStarted,
+    Heartbeat, HelloRole, Message, NodeLaunch, NodeReady, PartStored, ProcState, RankEnded,
+    RankOutput, RankStarted, StoreReady,
 };
+
+use crate::node_store::NodeStore;
 
 use crate::proc_tree::is_self_or_descendant;
 use crate::ranks::{JobSpec, OutputTo, RankExit, Ranks, SpawnError};
@@ -84,6 +86,10 @@ pub enum DaemonError {
     },
     #[error("the coordinator refused this node: {0}")]
     Refused(String),
+    #[error("cannot prove to the coordinator that this node belongs to the job")]
+    Auth(#[source] wire::auth::AuthError),
+    #[error(transparent)]
+    Store(#[from] crate::node_store::NodeStoreError),
     #[error("the coordinator's connection failed before the launch")]
     Launch(#[source] ReadError),
     #[error("the coordinator sent {0} instead of NODE_LAUNCH")]
@@ -137,6 +143,8 @@ pub fn read_secret_file(path: &Path) -> io::Result<String> {
 /// What the daemon's threads tell its main thread.
 enum Event {
     Signal(i32),
+    /// STORE_BEGIN, PART_KEEP or STORE_KEEP.
+    Store(Message),
     Shutdown,
     Lost(String),
 }
@@ -166,10 +174,25 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     stream
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .map_err(DaemonError::Io)?;
-    write_message(&mut &stream, &hello(config, HelloRole::Daemon)).map_err(DaemonError::Io)?;
     stream
         .set_read_timeout(Some(FIRST_MESSAGE_TIMEOUT))
         .map_err(DaemonError::Io)?;
+    authenticate(&stream, config, HelloRole::Daemon).map_err(|e| match e {
+        wire::auth::AuthError::Refused(why) => DaemonError::Refused(why),
+        e => DaemonError::Auth(e),
+    })?;
+    // The store service (copies of parts between daemons) listens on the address that reaches
+    // the coordinator, which the other nodes reach too.
+    let store_listener = TcpListener::bind((stream.local_addr().map_err(DaemonError::Io)?.ip(), 0))
+        .map_err(DaemonError::Io)?;
+    let store_addr = store_listener.local_addr().map_err(DaemonError::Io)?;
+    write_message(
+        &mut &stream,
+        &Message::NodeReady(NodeReady {
+            store_addr: store_addr.to_string(),
+        }),
+    )
+    .map_err(DaemonError::Io)?;
     let launch = match read_message(&mut &stream) {
         Ok(Message::NodeLaunch(launch)) => launch,
         Ok(Message::Error(why)) => return Err(DaemonError::Refused(why)),
@@ -186,6 +209,17 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     } else {
         launch.bind_addr.clone()
     };
+    let node_store = match prepare_store(config, &launch, store_listener) {
+        Ok(store) => store,
+        Err(e) => {
+            let _ = write_message(&mut &stream, &Message::Error(crate::error_chain(&e)));
+            return Err(e);
+        }
+    };
+    let restart_dir = node_store
+        .as_ref()
+        .filter(|_| launch.restart_epoch > 0 && !launch.manifest.is_empty())
+        .map(|store| store.epoch_dir(launch.restart_epoch));
     let dirs = NodeDirs::create(&config.job, &config.node)?;
     // Held open until this process ends, however it ends.
     let _cleanup = config
@@ -244,7 +278,15 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
         move || accept_ranks(&listener, &relay)
     })?;
 
-    let spec = job_spec(config, &launch, &dirs, &bind_addr, ranks_here, pieces);
+    let spec = job_spec(
+        config,
+        &launch,
+        &dirs,
+        &bind_addr,
+        ranks_here,
+        pieces,
+        restart_dir.as_deref(),
+    );
     let on_exit = {
         let uplink = uplink.clone();
         Arc::new(move |exit: RankExit| {
@@ -285,6 +327,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
             }
             Ok(Event::Shutdown) => break None,
             Ok(Event::Lost(why)) => break Some(why),
+            Ok(Event::Store(message)) => store_work(node_store.as_ref(), &uplink, message),
             Err(_) => break Some("the daemon's reader stopped".to_owned()),
         }
     };
@@ -304,13 +347,107 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn hello(config: &DaemonConfig, role: HelloRole) -> Message {
-    Message::NodeHello(NodeHello {
-        job: config.job.clone(),
-        node: config.node.clone(),
-        role,
-        secret: config.secret.clone(),
-    })
+fn authenticate(stream: &TcpStream, config: &DaemonConfig, role: HelloRole) -> Result<(), wire::auth::AuthError> {
+    wire::auth::connect(stream, &config.secret, &config.job, &config.node, role)
+}
+
+/// Opens the node's store (`--storage`) and starts its service; with a restart, puts the
+/// snapshot's manifest there and fetches the parts of this node's ranks that the store lacks.
+fn prepare_store(
+    config: &DaemonConfig,
+    launch: &NodeLaunch,
+    listener: TcpListener,
+) -> Result<Option<Arc<NodeStore>>, DaemonError> {
+    if launch.storage.is_empty() {
+        return Ok(None);
+    }
+    let store = Arc::new(NodeStore::open(
+        Path::new(&launch.storage),
+        &config.job,
+        &config.node,
+        &config.secret,
+    )?);
+    spawn_thread("store", {
+        let store = store.clone();
+        move || store.serve(listener)
+    })?;
+    if launch.restart_epoch > 0 && !launch.manifest.is_empty() {
+        let dir = store.begin(launch.restart_epoch)?;
+        let manifest = dir.join("manifest");
+        std::fs::write(&manifest, &launch.manifest).map_err(|source| DaemonError::Dir {
+            path: manifest.clone(),
+            source,
+        })?;
+        for part in &launch.parts {
+            if store.fetch(launch.restart_epoch, part)? {
+                eprintln!(
+                    "mpicr node {}: fetched the part of rank {} of epoch {} from a mirror",
+                    config.node, part.rank, launch.restart_epoch
+                );
+            }
+        }
+    }
+    Ok(Some(store))
+}
+
+/// Does what the coordinator asked of the node's store, on a thread of its own (a copy to a
+/// partner may take a while), and answers on the daemon's connection.
+fn store_work(store: Option<&Arc<NodeStore>>, uplink: &Uplink, message: Message) {
+    let store = store.cloned();
+    let uplink = uplink.clone();
+    let _ = thread::Builder::new().name("store-work".into()).spawn(move || {
+        let answer = match (message, store) {
+            (Message::StoreKeep(keep), Some(store)) => {
+                store.keep_only(&keep.epochs);
+                return;
+            }
+            (Message::StoreKeep(_), None) => return,
+            (Message::StoreBegin(begin), store) => {
+                let (dir, error) = match store.map(|s| s.begin(begin.epoch)) {
+                    Some(Ok(dir)) => (dir.display().to_string(), String::new()),
+                    Some(Err(e)) => (String::new(), crate::error_chain(&e)),
+                    None => (String::new(), "this node has no store".to_owned()),
+                };
+                Message::StoreReady(StoreReady {
+                    epoch: begin.epoch,
+                    dir,
+                    error,
+                })
+            }
+            (Message::PartKeep(keep), store) => {
+                let mut stored = PartStored {
+                    epoch: keep.epoch,
+                    rank: keep.rank,
+                    nodes: Vec::new(),
+                    checkpointer: String::new(),
+                    sections: Vec::new(),
+                    error: String::new(),
+                };
+                let result = store
+                    .ok_or_else(|| "this node has no store".to_owned())
+                    .and_then(|store| {
+                        let part = store
+                            .check(keep.epoch, keep.rank, keep.size, keep.crc32c)
+                            .map_err(|e| crate::error_chain(&e))?;
+                        let nodes = store
+                            .mirror(keep.epoch, keep.rank, &part, keep.size, keep.crc32c, &keep.mirrors)
+                            .map_err(|e| crate::error_chain(&e))?;
+                        Ok((part, nodes))
+                    });
+                match result {
+                    Ok((part, nodes)) => {
+                        stored.nodes = nodes;
+                        stored.checkpointer = part.checkpointer;
+                        stored.sections = part.sections;
+                    }
+                    Err(why) => stored.error = why,
+                }
+                Message::PartStored(stored)
+            }
+            _ => return,
+        };
+        let _ = uplink.send(&answer);
+    });
 }
 
 fn resolve(addr: &str) -> Result<SocketAddr, DaemonError> {
@@ -339,6 +476,7 @@ fn job_spec(
     bind_addr: &str,
     ranks: std::ops::Range<u32>,
     pieces: Sender<crate::output::RemotePiece>,
+    restart_dir: Option<&Path>,
 ) -> JobSpec {
     const OURS: &[&str] = &[
         "MPICR_CONTROL",
@@ -350,6 +488,7 @@ fn job_spec(
         .env
         .iter()
         .filter(|(k, _)| !OURS.contains(&k.as_str()))
+        .filter(|(k, _)| restart_dir.is_none() || k != "MPICR_RESTART_DIR")
         .map(|(k, v)| (k.into(), v.into()))
         .collect();
     env.extend([
@@ -358,6 +497,10 @@ fn job_spec(
         ("MPICR_TRANSPORT".into(), "auto".into()),
         ("MPICR_BIND_ADDR".into(), bind_addr.into()),
     ]);
+    if let Some(dir) = restart_dir {
+        // The node's own copy of the snapshot: its manifest and this node's parts.
+        env.push(("MPICR_RESTART_DIR".into(), dir.into()));
+    }
     JobSpec {
         program: PathBuf::from(&launch.program),
         arg0: launch.arg0.clone().into(),
@@ -381,6 +524,9 @@ fn read_coordinator(stream: &TcpStream, events: &Sender<Event>) {
         let event = match read_message(&mut &*stream) {
             Ok(Message::NodeSignal(signal)) => Event::Signal(signal.signal),
             Ok(Message::NodeShutdown) => Event::Shutdown,
+            Ok(
+                message @ (Message::StoreBegin(_) | Message::PartKeep(_) | Message::StoreKeep(_)),
+            ) => Event::Store(message),
             Ok(other) => Event::Lost(format!(
                 "the coordinator sent an unexpected {:?}",
                 other.command()
@@ -391,7 +537,7 @@ fn read_coordinator(stream: &TcpStream, events: &Sender<Event>) {
                 crate::error_chain(&e)
             )),
         };
-        let last = !matches!(event, Event::Signal(_));
+        let last = !matches!(event, Event::Signal(_) | Event::Store(_));
         if events.send(event).is_err() || last {
             return;
         }
@@ -519,9 +665,11 @@ fn relay_one(unix: &UnixStream, relay: &Relay) -> Result<(), String> {
     let tcp = TcpStream::connect_timeout(&relay.coordinator, CONNECT_TIMEOUT)
         .map_err(|e| format!("cannot reach the coordinator: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    write_message(&mut &tcp, &hello(&relay.config, HelloRole::Relay))
-        .and_then(|()| write_message(&mut &tcp, &first))
-        .map_err(|e| format!("cannot reach the coordinator: {e}"))?;
+    let _ = tcp.set_read_timeout(Some(FIRST_MESSAGE_TIMEOUT));
+    authenticate(&tcp, &relay.config, HelloRole::Relay)
+        .map_err(|e| format!("cannot reach the coordinator: {}", crate::error_chain(&e)))?;
+    let _ = tcp.set_read_timeout(None);
+    write_message(&mut &tcp, &first).map_err(|e| format!("cannot reach the coordinator: {e}"))?;
     let (down_tcp, down_unix) = match (tcp.try_clone(), unix.try_clone()) {
         (Ok(t), Ok(u)) => (t, u),
         (Err(e), _) | (_, Err(e)) => return Err(e.to_string()),

@@ -21,7 +21,7 @@ use crate::part::{PartInfo, part_file_name};
 /// First bytes of a manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"MPCRSNAP";
 /// The manifest format this build writes.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 /// The oldest manifest format this build reads.
 pub const MIN_MANIFEST_FORMAT_VERSION: u32 = 1;
 /// Largest manifest body; a reader refuses a larger one before allocating.

@@ -66,6 +66,10 @@ pub struct PartInfo {
     /// The whole-file crc32c stored in the trailer.
     pub crc32c: u32,
     pub sections: Vec<SectionInfo>,
+    /// The nodes whose stores (`mpicr run --storage`) hold checked copies of the part; empty:
+    /// the part is in the snapshot's directory (manifest format 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 /// The file name of `rank`'s part inside a snapshot directory.
@@ -228,6 +232,7 @@ impl PartWriter {
             size: self.size,
             crc32c: crc,
             sections: self.sections,
+            nodes: Vec::new(),
         })
     }
 

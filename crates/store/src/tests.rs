@@ -675,6 +675,7 @@ fn write_parts_reported(p: &Pending) -> Vec<PartInfo> {
             size: r.size(),
             crc32c: r.crc32c(),
             sections: r.section_infos().cloned().collect(),
+            nodes: Vec::new(),
         });
     }
     out

@@ -33,12 +33,17 @@ fn result_line(out: &Out) -> String {
 
 /// A cluster of 3 nodes and a sandbox, or `None` (test skipped) without root.
 fn setup() -> Option<(netns::OneAtATime, Cluster, Sandbox)> {
+    setup_n(3)
+}
+
+/// A cluster of `k` nodes and a sandbox, or `None` (test skipped) without root.
+fn setup_n(k: usize) -> Option<(netns::OneAtATime, Cluster, Sandbox)> {
     if !Cluster::available() {
         eprintln!("skipped: network namespaces need root and `ip`");
         return None;
     }
     let guard = netns::OneAtATime::take();
-    let cluster = Cluster::new(3);
+    let cluster = Cluster::new(k);
     let sandbox = Sandbox::new();
     Some((guard, cluster, sandbox))
 }
@@ -261,30 +266,44 @@ fn a_wrong_secret_on_the_control_port_is_refused_and_logged_while_the_job_runs_o
     let Some((_guard, cluster, sandbox)) = setup() else {
         return;
     };
-    let expected = result_line(&sandbox.mpicr(&["run", "-n", "3", "--", "ckpt-ring", "60"]));
+    let expected = result_line(&sandbox.mpicr(&["run", "-n", "3", "--", "ckpt-ring", "250"]));
     let name = format!("secret-{}", cluster.nodes[0].name);
     let args = node_args(
         sandbox.dir(),
         &cluster,
-        &["-n", "3", "--", "ckpt-ring", "60", "20"],
+        &["-n", "3", "--", "ckpt-ring", "250", "20"],
     );
     let job = sandbox.start_job(&name, &strs(&args));
     running_table(&sandbox, &name, 0, 0);
     let port = listening_port(job.pid());
-    let hello = wire::Message::NodeHello(wire::NodeHello {
-        job: name.clone(),
-        node: cluster.nodes[1].name.clone(),
-        role: wire::HelloRole::Relay,
-        secret: "0".repeat(64),
-    });
-    // On the nodes' network, where an intruder would be.
-    let answer = ask(&cluster.gateway, port, &hello.encode());
+    // On the nodes' network, where an intruder would be: the coordinator's port, with a
+    // proof made from a wrong secret.
+    let answer = wrong_proof(
+        &cluster.gateway,
+        port,
+        &name,
+        &cluster.nodes[1].name,
+        wire::HelloRole::Relay,
+    );
     assert!(
         answer.contains("did not prove that it knows the job's secret"),
         "{answer}"
     );
     let answer = ask(&cluster.gateway, port, b"GET / HTTP/1.0\r\n\r\n");
     assert!(!answer.is_empty(), "garbage gets an error too");
+    // A daemon's store service (daemon-to-daemon copies) refuses the same.
+    let store_port = listening_port(daemon_pid(&cluster, 2) as u32);
+    let answer = wrong_proof(
+        &cluster.nodes[1].addr,
+        store_port,
+        &name,
+        &cluster.nodes[0].name,
+        wire::HelloRole::Store,
+    );
+    assert!(
+        answer.contains("did not prove that it knows the job's secret"),
+        "{answer}"
+    );
     let out = job.finish();
     assert_eq!(result_line(&out), expected, "{}", out.stderr);
     assert_eq!(
@@ -295,7 +314,54 @@ fn a_wrong_secret_on_the_control_port_is_refused_and_logged_while_the_job_runs_o
         "{}",
         out.stderr
     );
+    assert_eq!(
+        out.stderr.matches("refused a store connection from").count(),
+        1,
+        "{}",
+        out.stderr
+    );
     assert_nothing_left(&sandbox, leftovers(&sandbox), &name);
+}
+
+/// Connects to `host:port` as `node` of `job`, answers the challenge with a proof made from a
+/// wrong secret, and returns the ERROR message's text (or what came). The accepting side's own
+/// proof does not verify either: the intruder learns nothing it could use.
+fn wrong_proof(host: &str, port: u16, job: &str, node: &str, role: wire::HelloRole) -> String {
+    use wire::stream::{read_message, write_message};
+    let stream = TcpStream::connect((host, port)).expect("the port answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("a timeout");
+    let hello = wire::NodeHello {
+        job: job.to_owned(),
+        node: node.to_owned(),
+        role,
+        nonce: "5a".repeat(32),
+    };
+    write_message(&mut &stream, &wire::Message::NodeHello(hello.clone())).expect("sent");
+    let challenge = match read_message(&mut &stream) {
+        Ok(wire::Message::NodeChallenge(c)) => c,
+        other => return format!("{other:?}"),
+    };
+    assert!(!wire::auth::verify(
+        "0".repeat(64).as_str(),
+        wire::auth::Side::Accepting,
+        &hello,
+        &challenge.nonce,
+        &challenge.proof
+    ));
+    let proof = wire::auth::proof(
+        &"0".repeat(64),
+        wire::auth::Side::Connecting,
+        &hello,
+        &challenge.nonce,
+    );
+    write_message(&mut &stream, &wire::Message::NodeProof(wire::NodeProof { proof }))
+        .expect("sent");
+    match read_message(&mut &stream) {
+        Ok(wire::Message::Error(text)) => text,
+        other => format!("{other:?}"),
+    }
 }
 
 /// Sends `bytes` to the control port and returns the ERROR message's text (or what came).
@@ -319,39 +385,70 @@ fn ask(host: &str, port: u16, bytes: &[u8]) -> String {
 /// Runs ckpt-ring on 6 ranks over 3 nodes with checkpoints every 300 ms and 2 restarts,
 /// hurts it with `inject` once a snapshot exists, and checks the uninterrupted result.
 fn recovers(name_prefix: &str, inject: impl FnOnce(&Cluster, &Sandbox, &str)) -> String {
-    let Some((_guard, cluster, sandbox)) = setup() else {
+    recovers_on(3, name_prefix, &[], |c, s, n| {
+        inject(c, s, n);
+    })
+}
+
+/// The store of node `k` (1-based) under `--storage SANDBOX/store-{node}`.
+fn node_store(sandbox: &Sandbox, cluster: &Cluster, k: usize) -> std::path::PathBuf {
+    sandbox
+        .dir()
+        .join(format!("store-{}", cluster.nodes[k - 1].name))
+}
+
+/// [`recovers`] on `k` nodes with more options of `mpicr run` (`extra`).
+fn recovers_on(
+    k: usize,
+    name_prefix: &str,
+    extra: &[&str],
+    inject: impl FnOnce(&Cluster, &Sandbox, &str),
+) -> String {
+    let Some((_guard, cluster, sandbox)) = setup_n(k) else {
         return String::new();
     };
     let expected = result_line(&sandbox.mpicr(&["run", "-n", "6", "--", "ckpt-ring", "200"]));
     let name = format!("{name_prefix}-{}", cluster.nodes[0].name);
-    let args = node_args(
-        sandbox.dir(),
-        &cluster,
-        &[
-            "-n",
-            "6",
-            "--checkpoint-every",
-            "300ms",
-            "--max-restarts",
-            "2",
-            "--",
-            "ckpt-ring",
-            "200",
-            "15",
-        ],
-    );
+    let storage = sandbox.dir().join("store-{node}").display().to_string();
+    let mut rest: Vec<&str> = extra
+        .iter()
+        .map(|a| if *a == "STORAGE" { storage.as_str() } else { a })
+        .collect();
+    rest.extend([
+        "-n",
+        "6",
+        "--checkpoint-every",
+        "300ms",
+        "--max-restarts",
+        "2",
+        "--",
+        "ckpt-ring",
+        "200",
+        "15",
+    ]);
+    let args = node_args(sandbox.dir(), &cluster, &rest);
     let job = sandbox.start_job(&name, &strs(&args));
     running_table(&sandbox, &name, 0, 0);
     wait_for_snapshots(&sandbox, &name, 1);
     inject(&cluster, &sandbox, &name);
-    // While the recovered job runs on, `mpicr status --json` shows the recovery.
+    // While the recovered job runs on, `mpicr status --json` shows the recovery and where
+    // the ranks run now.
     let start = Instant::now();
-    let recovery = loop {
+    let (recovery, placement) = loop {
         let out = sandbox.mpicr(&["status", &name, "--json"]);
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
-            && v["recoveries"][0]["recovered_ms"].is_u64()
+            && let Some(last) = v["recoveries"].as_array().and_then(|r| r.last())
+            && last["recovered_ms"].is_u64()
         {
-            break v["recoveries"][0].clone();
+            let placement: Vec<String> = v["ranks"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .map(|e| e["node"].as_str().unwrap_or_default().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            break (last.clone(), placement);
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -380,7 +477,241 @@ fn recovers(name_prefix: &str, inject: impl FnOnce(&Cluster, &Sandbox, &str)) ->
         out.stderr
     );
     assert_nothing_left(&sandbox, leftovers(&sandbox), &name);
-    out.stderr
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    // The placement, by node number (1-based), after the recovery.
+    let numbers = placement
+        .iter()
+        .map(|node| names.iter().position(|n| n == node).map_or(0, |i| i + 1))
+        .collect::<Vec<_>>();
+    format!("{}\nplacement after the recovery: {numbers:?}\n", out.stderr)
+}
+
+/// The manifest of job `name`'s newest snapshot.
+fn newest_manifest(sandbox: &Sandbox, name: &str) -> store::Manifest {
+    let store = store::Store::open(Some(&sandbox.snapshots())).expect("the snapshot directory");
+    store
+        .latest(name)
+        .expect("readable snapshots")
+        .expect("a snapshot")
+        .manifest()
+        .clone()
+}
+
+/// Every rank of the newest snapshot of `name` has its part on its own node and on the next
+/// node (`--mirror 1`), in node stores and not in the snapshot directory.
+fn assert_mirrored(cluster: &Cluster, sandbox: &Sandbox, name: &str) {
+    let manifest = newest_manifest(sandbox, name);
+    let dir = sandbox.snapshots().join(name).join(manifest.epoch.to_string());
+    for part in &manifest.parts {
+        let home = &manifest.placement[part.rank as usize].1;
+        assert_eq!(part.nodes.len(), 2, "{part:?}");
+        assert_eq!(&part.nodes[0], home, "{part:?}");
+        assert_ne!(part.nodes[0], part.nodes[1], "{part:?}");
+        assert!(!dir.join(&part.file).exists(), "a part in the snapshot directory");
+        for node in &part.nodes {
+            let k = cluster.nodes.iter().position(|n| &n.name == node).expect("a node") + 1;
+            let copy = node_store(sandbox, cluster, k)
+                .join(name)
+                .join(manifest.epoch.to_string())
+                .join(&part.file);
+            // A newer snapshot's --keep may have removed it since; then the manifest is gone too.
+            assert!(
+                copy.exists() || !dir.exists(),
+                "no copy of rank {} on node {node}",
+                part.rank
+            );
+        }
+    }
+}
+
+/// Node `k` is lost with its disk: everything in its namespace is killed (`lose`: and the
+/// namespace deleted), its store deleted, and so are the directories its daemon had (on a real
+/// node they are on the lost disk; here the nodes share this machine's).
+fn wipe_node(cluster: &Cluster, sandbox: &Sandbox, k: usize, lose: bool) {
+    if lose {
+        cluster.lose(k);
+    } else {
+        for pid in cluster.pids(k) {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).expect("a pid"),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+    std::fs::remove_dir_all(node_store(sandbox, cluster, k)).expect("the store is there");
+    let node = &cluster.nodes[k - 1].name;
+    let runtime = sandbox
+        .snapshots()
+        .ancestors()
+        .nth(3)
+        .expect("state/mpicr/snapshots is in the sandbox")
+        .join("mpicr");
+    for dir in [runtime, std::path::PathBuf::from("/dev/shm")] {
+        // The daemon's pid names them: wait until the killed daemon is gone.
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(&format!(".{node}.")) || name.contains(&format!("-{node}-")) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_node_lost_with_its_store_is_recovered_from_the_mirrored_parts() {
+    let stderr = recovers_on(
+        3,
+        "mirror",
+        &["--storage", "STORAGE", "--mirror", "1", "--keep", "2"],
+        |cluster, sandbox, name| {
+            assert_mirrored(cluster, sandbox, name);
+            wipe_node(cluster, sandbox, 2, false);
+        },
+    );
+    if !stderr.is_empty() {
+        assert!(stderr.contains("-n2 failed"), "{stderr}");
+        assert!(stderr.contains("from a mirror"), "{stderr}");
+        assert!(
+            stderr.contains("placement after the recovery: [1, 1, 2, 2, 3, 3]"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_lost_node_s_ranks_move_to_a_spare_that_fetches_their_mirrored_parts() {
+    let stderr = recovers_on(
+        4,
+        "spare",
+        &["--storage", "STORAGE", "--mirror", "1", "--spares", "1"],
+        |cluster, sandbox, _| wipe_node(cluster, sandbox, 2, true),
+    );
+    if !stderr.is_empty() {
+        assert!(stderr.contains("-n2 is lost"), "{stderr}");
+        assert!(stderr.contains("its ranks move to spare node"), "{stderr}");
+        assert!(stderr.contains("from a mirror"), "{stderr}");
+        assert!(
+            stderr.contains("placement after the recovery: [1, 1, 4, 4, 3, 3]"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn without_spares_a_lost_node_s_ranks_move_to_the_surviving_nodes() {
+    let stderr = recovers_on(
+        3,
+        "shrink",
+        &["--storage", "STORAGE", "--mirror", "1"],
+        |cluster, sandbox, _| wipe_node(cluster, sandbox, 3, true),
+    );
+    if !stderr.is_empty() {
+        assert!(
+            stderr.contains("its ranks move to the surviving nodes"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("placement after the recovery: [1, 1, 1, 2, 2, 2]"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_failure_during_a_checkpoint_falls_back_to_the_last_committed_snapshot() {
+    recovers_on(
+        3,
+        "midckpt",
+        &["--storage", "STORAGE", "--mirror", "1"],
+        |_, sandbox, name| {
+            // Kill a rank while a checkpoint is being saved and mirrored.
+            let start = Instant::now();
+            loop {
+                let out = sandbox.mpicr(&["status", name, "--json"]);
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+                    && v["checkpoint"]["in_progress"]["phase"] == "saving"
+                    && let Some(pid) = v["ranks"][3]["pid"].as_u64()
+                {
+                    signal(pid as i32, rustix::process::Signal::KILL);
+                    return;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "never saw a checkpoint"
+                );
+            }
+        },
+    );
+}
+
+#[test]
+fn a_second_failure_during_the_recovery_starts_the_recovery_again() {
+    let stderr = recovers("twice", |cluster, sandbox, name| {
+        let table = running_table(sandbox, name, 4, 0);
+        let pid = table["ranks"][4]["pid"].as_u64().expect("a pid");
+        let daemon = daemon_pid(cluster, 2);
+        signal(pid as i32, rustix::process::Signal::KILL);
+        // As soon as the recovery has begun (a new daemon on node 2), kill that daemon too.
+        let start = Instant::now();
+        loop {
+            let now = daemon_pid(cluster, 2);
+            if now != daemon {
+                signal(now, rustix::process::Signal::KILL);
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no recovery");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    if !stderr.is_empty() {
+        assert!(stderr.contains("(recovery 2 of 2)"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_snapshot_of_a_job_on_several_nodes_restarts_with_hosts_and_fetches_missing_parts() {
+    let Some((_guard, cluster, sandbox)) = setup() else {
+        return;
+    };
+    let expected = result_line(&sandbox.mpicr(&["run", "-n", "6", "--", "ckpt-ring", "120"]));
+    let name = format!("again-{}", cluster.nodes[0].name);
+    let storage = sandbox.dir().join("store-{node}").display().to_string();
+    let args = node_args(
+        sandbox.dir(),
+        &cluster,
+        &[
+            "--storage",
+            &storage,
+            "--mirror",
+            "1",
+            "-n",
+            "6",
+            "--checkpoint-every",
+            "300ms",
+            "--",
+            "ckpt-ring",
+            "120",
+            "15",
+        ],
+    );
+    let job = sandbox.start_job(&name, &strs(&args));
+    wait_for_snapshots(&sandbox, &name, 1);
+    let first = newest_manifest(&sandbox, &name).epoch;
+    let out = job.finish();
+    assert_eq!(result_line(&out), expected, "{}", out.stderr);
+    // Without the nodes, the parts cannot be reached: refused before anything starts.
+    let snapshot = format!("{name}.{first}");
+    let out = sandbox.mpicr(&["restart", &snapshot]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("restart it with --hosts"), "{}", out.stderr);
+    // Node 1 lost its store since; its ranks' parts come from node 2's mirrors.
+    std::fs::remove_dir_all(node_store(&sandbox, &cluster, 1)).expect("the store is there");
+    let mut all = vec!["restart".to_owned()];
+    all.extend(node_args(sandbox.dir(), &cluster, &[snapshot.as_str()]));
+    let out = sandbox.mpicr(&strs(&all));
+    assert_eq!(result_line(&out), expected, "{}", out.stderr);
+    assert!(out.stderr.contains("from a mirror"), "{}", out.stderr);
+    assert_nothing_left(&sandbox, leftovers(&sandbox), &name);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use thiserror::Error;
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"MPCR";
 /// The wire format version this build writes. Independent of the crate version.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// The oldest wire format version this build still reads (N-1 once there is an N).
 pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Bytes before the payload: magic, version, command and payload length.
@@ -66,6 +66,30 @@ pub enum Command {
     Heartbeat = 22,
     /// The coordinator ends a node daemon (its ranks are killed).
     NodeShutdown = 23,
+    /// The accepting side of a TCP control connection proves the secret and challenges.
+    NodeChallenge = 24,
+    /// The connecting side proves that it knows the job's secret.
+    NodeProof = 25,
+    /// A node daemon names the address of its store service (daemon-to-daemon copies).
+    NodeReady = 26,
+    /// The coordinator asks a daemon to prepare its store for a checkpoint's parts.
+    StoreBegin = 27,
+    /// A daemon's store is ready for a checkpoint's parts (or why not).
+    StoreReady = 28,
+    /// The coordinator asks a daemon to check a part in its store and copy it to partners.
+    PartKeep = 29,
+    /// A daemon reports which nodes hold a checked copy of a part (or why not).
+    PartStored = 30,
+    /// The coordinator tells a daemon which snapshots of the job its store keeps.
+    StoreKeep = 31,
+    /// A copy of a part follows (daemon to daemon).
+    PartPut = 32,
+    /// A piece of a part's bytes (daemon to daemon).
+    PartData = 33,
+    /// A daemon asks another for a copy of a part.
+    PartGet = 34,
+    /// A copied part is checked and durable on the receiving node.
+    PartAck = 35,
 }
 
 impl Command {
@@ -95,6 +119,18 @@ impl Command {
             21 => Self::NodeSignal,
             22 => Self::Heartbeat,
             23 => Self::NodeShutdown,
+            24 => Self::NodeChallenge,
+            25 => Self::NodeProof,
+            26 => Self::NodeReady,
+            27 => Self::StoreBegin,
+            28 => Self::StoreReady,
+            29 => Self::PartKeep,
+            30 => Self::PartStored,
+            31 => Self::StoreKeep,
+            32 => Self::PartPut,
+            33 => Self::PartData,
+            34 => Self::PartGet,
+            35 => Self::PartAck,
             _ => return None,
         })
     }

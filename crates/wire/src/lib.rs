@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod frame;
+pub mod auth;
 mod message;
 pub mod stream;
 
@@ -25,7 +26,8 @@ pub use frame::{
 };
 pub use message::{
     Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
-    CheckpointRequest, Exit, Heartbeat, HelloRole, Message, NodeHello, NodeLaunch, NodeSignal,
-    PartDone, ProcEntry, ProcState, RankEnded, RankOutput, RankStarted, Refresh, Register,
-    SafepointCount, StatusReply,
+    CheckpointRequest, Exit, Heartbeat, HelloRole, Message, NodeChallenge, NodeHello, NodeLaunch,
+    NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, PartAck, PartDone, PartGet, PartKeep,
+    PartPut, PartSource, PartStored, ProcEntry, ProcState, RankEnded, RankOutput, RankStarted,
+    Refresh, Register, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer, StoreReady,
 };

@@ -163,16 +163,130 @@ pub enum HelloRole {
     /// A connection of a rank (or tool) on the node, relayed by the daemon; the frames that
     /// follow are those of the Unix control socket.
     Relay,
+    /// A daemon's connection to another daemon's store service (copies of parts).
+    Store,
 }
 
-/// The first message on the coordinator's TCP control port: the job's secret proves that the
-/// peer was started by this job's coordinator.
+/// The first message of every TCP control connection (to the coordinator's port or to a
+/// daemon's store service): who connects, and a fresh nonce the other side must answer with
+/// a proof that it knows the job's secret (`crate::auth`). The secret itself never travels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeHello {
     pub job: String,
     pub node: String,
     pub role: HelloRole,
-    pub secret: String,
+    /// 32 random bytes, hex.
+    pub nonce: String,
+}
+
+/// The accepting side's answer to NODE_HELLO: its own nonce, and its proof (HMAC-SHA256 with
+/// the secret over both nonces and the hello) that it knows the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeChallenge {
+    pub nonce: String,
+    pub proof: String,
+}
+
+/// The connecting side's proof that it knows the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeProof {
+    pub proof: String,
+}
+
+/// A daemon's store service listens here (`IP:PORT`); empty: the node has no store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReady {
+    pub store_addr: String,
+}
+
+/// Prepare the node store's directory for the parts of checkpoint `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreBegin {
+    pub epoch: u64,
+}
+
+/// The node store's directory for checkpoint `epoch` exists (`error` empty) or cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreReady {
+    pub epoch: u64,
+    pub dir: String,
+    pub error: String,
+}
+
+/// A node and the address of its daemon's store service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorePeer {
+    pub node: String,
+    pub addr: String,
+}
+
+/// Check rank `rank`'s part of checkpoint `epoch` in this node's store against the size and
+/// checksum its rank reported, then copy it to every node of `mirrors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartKeep {
+    pub epoch: u64,
+    pub rank: u32,
+    pub size: u64,
+    pub crc32c: u32,
+    pub mirrors: Vec<StorePeer>,
+}
+
+/// The nodes whose stores hold a checked copy of the part (`error` empty), or why the part
+/// (or one of its copies) failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartStored {
+    pub epoch: u64,
+    pub rank: u32,
+    pub nodes: Vec<String>,
+    /// What the checked part holds, for the manifest: its checkpointer and its sections
+    /// (name, length, crc32c).
+    pub checkpointer: String,
+    pub sections: Vec<(String, u64, u32)>,
+    pub error: String,
+}
+
+/// The snapshots of the job the node store keeps; every other epoch of the job is removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreKeep {
+    pub epochs: Vec<u64>,
+}
+
+/// A copy of a part follows in PART_DATA frames of at most [`PART_DATA_MAX`] bytes, `size`
+/// bytes in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartPut {
+    pub epoch: u64,
+    pub rank: u32,
+    pub size: u64,
+    pub crc32c: u32,
+}
+
+/// The largest PART_DATA payload a writer sends.
+pub const PART_DATA_MAX: usize = 4 << 20;
+
+/// Ask for a copy of a part; answered with PART_PUT and its data, or ERROR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartGet {
+    pub epoch: u64,
+    pub rank: u32,
+    pub size: u64,
+    pub crc32c: u32,
+}
+
+/// A copy of a part is checked and durable on the receiving node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartAck {
+    pub epoch: u64,
+    pub rank: u32,
+}
+
+/// A part a restarting node needs, and the nodes that hold copies of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartSource {
+    pub rank: u32,
+    pub size: u64,
+    pub crc32c: u32,
+    pub holders: Vec<StorePeer>,
 }
 
 /// The ranks a node daemon starts, and how.
@@ -195,6 +309,14 @@ pub struct NodeLaunch {
     /// The address the ranks' TCP listeners bind; empty: the daemon's address towards the
     /// coordinator.
     pub bind_addr: String,
+    /// This node's checkpoint store (`--storage`, `{node}` substituted); empty: the ranks
+    /// write into the coordinator's snapshot directory.
+    pub storage: String,
+    /// With a store and a restart: the snapshot's epoch, its manifest file, and where the
+    /// parts of this node's ranks are (the daemon fetches those its store lacks).
+    pub restart_epoch: u64,
+    pub manifest: Vec<u8>,
+    pub parts: Vec<PartSource>,
 }
 
 /// A node daemon started `rank` as `pid`.
@@ -260,6 +382,18 @@ pub enum Message {
     NodeSignal(NodeSignal),
     Heartbeat(Heartbeat),
     NodeShutdown,
+    NodeChallenge(NodeChallenge),
+    NodeProof(NodeProof),
+    NodeReady(NodeReady),
+    StoreBegin(StoreBegin),
+    StoreReady(StoreReady),
+    PartKeep(PartKeep),
+    PartStored(PartStored),
+    StoreKeep(StoreKeep),
+    PartPut(PartPut),
+    PartData(Vec<u8>),
+    PartGet(PartGet),
+    PartAck(PartAck),
 }
 
 fn config() -> impl bincode::config::Config {
@@ -318,6 +452,18 @@ impl Message {
             Self::NodeSignal(_) => Command::NodeSignal,
             Self::Heartbeat(_) => Command::Heartbeat,
             Self::NodeShutdown => Command::NodeShutdown,
+            Self::NodeChallenge(_) => Command::NodeChallenge,
+            Self::NodeProof(_) => Command::NodeProof,
+            Self::NodeReady(_) => Command::NodeReady,
+            Self::StoreBegin(_) => Command::StoreBegin,
+            Self::StoreReady(_) => Command::StoreReady,
+            Self::PartKeep(_) => Command::PartKeep,
+            Self::PartStored(_) => Command::PartStored,
+            Self::StoreKeep(_) => Command::StoreKeep,
+            Self::PartPut(_) => Command::PartPut,
+            Self::PartData(_) => Command::PartData,
+            Self::PartGet(_) => Command::PartGet,
+            Self::PartAck(_) => Command::PartAck,
         }
     }
 
@@ -347,6 +493,18 @@ impl Message {
             Self::NodeSignal(m) => to_payload(m),
             Self::Heartbeat(m) => to_payload(m),
             Self::NodeShutdown => Vec::new(),
+            Self::NodeChallenge(m) => to_payload(m),
+            Self::NodeProof(m) => to_payload(m),
+            Self::NodeReady(m) => to_payload(m),
+            Self::StoreBegin(m) => to_payload(m),
+            Self::StoreReady(m) => to_payload(m),
+            Self::PartKeep(m) => to_payload(m),
+            Self::PartStored(m) => to_payload(m),
+            Self::StoreKeep(m) => to_payload(m),
+            Self::PartPut(m) => to_payload(m),
+            Self::PartData(m) => to_payload(m),
+            Self::PartGet(m) => to_payload(m),
+            Self::PartAck(m) => to_payload(m),
         };
         encode_frame(self.command(), &payload)
     }
@@ -393,6 +551,18 @@ impl Message {
                 }
                 Self::NodeShutdown
             }
+            Command::NodeChallenge => Self::NodeChallenge(from_payload(command, payload)?),
+            Command::NodeProof => Self::NodeProof(from_payload(command, payload)?),
+            Command::NodeReady => Self::NodeReady(from_payload(command, payload)?),
+            Command::StoreBegin => Self::StoreBegin(from_payload(command, payload)?),
+            Command::StoreReady => Self::StoreReady(from_payload(command, payload)?),
+            Command::PartKeep => Self::PartKeep(from_payload(command, payload)?),
+            Command::PartStored => Self::PartStored(from_payload(command, payload)?),
+            Command::StoreKeep => Self::StoreKeep(from_payload(command, payload)?),
+            Command::PartPut => Self::PartPut(from_payload(command, payload)?),
+            Command::PartData => Self::PartData(from_payload(command, payload)?),
+            Command::PartGet => Self::PartGet(from_payload(command, payload)?),
+            Command::PartAck => Self::PartAck(from_payload(command, payload)?),
         })
     }
 }
@@ -475,7 +645,7 @@ mod tests {
             job: "j".into(),
             node: "n1".into(),
             role: HelloRole::Relay,
-            secret: "s".into(),
+            nonce: "ab".into(),
         }));
         round_trip(Message::NodeLaunch(NodeLaunch {
             program: "/bin/p".into(),
@@ -488,6 +658,18 @@ mod tests {
             count: 3,
             tag_output: true,
             bind_addr: "10.0.0.2".into(),
+            storage: "/s/n1".into(),
+            restart_epoch: 4,
+            manifest: vec![1, 2],
+            parts: vec![PartSource {
+                rank: 3,
+                size: 10,
+                crc32c: 5,
+                holders: vec![StorePeer {
+                    node: "n2".into(),
+                    addr: "10.0.0.3:9".into(),
+                }],
+            }],
         }));
         round_trip(Message::RankStarted(RankStarted { rank: 3, pid: 9 }));
         round_trip(Message::RankOutput(RankOutput {
@@ -503,6 +685,53 @@ mod tests {
         round_trip(Message::NodeSignal(NodeSignal { signal: 15 }));
         round_trip(Message::Heartbeat(Heartbeat { seq: 7 }));
         round_trip(Message::NodeShutdown);
+        round_trip(Message::NodeChallenge(NodeChallenge {
+            nonce: "n".into(),
+            proof: "p".into(),
+        }));
+        round_trip(Message::NodeProof(NodeProof { proof: "p".into() }));
+        round_trip(Message::NodeReady(NodeReady {
+            store_addr: "10.0.0.2:7".into(),
+        }));
+        round_trip(Message::StoreBegin(StoreBegin { epoch: 3 }));
+        round_trip(Message::StoreReady(StoreReady {
+            epoch: 3,
+            dir: "/s/j/3".into(),
+            error: String::new(),
+        }));
+        round_trip(Message::PartKeep(PartKeep {
+            epoch: 3,
+            rank: 1,
+            size: 9,
+            crc32c: 2,
+            mirrors: vec![StorePeer {
+                node: "b".into(),
+                addr: "x:1".into(),
+            }],
+        }));
+        round_trip(Message::PartStored(PartStored {
+            epoch: 3,
+            rank: 1,
+            nodes: vec!["a".into(), "b".into()],
+            checkpointer: "self".into(),
+            sections: vec![("s".into(), 3, 4)],
+            error: String::new(),
+        }));
+        round_trip(Message::StoreKeep(StoreKeep { epochs: vec![2, 3] }));
+        round_trip(Message::PartPut(PartPut {
+            epoch: 3,
+            rank: 1,
+            size: 9,
+            crc32c: 2,
+        }));
+        round_trip(Message::PartData(vec![0, 1, 2]));
+        round_trip(Message::PartGet(PartGet {
+            epoch: 3,
+            rank: 1,
+            size: 9,
+            crc32c: 2,
+        }));
+        round_trip(Message::PartAck(PartAck { epoch: 3, rank: 1 }));
     }
 
     #[test]
@@ -517,7 +746,7 @@ mod tests {
                     seed as u8
                 })
                 .collect();
-            for code in 1..=23 {
+            for code in 1..=35 {
                 let command = Command::from_code(code).unwrap();
                 let _ = Message::decode(command, &payload);
             }

@@ -220,6 +220,12 @@ impl Cluster {
     }
 
     /// The pids of the processes in node `k`'s namespace (1-based).
+    /// Node `k` (1-based) is lost: everything in its namespace is killed and the namespace
+    /// with its interfaces is deleted, so that its launcher can no longer reach it.
+    pub fn lose(&self, k: usize) {
+        remove_namespace(&self.nodes[k - 1].name);
+    }
+
     pub fn pids(&self, k: usize) -> Vec<i32> {
         ip(&["netns", "pids", &self.nodes[k - 1].name])
             .unwrap_or_default()
