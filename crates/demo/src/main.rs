@@ -206,7 +206,13 @@ fn main() {
         universe.finalize()
     });
     if let Err(e) = result {
-        eprintln!("mpicr-heat: {e}");
+        let mut line = format!("mpicr-heat: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            line.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        eprintln!("{line}");
         std::process::exit(1);
     }
 }
