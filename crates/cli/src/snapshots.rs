@@ -173,7 +173,7 @@ pub(crate) fn gc(args: &GcArgs) -> ExitCode {
             }
         }
         progress.finish(&format!(
-            "gc: {} snapshots removed from {total} jobs",
+            "gc done: snapshots removed: {}, jobs looked at: {total}",
             removed.len()
         ));
         Ok(removed)
