@@ -1,7 +1,7 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver)
-//! opens the page of a running job, sees every rank, takes a checkpoint with the button and
-//! its confirmation, and sees the new snapshot in the timeline; without the token the page is
-//! refused. Needs Debian's `chromium` and `chromium-driver` (scripts/install-browser.sh);
+//! opens the page that `mpicr run --dashboard` serves for its job, sees every rank, takes a
+//! checkpoint with the button and its confirmation, and sees the new snapshot with its
+//! duration in the timeline and the plot; without the token the page is refused. Needs Debian's `chromium` and `chromium-driver` (scripts/install-browser.sh);
 //! MPICR_SKIP_BROWSER=1 skips it where no browser can be installed.
 
 mod common;
@@ -54,8 +54,7 @@ async fn checkpoint_from_the_page() {
 
     let sandbox = Sandbox::new();
     let name = job_name("browser");
-    sandbox.start_job(&name, 2, 3000);
-    let dash = sandbox.start_dashboard(&[]);
+    let (_launcher, dash, _stderr) = sandbox.start_job_with_dashboard(&name, 2, 3000);
     wait_until("the job's ranks to run", Duration::from_secs(60), || {
         let reply = dash.get(&format!("/api/job/{name}"));
         reply.status == 200
@@ -168,14 +167,37 @@ async fn checkpoint_from_the_page() {
             .text()
             .await?;
         assert!(
-            result.contains(&format!("checkpoint {snapshot} committed")),
+            result.contains(&format!("checkpoint {snapshot} committed in ")),
             "{result}"
         );
+        // The duration the coordinator recorded, in the timeline and in the plot.
+        let recorded = dash.get("/api/snapshots").json()[0]["duration_ms"]
+            .as_u64()
+            .expect("a recorded duration");
+        let shown = if recorded < 1000 {
+            format!("{recorded} ms")
+        } else {
+            format!("{:.1} s", recorded as f64 / 1000.0)
+        };
+        let cell = client
+            .find(Locator::Css(&format!(
+                "{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.duration"
+            )))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(cell, shown);
+        assert!(result.contains(&shown), "{result}");
         let plot_points = client
             .find_all(Locator::Css(&format!("{section} svg.plot circle")))
             .await?
             .len();
         assert_eq!(plot_points, 1);
+        let plot_bars = client
+            .find_all(Locator::Css(&format!("{section} svg.plot rect.bar")))
+            .await?
+            .len();
+        assert_eq!(plot_bars, 1, "a duration bar");
         std::fs::write(SHOT_AFTER, client.screenshot().await?).expect("a screenshot");
 
         // The same page without the token is refused.
