@@ -391,7 +391,7 @@ fn api_of_a_running_job() {
 fn run_serves_the_dashboard_of_its_job() {
     let sandbox = Sandbox::new();
     let name = job_name("rundash");
-    let (launcher, dash, stderr) = sandbox.start_job_with_dashboard(&name, 2, 3000);
+    let (launcher, dash, stderr) = sandbox.start_job_with_dashboard(&name, 2, 3000, &[]);
     assert_eq!(dash.token.len(), 64, "{dash:?}");
     assert_ne!(dash.port, 0);
     for path in ["/", "/api/jobs", "/metrics"] {
@@ -511,5 +511,69 @@ fn refused_checkpoint() {
             "mpicr_ranks{{job=\"{name}\",state=\"spawned\"}} 1\n"
         )),
         "{m}"
+    );
+}
+
+/// `mpicr run --max-restarts 1 --dashboard`: a killed rank, the recovery from the snapshot
+/// taken through the page, its cause and duration in the job's JSON and the metrics; the
+/// dashboard serves on through the recovery.
+#[test]
+fn failures_and_recoveries_are_shown() {
+    let sandbox = Sandbox::new();
+    let name = job_name("recover");
+    let (launcher, dash, stderr) =
+        sandbox.start_job_with_dashboard(&name, 2, 3000, &["--max-restarts", "1"]);
+    let job = wait_for_job(&dash, &name, 2);
+    assert_eq!(job["recoveries"], serde_json::json!([]), "{job}");
+    let checkpoint = format!("/api/job/{name}/checkpoint");
+    let done = dash.post(&checkpoint, "{}");
+    assert_eq!(done.status, 200, "{done:?}");
+    let victim = job["ranks"][1]["pid"].as_u64().expect("a pid") as i32;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(victim).expect("a pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("the rank is killed");
+
+    let mut job = Value::Null;
+    wait_until("the recovery to finish", Duration::from_secs(60), || {
+        let reply = dash.get(&format!("/api/job/{name}"));
+        if reply.status != 200 {
+            return false;
+        }
+        job = reply.json();
+        job["recoveries"][0]["recovered_ms"].is_u64()
+    });
+    let recovery = &job["recoveries"][0];
+    let failure = recovery["failure"].as_str().expect("a cause");
+    assert!(
+        failure.starts_with(&format!("rank 1 (pid {victim}) ")),
+        "{recovery}"
+    );
+    assert_eq!(recovery["snapshot"], format!("{name}.1"), "{recovery}");
+    assert_eq!(job["launcher_pid"], launcher, "the same mpicr run");
+    let m = dash.get("/metrics").body;
+    for line in [
+        format!("mpicr_recoveries{{job=\"{name}\"}} 1\n"),
+        format!("mpicr_recovery_duration_seconds_count{{job=\"{name}\"}} 1\n"),
+    ] {
+        assert!(m.contains(&line), "{line} in {m}");
+    }
+    let overview = dash.get("/api/overview").json();
+    assert_eq!(
+        overview["jobs"][0]["recoveries"][0], *recovery,
+        "{overview}"
+    );
+
+    let done = dash.post(&checkpoint, r#"{"terminate": true}"#);
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(
+        sandbox.wait_exit(launcher, Duration::from_secs(30)),
+        Some(0)
+    );
+    let text = stderr.lock().expect("stderr").clone();
+    assert!(
+        text.contains(&format!("recovering job {name} from snapshot {name}.1")),
+        "{text}"
     );
 }

@@ -54,7 +54,7 @@ async fn checkpoint_from_the_page() {
 
     let sandbox = Sandbox::new();
     let name = job_name("browser");
-    let (_launcher, dash, _stderr) = sandbox.start_job_with_dashboard(&name, 2, 3000);
+    let (_launcher, dash, _stderr) = sandbox.start_job_with_dashboard(&name, 2, 3000, &[]);
     wait_until("the job's ranks to run", Duration::from_secs(60), || {
         let reply = dash.get(&format!("/api/job/{name}"));
         reply.status == 200

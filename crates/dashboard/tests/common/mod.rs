@@ -69,18 +69,20 @@ impl Sandbox {
         self.adopted.lock().expect("the adopted list").push(pid);
     }
 
-    /// Starts `mpicr run --dashboard 127.0.0.1:0 --job-name NAME -n N -- mpicr-ckpt-ring
-    /// STEPS 20` and returns its pid, the dashboard whose URL it printed on stderr, and the
+    /// Starts `mpicr run --dashboard 127.0.0.1:0 --job-name NAME EXTRA... -n N --
+    /// mpicr-ckpt-ring STEPS 20` and returns its pid, the dashboard whose URL it printed on stderr, and the
     /// rest of its stderr as it comes.
     pub fn start_job_with_dashboard(
         &self,
         name: &str,
         n: u32,
         steps: u32,
+        extra: &[&str],
     ) -> (u32, Dashboard, std::sync::Arc<Mutex<String>>) {
         let ring = bin("mpicr-ckpt-ring");
         let mut c = self.command("mpicr");
         c.args(["run", "--dashboard", "127.0.0.1:0", "--job-name", name])
+            .args(extra)
             .args(["-n", &n.to_string(), "--"])
             .arg(ring)
             .args([&steps.to_string(), "20"])
