@@ -239,17 +239,17 @@ pub(crate) fn parse_checkpoint_body(body: &[u8]) -> Result<CheckpointBody, Strin
     serde_json::from_value(value).map_err(|e| refuse(e.to_string()))
 }
 
-/// A request's body, or the answer that refuses it (413 over [`BODY_LIMIT`]).
-fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+/// A request's body, or the status and sentence that refuse it (413 over [`BODY_LIMIT`]).
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, (StatusCode, String)> {
     match body {
         Ok(body) => Ok(body),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(error(
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err((
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the request body is longer than {BODY_LIMIT} bytes"),
+            format!("the request body is longer than {BODY_LIMIT} bytes"),
         )),
-        Err(e) => Err(error(
+        Err(e) => Err((
             e.status(),
-            &format!("the request body cannot be read: {}", e.body_text()),
+            format!("the request body cannot be read: {}", e.body_text()),
         )),
     }
 }
@@ -265,7 +265,7 @@ async fn checkpoint(
     };
     let body = match read_body(body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err((status, sentence)) => return error(status, &sentence),
     };
     let request = match parse_checkpoint_body(&body) {
         Ok(request) => request,
@@ -323,7 +323,7 @@ async fn checkpoint(
 async fn restart(State(state): AppState, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match read_body(body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err((status, sentence)) => return error(status, &sentence),
     };
     let request = match restarting::parse_restart_body(&body) {
         Ok(request) => request,
