@@ -3,6 +3,8 @@
 //! pipes, scripts and tests), one per change.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -17,6 +19,8 @@ const TICK: Duration = Duration::from_millis(120);
 pub(crate) struct Progress {
     /// `None`: plain lines.
     bar: Option<ProgressBar>,
+    /// Whether the spinner turns yet (from the first step on, so that it never shows empty).
+    ticking: Arc<AtomicBool>,
 }
 
 impl Progress {
@@ -29,20 +33,29 @@ impl Progress {
         let bar = terminal.then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(spinner_style());
-            bar.enable_steady_tick(TICK);
             bar
         });
-        Self { bar }
+        Self {
+            bar,
+            ticking: Arc::default(),
+        }
+    }
+
+    fn tick(&self, bar: &ProgressBar) {
+        if !self.ticking.swap(true, Ordering::Relaxed) {
+            bar.enable_steady_tick(TICK);
+        }
     }
 
     /// A step without a count: the spinner's text, or a line.
     pub(crate) fn phase(&self, text: &str) {
         match &self.bar {
             Some(bar) => {
+                bar.set_message(text.to_owned());
                 bar.set_style(spinner_style());
                 bar.set_length(0);
                 bar.set_position(0);
-                bar.set_message(text.to_owned());
+                self.tick(bar);
             }
             None => say(text),
         }
@@ -52,10 +65,11 @@ impl Progress {
     pub(crate) fn count(&self, text: &str, done: u64, total: u64) {
         match &self.bar {
             Some(bar) => {
-                bar.set_style(bar_style());
+                bar.set_message(text.to_owned());
                 bar.set_length(total);
                 bar.set_position(done);
-                bar.set_message(text.to_owned());
+                bar.set_style(bar_style());
+                self.tick(bar);
             }
             None => say(&format!("{text}: {done} of {total}")),
         }
