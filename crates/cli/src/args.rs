@@ -255,6 +255,11 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) nodes: NodeOptions,
 
+    /// Serve the web dashboard of this job on ADDR (IP:PORT; port 0: a free port) while it
+    /// runs; the URL with its token is printed on stderr
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) dashboard: Option<std::net::SocketAddr>,
+
     /// The program to run on every rank, and its arguments (a name is looked up in PATH)
     #[arg(value_name = "PROGRAM", trailing_var_arg = true, num_args = 0..)]
     pub(crate) command: Vec<OsString>,

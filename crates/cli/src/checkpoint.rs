@@ -1,5 +1,6 @@
 //! `mpicr checkpoint` / `mpi_checkpoint`: ask a running job for a global checkpoint, show its
-//! progress on stderr, print the snapshot's name on stdout.
+//! progress on stderr (requested, ranks at their safepoint k/N, ranks saved k/N, committed:
+//! a bar on a terminal, lines otherwise), print the snapshot's name on stdout.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use coord::{
 };
 
 use crate::args::CheckpointArgs;
+use crate::progress::Progress;
 use crate::{EXIT_MPICR_ERROR, say};
 
 /// How often the progress of the checkpoint is looked at.
@@ -34,18 +36,19 @@ pub(crate) fn checkpoint(job: &JobRef, terminate: bool) -> Result<String, String
     let dir = RuntimeDir::open().map_err(|e| error_chain(&e))?;
     let status = job_status(&dir, job).map_err(|e| error_chain(&e))?;
     let name = status.job.clone();
-    say(&format!(
-        "asking job {name} ({} ranks) for a checkpoint{}",
+    let progress = Progress::new();
+    progress.phase(&format!(
+        "checkpoint of job {name} ({} ranks) requested{}",
         status.ranks.len(),
-        if terminate { ", then to end" } else { "" }
+        if terminate { ", then the job ends" } else { "" }
     ));
     // Dropping `done` ends the progress thread at once, even in the middle of its pause.
     let (done, stop) = mpsc::channel::<()>();
     let watcher = {
-        let (dir, name) = (dir.clone(), name.clone());
+        let (dir, name, progress) = (dir.clone(), name.clone(), progress.clone());
         std::thread::Builder::new()
             .name("progress".into())
-            .spawn(move || show_progress(&dir, &name, &stop))
+            .spawn(move || show_progress(&dir, &name, &stop, &progress))
             .ok()
     };
     let answer = request_checkpoint(&dir, job, terminate);
@@ -53,10 +56,18 @@ pub(crate) fn checkpoint(job: &JobRef, terminate: bool) -> Result<String, String
     if let Some(watcher) = watcher {
         let _ = watcher.join();
     }
+    if answer.is_err() {
+        progress.clear();
+    }
     match answer {
         Ok(done) => {
-            say(&format!(
-                "checkpoint {} committed in {} ({} messages in transit)",
+            // The duration the coordinator recorded in the manifest.
+            let took = store::Snapshot::open(std::path::Path::new(&done.path))
+                .ok()
+                .and_then(|s| s.info(true).duration_ms)
+                .map_or_else(String::new, |ms| format!(" after {ms} ms"));
+            progress.finish(&format!(
+                "checkpoint {} committed{took} in {} ({} messages in transit)",
                 done.name, done.path, done.in_transit
             ));
             Ok(done.name)
@@ -70,21 +81,22 @@ pub(crate) fn checkpoint(job: &JobRef, terminate: bool) -> Result<String, String
     }
 }
 
-/// One stderr line each time the published progress changes.
-fn show_progress(dir: &RuntimeDir, job: &str, stop: &Receiver<()>) {
+/// The bar, or one stderr line, each time the published progress changes.
+fn show_progress(dir: &RuntimeDir, job: &str, stop: &Receiver<()>, bar: &Progress) {
     let mut shown = None;
     loop {
         if let Some(progress) = checkpoint_status(dir, job).and_then(|s| s.running)
             && shown.as_ref() != Some(&progress)
         {
             let what = match progress.phase {
-                "counting" => "sent their safepoint counts",
-                _ => "saved their parts",
+                "counting" => "ranks at their safepoint",
+                _ => "ranks saved",
             };
-            say(&format!(
-                "checkpoint {}: {} of {} ranks {what}",
-                progress.epoch, progress.reported, progress.ranks
-            ));
+            bar.count(
+                &format!("checkpoint {}: {what}", progress.epoch),
+                progress.reported.into(),
+                progress.ranks.into(),
+            );
             shown = Some(progress);
         }
         if stop.recv_timeout(PROGRESS_POLL) != Err(RecvTimeoutError::Timeout) {

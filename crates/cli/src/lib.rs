@@ -11,6 +11,7 @@ mod dashboard;
 mod demo;
 mod logging;
 mod node_daemon;
+mod progress;
 mod restart;
 mod run;
 mod snapshots;

@@ -1,21 +1,78 @@
-//! `mpicr restart` / `mpi_restart`: run a job on from a committed global snapshot.
+//! `mpicr restart` / `mpi_restart`: run a job on from a committed global snapshot. Progress
+//! on stderr: the parts verified k/N, then the ranks running again k/N (a bar on a terminal,
+//! lines otherwise).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
 
-use coord::{JobName, LaunchConfig, RestartFrom, Transport, error_chain};
+use coord::{JobName, JobRef, LaunchConfig, RestartFrom, RuntimeDir, Transport, error_chain};
+use wire::ProcState;
 
 use crate::args::RestartArgs;
+use crate::progress::Progress;
 use crate::snapshots::open_store;
 use crate::{EXIT_MPICR_ERROR, say};
 
+/// How often the restarted job's process table is looked at until every rank runs.
+const RANKS_POLL: Duration = Duration::from_millis(100);
+
 pub(crate) fn main(args: RestartArgs) -> ExitCode {
     match prepare(&args) {
-        Ok(config) => crate::run::launch(config, &args.checkpoints),
+        Ok(config) => {
+            // Shows the ranks coming up until all run (or the job ends first).
+            let (done, stop) = mpsc::channel::<()>();
+            let watcher = std::thread::Builder::new()
+                .name("progress".into())
+                .spawn(move || show_ranks(&stop))
+                .ok();
+            let status = crate::run::launch(config, &args.checkpoints);
+            drop(done);
+            if let Some(watcher) = watcher {
+                let _ = watcher.join();
+            }
+            status
+        }
         Err(line) => {
             say(&line);
             ExitCode::from(EXIT_MPICR_ERROR)
+        }
+    }
+}
+
+/// `ranks running k of N` until every rank of this process's job has registered.
+fn show_ranks(stop: &Receiver<()>) {
+    let Ok(dir) = RuntimeDir::open() else {
+        return;
+    };
+    let me = JobRef::Pid(std::process::id());
+    let progress = Progress::new();
+    let mut shown = None;
+    loop {
+        if let Ok(reply) = coord::job_status(&dir, &me) {
+            let total = reply.ranks.len() as u64;
+            let running = reply
+                .ranks
+                .iter()
+                .filter(|r| matches!(r.state, ProcState::Running | ProcState::Finalized))
+                .count() as u64;
+            if total > 0 && running == total {
+                progress.finish(&format!(
+                    "job {} runs again: {total} of {total} ranks restored",
+                    reply.job
+                ));
+                return;
+            }
+            if shown != Some(running) {
+                progress.count(&format!("job {}: ranks running", reply.job), running, total);
+                shown = Some(running);
+            }
+        }
+        if stop.recv_timeout(RANKS_POLL) != Err(RecvTimeoutError::Timeout) {
+            progress.clear();
+            return;
         }
     }
 }
@@ -50,6 +107,30 @@ pub(crate) fn prepare(args: &RestartArgs) -> Result<LaunchConfig, String> {
     Ok(config)
 }
 
+/// Reads every part of `snapshot` completely and checks every checksum, showing the parts
+/// verified so far.
+fn verify(snapshot: &store::Snapshot) -> Result<(), String> {
+    let name = snapshot.name();
+    let ranks = snapshot.manifest().ranks();
+    let progress = Progress::new();
+    let what = format!("snapshot {name}: parts verified");
+    for rank in 0..ranks {
+        let checked = snapshot
+            .read_part(rank)
+            .and_then(|part| part.verify_sections());
+        if let Err(e) = checked {
+            progress.clear();
+            return Err(format!(
+                "snapshot {name} cannot be restarted: {}; nothing was started",
+                error_chain(&e)
+            ));
+        }
+        progress.count(&what, u64::from(rank) + 1, ranks.into());
+    }
+    progress.clear();
+    Ok(())
+}
+
 /// The job that continues `snapshot`, once the snapshot verified. Nothing is started.
 pub(crate) fn from_snapshot(
     store: &store::Store,
@@ -58,12 +139,7 @@ pub(crate) fn from_snapshot(
     checkpoints: &crate::args::CheckpointOptions,
 ) -> Result<LaunchConfig, String> {
     let name = snapshot.name();
-    snapshot.verify().map_err(|e| {
-        format!(
-            "snapshot {name} cannot be restarted: {}; nothing was started",
-            error_chain(&e)
-        )
-    })?;
+    verify(snapshot)?;
     let manifest = snapshot.manifest();
     let job_name = JobName::parse(&manifest.job)
         .map_err(|e| format!("snapshot {name} has an unusable job name: {e}"))?;

@@ -68,7 +68,17 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         recoveries: Default::default(),
         recovering_since: None,
     };
-    launch(config, &args.checkpoints)
+    // `--dashboard ADDR`: served until the job (with its recoveries) is over.
+    let dashboard = match crate::dashboard::for_run(args.dashboard, &config) {
+        Ok(dashboard) => dashboard,
+        Err(line) => {
+            say(&line);
+            return ExitCode::from(EXIT_MPICR_ERROR);
+        }
+    };
+    let status = launch(config, &args.checkpoints);
+    drop(dashboard);
+    status
 }
 
 /// The nodes of a job from `--hosts`/`--hostfile` and the options that go with them; `None`

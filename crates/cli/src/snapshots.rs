@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use store::{SnapshotInfo, Store};
 
 use crate::args::{GcArgs, SnapshotsArgs};
+use crate::progress::Progress;
 use crate::status::columns;
 use crate::time::format_utc;
 use crate::{EXIT_MPICR_ERROR, say};
@@ -79,6 +80,8 @@ fn snapshot_json(s: &SnapshotInfo) -> Value {
         "in_transit_messages": s.in_transit_messages,
         "latest": s.latest,
         "path": s.path,
+        "duration_ms": s.duration_ms,
+        "stall_bound_ms": s.stall_bound_ms,
     })
 }
 
@@ -86,7 +89,7 @@ fn snapshot_table(snapshots: &[SnapshotInfo]) -> String {
     if snapshots.is_empty() {
         return "no snapshots\n".to_owned();
     }
-    let rows: Vec<[String; 7]> = snapshots
+    let rows: Vec<[String; 8]> = snapshots
         .iter()
         .map(|s| {
             let mut kinds = s.checkpointers.clone();
@@ -98,6 +101,7 @@ fn snapshot_table(snapshots: &[SnapshotInfo]) -> String {
                 s.epoch.to_string(),
                 format_utc(s.created),
                 human_size(s.size),
+                s.duration_ms.map_or_else(|| "-".to_owned(), show_ms),
                 s.ranks.to_string(),
                 kinds.join(","),
             ]
@@ -110,11 +114,21 @@ fn snapshot_table(snapshots: &[SnapshotInfo]) -> String {
             "EPOCH",
             "TIME",
             "SIZE",
+            "DURATION",
             "RANKS",
             "CHECKPOINTER",
         ],
         &rows,
     )
+}
+
+/// A checkpoint's duration: `850 ms`, `2.4 s`.
+pub(crate) fn show_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 /// Bytes in B, KiB, MiB or GiB with one decimal.
@@ -133,11 +147,36 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// `mpicr gc`: job by job, with the jobs done so far as progress on stderr; the removed
+/// snapshots on stdout.
 pub(crate) fn gc(args: &GcArgs) -> ExitCode {
     let removed = open_store(args.snapshot_dir.as_deref()).and_then(|store| {
-        store
-            .gc(args.keep, args.job.as_deref())
-            .map_err(|e| error_chain(&e))
+        let jobs = match &args.job {
+            Some(job) => vec![job.clone()],
+            None => store.jobs().map_err(|e| error_chain(&e))?,
+        };
+        let progress = Progress::new();
+        let total = jobs.len() as u64;
+        let mut removed = Vec::new();
+        for (done, job) in jobs.iter().enumerate() {
+            progress.count(
+                &format!("gc keeping {} per job: jobs pruned", args.keep),
+                done as u64,
+                total,
+            );
+            match store.gc(args.keep, Some(job)) {
+                Ok(paths) => removed.extend(paths),
+                Err(e) => {
+                    progress.clear();
+                    return Err(error_chain(&e));
+                }
+            }
+        }
+        progress.finish(&format!(
+            "gc done: snapshots removed: {}, jobs looked at: {total}",
+            removed.len()
+        ));
+        Ok(removed)
     });
     match removed {
         Ok(removed) => {
@@ -163,5 +202,7 @@ mod tests {
         assert_eq!(human_size(12), "12 B");
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(human_size(3 << 20), "3.0 MiB");
+        assert_eq!(show_ms(850), "850 ms");
+        assert_eq!(show_ms(2400), "2.4 s");
     }
 }

@@ -76,16 +76,20 @@ fn job_json(reply: &StatusReply, checkpoints: Option<&CheckpointStatus>) -> Valu
     })
 }
 
-/// `{snapshot_dir, last, last_path, in_progress: {epoch, phase, reported, ranks} | null}`.
+/// `{snapshot_dir, last, last_path, last_duration_ms, last_stall_bound_ms, in_progress:
+/// {epoch, phase, reported, ranks} | null}`.
 fn checkpoint_json(status: &CheckpointStatus) -> Value {
     let (last, last_path) = match &status.last {
         Some((name, path)) => (json!(name), json!(path)),
         None => (Value::Null, Value::Null),
     };
+    let info = last_info(status);
     json!({
         "snapshot_dir": status.snapshot_dir,
         "last": last,
         "last_path": last_path,
+        "last_duration_ms": info.as_ref().and_then(|i| i.duration_ms),
+        "last_stall_bound_ms": info.as_ref().and_then(|i| i.stall_bound_ms),
         "in_progress": status.running.as_ref().map(|p| json!({
             "epoch": p.epoch,
             "phase": p.phase,
@@ -95,10 +99,21 @@ fn checkpoint_json(status: &CheckpointStatus) -> Value {
     })
 }
 
+/// What the manifest of the job's last snapshot says (its durations); `None` if it is gone.
+fn last_info(status: &CheckpointStatus) -> Option<store::SnapshotInfo> {
+    let (_, path) = status.last.as_ref()?;
+    store::Snapshot::open(path).ok().map(|s| s.info(true))
+}
+
 /// The checkpoint lines of `mpicr status JOB`: none for a job without snapshots.
 fn checkpoint_lines(status: &CheckpointStatus) -> String {
+    let took = last_info(status)
+        .and_then(|i| i.duration_ms)
+        .map_or_else(String::new, |ms| {
+            format!(", taken in {}", crate::snapshots::show_ms(ms))
+        });
     let mut out = match &status.last {
-        Some((name, path)) => format!("last snapshot: {name} ({})\n", path.display()),
+        Some((name, path)) => format!("last snapshot: {name} ({}{took})\n", path.display()),
         None => String::new(),
     };
     if let Some(p) = &status.running {

@@ -320,6 +320,8 @@ impl Drop for CheckpointService {
 struct Request {
     terminate: bool,
     origin: Origin,
+    /// When the service received it: a checkpoint's recorded duration starts here.
+    received: Instant,
 }
 
 impl Request {
@@ -406,7 +408,11 @@ impl Service {
     fn handle_idle(&mut self, event: CkptEvent) -> bool {
         match event {
             CkptEvent::Request { terminate, origin } => {
-                let request = Request { terminate, origin };
+                let request = Request {
+                    terminate,
+                    origin,
+                    received: Instant::now(),
+                };
                 if let Some(why) = &self.ending {
                     request.answer(Err(why.clone()));
                 } else if matches!(request.origin, Origin::Timer) && !self.queue.is_empty() {
@@ -460,7 +466,7 @@ impl Service {
             }
         }
         let terminate = request.terminate;
-        match self.take(inbox) {
+        match self.take(inbox, request.received) {
             Ok(done) => {
                 let snapshot = done.name.clone();
                 request.answer(Ok(done));
@@ -540,7 +546,11 @@ impl Service {
     fn handle_during(&mut self, event: CkptEvent) -> Result<(), Stop> {
         match event {
             CkptEvent::Request { terminate, origin } => {
-                let request = Request { terminate, origin };
+                let request = Request {
+                    terminate,
+                    origin,
+                    received: Instant::now(),
+                };
                 if let Some(why) = &self.ending {
                     request.answer(Err(why.clone()));
                 } else if matches!(request.origin, Origin::Timer) {
@@ -567,8 +577,12 @@ impl Service {
         }
     }
 
-    /// Takes one global checkpoint.
-    fn take(&mut self, inbox: &Receiver<CkptEvent>) -> Result<CheckpointDone, Stop> {
+    /// Takes one global checkpoint of a request received at `received`.
+    fn take(
+        &mut self,
+        inbox: &Receiver<CkptEvent>,
+        received: Instant,
+    ) -> Result<CheckpointDone, Stop> {
         let job = self.shared.job_name().to_owned();
         let store = Store::open(Some(&self.config.snapshot_dir)).map_err(|e| {
             Stop::Failed(format!(
@@ -595,7 +609,10 @@ impl Service {
         let staging = pending.path().to_owned();
         let size = self.shared.size();
         tracing::info!(job, epoch, dir = %staging.display(), "checkpoint started");
+        let asked = Instant::now();
         let outcome = self.protocol(inbox, epoch, size, &staging);
+        // No rank can have been held by this checkpoint for longer than the two rounds.
+        let stall_bound = asked.elapsed();
         let stores = self.shared.stores().filter(|f| f.storage.is_some());
         let keep_node_stores = |store: &Store| {
             if let Some(facts) = &stores {
@@ -656,6 +673,15 @@ impl Service {
                 }
             }
         }
+        // Request to commit, measured as the commit begins (every part is there and checked).
+        extra.insert(
+            store::EXTRA_DURATION_MS.to_owned(),
+            received.elapsed().as_millis().to_string(),
+        );
+        extra.insert(
+            store::EXTRA_STALL_BOUND_MS.to_owned(),
+            stall_bound.as_millis().to_string(),
+        );
         let input = ManifestInput {
             job: job.clone(),
             epoch,

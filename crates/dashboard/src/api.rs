@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::gather::{self, LiveJob};
+use crate::restart::{self as restarting, RestartError};
 use crate::{State as Shared, auth, metrics};
 
 /// The largest request body accepted (a checkpoint request is a few bytes).
@@ -36,6 +37,7 @@ pub(crate) fn router(state: Arc<Shared>) -> Router {
         .route("/api/jobs", get(list_jobs))
         .route("/api/job/{job}", get(one_job))
         .route("/api/job/{job}/checkpoint", post(checkpoint))
+        .route("/api/restart", post(restart))
         .route("/api/snapshots", get(snapshots))
         .route("/api/events", get(events))
         .route("/metrics", get(metrics))
@@ -116,7 +118,8 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "there is nothing at this path; the API is /api/jobs, /api/job/JOB, \
-         /api/job/JOB/checkpoint, /api/snapshots, /api/events, /api/overview and /metrics",
+         /api/job/JOB/checkpoint, /api/restart, /api/snapshots, /api/events, /api/overview \
+         and /metrics",
     )
 }
 
@@ -124,7 +127,7 @@ async fn method_not_allowed() -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         "this path does not take that method: checkpoints are POSTed to \
-         /api/job/JOB/checkpoint, everything else is GET",
+         /api/job/JOB/checkpoint and restarts to /api/restart, everything else is GET",
     )
 }
 
@@ -236,6 +239,21 @@ pub(crate) fn parse_checkpoint_body(body: &[u8]) -> Result<CheckpointBody, Strin
     serde_json::from_value(value).map_err(|e| refuse(e.to_string()))
 }
 
+/// A request's body, or the status and sentence that refuse it (413 over [`BODY_LIMIT`]).
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, (StatusCode, String)> {
+    match body {
+        Ok(body) => Ok(body),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is longer than {BODY_LIMIT} bytes"),
+        )),
+        Err(e) => Err((
+            e.status(),
+            format!("the request body cannot be read: {}", e.body_text()),
+        )),
+    }
+}
+
 async fn checkpoint(
     State(state): AppState,
     path: Result<Path<String>, PathRejection>,
@@ -245,20 +263,9 @@ async fn checkpoint(
         Ok(job) => job,
         Err(response) => return response,
     };
-    let body = match body {
+    let body = match read_body(body) {
         Ok(body) => body,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the request body is longer than {BODY_LIMIT} bytes"),
-            );
-        }
-        Err(e) => {
-            return error(
-                e.status(),
-                &format!("the request body cannot be read: {}", e.body_text()),
-            );
-        }
+        Err((status, sentence)) => return error(status, &sentence),
     };
     let request = match parse_checkpoint_body(&body) {
         Ok(request) => request,
@@ -267,12 +274,17 @@ async fn checkpoint(
     let terminate = request.terminate;
     let asked = job.clone();
     let answer = blocking(&state, move |s| {
-        request_checkpoint(&s.config.runtime_dir, &asked, terminate)
+        let done = request_checkpoint(&s.config.runtime_dir, &asked, terminate)?;
+        // What the coordinator recorded in the manifest, read back from the committed snapshot.
+        let info = store::Snapshot::open(std::path::Path::new(&done.path))
+            .ok()
+            .map(|snapshot| snapshot.info(true));
+        Ok::<_, ClientError>((done, info))
     })
     .await;
     let counters = &state.counters;
     match answer {
-        Ok(Ok(done)) => {
+        Ok(Ok((done, info))) => {
             counters.requested.fetch_add(1, Ordering::Relaxed);
             counters.committed.fetch_add(1, Ordering::Relaxed);
             json_body(&json!({
@@ -281,6 +293,9 @@ async fn checkpoint(
                 "epoch": done.epoch,
                 "in_transit": done.in_transit,
                 "terminate": terminate,
+                "size": info.as_ref().map(|i| i.size),
+                "duration_ms": info.as_ref().and_then(|i| i.duration_ms),
+                "stall_bound_ms": info.as_ref().and_then(|i| i.stall_bound_ms),
             }))
         }
         Ok(Err(e @ ClientError::NotRunning(_))) => client_error(&e),
@@ -299,6 +314,45 @@ async fn checkpoint(
                 ),
                 e => client_error(&e),
             }
+        }
+        Err(response) => response,
+    }
+}
+
+/// `POST /api/restart {"snapshot": NAME}`: runs `mpicr restart NAME` for a job that has ended.
+async fn restart(State(state): AppState, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match read_body(body) {
+        Ok(body) => body,
+        Err((status, sentence)) => return error(status, &sentence),
+    };
+    let request = match restarting::parse_restart_body(&body) {
+        Ok(request) => request,
+        Err(sentence) => return error(StatusCode::BAD_REQUEST, &sentence),
+    };
+    let answer = blocking(&state, move |s| restarting::restart(s, &request.snapshot)).await;
+    match answer {
+        Ok(Ok(record)) => {
+            state.counters.restarts.fetch_add(1, Ordering::Relaxed);
+            json_body(&json!({
+                "snapshot": record.snapshot,
+                "job": record.job,
+                "launcher_pid": record.launcher_pid,
+                "log": record.log,
+            }))
+        }
+        Ok(Err(e)) => {
+            let status = match &e {
+                RestartError::UnknownSnapshot(_) => StatusCode::NOT_FOUND,
+                RestartError::Disabled(_)
+                | RestartError::JobRunning { .. }
+                | RestartError::Damaged { .. }
+                | RestartError::Ended { .. } => StatusCode::CONFLICT,
+                RestartError::Slow { .. } => StatusCode::GATEWAY_TIMEOUT,
+                RestartError::Log { .. } | RestartError::Spawn { .. } => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            error(status, &error_chain(&e))
         }
         Err(response) => response,
     }

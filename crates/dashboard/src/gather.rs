@@ -11,6 +11,12 @@ use wire::{ProcEntry, ProcState, StatusReply};
 
 use crate::State;
 
+/// The actions on a live job, as the page offers them: `checkpoint` and `terminate` are both
+/// `POST /api/job/JOB/checkpoint` (with `{"terminate": true}` for the second). Migration
+/// (`migrate`, `POST /api/job/JOB/migrate {"rank": R, "node": N}`) joins this list when the
+/// runtime can migrate a rank; the page shows a control only for the actions listed here.
+pub(crate) const JOB_ACTIONS: [&str; 2] = ["checkpoint", "terminate"];
+
 /// A live job and what it published about its checkpoints.
 #[derive(Debug)]
 pub(crate) struct LiveJob {
@@ -147,6 +153,8 @@ pub(crate) fn job_json(state: &State, job: &LiveJob, snapshots: &[SnapshotInfo])
             "recovered_ms": r.recovered_ms,
         })).collect()),
         "snapshots": mine,
+        // What the page may offer on this job: each is a POST to /api/job/JOB/ACTION.
+        "actions": JOB_ACTIONS,
     })
 }
 
@@ -230,6 +238,9 @@ pub(crate) fn overview(state: &State) -> Value {
         }),
         "jobs": list,
         "snapshots": snapshots,
+        // Whether POST /api/restart is served (not by the dashboard of `mpicr run`).
+        "restart": state.config.restart_program.is_some(),
+        "restarts": state.restarts.all(),
     })
 }
 

@@ -8,8 +8,9 @@
 //!
 //! - `/`: one page (HTML, CSS and JS built into the binary, no external resources) that shows
 //!   every job's process table (with CPU and memory of local ranks from `/proc`), its
-//!   checkpoint state and recoveries, the snapshot timeline with a plot of sizes, and the
-//!   buttons "checkpoint now" and "checkpoint and terminate";
+//!   checkpoint state, failures and recoveries, the snapshot timeline with a plot of durations
+//!   and sizes, the buttons "checkpoint now" and "checkpoint and terminate", and "restart" for
+//!   the snapshots of jobs that are not running (which runs `mpicr restart`);
 //! - `/api/…`: the JSON behind it (`docs/dashboard.md` lists the endpoints), including
 //!   `/api/events`, a server-sent event stream with a new overview every second;
 //! - `/metrics`: Prometheus text format.
@@ -22,6 +23,7 @@ mod auth;
 mod gather;
 mod metrics;
 mod procstat;
+mod restart;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +47,9 @@ pub struct Config {
     pub snapshot_dir: PathBuf,
     /// The secret every request must carry.
     pub token: Token,
+    /// The `mpicr` program that restarts snapshots from the page (`mpicr restart`); `None`
+    /// turns restarts off (the dashboard of `mpicr run --dashboard` ends with its job).
+    pub restart_program: Option<PathBuf>,
 }
 
 /// Why the dashboard could not start or stopped.
@@ -60,6 +65,8 @@ pub enum DashboardError {
     Runtime(#[source] std::io::Error),
     #[error("the dashboard's server failed")]
     Serve(#[source] std::io::Error),
+    #[error("cannot start the dashboard's thread")]
+    Thread(#[source] std::io::Error),
 }
 
 /// What the request handlers share.
@@ -68,6 +75,8 @@ pub(crate) struct State {
     pub(crate) config: Config,
     pub(crate) sampler: Mutex<procstat::Sampler>,
     pub(crate) counters: metrics::Counters,
+    /// Restarts started from the page, newest last.
+    pub(crate) restarts: restart::Restarts,
     /// The page, with its style and script inlined.
     pub(crate) page: String,
 }
@@ -102,6 +111,7 @@ impl Server {
             config,
             sampler: Mutex::new(procstat::Sampler::new()),
             counters: metrics::Counters::default(),
+            restarts: restart::Restarts::default(),
             page,
         });
         Ok(Server {
@@ -127,31 +137,91 @@ impl Server {
 
     /// Serves until the process ends (or the server fails), on a runtime of its own.
     pub fn run(self) -> Result<(), DashboardError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("dashboard")
-            .enable_all()
-            .build()
-            .map_err(DashboardError::Runtime)?;
-        runtime.block_on(self.serve())
+        runtime()?.block_on(self.serve(std::future::pending()))
     }
 
-    /// Serves on a thread of its own: how `mpicr run --dashboard ADDR` can run it next to
-    /// the coordinator.
-    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<Result<(), DashboardError>>> {
-        std::thread::Builder::new()
+    /// Serves on a thread of its own until the returned handle is dropped: how
+    /// `mpicr run --dashboard ADDR` runs it next to the coordinator.
+    pub fn spawn(self) -> Result<Running, DashboardError> {
+        let runtime = runtime()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name("dashboard".into())
-            .spawn(move || self.run())
+            .spawn(move || {
+                let served = runtime.block_on(self.serve(async move {
+                    let _ = stopped.await;
+                }));
+                // Open event streams and requests still waiting for a job are dropped; a
+                // blocking call in progress gets a moment to return.
+                runtime.shutdown_timeout(SHUTDOWN_GRACE);
+                served
+            })
+            .map_err(DashboardError::Thread)?;
+        Ok(Running {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
-    async fn serve(self) -> Result<(), DashboardError> {
+    /// Serves until `stop` completes.
+    async fn serve(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DashboardError> {
         self.listener
             .set_nonblocking(true)
             .map_err(DashboardError::Serve)?;
         let listener =
             tokio::net::TcpListener::from_std(self.listener).map_err(DashboardError::Serve)?;
-        axum::serve(listener, api::router(self.state))
-            .await
-            .map_err(DashboardError::Serve)
+        let server = axum::serve(listener, api::router(self.state));
+        // Not a graceful shutdown: event streams never end on their own.
+        tokio::select! {
+            served = server => served.map_err(DashboardError::Serve),
+            () = stop => Ok(()),
+        }
+    }
+}
+
+/// How long a stopping dashboard waits for blocking work in progress.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn runtime() -> Result<tokio::runtime::Runtime, DashboardError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("dashboard")
+        .enable_all()
+        .build()
+        .map_err(DashboardError::Runtime)
+}
+
+/// A dashboard serving on its own thread; dropping it stops the server and waits for the
+/// thread.
+#[derive(Debug)]
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), DashboardError>>>,
+}
+
+impl Running {
+    /// Stops the server and returns how it ended.
+    pub fn stop(mut self) -> Result<(), DashboardError> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), DashboardError> {
+        drop(self.stop.take());
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(served)) => served,
+            Some(Err(_)) => Err(DashboardError::Serve(std::io::Error::other(
+                "the dashboard's thread panicked",
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.finish();
     }
 }

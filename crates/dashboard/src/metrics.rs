@@ -16,7 +16,29 @@ pub(crate) struct Counters {
     pub(crate) requested: AtomicU64,
     pub(crate) committed: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// Restarts started from the page whose job came up.
+    pub(crate) restarts: AtomicU64,
 }
+
+/// Upper bounds of the checkpoint-duration buckets, in seconds.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Upper bounds of the snapshot-size buckets, in bytes (4 KiB to 64 GiB, by 4).
+const SIZE_BUCKETS: [f64; 12] = [
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+    268_435_456.0,
+    1_073_741_824.0,
+    4_294_967_296.0,
+    68_719_476_736.0,
+];
 
 /// The metrics text (blocking: it asks every job and reads the store).
 pub(crate) fn render(state: &State) -> String {
@@ -106,6 +128,73 @@ pub(crate) fn render(state: &State) -> String {
         );
     }
 
+    // Histograms over the committed snapshots on disk (gc and --keep remove observations).
+    let mut durations: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut sizes: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for s in snapshots.iter().rev() {
+        if let Some(ms) = s.duration_ms {
+            durations
+                .entry(s.job.as_str())
+                .or_default()
+                .push(ms as f64 / 1000.0);
+        }
+        sizes.entry(s.job.as_str()).or_default().push(s.size as f64);
+    }
+    histogram(
+        &mut out,
+        "mpicr_checkpoint_duration_seconds",
+        "Request-to-commit time of the committed snapshots on disk, by job.",
+        &DURATION_BUCKETS,
+        &durations,
+    );
+    histogram(
+        &mut out,
+        "mpicr_checkpoint_size_bytes",
+        "Bytes on disk of each committed snapshot, by job.",
+        &SIZE_BUCKETS,
+        &sizes,
+    );
+    let newest_duration: BTreeMap<&str, f64> = snapshots
+        .iter()
+        .filter(|s| s.latest)
+        .filter_map(|s| Some((s.job.as_str(), s.duration_ms? as f64 / 1000.0)))
+        .collect();
+    gauge(
+        &mut out,
+        "mpicr_checkpoint_last_duration_seconds",
+        "Request-to-commit time of the newest snapshot, by job.",
+    );
+    for (job, seconds) in &newest_duration {
+        let _ = writeln!(
+            out,
+            "mpicr_checkpoint_last_duration_seconds{{job=\"{}\"}} {seconds}",
+            label(job)
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "# HELP mpicr_recovery_duration_seconds Time from a failure's detection until every \
+         rank ran again, per automatic recovery of the live job.\n\
+         # TYPE mpicr_recovery_duration_seconds summary"
+    );
+    for job in &jobs {
+        let recovered: Vec<u64> = job
+            .checkpoints
+            .as_ref()
+            .map(|c| c.recoveries.iter().filter_map(|r| r.recovered_ms).collect())
+            .unwrap_or_default();
+        let sum: u64 = recovered.iter().sum();
+        let name = label(&job.reply.job);
+        let _ = writeln!(
+            out,
+            "mpicr_recovery_duration_seconds_sum{{job=\"{name}\"}} {}\n\
+             mpicr_recovery_duration_seconds_count{{job=\"{name}\"}} {}",
+            sum as f64 / 1000.0,
+            recovered.len()
+        );
+    }
+
     let counters = [
         (
             "mpicr_dashboard_checkpoints_requested_total",
@@ -122,12 +211,43 @@ pub(crate) fn render(state: &State) -> String {
             "Checkpoints requested through this dashboard that failed or were refused.",
             &state.counters.failed,
         ),
+        (
+            "mpicr_dashboard_restarts_total",
+            "Snapshots restarted through this dashboard whose job came up.",
+            &state.counters.restarts,
+        ),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
     }
     out
+}
+
+/// A histogram per job of `values`, with cumulative buckets `le` (and `+Inf`), sum and count.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    values: &BTreeMap<&str, Vec<f64>>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (job, list) in values {
+        let job = label(job);
+        for bound in bounds {
+            let n = list.iter().filter(|v| **v <= *bound).count();
+            let _ = writeln!(out, "{name}_bucket{{job=\"{job}\",le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{job=\"{job}\",le=\"+Inf\"}} {}",
+            list.len()
+        );
+        let sum: f64 = list.iter().sum();
+        let _ = writeln!(out, "{name}_sum{{job=\"{job}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{job=\"{job}\"}} {}", list.len());
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str) {
@@ -156,6 +276,22 @@ pub(crate) fn label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms() {
+        let mut values = BTreeMap::new();
+        values.insert("j", vec![0.02, 0.3, 7.0, 400.0]);
+        let mut out = String::new();
+        histogram(&mut out, "h", "help", &DURATION_BUCKETS, &values);
+        assert!(out.contains("# TYPE h histogram\n"), "{out}");
+        assert!(out.contains("h_bucket{job=\"j\",le=\"0.01\"} 0\n"), "{out}");
+        assert!(out.contains("h_bucket{job=\"j\",le=\"0.05\"} 1\n"), "{out}");
+        assert!(out.contains("h_bucket{job=\"j\",le=\"0.5\"} 2\n"), "{out}");
+        assert!(out.contains("h_bucket{job=\"j\",le=\"300\"} 3\n"), "{out}");
+        assert!(out.contains("h_bucket{job=\"j\",le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("h_count{job=\"j\"} 4\n"), "{out}");
+        assert!(out.contains("h_sum{job=\"j\"} 407.3"), "{out}");
+    }
 
     #[test]
     fn labels() {

@@ -1,7 +1,7 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver)
-//! opens the page of a running job, sees every rank, takes a checkpoint with the button and
-//! its confirmation, and sees the new snapshot in the timeline; without the token the page is
-//! refused. Needs Debian's `chromium` and `chromium-driver` (scripts/install-browser.sh);
+//! opens the page that `mpicr run --dashboard` serves for its job, sees every rank, takes a
+//! checkpoint with the button and its confirmation, and sees the new snapshot with its
+//! duration in the timeline and the plot; without the token the page is refused. Needs Debian's `chromium` and `chromium-driver` (scripts/install-browser.sh);
 //! MPICR_SKIP_BROWSER=1 skips it where no browser can be installed.
 
 mod common;
@@ -38,24 +38,95 @@ impl Drop for Driver {
     }
 }
 
+/// One browser at a time: the tests share two cores with everything else.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A headless Chromium session through chromedriver; `None` when MPICR_SKIP_BROWSER=1.
+struct Browser {
+    client: fantoccini::Client,
+    driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Option<Browser> {
+        if std::env::var_os("MPICR_SKIP_BROWSER").is_some_and(|v| v == "1") {
+            eprintln!("MPICR_SKIP_BROWSER=1: the dashboard's browser test is skipped");
+            return None;
+        }
+        let (Some(chromium), Some(chromedriver)) = (in_path("chromium"), in_path("chromedriver"))
+        else {
+            panic!(
+                "the dashboard's browser test needs Debian's `chromium` and `chromium-driver`: \
+                 run scripts/install-browser.sh (as root), or set MPICR_SKIP_BROWSER=1 to skip \
+                 this test"
+            );
+        };
+        let port = {
+            let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("its address").port()
+        };
+        let driver = Driver(
+            Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display())),
+        );
+        wait_until("chromedriver to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let profile = tempfile::tempdir().expect("a browser profile directory");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| panic!("chromedriver did not start a browser session: {e}"));
+        Some(Browser {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    /// Closes the session and ends the driver, then fails the test with `result`'s error.
+    async fn finish(self, result: Result<(), fantoccini::error::CmdError>) {
+        let _ = self.client.close().await;
+        drop(self.driver);
+        if let Err(e) = result {
+            panic!("the browser test failed: {e}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_from_the_page() {
-    if std::env::var_os("MPICR_SKIP_BROWSER").is_some_and(|v| v == "1") {
-        eprintln!("MPICR_SKIP_BROWSER=1: the dashboard's browser test is skipped");
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = Browser::start().await else {
         return;
-    }
-    let (Some(chromium), Some(chromedriver)) = (in_path("chromium"), in_path("chromedriver"))
-    else {
-        panic!(
-            "the dashboard's browser test needs Debian's `chromium` and `chromium-driver`: run \
-             scripts/install-browser.sh (as root), or set MPICR_SKIP_BROWSER=1 to skip this test"
-        );
     };
+    let client = &browser.client;
 
     let sandbox = Sandbox::new();
     let name = job_name("browser");
-    sandbox.start_job(&name, 2, 3000);
-    let dash = sandbox.start_dashboard(&[]);
+    let (_launcher, dash, _stderr) = sandbox.start_job_with_dashboard(&name, 2, 3000, &[]);
     wait_until("the job's ranks to run", Duration::from_secs(60), || {
         let reply = dash.get(&format!("/api/job/{name}"));
         reply.status == 200
@@ -63,45 +134,6 @@ async fn checkpoint_from_the_page() {
                 .as_array()
                 .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["state"] == "running"))
     });
-
-    let port = {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
-        probe.local_addr().expect("its address").port()
-    };
-    let driver = Driver(
-        Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display())),
-    );
-    wait_until("chromedriver to listen", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-
-    let profile = tempfile::tempdir().expect("a browser profile directory");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,1000",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| panic!("chromedriver did not start a browser session: {e}"));
 
     let result = async {
         // The page with the token: both ranks appear, with their pids.
@@ -168,14 +200,37 @@ async fn checkpoint_from_the_page() {
             .text()
             .await?;
         assert!(
-            result.contains(&format!("checkpoint {snapshot} committed")),
+            result.contains(&format!("checkpoint {snapshot} committed in ")),
             "{result}"
         );
+        // The duration the coordinator recorded, in the timeline and in the plot.
+        let recorded = dash.get("/api/snapshots").json()[0]["duration_ms"]
+            .as_u64()
+            .expect("a recorded duration");
+        let shown = if recorded < 1000 {
+            format!("{recorded} ms")
+        } else {
+            format!("{:.1} s", recorded as f64 / 1000.0)
+        };
+        let cell = client
+            .find(Locator::Css(&format!(
+                "{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.duration"
+            )))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(cell, shown);
+        assert!(result.contains(&shown), "{result}");
         let plot_points = client
             .find_all(Locator::Css(&format!("{section} svg.plot circle")))
             .await?
             .len();
         assert_eq!(plot_points, 1);
+        let plot_bars = client
+            .find_all(Locator::Css(&format!("{section} svg.plot rect.bar")))
+            .await?
+            .len();
+        assert_eq!(plot_bars, 1, "a duration bar");
         std::fs::write(SHOT_AFTER, client.screenshot().await?).expect("a screenshot");
 
         // The same page without the token is refused.
@@ -187,9 +242,101 @@ async fn checkpoint_from_the_page() {
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;
-    let _ = client.close().await;
-    drop(driver);
-    if let Err(e) = result {
-        panic!("the browser test failed: {e}");
+    browser.finish(result).await;
+}
+
+/// `mpicr dashboard` after a job ended with checkpoint-and-terminate: its snapshot is listed
+/// with a "Restart" button; with the confirmation, the job runs again from it and its section
+/// comes back with every rank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_the_page() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let client = &browser.client;
+
+    let sandbox = Sandbox::new();
+    let name = job_name("browser-restart");
+    let launcher = sandbox.start_job(&name, 2, 3000);
+    let dash = sandbox.start_dashboard(&[]);
+    wait_until("the job's ranks to run", Duration::from_secs(60), || {
+        let reply = dash.get(&format!("/api/job/{name}"));
+        reply.status == 200
+            && reply.json()["ranks"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["state"] == "running"))
+    });
+    let done = dash.post(
+        &format!("/api/job/{name}/checkpoint"),
+        r#"{"terminate": true}"#,
+    );
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(
+        sandbox.wait_exit(launcher, Duration::from_secs(30)),
+        Some(0)
+    );
+    let snapshot = format!("{name}.1");
+
+    let result = async {
+        client.goto(&dash.url).await?;
+        let row = format!("#others tr[data-snapshot=\"{snapshot}\"]");
+        client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(&format!("{row} button.restart")))
+            .await?
+            .click()
+            .await?;
+        let dialog = client
+            .wait()
+            .at_most(Duration::from_secs(5))
+            .for_element(Locator::Css("dialog#confirm[open]"))
+            .await?;
+        let question = dialog.text().await?;
+        assert!(question.contains(&snapshot), "{question}");
+        client
+            .find(Locator::Css("#confirm-yes"))
+            .await?
+            .click()
+            .await?;
+        // The job's section is back with both ranks of the restarted job.
+        let section = format!("section.job[data-job=\"{name}\"]");
+        for rank in 0..2 {
+            client
+                .wait()
+                .at_most(Duration::from_secs(60))
+                .for_element(Locator::Css(&format!("{section} tr[data-rank=\"{rank}\"]")))
+                .await?;
+        }
+        let overview = dash.get("/api/overview").json();
+        let pid = overview["restarts"][0]["launcher_pid"]
+            .as_u64()
+            .expect("the restart's pid");
+        // (The result line under the snapshots is hidden with them now that the job runs.)
+        let result = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#log li.ok"))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            result.contains(&format!(
+                "snapshot {snapshot} restarted: job {name} runs again"
+            )),
+            "{result}"
+        );
+        assert_eq!(overview["jobs"][0]["launcher_pid"], pid, "{overview}");
+        Ok::<(), fantoccini::error::CmdError>(())
     }
+    .await;
+    // Whatever happened, the restarted job is ended with the sandbox.
+    let overview = dash.get("/api/overview").json();
+    for restart in overview["restarts"].as_array().into_iter().flatten() {
+        if let Some(pid) = restart["launcher_pid"].as_u64() {
+            sandbox.adopt(pid as u32);
+        }
+    }
+    browser.finish(result).await;
 }

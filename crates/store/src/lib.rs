@@ -52,4 +52,4 @@ pub use part::{
     PART_MAGIC, PartInfo, PartReader, PartWriter, SectionInfo, SectionReader, SectionWriter,
     part_file_name,
 };
-pub use store::{Pending, Snapshot, SnapshotInfo, Store};
+pub use store::{EXTRA_DURATION_MS, EXTRA_STALL_BOUND_MS, Pending, Snapshot, SnapshotInfo, Store};

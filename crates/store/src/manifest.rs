@@ -79,6 +79,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A whole number kept in `extra` under `key`; `None` when it is missing or not a number.
+    pub fn extra_u64(&self, key: &str) -> Option<u64> {
+        self.extra.get(key)?.parse().ok()
+    }
+
     /// Number of ranks.
     pub fn ranks(&self) -> u32 {
         self.parts.len() as u32

@@ -34,6 +34,11 @@ const LATEST_TMP_PREFIX: &str = ".latest.tmp-";
 const LOCK_FILE: &str = ".lock";
 const MANIFEST_TMP: &str = "manifest.tmp";
 
+/// The manifest's `extra` key of a checkpoint's duration, request to commit, in milliseconds.
+pub const EXTRA_DURATION_MS: &str = "duration_ms";
+/// The manifest's `extra` key of the upper bound of a rank's stall, in milliseconds.
+pub const EXTRA_STALL_BOUND_MS: &str = "stall_bound_ms";
+
 /// The root directory holding every job's snapshots (`--snapshot-dir`).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -58,6 +63,13 @@ pub struct SnapshotInfo {
     /// True for the newest committed snapshot of its job.
     pub latest: bool,
     pub path: PathBuf,
+    /// Milliseconds from the request to the commit, as the coordinator recorded them in the
+    /// manifest (`extra.duration_ms`); `None` in snapshots written before it did.
+    pub duration_ms: Option<u64>,
+    /// Milliseconds from the first checkpoint message to the ranks until the last part
+    /// arrived (`extra.stall_bound_ms`): the longest any rank can have been held; `None` when
+    /// not recorded.
+    pub stall_bound_ms: Option<u64>,
 }
 
 impl Store {
@@ -713,6 +725,8 @@ impl Snapshot {
             in_transit_messages: m.in_transit_messages,
             latest,
             path: self.path.clone(),
+            duration_ms: m.extra_u64(EXTRA_DURATION_MS),
+            stall_bound_ms: m.extra_u64(EXTRA_STALL_BOUND_MS),
         }
     }
 }

@@ -937,3 +937,28 @@ fn default_root_follows_xdg_state_home() {
         Err(e) => assert!(matches!(e, StoreError::NoDefaultRoot), "{e}"),
     }
 }
+
+#[test]
+fn recorded_durations_are_listed_and_old_manifests_read_without_them() {
+    let (_dir, store) = new_store();
+    // A manifest without durations (as written before they were recorded).
+    commit(&store, "dur", 1, 1);
+    let p = store.begin("dur", 2).unwrap();
+    let parts = write_parts(&p, 1, 100);
+    let mut with = input("dur", 2, parts);
+    with.extra
+        .insert(crate::EXTRA_DURATION_MS.to_owned(), "1234".to_owned());
+    with.extra
+        .insert(crate::EXTRA_STALL_BOUND_MS.to_owned(), "1200".to_owned());
+    p.commit(with).unwrap();
+    let list = store.list().unwrap();
+    let by_epoch = |e: u64| list.iter().find(|s| s.epoch == e).unwrap();
+    assert_eq!(by_epoch(1).duration_ms, None);
+    assert_eq!(by_epoch(1).stall_bound_ms, None);
+    assert_eq!(by_epoch(2).duration_ms, Some(1234));
+    assert_eq!(by_epoch(2).stall_bound_ms, Some(1200));
+    let m = store.resolve("dur.2").unwrap().manifest().clone();
+    assert_eq!(m.extra_u64(crate::EXTRA_DURATION_MS), Some(1234));
+    assert_eq!(m.extra_u64("crs"), None, "not a number");
+    assert_eq!(m.extra_u64("nothing"), None);
+}

@@ -1,6 +1,7 @@
 "use strict";
 // The dashboard page: one server-sent event stream (/api/events) redraws the jobs every second;
-// the buttons POST to /api/job/JOB/checkpoint. The token comes from this page's URL.
+// the buttons POST to /api/job/JOB/checkpoint and /api/restart. The token comes from this
+// page's URL. A job's buttons are those of its `actions` (the API says what it supports).
 (function () {
   const token = new URLSearchParams(location.search).get("token") || "";
   const sections = new Map();
@@ -36,6 +37,10 @@
   function shortTime(secs) {
     return new Date(secs * 1000).toISOString().slice(11, 19);
   }
+  function ms(n) {
+    if (n === null || n === undefined) return "–";
+    return n < 1000 ? n + " ms" : (n / 1000).toFixed(1) + " s";
+  }
 
   function connect() {
     const source = new EventSource("/api/events?token=" + encodeURIComponent(token));
@@ -50,8 +55,10 @@
     };
   }
 
+  let canRestart = false;
   function render(data) {
     if (data.error) return;
+    canRestart = !!data.restart;
     $("updated").textContent = "updated " + utc(data.generated_at) + " UTC";
     if (data.only_job) $("scope").textContent = "job " + data.only_job;
     const live = new Set();
@@ -72,25 +79,40 @@
     const others = data.snapshots.filter((x) => !live.has(x.job));
     $("others").hidden = others.length === 0;
     $("snapshot-dir").textContent = data.snapshot_dir;
+    $("others-restart").hidden = !canRestart;
     $("others-body").replaceChildren(...others.map((x) => snapshotRow(x, true)));
+    const restarts = data.restarts || [];
+    $("restarts-section").hidden = restarts.length === 0;
+    $("restarts").replaceChildren(...restarts.slice().reverse().map((r) => el("li", {
+      text: utc(r.started_at) + " UTC: snapshot " + r.snapshot + " restarted as job " + r.job +
+        " (mpicr restart, pid " + r.launcher_pid + ")" + (r.ended ? "; ended: " + r.ended : "; running") +
+        "; output in " + r.log,
+    })));
   }
 
+  // The controls of a job's actions (see gather::JOB_ACTIONS); one not listed is not shown.
+  const ACTIONS = {
+    checkpoint: { label: "Checkpoint now", cls: "ckpt-now primary", terminate: false },
+    terminate: { label: "Checkpoint and terminate", cls: "ckpt-term danger", terminate: true },
+  };
   function createSection(name) {
-    const s = {};
-    s.now = el("button", { type: "button", class: "ckpt-now primary", text: "Checkpoint now" });
-    s.term = el("button", { type: "button", class: "ckpt-term danger", text: "Checkpoint and terminate" });
-    s.now.addEventListener("click", () => ask(name, false, s));
-    s.term.addEventListener("click", () => ask(name, true, s));
+    const s = { buttons: new Map() };
+    s.actions = el("div", { class: "actions" });
     s.meta = el("p", { class: "meta" });
     s.state = el("p", { class: "ckpt-state" });
     s.result = el("p", { class: "result", role: "status" });
     s.ranks = el("tbody");
     s.timeline = el("tbody");
     s.plot = el("div");
-    s.recoveries = el("ul");
+    s.recoveries = el("tbody");
     s.recoveriesHead = el("h3", { text: "Failures and recoveries" });
+    s.recoveriesTable = el("table", { class: "recoveries" },
+      el("thead", {}, el("tr", {},
+        el("th", { text: "#" }), el("th", { text: "Failure (cause)" }), el("th", { text: "Rolled back to" }),
+        el("th", { class: "num", text: "Time to run again" }))),
+      s.recoveries);
     s.root = el("section", { class: "job", "data-job": name },
-      el("div", { class: "job-head" }, el("h2", { text: name }), el("div", { class: "actions" }, s.now, s.term)),
+      el("div", { class: "job-head" }, el("h2", { text: name }), s.actions),
       s.meta, s.state, s.result,
       el("h3", { text: "Processes" }),
       el("table", { class: "procs" },
@@ -105,14 +127,30 @@
         el("table", { class: "timeline" },
           el("thead", {}, el("tr", {},
             el("th", { text: "Epoch" }), el("th", { text: "Time (UTC)" }), el("th", { class: "num", text: "Size" }),
-            el("th", { text: "Checkpointer" }), el("th", { class: "num", text: "In transit" }), el("th", { text: "Name" }))),
+            el("th", { class: "num", text: "Duration" }), el("th", { text: "Checkpointer" }),
+            el("th", { class: "num", text: "In transit" }), el("th", { text: "Name" }))),
           s.timeline),
         s.plot),
-      s.recoveriesHead, s.recoveries);
+      s.recoveriesHead, s.recoveriesTable);
     return s;
   }
 
+  function updateActions(s, name, actions) {
+    for (const [key, button] of s.buttons) {
+      if (!actions.includes(key)) { button.remove(); s.buttons.delete(key); }
+    }
+    for (const key of actions) {
+      const a = ACTIONS[key];
+      if (!a || s.buttons.has(key)) continue;
+      const button = el("button", { type: "button", class: a.cls, text: a.label });
+      button.addEventListener("click", () => askCheckpoint(name, a.terminate, s));
+      s.buttons.set(key, button);
+      s.actions.append(button);
+    }
+  }
+
   function update(s, job) {
+    updateActions(s, job.job, job.actions || []);
     s.meta.textContent = "launcher pid " + job.launcher_pid + " · started " + utc(job.started_at) +
       " UTC · " + job.ranks.length + " ranks · " + job.command.join(" ");
     const c = job.checkpoint;
@@ -137,40 +175,51 @@
       el("td", { text: r.data_addr || "–" }))));
 
     if (job.snapshots.length === 0) {
-      s.timeline.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "none", text: "no snapshots yet" })));
+      s.timeline.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "none", text: "no snapshots yet" })));
     } else {
       s.timeline.replaceChildren(...job.snapshots.map((x) => snapshotRow(x, false)));
     }
     s.plot.replaceChildren(plot(job.snapshots));
 
-    s.recoveriesHead.hidden = job.recoveries.length === 0;
-    s.recoveries.replaceChildren(...job.recoveries.map((r, i) => el("li", {
-      text: "recovery " + (i + 1) + ": " + r.failure + "; rolled back to " + r.snapshot + "; " +
-        (r.recovered_ms === null ? "ranks starting" : "running again after " + r.recovered_ms + " ms"),
-    })));
+    s.recoveriesHead.hidden = s.recoveriesTable.hidden = job.recoveries.length === 0;
+    s.recoveries.replaceChildren(...job.recoveries.map((r, i) => el("tr", { "data-recovery": String(i + 1) },
+      el("td", { text: String(i + 1) }),
+      el("td", { class: "cause", text: r.failure }),
+      el("td", { text: r.snapshot }),
+      el("td", { class: "num", text: r.recovered_ms === null ? "ranks starting" : ms(r.recovered_ms) }))));
   }
 
   function snapshotRow(x, withRanks) {
     const kinds = [...new Set(x.checkpointers)].sort().join(",");
     if (withRanks) {
-      return el("tr", { "data-snapshot": x.name },
+      const row = el("tr", { "data-snapshot": x.name },
         el("td", { text: x.name }), el("td", { text: String(x.epoch) }), el("td", { text: utc(x.created) }),
-        el("td", { text: bytes(x.size) }), el("td", { text: String(x.ranks) }), el("td", { text: kinds }),
+        el("td", { text: bytes(x.size) }), el("td", { class: "duration", text: ms(x.duration_ms) }),
+        el("td", { text: String(x.ranks) }), el("td", { text: kinds }),
         el("td", { text: String(x.in_transit_messages) }));
+      if (canRestart) {
+        const button = el("button", { type: "button", class: "restart", text: "Restart" });
+        button.addEventListener("click", () => askRestart(x.name, button));
+        row.append(el("td", {}, button));
+      }
+      return row;
     }
     return el("tr", { "data-snapshot": x.name },
       el("td", { text: String(x.epoch) + (x.latest ? " (latest)" : "") }), el("td", { text: utc(x.created) }),
-      el("td", { class: "num", text: bytes(x.size) }), el("td", { text: kinds }),
+      el("td", { class: "num", text: bytes(x.size) }), el("td", { class: "num duration", text: ms(x.duration_ms) }),
+      el("td", { text: kinds }),
       el("td", { class: "num", text: String(x.in_transit_messages) }), el("td", { text: x.name }));
   }
 
-  // Checkpoint size over commit time: a line through the snapshots, oldest on the left.
+  // Checkpoint size (line, left axis) and duration (bars, right axis) over commit time, oldest
+  // on the left.
   function plot(snaps) {
-    const W = 340, H = 150, L = 58, R = 12, T = 14, B = 26;
+    const W = 380, H = 160, L = 58, R = 50, T = 16, B = 26;
     const root = svg("svg", { class: "plot", width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img" });
-    root.append(svg("title", {}, "checkpoint size over time"));
+    root.append(svg("title", {}, "checkpoint size and duration over time"));
     root.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
     root.append(svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
+    root.append(svg("line", { class: "axis", x1: W - R, y1: T, x2: W - R, y2: H - B }));
     if (snaps.length === 0) {
       root.append(svg("text", { x: L + 10, y: H / 2 }, "no snapshots yet"));
       return root;
@@ -178,62 +227,110 @@
     const pts = [...snaps].sort((a, b) => a.created - b.created || a.epoch - b.epoch);
     const t0 = pts[0].created, t1 = pts[pts.length - 1].created;
     const maxSize = Math.max(...pts.map((p) => p.size)) || 1;
+    const timed = pts.filter((p) => p.duration_ms !== null && p.duration_ms !== undefined);
+    const maxMs = Math.max(1, ...timed.map((p) => p.duration_ms));
     const x = (p, i) => t1 > t0 ? L + (W - L - R) * (p.created - t0) / (t1 - t0)
       : (pts.length === 1 ? L + (W - L - R) / 2 : L + (W - L - R) * i / (pts.length - 1));
     const y = (p) => H - B - (H - B - T) * p.size / maxSize;
-    root.append(svg("text", { x: 4, y: T + 4 }, bytes(maxSize)));
+    const yMs = (p) => H - B - (H - B - T) * p.duration_ms / maxMs;
+    root.append(svg("text", { class: "size-label", x: 4, y: T + 4 }, bytes(maxSize)));
     root.append(svg("text", { x: 4, y: H - B }, "0"));
+    root.append(svg("text", { class: "duration-label", x: W - R + 4, y: T + 4 }, ms(maxMs)));
+    root.append(svg("text", { x: W - R + 4, y: H - B }, "0"));
     root.append(svg("text", { x: L, y: H - 8 }, shortTime(t0)));
     if (t1 > t0) root.append(svg("text", { x: W - R, y: H - 8, "text-anchor": "end" }, shortTime(t1)));
+    root.append(svg("text", { class: "legend size-label", x: L + 4, y: T - 4 }, "— size"));
+    root.append(svg("text", { class: "legend duration-label", x: L + 60, y: T - 4 }, "▮ duration"));
+    pts.forEach((p, i) => {
+      if (p.duration_ms === null || p.duration_ms === undefined) return;
+      const top = yMs(p);
+      const bar = svg("rect", { class: "bar", x: (x(p, i) - 3).toFixed(1), y: top.toFixed(1), width: 6, height: Math.max(1, H - B - top).toFixed(1) });
+      bar.append(svg("title", {}, p.name + ": taken in " + ms(p.duration_ms)));
+      root.append(bar);
+    });
     root.append(svg("polyline", { class: "line", points: pts.map((p, i) => x(p, i).toFixed(1) + "," + y(p).toFixed(1)).join(" ") }));
     pts.forEach((p, i) => {
       const dot = svg("circle", { class: "dot", cx: x(p, i).toFixed(1), cy: y(p).toFixed(1), r: 3.5 });
-      dot.append(svg("title", {}, p.name + ": " + bytes(p.size) + " at " + utc(p.created) + " UTC"));
+      dot.append(svg("title", {}, p.name + ": " + bytes(p.size) + " at " + utc(p.created) + " UTC" +
+        (p.duration_ms === null || p.duration_ms === undefined ? "" : ", taken in " + ms(p.duration_ms))));
       root.append(dot);
     });
     return root;
   }
 
+  // The confirmation dialog: `pending` is what "yes" does.
   let pending = null;
-  function ask(job, terminate, s) {
-    pending = { job, terminate, s };
-    $("confirm-text").textContent = terminate
-      ? "Take a checkpoint of job " + job + " and then end the job? It can be run on later with mpicr restart."
-      : "Take a checkpoint of job " + job + " now? The job keeps running.";
-    $("confirm-yes").textContent = terminate ? "Checkpoint and terminate" : "Checkpoint";
+  function confirmThen(text, yes, action) {
+    pending = action;
+    $("confirm-text").textContent = text;
+    $("confirm-yes").textContent = yes;
     $("confirm").showModal();
   }
   $("confirm-no").addEventListener("click", () => { pending = null; $("confirm").close(); });
   $("confirm-yes").addEventListener("click", () => {
-    const p = pending;
+    const action = pending;
     pending = null;
     $("confirm").close();
-    if (p) checkpoint(p.job, p.terminate, p.s);
+    if (action) action();
   });
 
-  async function checkpoint(job, terminate, s) {
-    s.now.disabled = s.term.disabled = true;
-    show(s, "busy", "checkpoint of " + job + " requested" + (terminate ? " (then the job ends)" : "") + "…");
-    let sentence, ok = false;
+  function askCheckpoint(job, terminate, s) {
+    confirmThen(terminate
+      ? "Take a checkpoint of job " + job + " and then end the job? It can be run on later with mpicr restart."
+      : "Take a checkpoint of job " + job + " now? The job keeps running.",
+    terminate ? "Checkpoint and terminate" : "Checkpoint",
+    () => checkpoint(job, terminate, s));
+  }
+  function askRestart(name, button) {
+    confirmThen("Restart snapshot " + name + "? Its job runs again from that snapshot (as mpicr restart " +
+      name + " does), on this machine, until it ends or is ended.", "Restart", () => restart(name, button));
+  }
+
+  async function post(path, body) {
     try {
-      const resp = await fetch("/api/job/" + encodeURIComponent(job) + "/checkpoint", {
+      const resp = await fetch(path, {
         method: "POST",
         headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
-        body: JSON.stringify({ terminate }),
+        body: JSON.stringify(body),
       });
-      const body = await resp.json().catch(() => ({ error: "the dashboard answered " + resp.status }));
-      ok = resp.ok;
-      sentence = ok
-        ? "checkpoint " + body.name + " committed (" + body.in_transit + " messages in transit)" +
-          (terminate ? "; the job is ending" : "")
-        : body.error;
+      const answer = await resp.json().catch(() => ({ error: "the dashboard answered " + resp.status }));
+      return { ok: resp.ok, body: answer };
     } catch (e) {
-      sentence = "the dashboard could not be reached: " + e;
+      return { ok: false, body: { error: "the dashboard could not be reached: " + e } };
     }
-    s.now.disabled = s.term.disabled = false;
-    show(s, ok ? "ok" : "err", sentence);
+  }
+  function logLine(ok, text) {
     $("log-section").hidden = false;
-    $("log").prepend(el("li", { class: ok ? "ok" : "err", text: new Date().toISOString().slice(11, 19) + " " + job + ": " + sentence }));
+    $("log").prepend(el("li", { class: ok ? "ok" : "err", text: new Date().toISOString().slice(11, 19) + " " + text }));
+  }
+
+  async function checkpoint(job, terminate, s) {
+    const buttons = [...s.buttons.values()];
+    buttons.forEach((b) => { b.disabled = true; });
+    show(s, "busy", "checkpoint of " + job + " requested" + (terminate ? " (then the job ends)" : "") + "…");
+    const { ok, body } = await post("/api/job/" + encodeURIComponent(job) + "/checkpoint", { terminate });
+    const sentence = ok
+      ? "checkpoint " + body.name + " committed in " + ms(body.duration_ms) + " (" + bytes(body.size) + ", " +
+        body.in_transit + " messages in transit)" + (terminate ? "; the job is ending" : "")
+      : body.error;
+    buttons.forEach((b) => { b.disabled = false; });
+    show(s, ok ? "ok" : "err", sentence);
+    logLine(ok, job + ": " + sentence);
+  }
+
+  async function restart(name, button) {
+    button.disabled = true;
+    $("others-result").className = "result busy";
+    $("others-result").textContent = "restarting " + name + "…";
+    const { ok, body } = await post("/api/restart", { snapshot: name });
+    const sentence = ok
+      ? "snapshot " + body.snapshot + " restarted: job " + body.job + " runs again (mpicr restart, pid " +
+        body.launcher_pid + "; output in " + body.log + ")"
+      : body.error;
+    button.disabled = false;
+    $("others-result").className = "result " + (ok ? "ok" : "err");
+    $("others-result").textContent = sentence;
+    logLine(ok, sentence);
   }
   function show(s, kind, text) {
     s.result.className = "result " + kind;

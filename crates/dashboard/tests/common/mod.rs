@@ -44,6 +44,9 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     children: Mutex<Vec<(Child, bool)>>,
+    /// Processes that are not our children (jobs restarted by a dashboard): SIGTERM, then
+    /// SIGKILL, at the end.
+    adopted: Mutex<Vec<u32>>,
 }
 
 impl Default for Sandbox {
@@ -57,7 +60,60 @@ impl Sandbox {
         Self {
             dir: tempfile::tempdir().expect("a temporary directory"),
             children: Mutex::new(Vec::new()),
+            adopted: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Ends `pid` (not a child of ours) at the end, if it still runs.
+    pub fn adopt(&self, pid: u32) {
+        self.adopted.lock().expect("the adopted list").push(pid);
+    }
+
+    /// Starts `mpicr run --dashboard 127.0.0.1:0 --job-name NAME EXTRA... -n N --
+    /// mpicr-ckpt-ring STEPS 20` and returns its pid, the dashboard whose URL it printed on stderr, and the
+    /// rest of its stderr as it comes.
+    pub fn start_job_with_dashboard(
+        &self,
+        name: &str,
+        n: u32,
+        steps: u32,
+        extra: &[&str],
+    ) -> (u32, Dashboard, std::sync::Arc<Mutex<String>>) {
+        let ring = bin("mpicr-ckpt-ring");
+        let mut c = self.command("mpicr");
+        c.args(["run", "--dashboard", "127.0.0.1:0", "--job-name", name])
+            .args(extra)
+            .args(["-n", &n.to_string(), "--"])
+            .arg(ring)
+            .args([&steps.to_string(), "20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("mpicr run starts");
+        let stderr = child.stderr.take().expect("its stderr");
+        let pid = self.keep(child, true);
+        let mut lines = BufReader::new(stderr).lines();
+        let prefix = format!("mpicr: dashboard of job {name}: ");
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("a line with the dashboard's URL")
+                .expect("stderr");
+            if let Some(url) = line.strip_prefix(&prefix) {
+                break url.to_owned();
+            }
+        };
+        let rest = std::sync::Arc::new(Mutex::new(String::new()));
+        let sink = rest.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut text = sink.lock().expect("stderr text");
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        (pid, Dashboard::from_url(&url), rest)
     }
 
     pub fn command(&self, program: &str) -> Command {
@@ -97,18 +153,7 @@ impl Sandbox {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("the dashboard's URL");
-        let url = line.trim().to_owned();
-        let rest = url
-            .strip_prefix("http://127.0.0.1:")
-            .unwrap_or_else(|| panic!("a loopback URL, not `{url}`"));
-        let (port, token) = rest
-            .split_once("/?token=")
-            .unwrap_or_else(|| panic!("a URL with a token, not `{url}`"));
-        Dashboard {
-            port: port.parse().expect("a port"),
-            token: token.to_owned(),
-            url,
-        }
+        Dashboard::from_url(line.trim())
     }
 
     /// Remembers a child to end at the end; `polite` ones get SIGTERM first (`mpicr run` then
@@ -150,6 +195,24 @@ impl Drop for Sandbox {
             {
                 let signal = if *polite { Signal::TERM } else { Signal::KILL };
                 let _ = kill_process(pid, signal);
+            }
+        }
+        let adopted = std::mem::take(&mut *self.adopted.lock().unwrap_or_else(|e| e.into_inner()));
+        for pid in &adopted {
+            if let Some(pid) = Pid::from_raw(*pid as i32) {
+                let _ = kill_process(pid, Signal::TERM);
+            }
+        }
+        for pid in adopted {
+            let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+            let start = Instant::now();
+            while alive() && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Some(pid) = Pid::from_raw(pid as i32)
+                && alive()
+            {
+                let _ = kill_process(pid, Signal::KILL);
             }
         }
         for (child, _) in &mut children {
@@ -202,6 +265,21 @@ impl Reply {
 }
 
 impl Dashboard {
+    /// The dashboard at `url`, `http://127.0.0.1:PORT/?token=TOKEN`.
+    pub fn from_url(url: &str) -> Dashboard {
+        let rest = url
+            .strip_prefix("http://127.0.0.1:")
+            .unwrap_or_else(|| panic!("a loopback URL, not `{url}`"));
+        let (port, token) = rest
+            .split_once("/?token=")
+            .unwrap_or_else(|| panic!("a URL with a token, not `{url}`"));
+        Dashboard {
+            port: port.parse().expect("a port"),
+            token: token.to_owned(),
+            url: url.to_owned(),
+        }
+    }
+
     /// Sends `request` as it is (it should say `Connection: close`) and reads the answer.
     pub fn raw(&self, request: &[u8]) -> Reply {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
