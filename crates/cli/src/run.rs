@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use coord::{
-    CheckpointConfig, Launch, LaunchConfig, LaunchError, Launcher, NodesConfig, Outcome,
-    Recovery, Stopper, error_chain,
+    CheckpointConfig, Launch, LaunchConfig, LaunchError, Launcher, NodesConfig, Outcome, Recovery,
+    Stopper, error_chain,
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -178,7 +178,8 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
                     .unwrap_or_else(PoisonError::into_inner)
                     .last_mut()
                 {
-                    last.failure.push_str(&format!("; node {node} lost, {line}"));
+                    last.failure
+                        .push_str(&format!("; node {node} lost, {line}"));
                 }
                 continue;
             }

@@ -360,6 +360,10 @@ struct Service {
     gone: Vec<(u32, String)>,
 }
 
+/// What the ranks saved: the agreed safepoint, every rank's part, and (with node stores) where
+/// each part is kept.
+type Saved = (u64, Vec<PartDone>, Vec<Option<PartStored>>);
+
 /// How a wait for the ranks ended.
 enum Stop {
     /// A rank failed or ended, or nobody answered in time: the sentence says which.
@@ -708,7 +712,7 @@ impl Service {
         epoch: u64,
         size: u32,
         staging: &Path,
-    ) -> Result<(u64, Vec<PartDone>, Vec<Option<PartStored>>), Stop> {
+    ) -> Result<Saved, Stop> {
         let progress = |phase, reported| Progress {
             epoch,
             phase,
@@ -884,7 +888,9 @@ impl Service {
         Ok(stored)
     }
 
-    /// Waits until every rank has sent what `pick` extracts, or a rank fails.
+    /// Waits until every rank (`by_rank`) or daemon has sent what `pick` extracts, or a rank
+    /// fails.
+    #[allow(clippy::too_many_arguments)]
     fn collect<T>(
         &mut self,
         inbox: &Receiver<CkptEvent>,
