@@ -183,6 +183,38 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
                 }
                 continue;
             }
+            Err(LaunchError::NodeFailed { node, why })
+                if config.recovering_since.is_some()
+                    && recoveries < options.max_restarts
+                    && !interrupted.load(Ordering::SeqCst) =>
+            {
+                // A failure during a recovery: the recovery starts again, from the same
+                // snapshot, as the next one.
+                recoveries += 1;
+                let snapshot = config
+                    .recoveries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .last()
+                    .map(|r| r.snapshot.clone())
+                    .unwrap_or_default();
+                let failure = format!("node {node} failed during the recovery ({why})");
+                say(&format!(
+                    "recovering again from snapshot {snapshot} after {failure} (recovery {recoveries} of {})",
+                    options.max_restarts
+                ));
+                config
+                    .recoveries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Recovery {
+                        failure,
+                        snapshot,
+                        recovered_ms: None,
+                    });
+                config.recovering_since = Some(Instant::now());
+                continue;
+            }
             Err(e) => {
                 say(&error_chain(&e));
                 return ExitCode::from(EXIT_MPICR_ERROR);

@@ -116,6 +116,9 @@ pub enum LaunchError {
     /// may go on without it.
     #[error("node {node} cannot be reached: {why}")]
     NodeUnreachable { node: String, why: String },
+    /// A node's daemon failed while it started (the node itself answered).
+    #[error("node {node} failed: {why}")]
+    NodeFailed { node: String, why: String },
 }
 
 /// Something the job's event loop must handle.
@@ -368,6 +371,9 @@ impl Launch {
                     .map_err(|e| match e {
                         NodeStartError::Unreachable { node, why } => {
                             LaunchError::NodeUnreachable { node, why }
+                        }
+                        NodeStartError::Failed { node, why } => {
+                            LaunchError::NodeFailed { node, why }
                         }
                         NodeStartError::Other(why) => LaunchError::Nodes(why),
                     })?,

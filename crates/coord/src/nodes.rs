@@ -139,6 +139,9 @@ pub(crate) enum NodeStartError {
     /// A node did not come up: its launcher failed or its daemon never connected.
     #[error("node {node} cannot be reached: {why}")]
     Unreachable { node: String, why: String },
+    /// A node's daemon failed while it started.
+    #[error("node {node} failed: {why}")]
+    Failed { node: String, why: String },
     #[error("{0}")]
     Other(String),
 }
@@ -292,11 +295,22 @@ impl NodeSet {
                     && let Some(child) = node.child.as_mut()
                     && let Ok(Some(status)) = child.try_wait()
                 {
-                    return Err(NodeStartError::Unreachable {
-                        node: node.name.clone(),
-                        why: format!(
-                            "its daemon ended ({status}) before it connected to the coordinator"
-                        ),
+                    let why = format!(
+                        "its daemon ended ({status}) before it connected to the coordinator"
+                    );
+                    // ssh and `ip netns exec` end with 255 when they cannot reach the node;
+                    // anything else (a daemon killed while it started) is a failure of a
+                    // reachable node.
+                    return Err(if status.code() == Some(255) {
+                        NodeStartError::Unreachable {
+                            node: node.name.clone(),
+                            why,
+                        }
+                    } else {
+                        NodeStartError::Failed {
+                            node: node.name.clone(),
+                            why,
+                        }
                     });
                 }
             }

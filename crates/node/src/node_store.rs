@@ -180,6 +180,7 @@ impl NodeStore {
     ) -> Result<Vec<String>, NodeStoreError> {
         let mut nodes = vec![self.node.clone()];
         for peer in mirrors {
+            let started = std::time::Instant::now();
             let stream = self.connect(peer)?;
             let fail = |why: String| NodeStoreError::Copy {
                 node: peer.node.clone(),
@@ -193,7 +194,14 @@ impl NodeStore {
                 Ok(other) => return Err(fail(format!("it answered {:?}", other.command()))),
                 Err(e) => return Err(fail(crate::error_chain(&e))),
             }
-            tracing::debug!(epoch, rank, node = peer.node, "part mirrored");
+            tracing::info!(
+                epoch,
+                rank,
+                node = peer.node,
+                bytes = size,
+                micros = started.elapsed().as_micros() as u64,
+                "part mirrored"
+            );
             nodes.push(peer.node.clone());
         }
         Ok(nodes)
@@ -231,6 +239,7 @@ impl NodeStore {
         source: &PartSource,
         holder: &StorePeer,
     ) -> Result<(), NodeStoreError> {
+        let started = std::time::Instant::now();
         let stream = self.connect(holder)?;
         let fail = |why: String| NodeStoreError::Copy {
             node: holder.node.clone(),
@@ -262,6 +271,8 @@ impl NodeStore {
             epoch,
             rank = source.rank,
             from = holder.node,
+            bytes = source.size,
+            micros = started.elapsed().as_micros() as u64,
             "part fetched"
         );
         Ok(())

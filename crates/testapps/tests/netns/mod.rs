@@ -222,8 +222,17 @@ impl Cluster {
     /// The pids of the processes in node `k`'s namespace (1-based).
     /// Node `k` (1-based) is lost: everything in its namespace is killed and the namespace
     /// with its interfaces is deleted, so that its launcher can no longer reach it.
+    /// The namespace's name goes first, so that its launcher fails from that moment on (as
+    /// `ssh` to a dead host would), then its processes.
     pub fn lose(&self, k: usize) {
-        remove_namespace(&self.nodes[k - 1].name);
+        let ns = &self.nodes[k - 1].name;
+        let pids = self.pids(k);
+        let _ = ip(&["netns", "delete", ns]);
+        for pid in pids {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
     }
 
     pub fn pids(&self, k: usize) -> Vec<i32> {
