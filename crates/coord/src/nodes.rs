@@ -159,6 +159,8 @@ struct NodeRun {
     child: Option<Child>,
     link: Option<Arc<DaemonLink>>,
     reader: Option<JoinHandle<()>>,
+    /// The daemon connected back (its link may be gone already at the end).
+    connected: bool,
 }
 
 /// The daemons of a running job. Dropping it ends them.
@@ -219,6 +221,7 @@ impl NodeSet {
                     child: None,
                     link: None,
                     reader: None,
+                    connected: false,
                 });
             }
             first += count;
@@ -274,6 +277,7 @@ impl NodeSet {
                         .iter_mut()
                         .find(|n| n.name == name && n.link.is_none())
                     {
+                        node.connected = true;
                         node.link = Some(Arc::new(DaemonLink {
                             node: name,
                             store_addr,
@@ -462,6 +466,13 @@ impl NodeSet {
             let Some(mut child) = node.child.take() else {
                 continue;
             };
+            if node.reader.is_none() && node.link.is_none() && !node.connected {
+                // A start that failed elsewhere: a daemon that never connected is not told to
+                // end, so it is not waited for.
+                let _ = child.kill();
+                let _ = child.wait();
+                continue;
+            }
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,

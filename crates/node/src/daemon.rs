@@ -209,10 +209,22 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     } else {
         launch.bind_addr.clone()
     };
+    let uplink = Uplink(Arc::new(Mutex::new(
+        stream.try_clone().map_err(DaemonError::Io)?,
+    )));
+    // Heartbeats from now on: fetching a restart's parts may take longer than the
+    // coordinator's heartbeat timeout.
+    let stop_heartbeat = Arc::new(AtomicBool::new(false));
+    spawn_thread("heartbeat", {
+        let uplink = uplink.clone();
+        let stop = stop_heartbeat.clone();
+        let every = config.heartbeat;
+        move || heartbeat(&uplink, every, &stop)
+    })?;
     let node_store = match prepare_store(config, &launch, store_listener) {
         Ok(store) => store,
         Err(e) => {
-            let _ = write_message(&mut &stream, &Message::Error(crate::error_chain(&e)));
+            let _ = uplink.send(&Message::Error(crate::error_chain(&e)));
             return Err(e);
         }
     };
@@ -230,22 +242,12 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
         path: dirs.socket(),
         source,
     })?;
-    let uplink = Uplink(Arc::new(Mutex::new(
-        stream.try_clone().map_err(DaemonError::Io)?,
-    )));
     let ranks_here = launch.first_rank..launch.first_rank.saturating_add(launch.count);
     let (events, inbox) = mpsc::channel();
     spawn_thread("uplink-read", {
         let stream = stream.try_clone().map_err(DaemonError::Io)?;
         let events = events.clone();
         move || read_coordinator(&stream, &events)
-    })?;
-    let stop_heartbeat = Arc::new(AtomicBool::new(false));
-    spawn_thread("heartbeat", {
-        let uplink = uplink.clone();
-        let stop = stop_heartbeat.clone();
-        let every = config.heartbeat;
-        move || heartbeat(&uplink, every, &stop)
     })?;
     let (pieces, pieces_in) = mpsc::channel::<crate::output::RemotePiece>();
     let (output_done_token, output_done) = mpsc::channel::<()>();

@@ -716,6 +716,8 @@ fn a_snapshot_of_a_job_on_several_nodes_restarts_with_hosts_and_fetches_missing_
             &storage,
             "--mirror",
             "1",
+            "--keep",
+            "2",
             "-n",
             "6",
             "--checkpoint-every",
@@ -728,9 +730,26 @@ fn a_snapshot_of_a_job_on_several_nodes_restarts_with_hosts_and_fetches_missing_
     );
     let job = sandbox.start_job(&name, &strs(&args));
     wait_for_snapshots(&sandbox, &name, 1);
-    let first = newest_manifest(&sandbox, &name).epoch;
     let out = job.finish();
     assert_eq!(result_line(&out), expected, "{}", out.stderr);
+    // --keep 2 removed the older snapshots' parts and mirrors from the node stores too.
+    let committed = store::Store::open(Some(&sandbox.snapshots()))
+        .expect("the snapshot directory")
+        .epochs(&name)
+        .expect("the epochs");
+    assert!(
+        !committed.is_empty() && committed.len() <= 2,
+        "{committed:?}"
+    );
+    for k in 1..=3 {
+        let mut kept: Vec<u64> = std::fs::read_dir(node_store(&sandbox, &cluster, k).join(&name))
+            .expect("a node store")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, committed, "node {k}");
+    }
+    let first = *committed.first().expect("a snapshot");
     // Without the nodes, the parts cannot be reached: refused before anything starts.
     let snapshot = format!("{name}.{first}");
     let out = sandbox.mpicr(&["restart", &snapshot]);
