@@ -177,6 +177,17 @@ impl Cluster {
             &br,
         ])
         .expect("an address");
+        // A bridge without an address of its own takes its ports' lowest MAC, so losing a
+        // node (its veth) could change the gateway's MAC under the other nodes' ARP caches.
+        let octet = subnet.rsplit('.').next().unwrap_or("0").parse::<u8>().unwrap_or(0);
+        ip(&[
+            "link",
+            "set",
+            &br,
+            "address",
+            &format!("02:6d:70:63:72:{octet:02x}"),
+        ])
+        .expect("the bridge's address");
         ip(&["link", "set", &br, "up"]).expect("the bridge up");
         for n in 1..=k {
             let ns = format!("{NS_PREFIX}{tag}-n{n}");
