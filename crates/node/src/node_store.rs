@@ -25,7 +25,9 @@ use std::time::Duration;
 use store::{PartReader, part_file_name};
 use thiserror::Error;
 use wire::stream::{read_message, write_message};
-use wire::{HelloRole, Message, PART_DATA_MAX, PartAck, PartGet, PartPut, PartSource, StorePeer};
+use wire::{
+    Command, HelloRole, Message, PART_DATA_MAX, PartAck, PartGet, PartPut, PartSource, StorePeer,
+};
 
 /// How long connecting to another daemon may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -530,7 +532,8 @@ fn send_part(
     while left > 0 {
         let n = (left as usize).min(buf.len());
         file.read_exact(&mut buf[..n])?;
-        write_message(&mut &*stream, &Message::PartData(buf[..n].to_vec()))?;
+        // The frame straight from the buffer: PART_DATA's payload is the bytes themselves.
+        (&*stream).write_all(&wire::encode_frame(Command::PartData, &buf[..n]))?;
         left -= n as u64;
     }
     Ok(())

@@ -502,7 +502,9 @@ impl Message {
             Self::PartStored(m) => to_payload(m),
             Self::StoreKeep(m) => to_payload(m),
             Self::PartPut(m) => to_payload(m),
-            Self::PartData(m) => to_payload(m),
+            // The payload is the bytes themselves (no length prefix): parts are large, and a
+            // byte-by-byte encoding would make copying them CPU-bound.
+            Self::PartData(m) => m.clone(),
             Self::PartGet(m) => to_payload(m),
             Self::PartAck(m) => to_payload(m),
         };
@@ -560,7 +562,7 @@ impl Message {
             Command::PartStored => Self::PartStored(from_payload(command, payload)?),
             Command::StoreKeep => Self::StoreKeep(from_payload(command, payload)?),
             Command::PartPut => Self::PartPut(from_payload(command, payload)?),
-            Command::PartData => Self::PartData(from_payload(command, payload)?),
+            Command::PartData => Self::PartData(payload.to_vec()),
             Command::PartGet => Self::PartGet(from_payload(command, payload)?),
             Command::PartAck => Self::PartAck(from_payload(command, payload)?),
         })

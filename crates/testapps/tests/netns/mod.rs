@@ -179,7 +179,12 @@ impl Cluster {
         .expect("an address");
         // A bridge without an address of its own takes its ports' lowest MAC, so losing a
         // node (its veth) could change the gateway's MAC under the other nodes' ARP caches.
-        let octet = subnet.rsplit('.').next().unwrap_or("0").parse::<u8>().unwrap_or(0);
+        let octet = subnet
+            .rsplit('.')
+            .next()
+            .unwrap_or("0")
+            .parse::<u8>()
+            .unwrap_or(0);
         ip(&[
             "link",
             "set",
