@@ -538,3 +538,80 @@ fn send_part(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("mpicr-node-store-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A store serving on localhost: its peer entry.
+    fn serving(store: &NodeStore) -> StorePeer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let served = Arc::new(store.clone());
+        thread::spawn(move || served.serve(listener));
+        StorePeer {
+            node: store.node.clone(),
+            addr,
+        }
+    }
+
+    #[test]
+    fn a_part_is_checked_mirrored_fetched_and_pruned() {
+        let (da, db, dc) = (temp("a"), temp("b"), temp("c"));
+        let a = NodeStore::open(&da, "job", "a", "secret").unwrap();
+        let b = NodeStore::open(&db, "job", "b", "secret").unwrap();
+        let c = NodeStore::open(&dc, "job", "c", "secret").unwrap();
+        let dir = a.begin(3).unwrap();
+        let mut writer = store::PartWriter::create(&dir, "job", 3, 1, "self").unwrap();
+        writer.section("data", &vec![7u8; 9 << 20]).unwrap();
+        let info = writer.finish().unwrap();
+        // A wrong size or checksum is refused.
+        assert!(a.check(3, 1, info.size + 1, info.crc32c).is_err());
+        let part = a.check(3, 1, info.size, info.crc32c).unwrap();
+        let b_peer = serving(&b);
+        let nodes = a
+            .mirror(
+                3,
+                1,
+                &part,
+                info.size,
+                info.crc32c,
+                std::slice::from_ref(&b_peer),
+            )
+            .unwrap();
+        assert_eq!(nodes, ["a", "b"]);
+        assert!(b.check(3, 1, info.size, info.crc32c).is_ok());
+        // Node c fetches it from b (a is gone).
+        let source = PartSource {
+            rank: 1,
+            size: info.size,
+            crc32c: info.crc32c,
+            holders: vec![
+                StorePeer {
+                    node: "a".into(),
+                    addr: "127.0.0.1:1".into(),
+                },
+                b_peer.clone(),
+            ],
+        };
+        assert!(c.fetch(3, &source).unwrap(), "fetched");
+        assert!(!c.fetch(3, &source).unwrap(), "kept the good local copy");
+        // A store of another secret is refused both ways.
+        let intruder = NodeStore::open(&temp("d"), "job", "d", "wrong").unwrap();
+        let err = intruder.fetch(3, &source).unwrap_err();
+        assert!(crate::error_chain(&err).contains("secret"), "{err}");
+        // Pruning keeps only the named epochs.
+        b.keep_only(&[4]);
+        assert!(!b.epoch_dir(3).exists());
+        for d in [da, db, dc, temp("d")] {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+}
