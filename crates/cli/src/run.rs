@@ -99,6 +99,15 @@ pub(crate) fn nodes_config(options: &NodeOptions) -> Result<Option<NodesConfig>,
             hosts.len()
         ));
     }
+    if options.parity > 0 && options.parity as usize >= hosts.len() {
+        return Err(format!(
+            "--parity {} needs more than {} nodes that run ranks (the parity of a group is kept \
+             on a node of another group), there are {}",
+            options.parity,
+            options.parity,
+            hosts.len()
+        ));
+    }
     if let Some(storage) = &options.storage
         && !storage.starts_with('/')
     {
@@ -118,6 +127,7 @@ pub(crate) fn nodes_config(options: &NodeOptions) -> Result<Option<NodesConfig>,
         daemon_program,
         storage: options.storage.clone(),
         mirror: options.mirror,
+        parity: options.parity,
         spares,
     }))
 }
@@ -309,7 +319,12 @@ fn replace_node(nodes: &mut NodesConfig, node: &str) -> Option<String> {
         if nodes.hosts.is_empty() {
             return None;
         }
-        nodes.mirror = nodes.mirror.min(nodes.hosts.len() as u32 - 1);
+        let left = nodes.hosts.len() as u32;
+        nodes.mirror = nodes.mirror.min(left - 1);
+        if nodes.parity >= left {
+            // One group would be left, with nowhere else to keep its parity.
+            nodes.parity = left.saturating_sub(1);
+        }
         Some("its ranks move to the surviving nodes".to_owned())
     } else {
         let spare = nodes.spares.remove(0);

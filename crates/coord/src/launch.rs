@@ -162,6 +162,7 @@ fn restart_parts(from: &RestartFrom) -> Result<Option<RestartParts>, LaunchError
         epoch: from.epoch,
         manifest: bytes,
         parts: manifest.parts,
+        extra: manifest.extra,
     }))
 }
 

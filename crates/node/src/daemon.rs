@@ -34,8 +34,8 @@ use rustix::process::Signal;
 use thiserror::Error;
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{
-    Heartbeat, HelloRole, Message, NodeLaunch, NodeReady, PartStored, ProcState, RankEnded,
-    RankOutput, RankStarted, StoreReady,
+    Heartbeat, HelloRole, Message, NodeLaunch, NodeReady, ParityStored, PartStored, ProcState,
+    RankEnded, RankOutput, RankStarted, StoreReady,
 };
 
 use crate::node_store::NodeStore;
@@ -143,7 +143,7 @@ pub fn read_secret_file(path: &Path) -> io::Result<String> {
 /// What the daemon's threads tell its main thread.
 enum Event {
     Signal(i32),
-    /// STORE_BEGIN, PART_KEEP or STORE_KEEP.
+    /// STORE_BEGIN, PART_KEEP, STORE_KEEP or PARITY_BUILD.
     Store(Box<Message>),
     Shutdown,
     Lost(String),
@@ -385,9 +385,9 @@ fn prepare_store(
             source,
         })?;
         for part in &launch.parts {
-            if store.fetch(launch.restart_epoch, part)? {
+            if let Some(how) = store.fetch(launch.restart_epoch, part)? {
                 eprintln!(
-                    "mpicr node {}: fetched the part of rank {} of epoch {} from a mirror",
+                    "mpicr node {}: fetched the part of rank {} of epoch {} {how}",
                     config.node, part.rank, launch.restart_epoch
                 );
             }
@@ -458,6 +458,26 @@ fn store_work(store: Option<&Arc<NodeStore>>, uplink: &Uplink, message: Message)
                         Err(why) => stored.error = why,
                     }
                     Message::PartStored(stored)
+                }
+                (Message::ParityBuild(build), store) => {
+                    let result = store
+                        .ok_or_else(|| "this node has no store".to_owned())
+                        .and_then(|store| {
+                            store
+                                .build_parity(build.epoch, &build.name, &build.members)
+                                .map_err(|e| crate::error_chain(&e))
+                        });
+                    let (size, crc32c, error) = match result {
+                        Ok((size, crc)) => (size, crc, String::new()),
+                        Err(why) => (0, 0, why),
+                    };
+                    Message::ParityStored(ParityStored {
+                        epoch: build.epoch,
+                        name: build.name,
+                        size,
+                        crc32c,
+                        error,
+                    })
                 }
                 _ => return,
             };
@@ -540,7 +560,10 @@ fn read_coordinator(stream: &TcpStream, events: &Sender<Event>) {
             Ok(Message::NodeSignal(signal)) => Event::Signal(signal.signal),
             Ok(Message::NodeShutdown) => Event::Shutdown,
             Ok(
-                message @ (Message::StoreBegin(_) | Message::PartKeep(_) | Message::StoreKeep(_)),
+                message @ (Message::StoreBegin(_)
+                | Message::PartKeep(_)
+                | Message::StoreKeep(_)
+                | Message::ParityBuild(_)),
             ) => Event::Store(Box::new(message)),
             Ok(other) => Event::Lost(format!(
                 "the coordinator sent an unexpected {:?}",

@@ -611,6 +611,40 @@ fn a_node_lost_with_its_store_is_recovered_from_the_mirrored_parts() {
 }
 
 #[test]
+fn a_node_lost_with_its_store_is_rebuilt_from_its_group_s_parity() {
+    let stderr = recovers_on(
+        3,
+        "parity",
+        &["--storage", "STORAGE", "--parity", "2"],
+        |cluster, sandbox, name| {
+            // Nodes 1 and 2 form a group whose parity is on node 3; node 3's is on node 1.
+            let manifest = newest_manifest(sandbox, name);
+            assert!(
+                manifest.parts.iter().all(|p| p.nodes.len() == 1),
+                "{manifest:?}"
+            );
+            let parity: Vec<(&String, &String)> = manifest
+                .extra
+                .iter()
+                .filter(|(k, _)| k.starts_with("parity."))
+                .collect();
+            assert_eq!(parity.len(), 4, "{parity:?}");
+            assert!(
+                parity.iter().any(|(k, v)| k.as_str() == "parity.parity-0-0"
+                    && v.starts_with(&cluster.nodes[2].name)
+                    && v.ends_with(" 0,2")),
+                "{parity:?}"
+            );
+            wipe_node(cluster, sandbox, 2, false);
+        },
+    );
+    if !stderr.is_empty() {
+        assert!(stderr.contains("-n2 failed"), "{stderr}");
+        assert!(stderr.contains("from its group's parity"), "{stderr}");
+    }
+}
+
+#[test]
 fn a_lost_node_s_ranks_move_to_a_spare_that_fetches_their_mirrored_parts() {
     let stderr = recovers_on(
         4,
