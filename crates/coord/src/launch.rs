@@ -408,7 +408,7 @@ impl Launch {
         };
         Ok(RunningJob {
             ranks,
-            _checkpoints: checkpoints,
+            checkpoints: Some(checkpoints),
             _server: server,
             shared,
             files,
@@ -424,7 +424,10 @@ impl Launch {
 /// directory.
 pub struct RunningJob {
     ranks: Members,
-    _checkpoints: CheckpointService,
+    /// Stopped before the node daemons are (a checkpoint in progress is then abandoned and
+    /// the daemons told which epochs their stores keep while they still listen); on this
+    /// machine it is dropped after the ranks, as a field.
+    checkpoints: Option<CheckpointService>,
     /// Held only to be dropped (which stops it) after the ranks have ended.
     _server: ControlServer,
     shared: Arc<Shared>,
@@ -568,6 +571,9 @@ impl RunningJob {
                     kill_at = Some(Instant::now() + TERMINATION_GRACE);
                 }
             }
+        }
+        if matches!(self.ranks, Members::Nodes(_)) {
+            drop(self.checkpoints.take());
         }
         self.ranks.finish();
         (cause.unwrap_or(Outcome::Success), cause_at)

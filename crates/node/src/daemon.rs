@@ -329,7 +329,11 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
             }
             Ok(Event::Shutdown) => break None,
             Ok(Event::Lost(why)) => break Some(why),
-            Ok(Event::Store(message)) => store_work(node_store.as_ref(), &uplink, *message),
+            // Pruning is quick and must be done before a shutdown that follows it.
+            Ok(Event::Store(message)) => match (*message, node_store.as_ref()) {
+                (Message::StoreKeep(keep), Some(store)) => store.keep_only(&keep.epochs),
+                (message, store) => store_work(store, &uplink, message),
+            },
             Err(_) => break Some("the daemon's reader stopped".to_owned()),
         }
     };
