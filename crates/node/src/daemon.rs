@@ -332,6 +332,19 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
             // Pruning is quick and must be done before a shutdown that follows it.
             Ok(Event::Store(message)) => match (*message, node_store.as_ref()) {
                 (Message::StoreKeep(keep), Some(store)) => store.keep_only(&keep.epochs),
+                // In order with STORE_KEEP: a directory is never made after its epoch's end.
+                (Message::StoreBegin(begin), store) => {
+                    let (dir, error) = match store.map(|s| s.begin(begin.epoch)) {
+                        Some(Ok(dir)) => (dir.display().to_string(), String::new()),
+                        Some(Err(e)) => (String::new(), crate::error_chain(&e)),
+                        None => (String::new(), "this node has no store".to_owned()),
+                    };
+                    let _ = uplink.send(&Message::StoreReady(StoreReady {
+                        epoch: begin.epoch,
+                        dir,
+                        error,
+                    }));
+                }
                 (message, store) => store_work(store, &uplink, message),
             },
             Err(_) => break Some("the daemon's reader stopped".to_owned()),
@@ -414,18 +427,6 @@ fn store_work(store: Option<&Arc<NodeStore>>, uplink: &Uplink, message: Message)
                     return;
                 }
                 (Message::StoreKeep(_), None) => return,
-                (Message::StoreBegin(begin), store) => {
-                    let (dir, error) = match store.map(|s| s.begin(begin.epoch)) {
-                        Some(Ok(dir)) => (dir.display().to_string(), String::new()),
-                        Some(Err(e)) => (String::new(), crate::error_chain(&e)),
-                        None => (String::new(), "this node has no store".to_owned()),
-                    };
-                    Message::StoreReady(StoreReady {
-                        epoch: begin.epoch,
-                        dir,
-                        error,
-                    })
-                }
                 (Message::PartKeep(keep), store) => {
                     let mut stored = PartStored {
                         epoch: keep.epoch,

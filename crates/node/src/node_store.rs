@@ -76,6 +76,8 @@ pub enum NodeStoreError {
     },
     #[error("the copy to or from node {node} failed: {why}")]
     Copy { node: String, why: String },
+    #[error("checkpoint {epoch} of job {job} was given up")]
+    GivenUp { epoch: u64, job: String },
     #[error("no node holds a good copy of the part of rank {rank}: {tried}")]
     NoCopy { rank: u32, tried: String },
 }
@@ -96,6 +98,19 @@ pub struct NodeStore {
     job: String,
     node: String,
     secret: String,
+    /// What STORE_KEEP said, shared by the clones that serve connections.
+    pruned: Arc<std::sync::Mutex<Pruned>>,
+}
+
+/// The epochs a STORE_KEEP ended: every epoch up to `floor` that `keep` does not name is given
+/// up, so that a late copy or directory of an abandoned checkpoint is refused instead of
+/// left behind. Checkpoints only ever get higher epochs.
+#[derive(Debug, Default)]
+struct Pruned {
+    floor: u64,
+    keep: Vec<u64>,
+    /// The highest epoch this store has made a directory for.
+    seen: u64,
 }
 
 fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> NodeStoreError {
@@ -126,6 +141,7 @@ impl NodeStore {
             job: job.to_owned(),
             node: node.to_owned(),
             secret: secret.to_owned(),
+            pruned: Arc::default(),
         })
     }
 
@@ -136,6 +152,17 @@ impl NodeStore {
 
     /// Creates the directory of checkpoint `epoch` (the ranks write their parts into it).
     pub fn begin(&self, epoch: u64) -> Result<PathBuf, NodeStoreError> {
+        let mut pruned = self
+            .pruned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if epoch <= pruned.floor && !pruned.keep.contains(&epoch) {
+            return Err(NodeStoreError::GivenUp {
+                epoch,
+                job: self.job.clone(),
+            });
+        }
+        pruned.seen = pruned.seen.max(epoch);
         let dir = self.epoch_dir(epoch);
         make_dir(&dir)?;
         Ok(dir)
@@ -156,18 +183,29 @@ impl NodeStore {
 
     /// Removes every epoch directory of the job that `keep` does not name.
     pub fn keep_only(&self, keep: &[u64]) {
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Ok(epoch) = name.parse::<u64>()
-                && epoch.to_string() == name
-                && !keep.contains(&epoch)
-            {
-                let _ = fs::remove_dir_all(entry.path());
+        let mut pruned = self
+            .pruned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut floor = pruned
+            .floor
+            .max(pruned.seen)
+            .max(keep.iter().copied().max().unwrap_or(0));
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Ok(epoch) = name.parse::<u64>()
+                    && epoch.to_string() == name
+                {
+                    floor = floor.max(epoch);
+                    if !keep.contains(&epoch) {
+                        let _ = fs::remove_dir_all(entry.path());
+                    }
+                }
             }
         }
+        pruned.floor = floor;
+        pruned.keep = keep.to_vec();
     }
 
     /// Copies a checked part to every node of `mirrors`; returns the nodes that now hold it
@@ -910,9 +948,11 @@ mod tests {
             e.build_parity(3, "../x", &[]).is_err(),
             "a name that leaves the directory"
         );
-        // Pruning keeps only the named epochs.
+        // Pruning keeps only the named epochs, and refuses a late copy of a dropped one.
         b.keep_only(&[4]);
         assert!(!b.epoch_dir(3).exists());
+        assert!(b.begin(3).is_err(), "epoch 3 was given up");
+        assert!(b.begin(4).is_ok() && b.begin(5).is_ok());
         for d in [da, db, dc, temp("d"), temp("e")] {
             let _ = fs::remove_dir_all(d);
         }
