@@ -138,6 +138,17 @@ pub(crate) struct NodeOptions {
     #[arg(long, value_name = "K", default_value_t = 0, requires = "storage")]
     pub(crate) mirror: u32,
 
+    /// Instead of copies: XOR parity of each group of G nodes' parts, kept on a node of the
+    /// next group (needs --storage and more than G nodes); survives one lost node per group
+    #[arg(
+        long,
+        value_name = "G",
+        default_value_t = 0,
+        requires = "storage",
+        conflicts_with = "mirror"
+    )]
+    pub(crate) parity: u32,
+
     /// Keep the last N hosts free as spares: a recovery moves the ranks of a node that cannot
     /// be reached to a spare
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -155,6 +166,7 @@ impl NodeOptions {
             heartbeat: Duration::from_secs(1),
             storage: None,
             mirror: 0,
+            parity: 0,
             spares: 0,
         }
     }

@@ -106,6 +106,15 @@ pub(crate) fn nodes_config(options: &NodeOptions) -> Result<Option<NodesConfig>,
             hosts.len()
         ));
     }
+    if options.parity > 0 && options.parity as usize >= hosts.len() {
+        return Err(format!(
+            "--parity {} needs more than {} nodes that run ranks (the parity of a group is kept \
+             on a node of another group), there are {}",
+            options.parity,
+            options.parity,
+            hosts.len()
+        ));
+    }
     if let Some(storage) = &options.storage
         && !storage.starts_with('/')
     {
@@ -125,6 +134,7 @@ pub(crate) fn nodes_config(options: &NodeOptions) -> Result<Option<NodesConfig>,
         daemon_program,
         storage: options.storage.clone(),
         mirror: options.mirror,
+        parity: options.parity,
         spares,
     }))
 }
@@ -188,6 +198,38 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
                     last.failure
                         .push_str(&format!("; node {node} lost, {line}"));
                 }
+                continue;
+            }
+            Err(LaunchError::NodeFailed { node, why })
+                if config.recovering_since.is_some()
+                    && recoveries < options.max_restarts
+                    && !interrupted.load(Ordering::SeqCst) =>
+            {
+                // A failure during a recovery: the recovery starts again, from the same
+                // snapshot, as the next one.
+                recoveries += 1;
+                let snapshot = config
+                    .recoveries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .last()
+                    .map(|r| r.snapshot.clone())
+                    .unwrap_or_default();
+                let failure = format!("node {node} failed during the recovery ({why})");
+                say(&format!(
+                    "recovering again from snapshot {snapshot} after {failure} (recovery {recoveries} of {})",
+                    options.max_restarts
+                ));
+                config
+                    .recoveries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Recovery {
+                        failure,
+                        snapshot,
+                        recovered_ms: None,
+                    });
+                config.recovering_since = Some(Instant::now());
                 continue;
             }
             Err(e) => {
@@ -284,7 +326,12 @@ fn replace_node(nodes: &mut NodesConfig, node: &str) -> Option<String> {
         if nodes.hosts.is_empty() {
             return None;
         }
-        nodes.mirror = nodes.mirror.min(nodes.hosts.len() as u32 - 1);
+        let left = nodes.hosts.len() as u32;
+        nodes.mirror = nodes.mirror.min(left - 1);
+        if nodes.parity >= left {
+            // One group would be left, with nowhere else to keep its parity.
+            nodes.parity = left.saturating_sub(1);
+        }
         Some("its ranks move to the surviving nodes".to_owned())
     } else {
         let spare = nodes.spares.remove(0);

@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use store::{ManifestInput, PartInfo, PartReader, Store};
 use wire::{
     Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed, Message,
-    PartDone, PartKeep, PartStored, SafepointCount, StoreBegin, StoreKeep, StoreReady,
+    ParityBuild, ParityStored, PartDone, PartKeep, PartStored, SafepointCount, StoreBegin,
+    StoreKeep, StoreReady,
 };
 
-use crate::nodes::StoreFacts;
+use crate::nodes::{DaemonLink, ParityEntry, StoreFacts};
 
 use crate::launch::Event;
 use crate::report::{error_chain, say};
@@ -84,6 +85,8 @@ pub(crate) enum CkptEvent {
     },
     /// A node daemon checked a part in its store and copied it to its partners (or failed).
     Stored(PartStored),
+    /// A node daemon built a parity file (or failed).
+    ParityStored(ParityStored),
     /// A rank's connection closed or its process ended.
     RankGone {
         rank: u32,
@@ -362,6 +365,16 @@ struct Service {
     gone: Vec<(u32, String)>,
 }
 
+/// What the ranks saved: the agreed safepoint, every rank's part, (with node stores) where
+/// each part is kept,
+/// and the manifest entries of the parity files.
+type Saved = (
+    u64,
+    Vec<PartDone>,
+    Vec<Option<PartStored>>,
+    BTreeMap<String, String>,
+);
+
 /// How a wait for the ranks ended.
 enum Stop {
     /// A rank failed or ended, or nobody answered in time: the sentence says which.
@@ -429,6 +442,7 @@ impl Service {
             | CkptEvent::Failed(_)
             | CkptEvent::StoreReady { .. }
             | CkptEvent::Stored(_)
+            | CkptEvent::ParityStored(_)
             | CkptEvent::RankGone { .. } => {}
         }
         true
@@ -573,6 +587,7 @@ impl Service {
             | CkptEvent::Failed(_)
             | CkptEvent::StoreReady { .. }
             | CkptEvent::Stored(_)
+            | CkptEvent::ParityStored(_)
             | CkptEvent::RankGone { .. } => Ok(()),
         }
     }
@@ -620,8 +635,8 @@ impl Service {
                 facts.send_all(&Message::StoreKeep(StoreKeep { epochs }));
             }
         };
-        let (parts, stored) = match outcome {
-            Ok((safepoint, parts, stored)) => ((safepoint, parts), stored),
+        let (parts, stored, parity) = match outcome {
+            Ok((safepoint, parts, stored, parity)) => ((safepoint, parts), stored, parity),
             Err(stop) => {
                 self.board.update(|s| s.running = None);
                 self.shared
@@ -647,7 +662,11 @@ impl Service {
         {
             extra.insert("storage".to_owned(), template.clone());
             extra.insert("mirror".to_owned(), facts.mirror.to_string());
+            if facts.parity > 0 {
+                extra.insert("parity".to_owned(), facts.parity.to_string());
+            }
         }
+        extra.extend(parity);
         let mut infos = Vec::with_capacity(parts.len());
         for part in &parts {
             extra.insert(
@@ -734,7 +753,7 @@ impl Service {
         epoch: u64,
         size: u32,
         staging: &Path,
-    ) -> Result<(u64, Vec<PartDone>, Vec<Option<PartStored>>), Stop> {
+    ) -> Result<Saved, Stop> {
         let progress = |phase, reported| Progress {
             epoch,
             phase,
@@ -801,7 +820,113 @@ impl Service {
             Some(facts) => self.keep_parts(inbox, epoch, facts, &parts, &rank_nodes)?,
             None => vec![None; parts.len()],
         };
-        Ok((safepoint, parts, stored))
+        let parity = match &stores {
+            Some(facts) if facts.parity > 0 => {
+                self.build_parity(inbox, epoch, facts, &parts, &rank_nodes)?
+            }
+            _ => BTreeMap::new(),
+        };
+        Ok((safepoint, parts, stored, parity))
+    }
+
+    /// `--parity G`: the daemons in host order form groups of G; for each group and each
+    /// slot j (the j-th rank of each of its nodes) the first node of the next group builds the
+    /// XOR of those parts. Returns the manifest entries once every parity file is durable.
+    fn build_parity(
+        &mut self,
+        inbox: &Receiver<CkptEvent>,
+        epoch: u64,
+        facts: &StoreFacts,
+        parts: &[PartDone],
+        rank_nodes: &[String],
+    ) -> Result<BTreeMap<String, String>, Stop> {
+        let groups: Vec<&[Arc<DaemonLink>]> = facts.daemons.chunks(facts.parity as usize).collect();
+        let mut wanted: Vec<ParityEntry> = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let holder = &groups[(g + 1) % groups.len()][0];
+            let slots: Vec<Vec<u32>> = group
+                .iter()
+                .map(|d| {
+                    (0..rank_nodes.len() as u32)
+                        .filter(|&r| rank_nodes[r as usize] == d.node)
+                        .collect()
+                })
+                .collect();
+            let deepest = slots.iter().map(Vec::len).max().unwrap_or(0);
+            for j in 0..deepest {
+                let ranks: Vec<u32> = slots.iter().filter_map(|s| s.get(j).copied()).collect();
+                let members = ranks
+                    .iter()
+                    .filter_map(|&r| parts.iter().find(|p| p.rank == r))
+                    .map(|p| wire::PartSource {
+                        rank: p.rank,
+                        size: p.size,
+                        crc32c: p.crc32c,
+                        holders: facts
+                            .peer(&rank_nodes[p.rank as usize])
+                            .into_iter()
+                            .collect(),
+                        rebuild: None,
+                    })
+                    .collect();
+                let name = format!("parity-{g}-{j}");
+                holder
+                    .send(&Message::ParityBuild(ParityBuild {
+                        epoch,
+                        name: name.clone(),
+                        members,
+                    }))
+                    .map_err(|e| {
+                        Stop::Failed(format!(
+                            "the daemon of node {} cannot be reached: {e}",
+                            holder.node
+                        ))
+                    })?;
+                wanted.push(ParityEntry {
+                    name,
+                    holder: holder.node.clone(),
+                    size: 0,
+                    crc32c: 0,
+                    ranks,
+                });
+            }
+        }
+        let mut built: Vec<Option<ParityStored>> = vec![None; wanted.len()];
+        self.collect(
+            inbox,
+            epoch,
+            "a parity file",
+            &mut built,
+            false,
+            |event| match event {
+                CkptEvent::ParityStored(s) if s.epoch == epoch => {
+                    let i = wanted.iter().position(|w| w.name == s.name)?;
+                    Some((i as u32, s))
+                }
+                _ => None,
+            },
+            |_, _| {},
+        )?;
+        let mut extra = BTreeMap::new();
+        for (mut entry, stored) in wanted.into_iter().zip(built.into_iter().flatten()) {
+            if !stored.error.is_empty() {
+                return Err(Stop::Failed(format!(
+                    "node {} could not build {}: {}",
+                    entry.holder, entry.name, stored.error
+                )));
+            }
+            entry.size = stored.size;
+            entry.crc32c = stored.crc32c;
+            tracing::info!(
+                "{} of epoch {epoch} (ranks {:?}) is on node {}",
+                entry.name,
+                entry.ranks,
+                entry.holder
+            );
+            let (key, value) = entry.encode();
+            extra.insert(key, value);
+        }
+        Ok(extra)
     }
 
     /// Asks every daemon to prepare its store for `epoch`; returns each node's directory.
@@ -910,7 +1035,9 @@ impl Service {
         Ok(stored)
     }
 
-    /// Waits until every rank has sent what `pick` extracts, or a rank fails.
+    /// Waits until every rank (`by_rank`) or daemon has sent what `pick` extracts, or a rank
+    /// fails.
+    #[allow(clippy::too_many_arguments)]
     fn collect<T>(
         &mut self,
         inbox: &Receiver<CkptEvent>,
@@ -955,7 +1082,8 @@ impl Service {
                 event @ (CkptEvent::Count(_)
                 | CkptEvent::Part(_)
                 | CkptEvent::StoreReady { .. }
-                | CkptEvent::Stored(_)) => {
+                | CkptEvent::Stored(_)
+                | CkptEvent::ParityStored(_)) => {
                     if let Some((rank, value)) = pick(event)
                         && let Some(slot) = slots.get_mut(rank as usize)
                     {

@@ -116,6 +116,9 @@ pub enum LaunchError {
     /// may go on without it.
     #[error("node {node} cannot be reached: {why}")]
     NodeUnreachable { node: String, why: String },
+    /// A node's daemon failed while it started (the node itself answered).
+    #[error("node {node} failed: {why}")]
+    NodeFailed { node: String, why: String },
 }
 
 /// Something the job's event loop must handle.
@@ -159,6 +162,7 @@ fn restart_parts(from: &RestartFrom) -> Result<Option<RestartParts>, LaunchError
         epoch: from.epoch,
         manifest: bytes,
         parts: manifest.parts,
+        extra: manifest.extra,
     }))
 }
 
@@ -373,6 +377,9 @@ impl Launch {
                         NodeStartError::Unreachable { node, why } => {
                             LaunchError::NodeUnreachable { node, why }
                         }
+                        NodeStartError::Failed { node, why } => {
+                            LaunchError::NodeFailed { node, why }
+                        }
                         NodeStartError::Other(why) => LaunchError::Nodes(why),
                     })?,
                 )
@@ -405,7 +412,7 @@ impl Launch {
         };
         Ok(RunningJob {
             ranks,
-            _checkpoints: checkpoints,
+            checkpoints: Some(checkpoints),
             _server: server,
             shared,
             files,
@@ -421,7 +428,10 @@ impl Launch {
 /// directory.
 pub struct RunningJob {
     ranks: Members,
-    _checkpoints: CheckpointService,
+    /// Stopped before the node daemons are (a checkpoint in progress is then abandoned and
+    /// the daemons told which epochs their stores keep while they still listen); on this
+    /// machine it is dropped after the ranks, as a field.
+    checkpoints: Option<CheckpointService>,
     /// Held only to be dropped (which stops it) after the ranks have ended.
     _server: ControlServer,
     shared: Arc<Shared>,
@@ -565,6 +575,9 @@ impl RunningJob {
                     kill_at = Some(Instant::now() + TERMINATION_GRACE);
                 }
             }
+        }
+        if matches!(self.ranks, Members::Nodes(_)) {
+            drop(self.checkpoints.take());
         }
         self.ranks.finish();
         (cause.unwrap_or(Outcome::Success), cause_at)

@@ -53,6 +53,8 @@ pub struct NodesConfig {
     pub storage: Option<String>,
     /// `--mirror K`: copies of each part on K other nodes before a snapshot is committed.
     pub mirror: u32,
+    /// `--parity G`: XOR parity of each group of G nodes, kept on a node of the next group.
+    pub parity: u32,
     /// `--spares N`: hosts kept free; a recovery puts a lost node's ranks on the first one.
     pub spares: Vec<HostSpec>,
 }
@@ -78,6 +80,7 @@ pub(crate) struct StoreFacts {
     /// The `--storage` template (`{node}` not substituted).
     pub(crate) storage: Option<String>,
     pub(crate) mirror: u32,
+    pub(crate) parity: u32,
     /// In host order.
     pub(crate) daemons: Vec<Arc<DaemonLink>>,
 }
@@ -101,6 +104,13 @@ impl StoreFacts {
             .collect()
     }
 
+    pub(crate) fn peer(&self, node: &str) -> Option<wire::StorePeer> {
+        self.daemon(node).map(|d| wire::StorePeer {
+            node: d.node.clone(),
+            addr: d.store_addr.clone(),
+        })
+    }
+
     pub(crate) fn daemon(&self, node: &str) -> Option<&Arc<DaemonLink>> {
         self.daemons.iter().find(|d| d.node == node)
     }
@@ -111,6 +121,41 @@ impl StoreFacts {
             let _ = d.send(message);
         }
     }
+}
+
+/// How a node rebuilds `rank`'s part from its group's parity when no holder answers; `None`
+/// without parity or when the parity's holder does not run.
+fn rebuild_from_parity(
+    restart: &RestartParts,
+    rank: u32,
+    facts: &StoreFacts,
+) -> Option<Box<wire::Rebuild>> {
+    let entry = restart
+        .extra
+        .iter()
+        .filter_map(|(k, v)| ParityEntry::decode(k, v))
+        .find(|e| e.ranks.contains(&rank))?;
+    let holder = facts.peer(&entry.holder)?;
+    let others = entry
+        .ranks
+        .iter()
+        .filter(|&&r| r != rank)
+        .filter_map(|&r| restart.parts.iter().find(|p| p.rank == r))
+        .map(|p| wire::PartSource {
+            rank: p.rank,
+            size: p.size,
+            crc32c: p.crc32c,
+            holders: p.nodes.iter().filter_map(|n| facts.peer(n)).collect(),
+            rebuild: None,
+        })
+        .collect();
+    Some(Box::new(wire::Rebuild {
+        name: entry.name,
+        size: entry.size,
+        crc32c: entry.crc32c,
+        holder,
+        others,
+    }))
 }
 
 /// Substitutes `{node}` in a `--storage` template.
@@ -124,6 +169,55 @@ pub(crate) struct RestartParts {
     pub(crate) epoch: u64,
     pub(crate) manifest: Vec<u8>,
     pub(crate) parts: Vec<store::PartInfo>,
+    /// The manifest's `extra`, whose `parity.*` entries say how to rebuild a part.
+    pub(crate) extra: std::collections::BTreeMap<String, String>,
+}
+
+/// A parity entry of a manifest's `extra` (`parity.<name>` = `HOLDER SIZE CRC32C R1,R2,…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParityEntry {
+    pub(crate) name: String,
+    pub(crate) holder: String,
+    pub(crate) size: u64,
+    pub(crate) crc32c: u32,
+    pub(crate) ranks: Vec<u32>,
+}
+
+impl ParityEntry {
+    pub(crate) fn encode(&self) -> (String, String) {
+        let ranks: Vec<String> = self.ranks.iter().map(u32::to_string).collect();
+        (
+            format!("parity.{}", self.name),
+            format!(
+                "{} {} {} {}",
+                self.holder,
+                self.size,
+                self.crc32c,
+                ranks.join(",")
+            ),
+        )
+    }
+
+    pub(crate) fn decode(key: &str, value: &str) -> Option<Self> {
+        let name = key.strip_prefix("parity.")?.to_owned();
+        let mut fields = value.split(' ');
+        let holder = fields.next()?.to_owned();
+        let size = fields.next()?.parse().ok()?;
+        let crc32c = fields.next()?.parse().ok()?;
+        let ranks = fields
+            .next()?
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(Self {
+            name,
+            holder,
+            size,
+            crc32c,
+            ranks,
+        })
+    }
 }
 
 impl NodesConfig {
@@ -139,6 +233,9 @@ pub(crate) enum NodeStartError {
     /// A node did not come up: its launcher failed or its daemon never connected.
     #[error("node {node} cannot be reached: {why}")]
     Unreachable { node: String, why: String },
+    /// A node's daemon failed while it started.
+    #[error("node {node} failed: {why}")]
+    Failed { node: String, why: String },
     #[error("{0}")]
     Other(String),
 }
@@ -156,6 +253,8 @@ struct NodeRun {
     child: Option<Child>,
     link: Option<Arc<DaemonLink>>,
     reader: Option<JoinHandle<()>>,
+    /// The daemon connected back (its link may be gone already at the end).
+    connected: bool,
 }
 
 /// The daemons of a running job. Dropping it ends them.
@@ -216,6 +315,7 @@ impl NodeSet {
                     child: None,
                     link: None,
                     reader: None,
+                    connected: false,
                 });
             }
             first += count;
@@ -271,6 +371,7 @@ impl NodeSet {
                         .iter_mut()
                         .find(|n| n.name == name && n.link.is_none())
                     {
+                        node.connected = true;
                         node.link = Some(Arc::new(DaemonLink {
                             node: name,
                             store_addr,
@@ -292,11 +393,22 @@ impl NodeSet {
                     && let Some(child) = node.child.as_mut()
                     && let Ok(Some(status)) = child.try_wait()
                 {
-                    return Err(NodeStartError::Unreachable {
-                        node: node.name.clone(),
-                        why: format!(
-                            "its daemon ended ({status}) before it connected to the coordinator"
-                        ),
+                    let why = format!(
+                        "its daemon ended ({status}) before it connected to the coordinator"
+                    );
+                    // ssh and `ip netns exec` end with 255 when they cannot reach the node;
+                    // anything else (a daemon killed while it started) is a failure of a
+                    // reachable node.
+                    return Err(if status.code() == Some(255) {
+                        NodeStartError::Unreachable {
+                            node: node.name.clone(),
+                            why,
+                        }
+                    } else {
+                        NodeStartError::Failed {
+                            node: node.name.clone(),
+                            why,
+                        }
                     });
                 }
             }
@@ -318,6 +430,7 @@ impl NodeSet {
         let facts = Arc::new(StoreFacts {
             storage: config.storage.clone(),
             mirror: config.mirror,
+            parity: config.parity,
             daemons: set.nodes.iter().filter_map(|n| n.link.clone()).collect(),
         });
         shared.set_stores(facts.clone());
@@ -349,6 +462,7 @@ impl NodeSet {
                                     addr: d.store_addr.clone(),
                                 })
                                 .collect(),
+                            rebuild: rebuild_from_parity(restart, p.rank, &facts),
                         })
                         .collect();
                 }
@@ -448,6 +562,13 @@ impl NodeSet {
             let Some(mut child) = node.child.take() else {
                 continue;
             };
+            if node.reader.is_none() && node.link.is_none() && !node.connected {
+                // A start that failed elsewhere: a daemon that never connected is not told to
+                // end, so it is not waited for.
+                let _ = child.kill();
+                let _ = child.wait();
+                continue;
+            }
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
@@ -633,6 +754,10 @@ impl Follow {
                 }
                 Ok(Message::PartStored(stored)) if self.ranks.contains(&stored.rank) => {
                     self.shared.checkpoint_event(CkptEvent::Stored(stored));
+                }
+                Ok(Message::ParityStored(stored)) => {
+                    self.shared
+                        .checkpoint_event(CkptEvent::ParityStored(stored));
                 }
                 Ok(Message::Error(why)) => break format!("its daemon reported: {why}"),
                 Ok(other) => {

@@ -34,8 +34,8 @@ use rustix::process::Signal;
 use thiserror::Error;
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{
-    Heartbeat, HelloRole, Message, NodeLaunch, NodeReady, PartStored, ProcState, RankEnded,
-    RankOutput, RankStarted, StoreReady,
+    Heartbeat, HelloRole, Message, NodeLaunch, NodeReady, ParityStored, PartStored, ProcState,
+    RankEnded, RankOutput, RankStarted, StoreReady,
 };
 
 use crate::node_store::NodeStore;
@@ -143,8 +143,8 @@ pub fn read_secret_file(path: &Path) -> io::Result<String> {
 /// What the daemon's threads tell its main thread.
 enum Event {
     Signal(i32),
-    /// STORE_BEGIN, PART_KEEP or STORE_KEEP.
-    Store(Message),
+    /// STORE_BEGIN, PART_KEEP, STORE_KEEP or PARITY_BUILD.
+    Store(Box<Message>),
     Shutdown,
     Lost(String),
 }
@@ -209,10 +209,22 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     } else {
         launch.bind_addr.clone()
     };
+    let uplink = Uplink(Arc::new(Mutex::new(
+        stream.try_clone().map_err(DaemonError::Io)?,
+    )));
+    // Heartbeats from now on: fetching a restart's parts may take longer than the
+    // coordinator's heartbeat timeout.
+    let stop_heartbeat = Arc::new(AtomicBool::new(false));
+    spawn_thread("heartbeat", {
+        let uplink = uplink.clone();
+        let stop = stop_heartbeat.clone();
+        let every = config.heartbeat;
+        move || heartbeat(&uplink, every, &stop)
+    })?;
     let node_store = match prepare_store(config, &launch, store_listener) {
         Ok(store) => store,
         Err(e) => {
-            let _ = write_message(&mut &stream, &Message::Error(crate::error_chain(&e)));
+            let _ = uplink.send(&Message::Error(crate::error_chain(&e)));
             return Err(e);
         }
     };
@@ -230,22 +242,12 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
         path: dirs.socket(),
         source,
     })?;
-    let uplink = Uplink(Arc::new(Mutex::new(
-        stream.try_clone().map_err(DaemonError::Io)?,
-    )));
     let ranks_here = launch.first_rank..launch.first_rank.saturating_add(launch.count);
     let (events, inbox) = mpsc::channel();
     spawn_thread("uplink-read", {
         let stream = stream.try_clone().map_err(DaemonError::Io)?;
         let events = events.clone();
         move || read_coordinator(&stream, &events)
-    })?;
-    let stop_heartbeat = Arc::new(AtomicBool::new(false));
-    spawn_thread("heartbeat", {
-        let uplink = uplink.clone();
-        let stop = stop_heartbeat.clone();
-        let every = config.heartbeat;
-        move || heartbeat(&uplink, every, &stop)
     })?;
     let (pieces, pieces_in) = mpsc::channel::<crate::output::RemotePiece>();
     let (output_done_token, output_done) = mpsc::channel::<()>();
@@ -327,7 +329,24 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
             }
             Ok(Event::Shutdown) => break None,
             Ok(Event::Lost(why)) => break Some(why),
-            Ok(Event::Store(message)) => store_work(node_store.as_ref(), &uplink, message),
+            // Pruning is quick and must be done before a shutdown that follows it.
+            Ok(Event::Store(message)) => match (*message, node_store.as_ref()) {
+                (Message::StoreKeep(keep), Some(store)) => store.keep_only(&keep.epochs),
+                // In order with STORE_KEEP: a directory is never made after its epoch's end.
+                (Message::StoreBegin(begin), store) => {
+                    let (dir, error) = match store.map(|s| s.begin(begin.epoch)) {
+                        Some(Ok(dir)) => (dir.display().to_string(), String::new()),
+                        Some(Err(e)) => (String::new(), crate::error_chain(&e)),
+                        None => (String::new(), "this node has no store".to_owned()),
+                    };
+                    let _ = uplink.send(&Message::StoreReady(StoreReady {
+                        epoch: begin.epoch,
+                        dir,
+                        error,
+                    }));
+                }
+                (message, store) => store_work(store, &uplink, message),
+            },
             Err(_) => break Some("the daemon's reader stopped".to_owned()),
         }
     };
@@ -383,9 +402,9 @@ fn prepare_store(
             source,
         })?;
         for part in &launch.parts {
-            if store.fetch(launch.restart_epoch, part)? {
+            if let Some(how) = store.fetch(launch.restart_epoch, part)? {
                 eprintln!(
-                    "mpicr node {}: fetched the part of rank {} of epoch {} from a mirror",
+                    "mpicr node {}: fetched the part of rank {} of epoch {} {how}",
                     config.node, part.rank, launch.restart_epoch
                 );
             }
@@ -408,18 +427,6 @@ fn store_work(store: Option<&Arc<NodeStore>>, uplink: &Uplink, message: Message)
                     return;
                 }
                 (Message::StoreKeep(_), None) => return,
-                (Message::StoreBegin(begin), store) => {
-                    let (dir, error) = match store.map(|s| s.begin(begin.epoch)) {
-                        Some(Ok(dir)) => (dir.display().to_string(), String::new()),
-                        Some(Err(e)) => (String::new(), crate::error_chain(&e)),
-                        None => (String::new(), "this node has no store".to_owned()),
-                    };
-                    Message::StoreReady(StoreReady {
-                        epoch: begin.epoch,
-                        dir,
-                        error,
-                    })
-                }
                 (Message::PartKeep(keep), store) => {
                     let mut stored = PartStored {
                         epoch: keep.epoch,
@@ -456,6 +463,26 @@ fn store_work(store: Option<&Arc<NodeStore>>, uplink: &Uplink, message: Message)
                         Err(why) => stored.error = why,
                     }
                     Message::PartStored(stored)
+                }
+                (Message::ParityBuild(build), store) => {
+                    let result = store
+                        .ok_or_else(|| "this node has no store".to_owned())
+                        .and_then(|store| {
+                            store
+                                .build_parity(build.epoch, &build.name, &build.members)
+                                .map_err(|e| crate::error_chain(&e))
+                        });
+                    let (size, crc32c, error) = match result {
+                        Ok((size, crc)) => (size, crc, String::new()),
+                        Err(why) => (0, 0, why),
+                    };
+                    Message::ParityStored(ParityStored {
+                        epoch: build.epoch,
+                        name: build.name,
+                        size,
+                        crc32c,
+                        error,
+                    })
                 }
                 _ => return,
             };
@@ -538,8 +565,11 @@ fn read_coordinator(stream: &TcpStream, events: &Sender<Event>) {
             Ok(Message::NodeSignal(signal)) => Event::Signal(signal.signal),
             Ok(Message::NodeShutdown) => Event::Shutdown,
             Ok(
-                message @ (Message::StoreBegin(_) | Message::PartKeep(_) | Message::StoreKeep(_)),
-            ) => Event::Store(message),
+                message @ (Message::StoreBegin(_)
+                | Message::PartKeep(_)
+                | Message::StoreKeep(_)
+                | Message::ParityBuild(_)),
+            ) => Event::Store(Box::new(message)),
             Ok(other) => Event::Lost(format!(
                 "the coordinator sent an unexpected {:?}",
                 other.command()

@@ -25,7 +25,10 @@ use std::time::Duration;
 use store::{PartReader, part_file_name};
 use thiserror::Error;
 use wire::stream::{read_message, write_message};
-use wire::{HelloRole, Message, PART_DATA_MAX, PartAck, PartGet, PartPut, PartSource, StorePeer};
+use wire::{
+    Command, HelloRole, Message, PART_DATA_MAX, PartAck, PartGet, PartPut, PartSource, Rebuild,
+    StorePeer,
+};
 
 /// How long connecting to another daemon may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +76,8 @@ pub enum NodeStoreError {
     },
     #[error("the copy to or from node {node} failed: {why}")]
     Copy { node: String, why: String },
+    #[error("checkpoint {epoch} of job {job} was given up")]
+    GivenUp { epoch: u64, job: String },
     #[error("no node holds a good copy of the part of rank {rank}: {tried}")]
     NoCopy { rank: u32, tried: String },
 }
@@ -93,6 +98,19 @@ pub struct NodeStore {
     job: String,
     node: String,
     secret: String,
+    /// What STORE_KEEP said, shared by the clones that serve connections.
+    pruned: Arc<std::sync::Mutex<Pruned>>,
+}
+
+/// The epochs a STORE_KEEP ended: every epoch up to `floor` that `keep` does not name is given
+/// up, so that a late copy or directory of an abandoned checkpoint is refused instead of
+/// left behind. Checkpoints only ever get higher epochs.
+#[derive(Debug, Default)]
+struct Pruned {
+    floor: u64,
+    keep: Vec<u64>,
+    /// The highest epoch this store has made a directory for.
+    seen: u64,
 }
 
 fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> NodeStoreError {
@@ -123,6 +141,7 @@ impl NodeStore {
             job: job.to_owned(),
             node: node.to_owned(),
             secret: secret.to_owned(),
+            pruned: Arc::default(),
         })
     }
 
@@ -133,6 +152,17 @@ impl NodeStore {
 
     /// Creates the directory of checkpoint `epoch` (the ranks write their parts into it).
     pub fn begin(&self, epoch: u64) -> Result<PathBuf, NodeStoreError> {
+        let mut pruned = self
+            .pruned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if epoch <= pruned.floor && !pruned.keep.contains(&epoch) {
+            return Err(NodeStoreError::GivenUp {
+                epoch,
+                job: self.job.clone(),
+            });
+        }
+        pruned.seen = pruned.seen.max(epoch);
         let dir = self.epoch_dir(epoch);
         make_dir(&dir)?;
         Ok(dir)
@@ -153,18 +183,29 @@ impl NodeStore {
 
     /// Removes every epoch directory of the job that `keep` does not name.
     pub fn keep_only(&self, keep: &[u64]) {
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Ok(epoch) = name.parse::<u64>()
-                && epoch.to_string() == name
-                && !keep.contains(&epoch)
-            {
-                let _ = fs::remove_dir_all(entry.path());
+        let mut pruned = self
+            .pruned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut floor = pruned
+            .floor
+            .max(pruned.seen)
+            .max(keep.iter().copied().max().unwrap_or(0));
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Ok(epoch) = name.parse::<u64>()
+                    && epoch.to_string() == name
+                {
+                    floor = floor.max(epoch);
+                    if !keep.contains(&epoch) {
+                        let _ = fs::remove_dir_all(entry.path());
+                    }
+                }
             }
         }
+        pruned.floor = floor;
+        pruned.keep = keep.to_vec();
     }
 
     /// Copies a checked part to every node of `mirrors`; returns the nodes that now hold it
@@ -180,6 +221,7 @@ impl NodeStore {
     ) -> Result<Vec<String>, NodeStoreError> {
         let mut nodes = vec![self.node.clone()];
         for peer in mirrors {
+            let started = std::time::Instant::now();
             let stream = self.connect(peer)?;
             let fail = |why: String| NodeStoreError::Copy {
                 node: peer.node.clone(),
@@ -193,7 +235,14 @@ impl NodeStore {
                 Ok(other) => return Err(fail(format!("it answered {:?}", other.command()))),
                 Err(e) => return Err(fail(crate::error_chain(&e))),
             }
-            tracing::debug!(epoch, rank, node = peer.node, "part mirrored");
+            tracing::info!(
+                epoch,
+                rank,
+                node = peer.node,
+                bytes = size,
+                micros = started.elapsed().as_micros() as u64,
+                "part mirrored"
+            );
             nodes.push(peer.node.clone());
         }
         Ok(nodes)
@@ -201,19 +250,33 @@ impl NodeStore {
 
     /// Makes sure this store holds a checked copy of `source`'s part of `epoch`: keeps a good
     /// local one, else fetches it from the first holder that has a good one.
-    pub fn fetch(&self, epoch: u64, source: &PartSource) -> Result<bool, NodeStoreError> {
+    /// Returns how it came (`None`: the local copy was good).
+    pub fn fetch(
+        &self,
+        epoch: u64,
+        source: &PartSource,
+    ) -> Result<Option<&'static str>, NodeStoreError> {
         if self
             .check(epoch, source.rank, source.size, source.crc32c)
             .is_ok()
         {
-            return Ok(false);
+            return Ok(None);
         }
         self.begin(epoch)?;
         let mut tried = Vec::new();
         for holder in source.holders.iter().filter(|h| h.node != self.node) {
             match self.fetch_from(epoch, source, holder) {
-                Ok(()) => return Ok(true),
+                Ok(()) => return Ok(Some("from a mirror")),
                 Err(e) => tried.push(crate::error_chain(&e)),
+            }
+        }
+        if let Some(rebuild) = &source.rebuild {
+            match self.rebuild(epoch, source, rebuild) {
+                Ok(()) => return Ok(Some("from its group's parity")),
+                Err(e) => tried.push(format!(
+                    "rebuilding it from parity: {}",
+                    crate::error_chain(&e)
+                )),
             }
         }
         if tried.is_empty() {
@@ -231,6 +294,7 @@ impl NodeStore {
         source: &PartSource,
         holder: &StorePeer,
     ) -> Result<(), NodeStoreError> {
+        let started = std::time::Instant::now();
         let stream = self.connect(holder)?;
         let fail = |why: String| NodeStoreError::Copy {
             node: holder.node.clone(),
@@ -241,6 +305,7 @@ impl NodeStore {
             rank: source.rank,
             size: source.size,
             crc32c: source.crc32c,
+            file: String::new(),
         };
         write_message(&mut &stream, &Message::PartGet(get)).map_err(|e| fail(e.to_string()))?;
         let put = match read_message(&mut &stream) {
@@ -262,7 +327,222 @@ impl NodeStore {
             epoch,
             rank = source.rank,
             from = holder.node,
+            bytes = source.size,
+            micros = started.elapsed().as_micros() as u64,
             "part fetched"
+        );
+        Ok(())
+    }
+
+    /// The bytes of a part (`file` empty) or parity file of `epoch`: this store's own when it
+    /// is `peer`, else fetched from `peer` (which checks them before it sends them).
+    fn bytes(
+        &self,
+        peer: &StorePeer,
+        epoch: u64,
+        rank: u32,
+        size: u64,
+        crc: u32,
+        file: &str,
+    ) -> Result<Vec<u8>, NodeStoreError> {
+        if peer.node == self.node {
+            let path = if file.is_empty() {
+                self.check(epoch, rank, size, crc)?.path
+            } else {
+                self.check_parity(epoch, file, size, crc)?
+            };
+            return fs::read(&path).map_err(io_error("read", &path));
+        }
+        let stream = self.connect(peer)?;
+        let fail = |why: String| NodeStoreError::Copy {
+            node: peer.node.clone(),
+            why,
+        };
+        let get = PartGet {
+            epoch,
+            rank,
+            size,
+            crc32c: crc,
+            file: file.to_owned(),
+        };
+        write_message(&mut &stream, &Message::PartGet(get)).map_err(|e| fail(e.to_string()))?;
+        match read_message(&mut &stream) {
+            Ok(Message::PartPut(put)) if put.size == size && put.crc32c == crc => {}
+            Ok(Message::PartPut(_)) => return Err(fail("it sent another part".to_owned())),
+            Ok(Message::Error(why)) => return Err(fail(why)),
+            Ok(other) => return Err(fail(format!("it answered {:?}", other.command()))),
+            Err(e) => return Err(fail(crate::error_chain(&e))),
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        while (bytes.len() as u64) < size {
+            match read_message(&mut &stream) {
+                Ok(Message::PartData(piece))
+                    if (bytes.len() + piece.len()) as u64 <= size && !piece.is_empty() =>
+                {
+                    bytes.extend_from_slice(&piece);
+                }
+                Ok(other) => {
+                    return Err(fail(format!("it sent {:?} inside a part", other.command())));
+                }
+                Err(e) => return Err(fail(crate::error_chain(&e))),
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Builds parity file `name` of `epoch`: the XOR of the members' parts (zero-padded to
+    /// the longest), written under a temporary name, fsynced and renamed. Returns its size and
+    /// the crc32c of its bytes.
+    pub fn build_parity(
+        &self,
+        epoch: u64,
+        name: &str,
+        members: &[PartSource],
+    ) -> Result<(u64, u32), NodeStoreError> {
+        check_parity_name(name)?;
+        let mut parity: Vec<u8> = Vec::new();
+        for member in members {
+            let holder = member
+                .holders
+                .first()
+                .ok_or_else(|| NodeStoreError::NoCopy {
+                    rank: member.rank,
+                    tried: "no node was named".to_owned(),
+                })?;
+            let bytes = self.bytes(holder, epoch, member.rank, member.size, member.crc32c, "")?;
+            xor_into(&mut parity, &bytes);
+        }
+        let dir = self.begin(epoch)?;
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            thread_id()
+        ));
+        let target = dir.join(name);
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_error("create", &tmp))?;
+            file.write_all(&parity).map_err(io_error("write", &tmp))?;
+            file.sync_all().map_err(io_error("fsync", &tmp))?;
+            fs::rename(&tmp, &target).map_err(io_error("rename", &tmp))?;
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error("fsync", &dir))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result?;
+        Ok((parity.len() as u64, crc32c::crc32c(&parity)))
+    }
+
+    /// The path of parity file `name` of `epoch`, once its size and checksum are right.
+    fn check_parity(
+        &self,
+        epoch: u64,
+        name: &str,
+        size: u64,
+        crc: u32,
+    ) -> Result<PathBuf, NodeStoreError> {
+        check_parity_name(name)?;
+        let path = self.epoch_dir(epoch).join(name);
+        let bytes = fs::read(&path).map_err(io_error("read", &path))?;
+        let actual = crc32c::crc32c(&bytes);
+        if bytes.len() as u64 != size || actual != crc {
+            return Err(NodeStoreError::Copy {
+                node: self.node.clone(),
+                why: format!(
+                    "{} has {} bytes and checksum {actual:08x}, {size} bytes and {crc:08x} were expected",
+                    path.display(),
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(path)
+    }
+
+    /// Rebuilds `source`'s part from its group's parity and the group's other parts, checks
+    /// it like a received copy and gives it its final name.
+    fn rebuild(
+        &self,
+        epoch: u64,
+        source: &PartSource,
+        rebuild: &Rebuild,
+    ) -> Result<(), NodeStoreError> {
+        let started = std::time::Instant::now();
+        let mut bytes = self.bytes(
+            &rebuild.holder,
+            epoch,
+            source.rank,
+            rebuild.size,
+            rebuild.crc32c,
+            &rebuild.name,
+        )?;
+        for other in &rebuild.others {
+            let mut got = None;
+            let mut why = Vec::new();
+            for holder in &other.holders {
+                match self.bytes(holder, epoch, other.rank, other.size, other.crc32c, "") {
+                    Ok(b) => {
+                        got = Some(b);
+                        break;
+                    }
+                    Err(e) => why.push(crate::error_chain(&e)),
+                }
+            }
+            let other_bytes = got.ok_or_else(|| NodeStoreError::NoCopy {
+                rank: other.rank,
+                tried: why.join("; "),
+            })?;
+            xor_into(&mut bytes, &other_bytes);
+        }
+        bytes.truncate(source.size as usize);
+        let dir = self.begin(epoch)?;
+        let name = part_file_name(source.rank);
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            thread_id()
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_error("create", &tmp))?;
+            file.write_all(&bytes).map_err(io_error("write", &tmp))?;
+            file.sync_all().map_err(io_error("fsync", &tmp))?;
+            check_file(
+                &tmp,
+                &self.job,
+                epoch,
+                source.rank,
+                source.size,
+                source.crc32c,
+            )?;
+            fs::rename(&tmp, dir.join(&name)).map_err(io_error("rename", &tmp))?;
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error("fsync", &dir))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result?;
+        tracing::info!(
+            epoch,
+            rank = source.rank,
+            parity = rebuild.name,
+            bytes = source.size,
+            micros = started.elapsed().as_micros() as u64,
+            "part rebuilt from parity"
         );
         Ok(())
     }
@@ -427,13 +707,15 @@ impl NodeStore {
                     .map_err(|e| e.to_string())?;
                 }
                 Ok(Message::PartGet(get)) => {
-                    let part = self
-                        .check(get.epoch, get.rank, get.size, get.crc32c)
-                        .map_err(|e| crate::error_chain(&e))?;
-                    send_part(
-                        stream, &part.path, get.epoch, get.rank, get.size, get.crc32c,
-                    )
-                    .map_err(|e| e.to_string())?;
+                    let path = if get.file.is_empty() {
+                        self.check(get.epoch, get.rank, get.size, get.crc32c)
+                            .map(|part| part.path)
+                    } else {
+                        self.check_parity(get.epoch, &get.file, get.size, get.crc32c)
+                    }
+                    .map_err(|e| crate::error_chain(&e))?;
+                    send_part(stream, &path, get.epoch, get.rank, get.size, get.crc32c)
+                        .map_err(|e| e.to_string())?;
                 }
                 Ok(other) => {
                     return Err(format!(
@@ -445,6 +727,31 @@ impl NodeStore {
                 Err(e) => return Err(crate::error_chain(&e)),
             }
         }
+    }
+}
+
+/// XORs `bytes` into `acc`, growing `acc` with zeros to the longer length.
+fn xor_into(acc: &mut Vec<u8>, bytes: &[u8]) {
+    if acc.len() < bytes.len() {
+        acc.resize(bytes.len(), 0);
+    }
+    for (a, b) in acc.iter_mut().zip(bytes) {
+        *a ^= b;
+    }
+}
+
+/// A parity file's name: `parity-<group>-<slot>`, nothing that could leave the directory.
+fn check_parity_name(name: &str) -> Result<(), NodeStoreError> {
+    let ok = name.starts_with("parity-")
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(NodeStoreError::Copy {
+            node: "this node".into(),
+            why: format!("`{name}` is not a parity file's name"),
+        })
     }
 }
 
@@ -519,8 +826,135 @@ fn send_part(
     while left > 0 {
         let n = (left as usize).min(buf.len());
         file.read_exact(&mut buf[..n])?;
-        write_message(&mut &*stream, &Message::PartData(buf[..n].to_vec()))?;
+        // The frame straight from the buffer: PART_DATA's payload is the bytes themselves.
+        (&*stream).write_all(&wire::encode_frame(Command::PartData, &buf[..n]))?;
         left -= n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("mpicr-node-store-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A store serving on localhost: its peer entry.
+    fn serving(store: &NodeStore) -> StorePeer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let served = Arc::new(store.clone());
+        thread::spawn(move || served.serve(listener));
+        StorePeer {
+            node: store.node.clone(),
+            addr,
+        }
+    }
+
+    #[test]
+    fn a_part_is_checked_mirrored_fetched_and_pruned() {
+        let (da, db, dc) = (temp("a"), temp("b"), temp("c"));
+        let a = NodeStore::open(&da, "job", "a", "secret").unwrap();
+        let b = NodeStore::open(&db, "job", "b", "secret").unwrap();
+        let c = NodeStore::open(&dc, "job", "c", "secret").unwrap();
+        let dir = a.begin(3).unwrap();
+        let mut writer = store::PartWriter::create(&dir, "job", 3, 1, "self").unwrap();
+        writer.section("data", &vec![7u8; 9 << 20]).unwrap();
+        let info = writer.finish().unwrap();
+        // A wrong size or checksum is refused.
+        assert!(a.check(3, 1, info.size + 1, info.crc32c).is_err());
+        let part = a.check(3, 1, info.size, info.crc32c).unwrap();
+        let b_peer = serving(&b);
+        let nodes = a
+            .mirror(
+                3,
+                1,
+                &part,
+                info.size,
+                info.crc32c,
+                std::slice::from_ref(&b_peer),
+            )
+            .unwrap();
+        assert_eq!(nodes, ["a", "b"]);
+        assert!(b.check(3, 1, info.size, info.crc32c).is_ok());
+        // Node c fetches it from b (a is gone).
+        let source = PartSource {
+            rank: 1,
+            size: info.size,
+            crc32c: info.crc32c,
+            holders: vec![
+                StorePeer {
+                    node: "a".into(),
+                    addr: "127.0.0.1:1".into(),
+                },
+                b_peer.clone(),
+            ],
+            rebuild: None,
+        };
+        assert_eq!(c.fetch(3, &source).unwrap(), Some("from a mirror"));
+        assert_eq!(c.fetch(3, &source).unwrap(), None, "the good local copy");
+        // A store of another secret is refused both ways.
+        let intruder = NodeStore::open(&temp("d"), "job", "d", "wrong").unwrap();
+        let err = intruder.fetch(3, &source).unwrap_err();
+        assert!(crate::error_chain(&err).contains("secret"), "{err}");
+        // Parity: a second part (of another length) on b; a's parity of both kept on c; then
+        // a's part is rebuilt on a fresh node d from c's parity and b's part.
+        let dir = b.begin(3).unwrap();
+        let mut writer = store::PartWriter::create(&dir, "job", 3, 2, "self").unwrap();
+        writer.section("data", &vec![3u8; 5 << 20]).unwrap();
+        let other = writer.finish().unwrap();
+        let a_peer = serving(&a);
+        let c_peer = serving(&c);
+        let member = |rank: u32, size: u64, crc32c: u32, holder: &StorePeer| PartSource {
+            rank,
+            size,
+            crc32c,
+            holders: vec![holder.clone()],
+            rebuild: None,
+        };
+        let (size, crc) = c
+            .build_parity(
+                3,
+                "parity-0-0",
+                &[
+                    member(1, info.size, info.crc32c, &a_peer),
+                    member(2, other.size, other.crc32c, &b_peer),
+                ],
+            )
+            .unwrap();
+        assert_eq!(size, info.size.max(other.size));
+        let e = NodeStore::open(&temp("e"), "job", "e", "secret").unwrap();
+        let lost = PartSource {
+            rank: 1,
+            size: info.size,
+            crc32c: info.crc32c,
+            holders: Vec::new(),
+            rebuild: Some(Box::new(Rebuild {
+                name: "parity-0-0".into(),
+                size,
+                crc32c: crc,
+                holder: c_peer,
+                others: vec![member(2, other.size, other.crc32c, &b_peer)],
+            })),
+        };
+        assert_eq!(e.fetch(3, &lost).unwrap(), Some("from its group's parity"));
+        assert!(e.check(3, 1, info.size, info.crc32c).is_ok());
+        assert!(
+            e.build_parity(3, "../x", &[]).is_err(),
+            "a name that leaves the directory"
+        );
+        // Pruning keeps only the named epochs, and refuses a late copy of a dropped one.
+        b.keep_only(&[4]);
+        assert!(!b.epoch_dir(3).exists());
+        assert!(b.begin(3).is_err(), "epoch 3 was given up");
+        assert!(b.begin(4).is_ok() && b.begin(5).is_ok());
+        for d in [da, db, dc, temp("d"), temp("e")] {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
 }

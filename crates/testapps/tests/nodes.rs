@@ -268,10 +268,20 @@ fn a_wrong_secret_on_the_control_port_is_refused_and_logged_while_the_job_runs_o
     };
     let expected = result_line(&sandbox.mpicr(&["run", "-n", "3", "--", "ckpt-ring", "250"]));
     let name = format!("secret-{}", cluster.nodes[0].name);
+    let storage = sandbox.dir().join("store-{node}").display().to_string();
     let args = node_args(
         sandbox.dir(),
         &cluster,
-        &["-n", "3", "--", "ckpt-ring", "250", "20"],
+        &[
+            "--storage",
+            &storage,
+            "-n",
+            "3",
+            "--",
+            "ckpt-ring",
+            "250",
+            "20",
+        ],
     );
     let job = sandbox.start_job(&name, &strs(&args));
     running_table(&sandbox, &name, 0, 0);
@@ -455,11 +465,14 @@ fn recovers_on(
                 .unwrap_or_default();
             break (last.clone(), placement);
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no recovery in the status: {}",
-            out.stdout
-        );
+        // A lost node's launcher may take the daemons' start timeout (30 s) to give up.
+        if start.elapsed() > Duration::from_secs(180) {
+            let out = job.kill();
+            panic!(
+                "no recovery in the status; the job said:\n{}{}",
+                out.stdout, out.stderr
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(
@@ -598,6 +611,40 @@ fn a_node_lost_with_its_store_is_recovered_from_the_mirrored_parts() {
 }
 
 #[test]
+fn a_node_lost_with_its_store_is_rebuilt_from_its_group_s_parity() {
+    let stderr = recovers_on(
+        3,
+        "parity",
+        &["--storage", "STORAGE", "--parity", "2"],
+        |cluster, sandbox, name| {
+            // Nodes 1 and 2 form a group whose parity is on node 3; node 3's is on node 1.
+            let manifest = newest_manifest(sandbox, name);
+            assert!(
+                manifest.parts.iter().all(|p| p.nodes.len() == 1),
+                "{manifest:?}"
+            );
+            let parity: Vec<(&String, &String)> = manifest
+                .extra
+                .iter()
+                .filter(|(k, _)| k.starts_with("parity."))
+                .collect();
+            assert_eq!(parity.len(), 4, "{parity:?}");
+            assert!(
+                parity.iter().any(|(k, v)| k.as_str() == "parity.parity-0-0"
+                    && v.starts_with(&cluster.nodes[2].name)
+                    && v.ends_with(" 0,2")),
+                "{parity:?}"
+            );
+            wipe_node(cluster, sandbox, 2, false);
+        },
+    );
+    if !stderr.is_empty() {
+        assert!(stderr.contains("-n2 failed"), "{stderr}");
+        assert!(stderr.contains("from its group's parity"), "{stderr}");
+    }
+}
+
+#[test]
 fn a_lost_node_s_ranks_move_to_a_spare_that_fetches_their_mirrored_parts() {
     let stderr = recovers_on(
         4,
@@ -703,6 +750,8 @@ fn a_snapshot_of_a_job_on_several_nodes_restarts_with_hosts_and_fetches_missing_
             &storage,
             "--mirror",
             "1",
+            "--keep",
+            "2",
             "-n",
             "6",
             "--checkpoint-every",
@@ -715,9 +764,26 @@ fn a_snapshot_of_a_job_on_several_nodes_restarts_with_hosts_and_fetches_missing_
     );
     let job = sandbox.start_job(&name, &strs(&args));
     wait_for_snapshots(&sandbox, &name, 1);
-    let first = newest_manifest(&sandbox, &name).epoch;
     let out = job.finish();
     assert_eq!(result_line(&out), expected, "{}", out.stderr);
+    // --keep 2 removed the older snapshots' parts and mirrors from the node stores too.
+    let committed = store::Store::open(Some(&sandbox.snapshots()))
+        .expect("the snapshot directory")
+        .epochs(&name)
+        .expect("the epochs");
+    assert!(
+        !committed.is_empty() && committed.len() <= 2,
+        "{committed:?}"
+    );
+    for k in 1..=3 {
+        let mut kept: Vec<u64> = std::fs::read_dir(node_store(&sandbox, &cluster, k).join(&name))
+            .expect("a node store")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, committed, "node {k}");
+    }
+    let first = *committed.first().expect("a snapshot");
     // Without the nodes, the parts cannot be reached: refused before anything starts.
     let snapshot = format!("{name}.{first}");
     let out = sandbox.mpicr(&["restart", &snapshot]);

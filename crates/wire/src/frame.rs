@@ -90,6 +90,10 @@ pub enum Command {
     PartGet = 34,
     /// A copied part is checked and durable on the receiving node.
     PartAck = 35,
+    /// The coordinator asks a daemon to build a parity file from other nodes' parts.
+    ParityBuild = 36,
+    /// A parity file is durable (or why not).
+    ParityStored = 37,
 }
 
 impl Command {
@@ -131,6 +135,8 @@ impl Command {
             33 => Self::PartData,
             34 => Self::PartGet,
             35 => Self::PartAck,
+            36 => Self::ParityBuild,
+            37 => Self::ParityStored,
             _ => return None,
         })
     }

@@ -27,7 +27,8 @@ pub use frame::{
 pub use message::{
     Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
     CheckpointRequest, Exit, Heartbeat, HelloRole, Message, NodeChallenge, NodeHello, NodeLaunch,
-    NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, PartAck, PartDone, PartGet, PartKeep, PartPut,
-    PartSource, PartStored, ProcEntry, ProcState, RankEnded, RankOutput, RankStarted, Refresh,
-    Register, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer, StoreReady,
+    NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, ParityBuild, ParityStored, PartAck, PartDone,
+    PartGet, PartKeep, PartPut, PartSource, PartStored, ProcEntry, ProcState, RankEnded,
+    RankOutput, RankStarted, Rebuild, Refresh, Register, SafepointCount, StatusReply, StoreBegin,
+    StoreKeep, StorePeer, StoreReady,
 };

@@ -264,13 +264,46 @@ pub struct PartPut {
 /// The largest PART_DATA payload a writer sends.
 pub const PART_DATA_MAX: usize = 4 << 20;
 
-/// Ask for a copy of a part; answered with PART_PUT and its data, or ERROR.
+/// Ask for a copy of a part (`file` empty) or of the parity file `file`; answered with
+/// PART_PUT and its data, or ERROR. A parity file's `crc32c` is that of all its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartGet {
     pub epoch: u64,
     pub rank: u32,
     pub size: u64,
     pub crc32c: u32,
+    pub file: String,
+}
+
+/// How to rebuild a part that no node holds from its group's parity (`--parity G`): the
+/// parity file `name` on `holder` XOR the other parts of the group, cut to the part's size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rebuild {
+    pub name: String,
+    pub size: u64,
+    pub crc32c: u32,
+    pub holder: StorePeer,
+    pub others: Vec<PartSource>,
+}
+
+/// Build parity file `name` of checkpoint `epoch`: the XOR of the `members` parts, each
+/// padded with zeros to the longest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParityBuild {
+    pub epoch: u64,
+    pub name: String,
+    pub members: Vec<PartSource>,
+}
+
+/// Parity file `name` is durable on the daemon's node (`error` empty), with this size and
+/// crc32c of all its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParityStored {
+    pub epoch: u64,
+    pub name: String,
+    pub size: u64,
+    pub crc32c: u32,
+    pub error: String,
 }
 
 /// A copy of a part is checked and durable on the receiving node.
@@ -287,6 +320,8 @@ pub struct PartSource {
     pub size: u64,
     pub crc32c: u32,
     pub holders: Vec<StorePeer>,
+    /// When no holder answers: how to rebuild the part from parity.
+    pub rebuild: Option<Box<Rebuild>>,
 }
 
 /// The ranks a node daemon starts, and how.
@@ -394,6 +429,8 @@ pub enum Message {
     PartData(Vec<u8>),
     PartGet(PartGet),
     PartAck(PartAck),
+    ParityBuild(ParityBuild),
+    ParityStored(ParityStored),
 }
 
 fn config() -> impl bincode::config::Config {
@@ -464,6 +501,8 @@ impl Message {
             Self::PartData(_) => Command::PartData,
             Self::PartGet(_) => Command::PartGet,
             Self::PartAck(_) => Command::PartAck,
+            Self::ParityBuild(_) => Command::ParityBuild,
+            Self::ParityStored(_) => Command::ParityStored,
         }
     }
 
@@ -502,9 +541,13 @@ impl Message {
             Self::PartStored(m) => to_payload(m),
             Self::StoreKeep(m) => to_payload(m),
             Self::PartPut(m) => to_payload(m),
-            Self::PartData(m) => to_payload(m),
+            // The payload is the bytes themselves (no length prefix): parts are large, and a
+            // byte-by-byte encoding would make copying them CPU-bound.
+            Self::PartData(m) => m.clone(),
             Self::PartGet(m) => to_payload(m),
             Self::PartAck(m) => to_payload(m),
+            Self::ParityBuild(m) => to_payload(m),
+            Self::ParityStored(m) => to_payload(m),
         };
         encode_frame(self.command(), &payload)
     }
@@ -560,9 +603,11 @@ impl Message {
             Command::PartStored => Self::PartStored(from_payload(command, payload)?),
             Command::StoreKeep => Self::StoreKeep(from_payload(command, payload)?),
             Command::PartPut => Self::PartPut(from_payload(command, payload)?),
-            Command::PartData => Self::PartData(from_payload(command, payload)?),
+            Command::PartData => Self::PartData(payload.to_vec()),
             Command::PartGet => Self::PartGet(from_payload(command, payload)?),
             Command::PartAck => Self::PartAck(from_payload(command, payload)?),
+            Command::ParityBuild => Self::ParityBuild(from_payload(command, payload)?),
+            Command::ParityStored => Self::ParityStored(from_payload(command, payload)?),
         })
     }
 }
@@ -669,6 +714,16 @@ mod tests {
                     node: "n2".into(),
                     addr: "10.0.0.3:9".into(),
                 }],
+                rebuild: Some(Box::new(Rebuild {
+                    name: "parity-0-0".into(),
+                    size: 12,
+                    crc32c: 6,
+                    holder: StorePeer {
+                        node: "n3".into(),
+                        addr: "10.0.0.4:9".into(),
+                    },
+                    others: Vec::new(),
+                })),
             }],
         }));
         round_trip(Message::RankStarted(RankStarted { rank: 3, pid: 9 }));
@@ -730,6 +785,19 @@ mod tests {
             rank: 1,
             size: 9,
             crc32c: 2,
+            file: String::new(),
+        }));
+        round_trip(Message::ParityBuild(ParityBuild {
+            epoch: 3,
+            name: "parity-0-0".into(),
+            members: Vec::new(),
+        }));
+        round_trip(Message::ParityStored(ParityStored {
+            epoch: 3,
+            name: "parity-0-0".into(),
+            size: 9,
+            crc32c: 1,
+            error: String::new(),
         }));
         round_trip(Message::PartAck(PartAck { epoch: 3, rank: 1 }));
     }
@@ -746,7 +814,7 @@ mod tests {
                     seed as u8
                 })
                 .collect();
-            for code in 1..=35 {
+            for code in 1..=37 {
                 let command = Command::from_code(code).unwrap();
                 let _ = Message::decode(command, &payload);
             }

@@ -177,6 +177,22 @@ impl Cluster {
             &br,
         ])
         .expect("an address");
+        // A bridge without an address of its own takes its ports' lowest MAC, so losing a
+        // node (its veth) could change the gateway's MAC under the other nodes' ARP caches.
+        let octet = subnet
+            .rsplit('.')
+            .next()
+            .unwrap_or("0")
+            .parse::<u8>()
+            .unwrap_or(0);
+        ip(&[
+            "link",
+            "set",
+            &br,
+            "address",
+            &format!("02:6d:70:63:72:{octet:02x}"),
+        ])
+        .expect("the bridge's address");
         ip(&["link", "set", &br, "up"]).expect("the bridge up");
         for n in 1..=k {
             let ns = format!("{NS_PREFIX}{tag}-n{n}");
@@ -222,8 +238,17 @@ impl Cluster {
     /// The pids of the processes in node `k`'s namespace (1-based).
     /// Node `k` (1-based) is lost: everything in its namespace is killed and the namespace
     /// with its interfaces is deleted, so that its launcher can no longer reach it.
+    /// The namespace's name goes first, so that its launcher fails from that moment on (as
+    /// `ssh` to a dead host would), then its processes.
     pub fn lose(&self, k: usize) {
-        remove_namespace(&self.nodes[k - 1].name);
+        let ns = &self.nodes[k - 1].name;
+        let pids = self.pids(k);
+        let _ = ip(&["netns", "delete", ns]);
+        for pid in pids {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
     }
 
     pub fn pids(&self, k: usize) -> Vec<i32> {
