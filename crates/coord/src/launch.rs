@@ -153,9 +153,8 @@ fn restart_parts(from: &RestartFrom) -> Result<Option<RestartParts>, LaunchError
     if manifest.parts.iter().all(|p| p.nodes.is_empty()) {
         return Ok(None);
     }
-    let bytes = std::fs::read(&path).map_err(|e| {
-        LaunchError::Nodes(format!("cannot read {}: {e}", path.display()))
-    })?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| LaunchError::Nodes(format!("cannot read {}: {e}", path.display())))?;
     Ok(Some(RestartParts {
         epoch: from.epoch,
         manifest: bytes,
@@ -362,13 +361,20 @@ impl Launch {
                     _ => None,
                 };
                 Members::Nodes(
-                    NodeSet::start(nodes, counts, &launch, restart.as_ref(), shared.clone(), events)
-                        .map_err(|e| match e {
-                            NodeStartError::Unreachable { node, why } => {
-                                LaunchError::NodeUnreachable { node, why }
-                            }
-                            NodeStartError::Other(why) => LaunchError::Nodes(why),
-                        })?,
+                    NodeSet::start(
+                        nodes,
+                        counts,
+                        &launch,
+                        restart.as_ref(),
+                        shared.clone(),
+                        events,
+                    )
+                    .map_err(|e| match e {
+                        NodeStartError::Unreachable { node, why } => {
+                            LaunchError::NodeUnreachable { node, why }
+                        }
+                        NodeStartError::Other(why) => LaunchError::Nodes(why),
+                    })?,
                 )
             }
             _ => {

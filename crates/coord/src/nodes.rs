@@ -22,8 +22,8 @@ use node::{ExitStatus, RankExit};
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{HelloRole, Message, NodeLaunch, NodeSignal, ProcState};
 
-use crate::hosts::{HostSpec, Launcher, new_secret};
 use crate::checkpoint::CkptEvent;
+use crate::hosts::{HostSpec, Launcher, new_secret};
 use crate::launch::Event;
 use crate::report::{error_chain, say};
 use crate::server::{Shared, serve_relayed};
@@ -318,11 +318,7 @@ impl NodeSet {
         let facts = Arc::new(StoreFacts {
             storage: config.storage.clone(),
             mirror: config.mirror,
-            daemons: set
-                .nodes
-                .iter()
-                .filter_map(|n| n.link.clone())
-                .collect(),
+            daemons: set.nodes.iter().filter_map(|n| n.link.clone()).collect(),
         });
         shared.set_stores(facts.clone());
         let timeout = config.heartbeat_timeout();

@@ -33,6 +33,8 @@ pub fn before_image_capture(f: BeforeCapture) {
 /// The `image` component.
 pub struct ImageCheckpointer {
     job: String,
+    /// `MPICR_IMAGE_COMPRESS` (`--compress`), or why its value is not usable.
+    compress: Result<image::Codec, String>,
     before_capture: Vec<BeforeCapture>,
     disabled: u32,
 }
@@ -41,6 +43,7 @@ impl std::fmt::Debug for ImageCheckpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImageCheckpointer")
             .field("job", &self.job)
+            .field("compress", &self.compress)
             .field("before_capture", &self.before_capture.len())
             .field("disabled", &self.disabled)
             .finish()
@@ -51,8 +54,13 @@ impl ImageCheckpointer {
     pub const NAME: &'static str = "image";
 
     pub fn new(job: &str) -> Self {
+        let compress = std::env::var("MPICR_IMAGE_COMPRESS")
+            .unwrap_or_default()
+            .parse::<image::Codec>()
+            .map_err(|e| format!("MPICR_IMAGE_COMPRESS: {e}"));
         Self {
             job: job.into(),
+            compress,
             before_capture: Vec::new(),
             disabled: 0,
         }
@@ -163,6 +171,7 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
         let path = dir.join(image::image_file_name(request.rank));
         let options = CaptureOptions {
             exclude_dirs: request.exclude_dirs.to_vec(),
+            compress: self.compress.clone()?,
         };
         match image::capture_in_child_with(&path, &options) {
             Ok(ChildOutcome::Started(child)) => Ok(ImageCapture::Writing(Box::new(PendingImage {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::codec::{Codec, Compressor, ENC_RAW, zstd_workspace_len};
 use crate::format::*;
 use crate::procfs::{self, MapsLine};
 use crate::read::{encode_header, encode_trailer_prefix};
@@ -50,6 +51,8 @@ pub struct CaptureOptions {
     /// and descriptors of files under them are left out (the MPI layer's rings and doorbells,
     /// which a restarted job recreates elsewhere). The restorer leaves those ranges unmapped.
     pub exclude_dirs: Vec<PathBuf>,
+    /// How page runs are compressed.
+    pub compress: Codec,
 }
 
 /// A failed system call while memory was being written (no allocation to describe it).
@@ -231,10 +234,20 @@ const MAPS_BUF: usize = 2 << 20;
 const STAT_BUF: usize = 8 << 10;
 const CHUNK_PAGES: usize = IO_BUF / PAGE_SIZE as usize;
 const PAGEMAP_BUF: usize = CHUNK_PAGES * 8;
+/// Compressed output of one read (never larger than the read: else the run is stored raw).
+const COMP_BUF: usize = IO_BUF;
+/// The fixed part of the scratch mapping (a zstd context's workspace follows it).
+const SCRATCH_FIXED: usize = IO_BUF + OUT_BUF + MAPS_BUF + STAT_BUF + PAGEMAP_BUF + COMP_BUF;
+
 /// Whole pages, so that clipping it out of a merged mapping leaves page-aligned regions.
-const SCRATCH_LEN: usize = (IO_BUF + OUT_BUF + MAPS_BUF + STAT_BUF + PAGEMAP_BUF)
-    .div_ceil(PAGE_SIZE as usize)
-    * PAGE_SIZE as usize;
+fn scratch_len(codec: Codec) -> usize {
+    let ws = if codec == Codec::Zstd {
+        zstd_workspace_len()
+    } else {
+        0
+    };
+    (SCRATCH_FIXED + ws).div_ceil(PAGE_SIZE as usize) * PAGE_SIZE as usize
+}
 
 /// A region as phase B sees it; `name` indexes the maps text in the scratch buffer.
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +270,7 @@ struct Job {
     /// Path prefixes (`DIR/`) of mappings left out.
     exclude: Vec<Vec<u8>>,
     scratch: sys::Scratch,
+    codec: Codec,
     fork: bool,
     child_pid: i32,
     fork_errno: i32,
@@ -295,7 +309,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         let _ = std::fs::remove_file(tmp);
         return Err(CaptureError::RseqRegistered);
     }
-    let scratch = sys::Scratch::new(SCRATCH_LEN)
+    let scratch = sys::Scratch::new(scratch_len(options.compress))
         .map_err(|e| CaptureError::Io("mapping the capture buffers", e))?;
     Ok(Job {
         file,
@@ -303,6 +317,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         regions: Vec::with_capacity(MAX_CAPTURE_REGIONS),
         exclude,
         scratch,
+        codec: options.compress,
         fork,
         child_pid: 0,
         fork_errno: 0,
@@ -580,7 +595,11 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     let (io, rest) = bytes.split_at_mut(IO_BUF);
     let (outbuf, rest) = rest.split_at_mut(OUT_BUF);
     let (maps_buf, rest) = rest.split_at_mut(MAPS_BUF);
-    let (stat_buf, pm_buf) = rest.split_at_mut(STAT_BUF);
+    let (stat_buf, rest) = rest.split_at_mut(STAT_BUF);
+    let (pm_buf, rest) = rest.split_at_mut(PAGEMAP_BUF);
+    let (comp_buf, workspace) = rest.split_at_mut(COMP_BUF);
+    let mut comp = Compressor::new(job.codec, workspace)
+        .ok_or_else(|| werr("setting up the compressor", 0)(Errno::NOMEM))?;
 
     // --- From here on: no allocation. ---
     let maps_len = read_all(maps.as_fd(), maps_buf, "reading /proc/self/maps")?;
@@ -695,9 +714,20 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     out.u64(LAYOUT_BODY_LEN as u64)?;
     out.put(&encode_layout(&layout))?;
     out.end_section()?;
+    out.u32(TAG_PARENT)?;
+    let parent = encode_parent(None);
+    out.u64(parent.len() as u64)?;
+    out.put(&parent)?;
+    out.end_section()?;
 
+    let mut bufs = Bufs {
+        io,
+        pm: pm_buf,
+        comp: comp_buf,
+        comp_state: &mut comp,
+    };
     for r in job.regions.iter() {
-        write_region(&mut out, r, text, mem.as_fd(), pagemap.as_fd(), io, pm_buf)?;
+        write_region(&mut out, r, text, mem.as_fd(), pagemap.as_fd(), &mut bufs)?;
     }
     let body_len = out.pos;
     out.put(&encode_trailer_prefix(layout.n_regions, body_len))?;
@@ -758,15 +788,51 @@ fn classify(l: &MapsLine<'_>, name: (usize, usize)) -> RegionPlan {
     plan
 }
 
+/// The writer's buffers (all in the scratch mapping) and its compressor.
+struct Bufs<'a> {
+    io: &'a mut [u8],
+    pm: &'a mut [u8],
+    comp: &'a mut [u8],
+    comp_state: &'a mut Compressor,
+}
+
+/// Writes one run: `page u64, npages u64, enc u32, len u64, crc u32, data[len]` (the crc is
+/// that of the uncompressed pages for a compressed run, 0 for a raw one).
+fn put_run(
+    out: &mut Out<'_>,
+    page: u64,
+    data: &[u8],
+    comp: &mut [u8],
+    c: &mut Compressor,
+) -> Result<(), WriteError> {
+    out.u64(page)?;
+    out.u64(data.len() as u64 / PAGE_SIZE)?;
+    match c.compress(data, comp) {
+        Some(n) => {
+            out.u32(c.enc())?;
+            out.u64(n as u64)?;
+            out.u32(crc32c::crc32c(data))?;
+            out.put(&comp[..n])
+        }
+        None => {
+            out.u32(ENC_RAW)?;
+            out.u64(data.len() as u64)?;
+            out.u32(0)?;
+            out.put(data)
+        }
+    }
+}
+
 fn write_region(
     out: &mut Out<'_>,
     r: &RegionPlan,
     text: &[u8],
     mem: BorrowedFd<'_>,
     pagemap: BorrowedFd<'_>,
-    io: &mut [u8],
-    pm: &mut [u8],
+    bufs: &mut Bufs<'_>,
 ) -> Result<(), WriteError> {
+    let io = &mut *bufs.io;
+    let pm = &mut *bufs.pm;
     let name = &text[r.name.0..r.name.0 + r.name.1.min(MAX_STR as usize)];
     out.sec_crc = 0;
     out.u32(TAG_REGION)?;
@@ -832,9 +898,13 @@ fn write_region(
                 while b < k && !page_is_zero(&io[b * page..(b + 1) * page]) {
                     b += 1;
                 }
-                out.u64(p + (i + a) as u64)?;
-                out.u64((b - a) as u64)?;
-                out.put(&io[a * page..b * page])?;
+                put_run(
+                    out,
+                    p + (i + a) as u64,
+                    &io[a * page..b * page],
+                    bufs.comp,
+                    bufs.comp_state,
+                )?;
                 a = b;
             }
             i = j;

@@ -14,6 +14,7 @@
 //! in `capture`.
 
 mod capture;
+pub mod codec;
 mod ctx;
 pub mod format;
 pub mod partref;
@@ -26,9 +27,11 @@ pub use capture::{
     CaptureError, CaptureOptions, ChildCapture, ChildOutcome, Outcome, WriteError,
     capture_in_child, capture_in_child_with, capture_to,
 };
+pub use codec::Codec;
 pub use format::FormatError;
 pub use partref::{ImageRef, image_file_name};
 pub use read::{
-    Image, Region, RunLoc, encode_header, encode_trailer_prefix, read_image, read_image_from,
+    HFLAG_INCREMENTAL, Image, Region, RunLoc, encode_header, encode_header_flags,
+    encode_trailer_prefix, read_image, read_image_from,
 };
 pub use restart::{RESTART_ENV_FD, replace_placeholder, reserve_fds, take_restart_env};

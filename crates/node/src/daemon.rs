@@ -347,7 +347,11 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn authenticate(stream: &TcpStream, config: &DaemonConfig, role: HelloRole) -> Result<(), wire::auth::AuthError> {
+fn authenticate(
+    stream: &TcpStream,
+    config: &DaemonConfig,
+    role: HelloRole,
+) -> Result<(), wire::auth::AuthError> {
     wire::auth::connect(stream, &config.secret, &config.job, &config.node, role)
 }
 
@@ -395,59 +399,68 @@ fn prepare_store(
 fn store_work(store: Option<&Arc<NodeStore>>, uplink: &Uplink, message: Message) {
     let store = store.cloned();
     let uplink = uplink.clone();
-    let _ = thread::Builder::new().name("store-work".into()).spawn(move || {
-        let answer = match (message, store) {
-            (Message::StoreKeep(keep), Some(store)) => {
-                store.keep_only(&keep.epochs);
-                return;
-            }
-            (Message::StoreKeep(_), None) => return,
-            (Message::StoreBegin(begin), store) => {
-                let (dir, error) = match store.map(|s| s.begin(begin.epoch)) {
-                    Some(Ok(dir)) => (dir.display().to_string(), String::new()),
-                    Some(Err(e)) => (String::new(), crate::error_chain(&e)),
-                    None => (String::new(), "this node has no store".to_owned()),
-                };
-                Message::StoreReady(StoreReady {
-                    epoch: begin.epoch,
-                    dir,
-                    error,
-                })
-            }
-            (Message::PartKeep(keep), store) => {
-                let mut stored = PartStored {
-                    epoch: keep.epoch,
-                    rank: keep.rank,
-                    nodes: Vec::new(),
-                    checkpointer: String::new(),
-                    sections: Vec::new(),
-                    error: String::new(),
-                };
-                let result = store
-                    .ok_or_else(|| "this node has no store".to_owned())
-                    .and_then(|store| {
-                        let part = store
-                            .check(keep.epoch, keep.rank, keep.size, keep.crc32c)
-                            .map_err(|e| crate::error_chain(&e))?;
-                        let nodes = store
-                            .mirror(keep.epoch, keep.rank, &part, keep.size, keep.crc32c, &keep.mirrors)
-                            .map_err(|e| crate::error_chain(&e))?;
-                        Ok((part, nodes))
-                    });
-                match result {
-                    Ok((part, nodes)) => {
-                        stored.nodes = nodes;
-                        stored.checkpointer = part.checkpointer;
-                        stored.sections = part.sections;
-                    }
-                    Err(why) => stored.error = why,
+    let _ = thread::Builder::new()
+        .name("store-work".into())
+        .spawn(move || {
+            let answer = match (message, store) {
+                (Message::StoreKeep(keep), Some(store)) => {
+                    store.keep_only(&keep.epochs);
+                    return;
                 }
-                Message::PartStored(stored)
-            }
-            _ => return,
-        };
-        let _ = uplink.send(&answer);
-    });
+                (Message::StoreKeep(_), None) => return,
+                (Message::StoreBegin(begin), store) => {
+                    let (dir, error) = match store.map(|s| s.begin(begin.epoch)) {
+                        Some(Ok(dir)) => (dir.display().to_string(), String::new()),
+                        Some(Err(e)) => (String::new(), crate::error_chain(&e)),
+                        None => (String::new(), "this node has no store".to_owned()),
+                    };
+                    Message::StoreReady(StoreReady {
+                        epoch: begin.epoch,
+                        dir,
+                        error,
+                    })
+                }
+                (Message::PartKeep(keep), store) => {
+                    let mut stored = PartStored {
+                        epoch: keep.epoch,
+                        rank: keep.rank,
+                        nodes: Vec::new(),
+                        checkpointer: String::new(),
+                        sections: Vec::new(),
+                        error: String::new(),
+                    };
+                    let result = store
+                        .ok_or_else(|| "this node has no store".to_owned())
+                        .and_then(|store| {
+                            let part = store
+                                .check(keep.epoch, keep.rank, keep.size, keep.crc32c)
+                                .map_err(|e| crate::error_chain(&e))?;
+                            let nodes = store
+                                .mirror(
+                                    keep.epoch,
+                                    keep.rank,
+                                    &part,
+                                    keep.size,
+                                    keep.crc32c,
+                                    &keep.mirrors,
+                                )
+                                .map_err(|e| crate::error_chain(&e))?;
+                            Ok((part, nodes))
+                        });
+                    match result {
+                        Ok((part, nodes)) => {
+                            stored.nodes = nodes;
+                            stored.checkpointer = part.checkpointer;
+                            stored.sections = part.sections;
+                        }
+                        Err(why) => stored.error = why,
+                    }
+                    Message::PartStored(stored)
+                }
+                _ => return,
+            };
+            let _ = uplink.send(&answer);
+        });
 }
 
 fn resolve(addr: &str) -> Result<SocketAddr, DaemonError> {

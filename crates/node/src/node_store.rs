@@ -110,7 +110,12 @@ fn make_dir(path: &Path) -> Result<(), NodeStoreError> {
 
 impl NodeStore {
     /// The store of `job` under `storage` (created 0700 if missing).
-    pub fn open(storage: &Path, job: &str, node: &str, secret: &str) -> Result<Self, NodeStoreError> {
+    pub fn open(
+        storage: &Path,
+        job: &str,
+        node: &str,
+        secret: &str,
+    ) -> Result<Self, NodeStoreError> {
         let root = storage.join(job);
         make_dir(&root)?;
         Ok(Self {
@@ -135,7 +140,13 @@ impl NodeStore {
 
     /// Checks rank `rank`'s part of `epoch` in this store: complete, its whole-file checksum
     /// right, and the size and checksum its writer reported.
-    pub fn check(&self, epoch: u64, rank: u32, size: u64, crc: u32) -> Result<CheckedPart, NodeStoreError> {
+    pub fn check(
+        &self,
+        epoch: u64,
+        rank: u32,
+        size: u64,
+        crc: u32,
+    ) -> Result<CheckedPart, NodeStoreError> {
         let path = self.epoch_dir(epoch).join(part_file_name(rank));
         check_file(&path, &self.job, epoch, rank, size, crc)
     }
@@ -174,7 +185,8 @@ impl NodeStore {
                 node: peer.node.clone(),
                 why,
             };
-            send_part(&stream, &part.path, epoch, rank, size, crc).map_err(|e| fail(e.to_string()))?;
+            send_part(&stream, &part.path, epoch, rank, size, crc)
+                .map_err(|e| fail(e.to_string()))?;
             match read_message(&mut &stream) {
                 Ok(Message::PartAck(ack)) if ack.epoch == epoch && ack.rank == rank => {}
                 Ok(Message::Error(why)) => return Err(fail(why)),
@@ -213,7 +225,12 @@ impl NodeStore {
         })
     }
 
-    fn fetch_from(&self, epoch: u64, source: &PartSource, holder: &StorePeer) -> Result<(), NodeStoreError> {
+    fn fetch_from(
+        &self,
+        epoch: u64,
+        source: &PartSource,
+        holder: &StorePeer,
+    ) -> Result<(), NodeStoreError> {
         let stream = self.connect(holder)?;
         let fail = |why: String| NodeStoreError::Copy {
             node: holder.node.clone(),
@@ -232,11 +249,21 @@ impl NodeStore {
             Ok(other) => return Err(fail(format!("it answered {:?}", other.command()))),
             Err(e) => return Err(fail(crate::error_chain(&e))),
         };
-        if put.epoch != epoch || put.rank != source.rank || put.size != source.size || put.crc32c != source.crc32c {
+        if put.epoch != epoch
+            || put.rank != source.rank
+            || put.size != source.size
+            || put.crc32c != source.crc32c
+        {
             return Err(fail("it sent another part".to_owned()));
         }
-        self.receive(&stream, &put).map_err(|e| fail(crate::error_chain(&e)))?;
-        tracing::info!(epoch, rank = source.rank, from = holder.node, "part fetched");
+        self.receive(&stream, &put)
+            .map_err(|e| fail(crate::error_chain(&e)))?;
+        tracing::info!(
+            epoch,
+            rank = source.rank,
+            from = holder.node,
+            "part fetched"
+        );
         Ok(())
     }
 
@@ -256,11 +283,17 @@ impl NodeStore {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
         let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-        wire::auth::connect(&stream, &self.secret, &self.job, &self.node, HelloRole::Store)
-            .map_err(|source| NodeStoreError::Auth {
-                node: peer.node.clone(),
-                source,
-            })?;
+        wire::auth::connect(
+            &stream,
+            &self.secret,
+            &self.job,
+            &self.node,
+            HelloRole::Store,
+        )
+        .map_err(|source| NodeStoreError::Auth {
+            node: peer.node.clone(),
+            source,
+        })?;
         Ok(stream)
     }
 
@@ -269,7 +302,11 @@ impl NodeStore {
     fn receive(&self, stream: &TcpStream, put: &PartPut) -> Result<(), NodeStoreError> {
         let dir = self.begin(put.epoch)?;
         let name = part_file_name(put.rank);
-        let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), thread_id()));
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            thread_id()
+        ));
         let result = (|| {
             let mut file = OpenOptions::new()
                 .write(true)
@@ -350,12 +387,20 @@ impl NodeStore {
         let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
         let hello = match read_message(&mut &*stream) {
             Ok(Message::NodeHello(hello)) => hello,
-            Ok(other) => return Err(format!("the first message was {:?}, not NODE_HELLO", other.command())),
+            Ok(other) => {
+                return Err(format!(
+                    "the first message was {:?}, not NODE_HELLO",
+                    other.command()
+                ));
+            }
             Err(wire::stream::ReadError::Closed) => return Ok(()),
             Err(e) => return Err(crate::error_chain(&e)),
         };
         if hello.job != self.job {
-            return Err(format!("it asked for job `{}`, not `{}`", hello.job, self.job));
+            return Err(format!(
+                "it asked for job `{}`, not `{}`",
+                hello.job, self.job
+            ));
         }
         if hello.role != HelloRole::Store {
             return Err("only store connections reach a node's store".to_owned());
@@ -370,7 +415,8 @@ impl NodeStore {
         loop {
             match read_message(&mut &*stream) {
                 Ok(Message::PartPut(put)) => {
-                    self.receive(stream, &put).map_err(|e| crate::error_chain(&e))?;
+                    self.receive(stream, &put)
+                        .map_err(|e| crate::error_chain(&e))?;
                     write_message(
                         &mut &*stream,
                         &Message::PartAck(PartAck {
@@ -384,10 +430,17 @@ impl NodeStore {
                     let part = self
                         .check(get.epoch, get.rank, get.size, get.crc32c)
                         .map_err(|e| crate::error_chain(&e))?;
-                    send_part(stream, &part.path, get.epoch, get.rank, get.size, get.crc32c)
-                        .map_err(|e| e.to_string())?;
+                    send_part(
+                        stream, &part.path, get.epoch, get.rank, get.size, get.crc32c,
+                    )
+                    .map_err(|e| e.to_string())?;
                 }
-                Ok(other) => return Err(format!("unexpected {:?} on a store connection", other.command())),
+                Ok(other) => {
+                    return Err(format!(
+                        "unexpected {:?} on a store connection",
+                        other.command()
+                    ));
+                }
                 Err(wire::stream::ReadError::Closed) => return Ok(()),
                 Err(e) => return Err(crate::error_chain(&e)),
             }
@@ -402,7 +455,14 @@ fn thread_id() -> u64 {
     h.finish()
 }
 
-fn check_file(path: &Path, job: &str, epoch: u64, rank: u32, size: u64, crc: u32) -> Result<CheckedPart, NodeStoreError> {
+fn check_file(
+    path: &Path,
+    job: &str,
+    epoch: u64,
+    rank: u32,
+    size: u64,
+    crc: u32,
+) -> Result<CheckedPart, NodeStoreError> {
     let reader = PartReader::open(path).map_err(|source| NodeStoreError::Part { rank, source })?;
     if reader.rank() != rank || reader.epoch() != epoch || reader.job() != job {
         return Err(NodeStoreError::Copy {
@@ -436,7 +496,14 @@ fn check_file(path: &Path, job: &str, epoch: u64, rank: u32, size: u64, crc: u32
 }
 
 /// Sends PART_PUT and the file's bytes in PART_DATA frames.
-fn send_part(stream: &TcpStream, path: &Path, epoch: u64, rank: u32, size: u64, crc: u32) -> io::Result<()> {
+fn send_part(
+    stream: &TcpStream,
+    path: &Path,
+    epoch: u64,
+    rank: u32,
+    size: u64,
+    crc: u32,
+) -> io::Result<()> {
     let mut file = File::open(path)?;
     write_message(
         &mut &*stream,

@@ -314,3 +314,128 @@ fn a_c_program_through_libmpi_restarts_from_its_images_over_shm_and_tcp() {
     c_kill_and_restart("2", "tcp");
     c_kill_and_restart("4", "tcp");
 }
+
+/// `mpicr-restore --check IMAGE`.
+fn check_image(image: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(bin("mpicr-restore"))
+        .arg("--check")
+        .arg(image)
+        .output()
+        .expect("mpicr-restore runs")
+}
+
+/// The bytes `--check` says it decompressed: "(N compressed)".
+fn compressed_bytes(check: &std::process::Output) -> u64 {
+    let text = String::from_utf8_lossy(&check.stdout);
+    let after = text.split(" bytes of memory stored (").nth(1).unwrap_or("");
+    after
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no compressed count in {text:?}"))
+}
+
+#[test]
+fn every_compression_restarts_to_the_uninterrupted_output() {
+    let sandbox = Sandbox::new();
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", "image-ring", STEPS]);
+    for codec in ["zstd", "lz4", "none"] {
+        let name = format!("z{codec}");
+        let job = sandbox.start_job(&name, &image_job("2", "shm", &["--compress", codec]));
+        std::thread::sleep(random_moment());
+        let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
+        kill_rank(&sandbox, &name, 1, 0);
+        job.finish();
+        let image = sandbox.snapshots().join(&name).join("1/rank-0.image");
+        let check = check_image(&image);
+        assert!(check.status.success(), "{check:?}");
+        let staged = compressed_bytes(&check);
+        if codec == "none" {
+            assert_eq!(staged, 0, "{codec}: {check:?}");
+        } else {
+            assert!(staged > 0, "{codec}: nothing was compressed: {check:?}");
+        }
+        let restarted = sandbox.mpicr(&["restart", &snapshot]);
+        assert_continues(&reference, &restarted, &format!("--compress {codec}"));
+    }
+}
+
+/// Walks a version-2 image and returns, for each region record, (record start, crc offset),
+/// and for each run (data offset, length, encoding).
+fn image_records(b: &[u8]) -> (Vec<(usize, usize)>, Vec<(usize, usize, u32)>) {
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    assert_eq!(u32_at(8), 2, "a version-2 image");
+    let mut at = 32;
+    let mut n_regions = 0;
+    for _ in 0..3 {
+        // META, LAYOUT, PARENT: tag, len, body, crc.
+        let len = u64_at(at + 4) as usize;
+        if &b[at..at + 4] == b"LAYT" {
+            n_regions = u32_at(at + 12 + len - 4);
+        }
+        at += 12 + len + 4;
+    }
+    let (mut regions, mut runs) = (Vec::new(), Vec::new());
+    for _ in 0..n_regions {
+        let start = at;
+        let name_len = u32_at(at + 40 + 36) as usize;
+        at += 40 + 36 + 4 + name_len;
+        loop {
+            let page = u64_at(at);
+            at += 16;
+            if page == u64::MAX {
+                break;
+            }
+            let enc = u32_at(at);
+            let len = u64_at(at + 4) as usize;
+            at += 16;
+            runs.push((at, len, enc));
+            at += len;
+        }
+        regions.push((start, at));
+        at += 4;
+    }
+    (regions, runs)
+}
+
+#[test]
+fn a_compressed_run_that_does_not_decompress_is_refused_before_anything_runs() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job("zrot", &image_job("2", "shm", &["--compress", "zstd"]));
+    committed(&sandbox.mpicr(&["checkpoint", "zrot"]));
+    job.kill();
+    let image = sandbox.snapshots().join("zrot/1/rank-1.image");
+    let mut b = std::fs::read(&image).expect("the image exists");
+    let (regions, runs) = image_records(&b);
+    let &(data, len, _) = runs
+        .iter()
+        .find(|r| r.2 == 2 && r.1 > 64)
+        .expect("a zstd run");
+    // Damage the compressed stream, then make every checksum agree again: only the
+    // decompressor can notice.
+    for byte in &mut b[data + len / 2..data + len / 2 + 16] {
+        *byte ^= 0x5a;
+    }
+    let &(start, crc_at) = regions
+        .iter()
+        .find(|&&(s, c)| s < data && data < c)
+        .expect("its region");
+    let crc = crc32c::crc32c(&b[start..crc_at]);
+    b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    let end = b.len() - 4;
+    let crc = crc32c::crc32c(&b[..end]);
+    b[end..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&image, &b).expect("rewritten");
+    let check = check_image(&image);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(
+        stderr.contains("image is corrupt") && stderr.contains("compressed run"),
+        "{stderr}"
+    );
+    // The job is refused too (its part names the image as it was) and nothing runs.
+    let out = sandbox.mpicr(&["restart", "zrot.1"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the job ran: {}", out.stdout);
+}

@@ -315,7 +315,9 @@ fn a_wrong_secret_on_the_control_port_is_refused_and_logged_while_the_job_runs_o
         out.stderr
     );
     assert_eq!(
-        out.stderr.matches("refused a store connection from").count(),
+        out.stderr
+            .matches("refused a store connection from")
+            .count(),
         1,
         "{}",
         out.stderr
@@ -356,8 +358,11 @@ fn wrong_proof(host: &str, port: u16, job: &str, node: &str, role: wire::HelloRo
         &hello,
         &challenge.nonce,
     );
-    write_message(&mut &stream, &wire::Message::NodeProof(wire::NodeProof { proof }))
-        .expect("sent");
+    write_message(
+        &mut &stream,
+        &wire::Message::NodeProof(wire::NodeProof { proof }),
+    )
+    .expect("sent");
     match read_message(&mut &stream) {
         Ok(wire::Message::Error(text)) => text,
         other => format!("{other:?}"),
@@ -483,7 +488,10 @@ fn recovers_on(
         .iter()
         .map(|node| names.iter().position(|n| n == node).map_or(0, |i| i + 1))
         .collect::<Vec<_>>();
-    format!("{}\nplacement after the recovery: {numbers:?}\n", out.stderr)
+    format!(
+        "{}\nplacement after the recovery: {numbers:?}\n",
+        out.stderr
+    )
 }
 
 /// The manifest of job `name`'s newest snapshot.
@@ -501,15 +509,26 @@ fn newest_manifest(sandbox: &Sandbox, name: &str) -> store::Manifest {
 /// node (`--mirror 1`), in node stores and not in the snapshot directory.
 fn assert_mirrored(cluster: &Cluster, sandbox: &Sandbox, name: &str) {
     let manifest = newest_manifest(sandbox, name);
-    let dir = sandbox.snapshots().join(name).join(manifest.epoch.to_string());
+    let dir = sandbox
+        .snapshots()
+        .join(name)
+        .join(manifest.epoch.to_string());
     for part in &manifest.parts {
         let home = &manifest.placement[part.rank as usize].1;
         assert_eq!(part.nodes.len(), 2, "{part:?}");
         assert_eq!(&part.nodes[0], home, "{part:?}");
         assert_ne!(part.nodes[0], part.nodes[1], "{part:?}");
-        assert!(!dir.join(&part.file).exists(), "a part in the snapshot directory");
+        assert!(
+            !dir.join(&part.file).exists(),
+            "a part in the snapshot directory"
+        );
         for node in &part.nodes {
-            let k = cluster.nodes.iter().position(|n| &n.name == node).expect("a node") + 1;
+            let k = cluster
+                .nodes
+                .iter()
+                .position(|n| &n.name == node)
+                .expect("a node")
+                + 1;
             let copy = node_store(sandbox, cluster, k)
                 .join(name)
                 .join(manifest.epoch.to_string())
@@ -703,7 +722,11 @@ fn a_snapshot_of_a_job_on_several_nodes_restarts_with_hosts_and_fetches_missing_
     let snapshot = format!("{name}.{first}");
     let out = sandbox.mpicr(&["restart", &snapshot]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("restart it with --hosts"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("restart it with --hosts"),
+        "{}",
+        out.stderr
+    );
     // Node 1 lost its store since; its ranks' parts come from node 2's mirrors.
     std::fs::remove_dir_all(node_store(&sandbox, &cluster, 1)).expect("the store is there");
     let mut all = vec!["restart".to_owned()];

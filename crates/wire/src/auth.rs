@@ -60,8 +60,7 @@ pub enum AuthError {
 /// A fresh nonce: 32 random bytes as 64 hexadecimal digits.
 pub fn new_nonce() -> Result<String, AuthError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| AuthError::Random(io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut bytes).map_err(|e| AuthError::Random(io::Error::other(e.to_string())))?;
     Ok(hex(&bytes))
 }
 
@@ -110,11 +109,19 @@ fn mac(secret: &str, side: Side, hello: &NodeHello, accept_nonce: &str) -> HmacS
 
 /// The proof `side` gives for the exchange of `hello` and the accepting side's nonce.
 pub fn proof(secret: &str, side: Side, hello: &NodeHello, accept_nonce: &str) -> String {
-    hex(&mac(secret, side, hello, accept_nonce).finalize().into_bytes())
+    hex(&mac(secret, side, hello, accept_nonce)
+        .finalize()
+        .into_bytes())
 }
 
 /// Whether `proof` is the one `side` must give (compared in constant time).
-pub fn verify(secret: &str, side: Side, hello: &NodeHello, accept_nonce: &str, proof: &str) -> bool {
+pub fn verify(
+    secret: &str,
+    side: Side,
+    hello: &NodeHello,
+    accept_nonce: &str,
+    proof: &str,
+) -> bool {
     let Some(bytes) = unhex(proof) else {
         return false;
     };
@@ -159,8 +166,11 @@ where
         return Err(AuthError::BadProof);
     }
     let mine = proof(secret, Side::Connecting, &hello, &challenge.nonce);
-    write_message(&mut &*stream, &Message::NodeProof(NodeProof { proof: mine }))
-        .map_err(AuthError::Io)
+    write_message(
+        &mut &*stream,
+        &Message::NodeProof(NodeProof { proof: mine }),
+    )
+    .map_err(AuthError::Io)
 }
 
 /// The accepting side, once it has read `hello` (and checked its job and node): answers with
@@ -216,7 +226,10 @@ mod tests {
         assert!(!verify("s", Side::Connecting, &h, &"22".repeat(32), "zz"));
     }
 
-    fn exchange(client_secret: &str, server_secret: &str) -> (Result<(), AuthError>, Result<(), AuthError>) {
+    fn exchange(
+        client_secret: &str,
+        server_secret: &str,
+    ) -> (Result<(), AuthError>, Result<(), AuthError>) {
         let (a, c) = UnixStream::pair().unwrap();
         let server = std::thread::spawn({
             let server_secret = server_secret.to_owned();

@@ -15,8 +15,8 @@
 //! over any `Read`/`Write` so that callers do not each write their own framing loop.
 #![forbid(unsafe_code)]
 
-mod frame;
 pub mod auth;
+mod frame;
 mod message;
 pub mod stream;
 
@@ -27,7 +27,7 @@ pub use frame::{
 pub use message::{
     Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
     CheckpointRequest, Exit, Heartbeat, HelloRole, Message, NodeChallenge, NodeHello, NodeLaunch,
-    NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, PartAck, PartDone, PartGet, PartKeep,
-    PartPut, PartSource, PartStored, ProcEntry, ProcState, RankEnded, RankOutput, RankStarted,
-    Refresh, Register, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer, StoreReady,
+    NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, PartAck, PartDone, PartGet, PartKeep, PartPut,
+    PartSource, PartStored, ProcEntry, ProcState, RankEnded, RankOutput, RankStarted, Refresh,
+    Register, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer, StoreReady,
 };
