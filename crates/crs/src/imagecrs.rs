@@ -10,7 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use engine::{ImageCapture, ImageRequest, ImageWriter};
-use image::{CaptureOptions, ChildCapture, ChildOutcome, ImageRef};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use image::{CaptureOptions, Chain, ChildCapture, ChildOutcome, ImageRef};
 use store::{PartReader, PartWriter};
 use wire::PartDone;
 
@@ -30,11 +33,17 @@ pub fn before_image_capture(f: BeforeCapture) {
     BEFORE_CAPTURE.with(|hooks| hooks.borrow_mut().push(f));
 }
 
+/// A full image every this many images unless `MPICR_IMAGE_FULL_EVERY` says otherwise.
+pub(crate) const DEFAULT_FULL_EVERY: u32 = 8;
+
 /// The `image` component.
 pub struct ImageCheckpointer {
     job: String,
     /// `MPICR_IMAGE_COMPRESS` (`--compress`), or why its value is not usable.
     compress: Result<image::Codec, String>,
+    /// The chain of this rank's images (`MPICR_IMAGE_FULL_EVERY`, `--full-every`: a full
+    /// image every K, incremental ones between).
+    chain: Rc<RefCell<Chain>>,
     before_capture: Vec<BeforeCapture>,
     disabled: u32,
 }
@@ -44,6 +53,7 @@ impl std::fmt::Debug for ImageCheckpointer {
         f.debug_struct("ImageCheckpointer")
             .field("job", &self.job)
             .field("compress", &self.compress)
+            .field("chain", &self.chain)
             .field("before_capture", &self.before_capture.len())
             .field("disabled", &self.disabled)
             .finish()
@@ -58,9 +68,15 @@ impl ImageCheckpointer {
             .unwrap_or_default()
             .parse::<image::Codec>()
             .map_err(|e| format!("MPICR_IMAGE_COMPRESS: {e}"));
+        let full_every = std::env::var("MPICR_IMAGE_FULL_EVERY")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|&k| k >= 1)
+            .unwrap_or(DEFAULT_FULL_EVERY);
         Self {
             job: job.into(),
             compress,
+            chain: Rc::new(RefCell::new(Chain::new(full_every))),
             before_capture: Vec::new(),
             disabled: 0,
         }
@@ -129,6 +145,7 @@ pub fn verify_image_part(dir: &Path, part: &PartReader) -> Result<(), CrsError> 
 #[derive(Debug)]
 struct PendingImage {
     child: Option<ChildCapture>,
+    chain: Rc<RefCell<Chain>>,
     dir: PathBuf,
     path: PathBuf,
     job: String,
@@ -150,6 +167,10 @@ impl ImageWriter for PendingImage {
                 }
             }
         };
+        match &written {
+            Ok(()) => self.chain.borrow_mut().written(&self.path),
+            Err(_) => self.chain.borrow_mut().failed(),
+        }
         Some(
             written
                 .map_err(|e| format!("writing the image of rank {} failed: {e}", self.rank))
@@ -173,9 +194,14 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
             exclude_dirs: request.exclude_dirs.to_vec(),
             compress: self.compress.clone()?,
         };
-        match image::capture_in_child_with(&path, &options) {
+        let captured = {
+            let mut chain = self.chain.borrow_mut();
+            image::capture_in_child_chained(&path, &options, &mut chain)
+        };
+        match captured {
             Ok(ChildOutcome::Started(child)) => Ok(ImageCapture::Writing(Box::new(PendingImage {
                 child: Some(child),
+                chain: self.chain.clone(),
                 dir,
                 path,
                 job: self.job.clone(),

@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::codec::{Codec, Compressor, ENC_RAW, zstd_workspace_len};
+use crate::codec::{Codec, Compressor, ENC_RAW, ENC_ZERO, zstd_workspace_len};
 use crate::format::*;
+use crate::incr::{self, Chain};
 use crate::procfs::{self, MapsLine};
-use crate::read::{encode_header, encode_trailer_prefix};
+use crate::read::{HFLAG_INCREMENTAL, encode_header_flags, encode_trailer_prefix};
 use crate::{ctx, sys};
 
 /// Why a capture failed.
@@ -177,11 +178,49 @@ pub fn capture_in_child_with(
     path: &Path,
     options: &CaptureOptions,
 ) -> Result<ChildOutcome, CaptureError> {
+    capture_in_child_inner(path, options, None)
+}
+
+/// [`capture_in_child_with`] as a link of `chain`: an incremental image based on the last
+/// image the chain recorded, unless a full one is due. Tell the chain the outcome with
+/// [`Chain::written`] or [`Chain::failed`] once the writer has ended.
+pub fn capture_in_child_chained(
+    path: &Path,
+    options: &CaptureOptions,
+    chain: &mut Chain,
+) -> Result<ChildOutcome, CaptureError> {
+    capture_in_child_inner(path, options, Some(chain))
+}
+
+fn capture_in_child_inner(
+    path: &Path,
+    options: &CaptureOptions,
+    chain: Option<&mut Chain>,
+) -> Result<ChildOutcome, CaptureError> {
     let tmp = tmp_path(path);
     let mut job = prepare(&tmp, true, options)?;
-    let r = ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>());
+    let mut chain = chain;
+    if let Some(c) = chain.as_deref_mut() {
+        job.parent = c
+            .begin(path)
+            .map_err(|e| CaptureError::Io("preparing the hash tables", e))?;
+        job.excluded_tables = c.ranges();
+        job.parent_bytes = encode_parent(job.parent.as_ref());
+    }
+    let r = {
+        let (prev, next) = match chain.as_deref_mut() {
+            Some(c) => c.tables(job.parent.is_some()),
+            None => (None, None),
+        };
+        job.prev_table = prev.map(|t| (t.as_ptr(), t.len()));
+        job.next_table = next.map(|t| (t.as_mut_ptr(), t.len()));
+        ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>())
+    };
     if r == RESTORED {
         restored(job);
+        if let Some(c) = chain {
+            c.forget_after_restore();
+        }
         return Ok(ChildOutcome::Restored);
     }
     let (fork_errno, child_pid) = (job.fork_errno, job.child_pid);
@@ -271,6 +310,16 @@ struct Job {
     exclude: Vec<Vec<u8>>,
     scratch: sys::Scratch,
     codec: Codec,
+    /// What an incremental image is based on.
+    parent: Option<Parent>,
+    /// The PARENT body (encoded before the capture point).
+    parent_bytes: Vec<u8>,
+    /// The previous image's hash table (read) and the next one (written), as (pointer,
+    /// words): shared mappings the chain owns and keeps alive across the capture.
+    prev_table: Option<(*const u64, usize)>,
+    next_table: Option<(*mut u64, usize)>,
+    /// Address ranges of the tables, left out of the image.
+    excluded_tables: [(u64, u64); 2],
     fork: bool,
     child_pid: i32,
     fork_errno: i32,
@@ -318,6 +367,11 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         exclude,
         scratch,
         codec: options.compress,
+        parent: None,
+        parent_bytes: encode_parent(None),
+        prev_table: None,
+        next_table: None,
+        excluded_tables: [(0, 0); 2],
         fork,
         child_pid: 0,
         fork_errno: 0,
@@ -590,7 +644,13 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     let maps = open_proc(c"/proc/self/maps")?;
     let stat = open_proc(c"/proc/self/stat")?;
     let img = job.file.as_fd();
-    let (scratch_start, scratch_end) = job.scratch.range();
+    // Ranges left out of the image, in address order.
+    let mut excluded = [
+        job.scratch.range(),
+        job.excluded_tables[0],
+        job.excluded_tables[1],
+    ];
+    excluded.sort_unstable();
     let bytes = job.scratch.bytes();
     let (io, rest) = bytes.split_at_mut(IO_BUF);
     let (outbuf, rest) = rest.split_at_mut(OUT_BUF);
@@ -661,27 +721,40 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
             _ => {}
         }
         let plan = classify(&l, name);
-        // Leave the scratch mapping out (the kernel may have merged it with a neighbour).
-        for (s, e) in [
-            (plan.start, plan.end.min(scratch_start)),
-            (plan.start.max(scratch_end), plan.end),
-        ] {
-            if s < e {
-                if job.regions.len() == job.regions.capacity() {
-                    return Err(werr("too many mappings", s)(Errno::NOMEM));
-                }
-                let off = if plan.kind.is_file() {
-                    plan.file_offset + (s - plan.start)
-                } else {
-                    0
-                };
-                job.regions.push(RegionPlan {
-                    start: s,
-                    end: e,
-                    file_offset: off,
-                    ..plan
-                });
+        // Leave the scratch mapping and the hash tables out (the kernel may have merged
+        // them with a neighbour).
+        let mut cursor = plan.start;
+        let mut pieces = [(0u64, 0u64); 4];
+        let mut np = 0;
+        for (xs, xe) in excluded {
+            if xs >= xe || xe <= cursor || xs >= plan.end {
+                continue;
             }
+            if xs > cursor {
+                pieces[np] = (cursor, xs);
+                np += 1;
+            }
+            cursor = cursor.max(xe);
+        }
+        if cursor < plan.end {
+            pieces[np] = (cursor, plan.end);
+            np += 1;
+        }
+        for &(s, e) in &pieces[..np] {
+            if job.regions.len() == job.regions.capacity() {
+                return Err(werr("too many mappings", s)(Errno::NOMEM));
+            }
+            let off = if plan.kind.is_file() {
+                plan.file_offset + (s - plan.start)
+            } else {
+                0
+            };
+            job.regions.push(RegionPlan {
+                start: s,
+                end: e,
+                file_offset: off,
+                ..plan
+            });
         }
     }
     layout.n_regions = job.regions.len() as u32;
@@ -704,7 +777,11 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
         sec_crc: 0,
         pos: 0,
     };
-    out.put(&encode_header())?;
+    out.put(&encode_header_flags(if job.parent.is_some() {
+        HFLAG_INCREMENTAL
+    } else {
+        0
+    }))?;
     out.sec_crc = 0;
     out.u32(TAG_META)?;
     out.u64(job.meta_bytes.len() as u64)?;
@@ -715,9 +792,8 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     out.put(&encode_layout(&layout))?;
     out.end_section()?;
     out.u32(TAG_PARENT)?;
-    let parent = encode_parent(None);
-    out.u64(parent.len() as u64)?;
-    out.put(&parent)?;
+    out.u64(job.parent_bytes.len() as u64)?;
+    out.put(&job.parent_bytes)?;
     out.end_section()?;
 
     let mut bufs = Bufs {
@@ -726,8 +802,35 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
         comp: comp_buf,
         comp_state: &mut comp,
     };
+    // SAFETY: the chain owns both tables (shared mappings of these lengths) and keeps them
+    // mapped until the capture has returned; this process (or the forked writer, which
+    // inherited them) is single-threaded, and nothing else refers to them during the write.
+    let prev_table: Option<&[u64]> = job
+        .prev_table
+        .map(|(ptr, len)| unsafe { std::slice::from_raw_parts(ptr, len) });
+    // SAFETY: as above; the next table is only written here.
+    let mut next_table: Option<&mut [u64]> = job
+        .next_table
+        .map(|(ptr, len)| unsafe { std::slice::from_raw_parts_mut(ptr, len) });
     for r in job.regions.iter() {
-        write_region(&mut out, r, text, mem.as_fd(), pagemap.as_fd(), &mut bufs)?;
+        let hashed =
+            matches!(r.kind, RegionKind::Anon | RegionKind::AnonShared) && r.prot & PROT_R != 0;
+        let prev = prev_table
+            .filter(|_| hashed)
+            .and_then(|t| incr::lookup(t, r.start, r.end, r.kind));
+        let next = next_table
+            .as_deref_mut()
+            .and_then(|t| incr::add_region(t, r.start, r.end, r.kind, hashed));
+        write_region(
+            &mut out,
+            r,
+            text,
+            mem.as_fd(),
+            pagemap.as_fd(),
+            &mut bufs,
+            prev,
+            next,
+        )?;
     }
     let body_len = out.pos;
     out.put(&encode_trailer_prefix(layout.n_regions, body_len))?;
@@ -735,6 +838,9 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     out.put_file_only(&c.to_le_bytes())?;
     out.flush()?;
     rustix::fs::fsync(img).map_err(werr("fsync of the image", 0))?;
+    if let Some(t) = next_table {
+        incr::seal(t);
+    }
     Ok(())
 }
 
@@ -823,6 +929,15 @@ fn put_run(
     }
 }
 
+/// The page classes of a chunk.
+const SKIP: u8 = 0;
+const DATA: u8 = 1;
+const ZERO: u8 = 2;
+
+/// Writes one region. With `prev` (the hashes the parent image recorded for the same region)
+/// the region is a delta: only pages whose hash changed are stored, pages that became zero as
+/// zero runs. With `next` the hashes of every page are recorded there.
+#[allow(clippy::too_many_arguments)]
 fn write_region(
     out: &mut Out<'_>,
     r: &RegionPlan,
@@ -830,17 +945,24 @@ fn write_region(
     mem: BorrowedFd<'_>,
     pagemap: BorrowedFd<'_>,
     bufs: &mut Bufs<'_>,
+    prev: Option<&[u64]>,
+    mut next: Option<&mut [u64]>,
 ) -> Result<(), WriteError> {
     let io = &mut *bufs.io;
     let pm = &mut *bufs.pm;
     let name = &text[r.name.0..r.name.0 + r.name.1.min(MAX_STR as usize)];
+    let flags = if prev.is_some() {
+        r.flags | RFLAG_DELTA
+    } else {
+        r.flags
+    };
     out.sec_crc = 0;
     out.u32(TAG_REGION)?;
     out.u32(r.kind as u32)?;
     out.u64(r.start)?;
     out.u64(r.end)?;
     out.u32(r.prot)?;
-    out.u32(r.flags)?;
+    out.u32(flags)?;
     out.u64(r.file_offset)?;
     let mut idb = [0u8; IDENTITY_LEN];
     FixedEnc {
@@ -852,6 +974,7 @@ fn write_region(
     out.u32(name.len() as u32)?;
     out.put(name)?;
 
+    let hashing = prev.is_some() || next.is_some();
     let page = PAGE_SIZE as usize;
     let pages = (r.end - r.start) / PAGE_SIZE;
     let mut p = 0u64;
@@ -868,46 +991,77 @@ fn write_region(
         };
         pread_exact(pagemap, &mut pm[..n * 8], chunk_addr / PAGE_SIZE * 8)
             .map_err(werr("reading /proc/self/pagemap", chunk_addr))?;
-        let entry = |i: usize| {
+        let entry = |pm: &[u8], i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&pm[i * 8..i * 8 + 8]);
             u64::from_ne_bytes(b)
         };
+        // Read the wanted pages to their place in the chunk.
         let mut i = 0;
         while i < n {
-            if !want(entry(i)) {
+            if !want(entry(pm, i)) {
                 i += 1;
                 continue;
             }
             let mut j = i + 1;
-            while j < n && want(entry(j)) {
+            while j < n && want(entry(pm, j)) {
                 j += 1;
             }
             let addr = chunk_addr + i as u64 * PAGE_SIZE;
-            pread_exact(mem, &mut io[..(j - i) * page], addr)
+            pread_exact(mem, &mut io[i * page..j * page], addr)
                 .map_err(werr("reading memory", addr))?;
-            // Emit the non-zero pages of io[..] as runs.
-            let mut a = 0;
-            let k = j - i;
-            while a < k {
-                if page_is_zero(&io[a * page..(a + 1) * page]) {
-                    a += 1;
-                    continue;
-                }
-                let mut b = a + 1;
-                while b < k && !page_is_zero(&io[b * page..(b + 1) * page]) {
-                    b += 1;
-                }
-                put_run(
+            i = j;
+        }
+        // Each page's hash (0: zero or not read) replaces its pagemap entry.
+        for i in 0..n {
+            let h = if !want(entry(pm, i)) {
+                0
+            } else if hashing {
+                incr::page_hash(&io[i * page..(i + 1) * page])
+            } else {
+                u64::from(!page_is_zero(&io[i * page..(i + 1) * page]))
+            };
+            pm[i * 8..i * 8 + 8].copy_from_slice(&h.to_ne_bytes());
+        }
+        let class = |pm: &[u8], i: usize| {
+            let h = entry(pm, i);
+            match prev {
+                Some(old) if old[p as usize + i] == h => SKIP,
+                Some(_) if h == 0 => ZERO,
+                None if h == 0 => SKIP,
+                _ => DATA,
+            }
+        };
+        let mut a = 0;
+        while a < n {
+            let c = class(pm, a);
+            let mut b = a + 1;
+            while b < n && class(pm, b) == c {
+                b += 1;
+            }
+            match c {
+                DATA => put_run(
                     out,
-                    p + (i + a) as u64,
+                    p + a as u64,
                     &io[a * page..b * page],
                     bufs.comp,
                     bufs.comp_state,
-                )?;
-                a = b;
+                )?,
+                ZERO => {
+                    out.u64(p + a as u64)?;
+                    out.u64((b - a) as u64)?;
+                    out.u32(ENC_ZERO)?;
+                    out.u64(0)?;
+                    out.u32(0)?;
+                }
+                _ => {}
             }
-            i = j;
+            a = b;
+        }
+        if let Some(slot) = next.as_deref_mut() {
+            for i in 0..n {
+                slot[p as usize + i] = entry(pm, i);
+            }
         }
         p += n as u64;
     }

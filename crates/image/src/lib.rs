@@ -17,6 +17,7 @@ mod capture;
 pub mod codec;
 mod ctx;
 pub mod format;
+mod incr;
 pub mod partref;
 mod procfs;
 mod read;
@@ -25,10 +26,11 @@ mod sys;
 
 pub use capture::{
     CaptureError, CaptureOptions, ChildCapture, ChildOutcome, Outcome, WriteError,
-    capture_in_child, capture_in_child_with, capture_to,
+    capture_in_child, capture_in_child_chained, capture_in_child_with, capture_to,
 };
 pub use codec::Codec;
 pub use format::FormatError;
+pub use incr::Chain;
 pub use partref::{ImageRef, image_file_name};
 pub use read::{
     HFLAG_INCREMENTAL, Image, Region, RunLoc, encode_header, encode_header_flags,

@@ -439,3 +439,70 @@ fn a_compressed_run_that_does_not_decompress_is_refused_before_anything_runs() {
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.is_empty(), "the job ran: {}", out.stdout);
 }
+
+#[test]
+fn an_incremental_chain_restores_from_its_last_link_and_survives_gc() {
+    let sandbox = Sandbox::new();
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", "image-ring", STEPS]);
+    let job = sandbox.start_job(
+        "chain",
+        &image_job("2", "shm", &["--compress", "lz4", "--full-every", "8"]),
+    );
+    for epoch in 1..=3 {
+        std::thread::sleep(random_moment());
+        assert_eq!(
+            committed(&sandbox.mpicr(&["checkpoint", "chain"])),
+            format!("chain.{epoch}")
+        );
+    }
+    kill_rank(&sandbox, "chain", 0, 0);
+    job.finish();
+    let dir = sandbox.snapshots().join("chain");
+    // The first image is full, the next two are incremental, chained to it.
+    for (epoch, links) in [(1, None), (2, Some(1)), (3, Some(2))] {
+        let check = check_image(&dir.join(format!("{epoch}/rank-1.image")));
+        assert!(check.status.success(), "{check:?}");
+        let text = String::from_utf8_lossy(&check.stdout);
+        match links {
+            None => assert!(!text.contains("incremental"), "{text}"),
+            Some(n) => assert!(
+                text.contains(&format!("incremental on {n} earlier image(s)")),
+                "{text}"
+            ),
+        }
+    }
+    // The older snapshots go; the kept one holds its chain.
+    ok(&sandbox.mpicr(&["gc", "--keep", "1", "chain"]), "gc");
+    assert!(!dir.join("1").exists() && !dir.join("2").exists());
+    let restarted = sandbox.mpicr(&["restart", "chain.3"]);
+    assert_continues(
+        &reference,
+        &restarted,
+        "a restart from the last link of a chain",
+    );
+
+    // A corrupted link is refused before anything runs, and so is a missing one.
+    let link = dir.join("3/rank-0.base-2.image");
+    let mut bytes = std::fs::read(&link).expect("the link is in the kept snapshot");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::remove_file(&link).expect("unlinked");
+    std::fs::write(&link, &bytes).expect("rewritten");
+    let out = sandbox.mpicr(&["restart", "chain.3"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the job ran: {}", out.stdout);
+    assert!(
+        out.stderr.contains("rank-0.base-2.image") && out.stderr.contains("image is corrupt"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(&link).expect("removed");
+    let out = sandbox.mpicr(&["restart", "chain.3"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the job ran: {}", out.stdout);
+    assert!(
+        out.stderr.contains("rank-0.base-2.image") && out.stderr.contains("missing"),
+        "{}",
+        out.stderr
+    );
+}
