@@ -141,11 +141,21 @@ pub fn verify_image_part(dir: &Path, part: &PartReader) -> Result<(), CrsError> 
     reference.verify(dir, part.rank()).map_err(CrsError::Image)
 }
 
+/// Whether the rank reports each image's stall, write time and size, and the moment it was
+/// restored, on stderr (`MPICR_IMAGE_STATS=1`; `bench/table2` reads these lines).
+fn stats_wanted() -> bool {
+    std::env::var_os("MPICR_IMAGE_STATS").is_some_and(|v| v == "1")
+}
+
 /// A forked writer at work, then the part.
 #[derive(Debug)]
 struct PendingImage {
     child: Option<ChildCapture>,
     chain: Rc<RefCell<Chain>>,
+    /// How long the rank stalled in the capture (output flush, phase A, fork).
+    stall: std::time::Duration,
+    /// When the writer was forked.
+    forked: std::time::Instant,
     dir: PathBuf,
     path: PathBuf,
     job: String,
@@ -171,6 +181,16 @@ impl ImageWriter for PendingImage {
             Ok(()) => self.chain.borrow_mut().written(&self.path),
             Err(_) => self.chain.borrow_mut().failed(),
         }
+        if stats_wanted() && written.is_ok() {
+            let bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+            eprintln!(
+                "mpicr-image-stats rank={} epoch={} stall_us={} write_us={} bytes={bytes}",
+                self.rank,
+                self.epoch,
+                self.stall.as_micros(),
+                self.forked.elapsed().as_micros()
+            );
+        }
         Some(
             written
                 .map_err(|e| format!("writing the image of rank {} failed: {e}", self.rank))
@@ -187,6 +207,7 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
         if self.disabled > 0 {
             return Err(format!("rank {} has checkpoints disabled", request.rank));
         }
+        let started = std::time::Instant::now();
         self.flush_output();
         let dir = PathBuf::from(request.dir);
         let path = dir.join(image::image_file_name(request.rank));
@@ -202,15 +223,28 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
             Ok(ChildOutcome::Started(child)) => Ok(ImageCapture::Writing(Box::new(PendingImage {
                 child: Some(child),
                 chain: self.chain.clone(),
+                stall: started.elapsed(),
+                forked: std::time::Instant::now(),
                 dir,
                 path,
                 job: self.job.clone(),
                 epoch: request.epoch,
                 rank: request.rank,
             }))),
-            Ok(ChildOutcome::Restored) => image::take_restart_env()
-                .map(ImageCapture::Restored)
-                .ok_or_else(|| "restored without the restorer's environment hand-over".into()),
+            Ok(ChildOutcome::Restored) => {
+                if stats_wanted() {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros());
+                    eprintln!(
+                        "mpicr-image-stats rank={} restored_unix_us={now}",
+                        request.rank
+                    );
+                }
+                image::take_restart_env()
+                    .map(ImageCapture::Restored)
+                    .ok_or_else(|| "restored without the restorer's environment hand-over".into())
+            }
             Err(e) => Err(format!("capturing rank {}: {e}", request.rank)),
         }
     }
