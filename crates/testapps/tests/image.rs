@@ -360,11 +360,15 @@ fn every_compression_restarts_to_the_uninterrupted_output() {
     }
 }
 
-/// Walks a version-2 image and returns, for each region record, (record start, crc offset),
-/// and for each run (data offset, length, encoding).
-fn image_records(b: &[u8]) -> (Vec<(usize, usize)>, Vec<(usize, usize, u32)>) {
-    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+/// Per region record: (record start, crc offset).
+type RegionSpans = Vec<(usize, usize)>;
+/// Per run: (data offset, length, encoding).
+type RunSpans = Vec<(usize, usize, u32)>;
+
+/// Walks a version-2 image: where its region records and its runs are.
+fn image_records(b: &[u8]) -> (RegionSpans, RunSpans) {
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
     assert_eq!(u32_at(8), 2, "a version-2 image");
     let mut at = 32;
     let mut n_regions = 0;
