@@ -510,3 +510,29 @@ fn an_incremental_chain_restores_from_its_last_link_and_survives_gc() {
         out.stderr
     );
 }
+
+#[test]
+fn image_options_reach_the_ranks_and_bad_ones_are_refused() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.mpicr(&[
+        "run",
+        "-n",
+        "1",
+        "--crs",
+        "image",
+        "--compress",
+        "zstd",
+        "--full-every",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$MPICR_IMAGE_COMPRESS|$MPICR_IMAGE_FULL_EVERY\"",
+    ]);
+    ok(&out, "the run");
+    assert_eq!(out.stdout, "zstd|3\n");
+    for bad in [["--compress", "gzip"], ["--full-every", "0"]] {
+        let out = sandbox.mpicr(&["run", "-n", "1", "--crs", "image", bad[0], bad[1], "--", "true"]);
+        assert_eq!(out.code, Some(2), "{bad:?}: {}", out.stderr);
+    }
+}
