@@ -87,6 +87,13 @@ impl Chain {
     pub(crate) fn begin(&mut self, path: &Path) -> std::io::Result<Option<Parent>> {
         self.next = None;
         self.pending_links.clear();
+        self.pending_depth = 0;
+        if self.full_every == 1 {
+            // Every image is full: no table, no hashing.
+            self.prev = None;
+            self.last = None;
+            return Ok(None);
+        }
         let words = table_words()?;
         // Whole pages: the table's range is clipped out of the image's regions.
         let len = (words * 8).div_ceil(PAGE_SIZE as usize) * PAGE_SIZE as usize;

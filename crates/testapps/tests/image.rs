@@ -341,7 +341,12 @@ fn every_compression_restarts_to_the_uninterrupted_output() {
     let reference = sandbox.mpicr(&["run", "-n", "2", "--", "image-ring", STEPS]);
     for codec in ["zstd", "lz4", "none"] {
         let name = format!("z{codec}");
-        let job = sandbox.start_job(&name, &image_job("2", "shm", &["--compress", codec]));
+        // `none` also with every image full (no hash tables at all).
+        let every = if codec == "none" { "1" } else { "8" };
+        let job = sandbox.start_job(
+            &name,
+            &image_job("2", "shm", &["--compress", codec, "--full-every", every]),
+        );
         std::thread::sleep(random_moment());
         let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
         kill_rank(&sandbox, &name, 1, 0);
@@ -532,7 +537,9 @@ fn image_options_reach_the_ranks_and_bad_ones_are_refused() {
     ok(&out, "the run");
     assert_eq!(out.stdout, "zstd|3\n");
     for bad in [["--compress", "gzip"], ["--full-every", "0"]] {
-        let out = sandbox.mpicr(&["run", "-n", "1", "--crs", "image", bad[0], bad[1], "--", "true"]);
+        let out = sandbox.mpicr(&[
+            "run", "-n", "1", "--crs", "image", bad[0], bad[1], "--", "true",
+        ]);
         assert_eq!(out.code, Some(2), "{bad:?}: {}", out.stderr);
     }
 }
