@@ -398,3 +398,57 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
         crc32c: want,
     })
 }
+
+/// What the image at `path` is based on, from its header and PARENT section only (the rest is
+/// not read): how a chain's links are checked without reading each one whole again.
+pub fn read_parent_ref(path: &Path) -> Result<Option<Parent>, FormatError> {
+    let mut f = BufReader::new(File::open(path)?);
+    let mut h = [0u8; HEADER_LEN];
+    f.read_exact(&mut h)
+        .map_err(|_| FormatError::Truncated("the header"))?;
+    if h[..8] != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let field = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let version = field(8);
+    if !(MIN_VERSION..=VERSION).contains(&version) {
+        return Err(FormatError::Version(version));
+    }
+    if crc32c::crc32c(&h[..28]) != field(28) {
+        return Err(FormatError::Checksum("the header".into()));
+    }
+    if version < 2 {
+        return Ok(None);
+    }
+    for (tag, cap) in [
+        (TAG_META, MAX_META_LEN),
+        (TAG_LAYOUT, LAYOUT_BODY_LEN as u64),
+    ] {
+        let mut th = [0u8; 12];
+        f.read_exact(&mut th)
+            .map_err(|_| FormatError::Truncated("a section"))?;
+        let len = u64::from_le_bytes(th[4..12].try_into().unwrap_or_default());
+        if u32::from_le_bytes(th[..4].try_into().unwrap_or_default()) != tag || len > cap {
+            return Err(invalid("a section is missing or too long".into()));
+        }
+        std::io::copy(&mut (&mut f).take(len + 4), &mut std::io::sink())?;
+    }
+    let mut th = [0u8; 12];
+    f.read_exact(&mut th)
+        .map_err(|_| FormatError::Truncated("PARENT"))?;
+    let len = u64::from_le_bytes(th[4..12].try_into().unwrap_or_default());
+    if u32::from_le_bytes(th[..4].try_into().unwrap_or_default()) != TAG_PARENT
+        || len > u64::from(MAX_STR) + 64
+    {
+        return Err(invalid("PARENT section missing".into()));
+    }
+    let mut body = vec![0u8; len as usize + 4];
+    f.read_exact(&mut body)
+        .map_err(|_| FormatError::Truncated("PARENT"))?;
+    let (body, crc) = body.split_at(len as usize);
+    let want = crc32c::crc32c_append(crc32c::crc32c(&th), body);
+    if u32::from_le_bytes(crc.try_into().unwrap_or_default()) != want {
+        return Err(FormatError::Checksum("PARENT".into()));
+    }
+    decode_parent(body)
+}

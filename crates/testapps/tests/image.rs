@@ -490,7 +490,9 @@ fn an_incremental_chain_restores_from_its_last_link_and_survives_gc() {
         "a restart from the last link of a chain",
     );
 
-    // A corrupted link is refused before anything runs, and so is a missing one.
+    // A corrupted link is refused before any image code runs (its size and trailer are intact,
+    // so the restorer, which reads every link whole, refuses it), and a missing one before any
+    // rank starts.
     let link = dir.join("3/rank-0.base-2.image");
     let mut bytes = std::fs::read(&link).expect("the link is in the kept snapshot");
     let middle = bytes.len() / 2;
