@@ -9,9 +9,12 @@
 //!   ([`take_restart_env`]) and keeping old descriptor numbers for the objects that hold them.
 //! - [`format`]: the on-disk format, specified in `docs/image-format.md`.
 //!
-//! Unsafe code lives only in `ctx` (the context save) and `sys` (raw system calls, fork and
-//! the scratch mapping), plus the one `SAFETY`-commented dereference of the callback argument
-//! in `capture`.
+//! - [`codec`]: compressed page runs (`--compress`); [`Chain`]: incremental images by page
+//!   hashes (`--full-every`).
+//!
+//! Unsafe code lives only in `ctx` (the context save), `sys` (raw system calls, fork and
+//! the scratch mapping), `codec` (the zstd and lz4 C libraries), plus the `SAFETY`-commented
+//! dereference of the callback argument and the hash tables' slices in `capture`.
 
 mod capture;
 pub mod codec;
