@@ -261,6 +261,17 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, value_name = "CRS", default_value_t = CrsArg::SelfCrs)]
     pub(crate) crs: CrsArg,
 
+    /// With --crs image: how page runs of the images are compressed (zstd, lz4 or none);
+    /// the ranks get it as MPICR_IMAGE_COMPRESS
+    #[arg(long, value_name = "CODEC", value_parser = ["zstd", "lz4", "none"])]
+    pub(crate) compress: Option<String>,
+
+    /// With --crs image: every checkpoint but every K-th stores only the pages written since
+    /// the one before (incremental images chained to a full one); 1 makes every image full;
+    /// the ranks get it as MPICR_IMAGE_FULL_EVERY [default: 8]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) full_every: Option<u32>,
+
     #[command(flatten)]
     pub(crate) checkpoints: CheckpointOptions,
 

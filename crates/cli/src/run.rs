@@ -17,6 +17,8 @@ use store::Store;
 
 use crate::args::{CheckpointOptions, CrsArg, NodeOptions, RunArgs};
 use crate::snapshots::open_store;
+use std::ffi::OsString;
+
 use crate::{EXIT_MPICR_ERROR, EXIT_USAGE, say};
 
 /// The status after a signal arrived between two runs of a recovering job (as for SIGINT).
@@ -52,6 +54,24 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_MPICR_ERROR);
         }
     };
+    // The image options reach the ranks (and the snapshot's recorded environment) as variables.
+    let mut image_env: Vec<(OsString, OsString)> = Vec::new();
+    if let Some(codec) = &args.compress {
+        image_env.push(("MPICR_IMAGE_COMPRESS".into(), codec.into()));
+    }
+    if let Some(k) = args.full_every {
+        image_env.push(("MPICR_IMAGE_FULL_EVERY".into(), k.to_string().into()));
+    }
+    let env = (!image_env.is_empty()).then(|| {
+        std::env::vars_os()
+            .filter(|(k, _)| {
+                k != "MPICR_RESTART_DIR"
+                    && k != "MPICR_RESTART_EPOCH"
+                    && !image_env.iter().any(|(n, _)| n == k)
+            })
+            .chain(image_env.iter().cloned())
+            .collect()
+    });
     let config = LaunchConfig {
         size: args.np,
         program,
@@ -60,7 +80,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         transport: args.transport.into(),
         job_name: args.job_name,
         checkpoint,
-        env: None,
+        env,
         cwd: None,
         restart: None,
         stdout_copy: None,

@@ -10,7 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use engine::{ImageCapture, ImageRequest, ImageWriter};
-use image::{CaptureOptions, ChildCapture, ChildOutcome, ImageRef};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use image::{CaptureOptions, Chain, ChildCapture, ChildOutcome, ImageRef};
 use store::{PartReader, PartWriter};
 use wire::PartDone;
 
@@ -30,9 +33,17 @@ pub fn before_image_capture(f: BeforeCapture) {
     BEFORE_CAPTURE.with(|hooks| hooks.borrow_mut().push(f));
 }
 
+/// A full image every this many images unless `MPICR_IMAGE_FULL_EVERY` says otherwise.
+pub(crate) const DEFAULT_FULL_EVERY: u32 = 8;
+
 /// The `image` component.
 pub struct ImageCheckpointer {
     job: String,
+    /// `MPICR_IMAGE_COMPRESS` (`--compress`), or why its value is not usable.
+    compress: Result<image::Codec, String>,
+    /// The chain of this rank's images (`MPICR_IMAGE_FULL_EVERY`, `--full-every`: a full
+    /// image every K, incremental ones between).
+    chain: Rc<RefCell<Chain>>,
     before_capture: Vec<BeforeCapture>,
     disabled: u32,
 }
@@ -41,6 +52,8 @@ impl std::fmt::Debug for ImageCheckpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImageCheckpointer")
             .field("job", &self.job)
+            .field("compress", &self.compress)
+            .field("chain", &self.chain)
             .field("before_capture", &self.before_capture.len())
             .field("disabled", &self.disabled)
             .finish()
@@ -51,8 +64,19 @@ impl ImageCheckpointer {
     pub const NAME: &'static str = "image";
 
     pub fn new(job: &str) -> Self {
+        let compress = std::env::var("MPICR_IMAGE_COMPRESS")
+            .unwrap_or_default()
+            .parse::<image::Codec>()
+            .map_err(|e| format!("MPICR_IMAGE_COMPRESS: {e}"));
+        let full_every = std::env::var("MPICR_IMAGE_FULL_EVERY")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|&k| k >= 1)
+            .unwrap_or(DEFAULT_FULL_EVERY);
         Self {
             job: job.into(),
+            compress,
+            chain: Rc::new(RefCell::new(Chain::new(full_every))),
             before_capture: Vec::new(),
             disabled: 0,
         }
@@ -117,10 +141,21 @@ pub fn verify_image_part(dir: &Path, part: &PartReader) -> Result<(), CrsError> 
     reference.verify(dir, part.rank()).map_err(CrsError::Image)
 }
 
+/// Whether the rank reports each image's stall, write time and size, and the moment it was
+/// restored, on stderr (`MPICR_IMAGE_STATS=1`; `bench/table2` reads these lines).
+fn stats_wanted() -> bool {
+    std::env::var_os("MPICR_IMAGE_STATS").is_some_and(|v| v == "1")
+}
+
 /// A forked writer at work, then the part.
 #[derive(Debug)]
 struct PendingImage {
     child: Option<ChildCapture>,
+    chain: Rc<RefCell<Chain>>,
+    /// How long the rank stalled in the capture (output flush, phase A, fork).
+    stall: std::time::Duration,
+    /// When the writer was forked.
+    forked: std::time::Instant,
     dir: PathBuf,
     path: PathBuf,
     job: String,
@@ -142,6 +177,20 @@ impl ImageWriter for PendingImage {
                 }
             }
         };
+        match &written {
+            Ok(()) => self.chain.borrow_mut().written(&self.path),
+            Err(_) => self.chain.borrow_mut().failed(),
+        }
+        if stats_wanted() && written.is_ok() {
+            let bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+            eprintln!(
+                "mpicr-image-stats rank={} epoch={} stall_us={} write_us={} bytes={bytes}",
+                self.rank,
+                self.epoch,
+                self.stall.as_micros(),
+                self.forked.elapsed().as_micros()
+            );
+        }
         Some(
             written
                 .map_err(|e| format!("writing the image of rank {} failed: {e}", self.rank))
@@ -158,24 +207,44 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
         if self.disabled > 0 {
             return Err(format!("rank {} has checkpoints disabled", request.rank));
         }
+        let started = std::time::Instant::now();
         self.flush_output();
         let dir = PathBuf::from(request.dir);
         let path = dir.join(image::image_file_name(request.rank));
         let options = CaptureOptions {
             exclude_dirs: request.exclude_dirs.to_vec(),
+            compress: self.compress.clone()?,
         };
-        match image::capture_in_child_with(&path, &options) {
+        let captured = {
+            let mut chain = self.chain.borrow_mut();
+            image::capture_in_child_chained(&path, &options, &mut chain)
+        };
+        match captured {
             Ok(ChildOutcome::Started(child)) => Ok(ImageCapture::Writing(Box::new(PendingImage {
                 child: Some(child),
+                chain: self.chain.clone(),
+                stall: started.elapsed(),
+                forked: std::time::Instant::now(),
                 dir,
                 path,
                 job: self.job.clone(),
                 epoch: request.epoch,
                 rank: request.rank,
             }))),
-            Ok(ChildOutcome::Restored) => image::take_restart_env()
-                .map(ImageCapture::Restored)
-                .ok_or_else(|| "restored without the restorer's environment hand-over".into()),
+            Ok(ChildOutcome::Restored) => {
+                if stats_wanted() {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros());
+                    eprintln!(
+                        "mpicr-image-stats rank={} restored_unix_us={now}",
+                        request.rank
+                    );
+                }
+                image::take_restart_env()
+                    .map(ImageCapture::Restored)
+                    .ok_or_else(|| "restored without the restorer's environment hand-over".into())
+            }
             Err(e) => Err(format!("capturing rank {}: {e}", request.rank)),
         }
     }

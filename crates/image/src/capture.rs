@@ -17,9 +17,11 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::codec::{Codec, Compressor, ENC_RAW, ENC_ZERO, zstd_workspace_len};
 use crate::format::*;
+use crate::incr::{self, Chain};
 use crate::procfs::{self, MapsLine};
-use crate::read::{encode_header, encode_trailer_prefix};
+use crate::read::{HFLAG_INCREMENTAL, encode_header_flags, encode_trailer_prefix};
 use crate::{ctx, sys};
 
 /// Why a capture failed.
@@ -50,6 +52,8 @@ pub struct CaptureOptions {
     /// and descriptors of files under them are left out (the MPI layer's rings and doorbells,
     /// which a restarted job recreates elsewhere). The restorer leaves those ranges unmapped.
     pub exclude_dirs: Vec<PathBuf>,
+    /// How page runs are compressed.
+    pub compress: Codec,
 }
 
 /// A failed system call while memory was being written (no allocation to describe it).
@@ -174,11 +178,49 @@ pub fn capture_in_child_with(
     path: &Path,
     options: &CaptureOptions,
 ) -> Result<ChildOutcome, CaptureError> {
+    capture_in_child_inner(path, options, None)
+}
+
+/// [`capture_in_child_with`] as a link of `chain`: an incremental image based on the last
+/// image the chain recorded, unless a full one is due. Tell the chain the outcome with
+/// [`Chain::written`] or [`Chain::failed`] once the writer has ended.
+pub fn capture_in_child_chained(
+    path: &Path,
+    options: &CaptureOptions,
+    chain: &mut Chain,
+) -> Result<ChildOutcome, CaptureError> {
+    capture_in_child_inner(path, options, Some(chain))
+}
+
+fn capture_in_child_inner(
+    path: &Path,
+    options: &CaptureOptions,
+    chain: Option<&mut Chain>,
+) -> Result<ChildOutcome, CaptureError> {
     let tmp = tmp_path(path);
     let mut job = prepare(&tmp, true, options)?;
-    let r = ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>());
+    let mut chain = chain;
+    if let Some(c) = chain.as_deref_mut() {
+        job.parent = c
+            .begin(path)
+            .map_err(|e| CaptureError::Io("preparing the hash tables", e))?;
+        job.excluded_tables = c.ranges();
+        job.parent_bytes = encode_parent(job.parent.as_ref());
+    }
+    let r = {
+        let (prev, next) = match chain.as_deref_mut() {
+            Some(c) => c.tables(job.parent.is_some()),
+            None => (None, None),
+        };
+        job.prev_table = prev.map(|t| (t.as_ptr(), t.len()));
+        job.next_table = next.map(|t| (t.as_mut_ptr(), t.len()));
+        ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>())
+    };
     if r == RESTORED {
         restored(job);
+        if let Some(c) = chain {
+            c.forget_after_restore();
+        }
         return Ok(ChildOutcome::Restored);
     }
     let (fork_errno, child_pid) = (job.fork_errno, job.child_pid);
@@ -231,10 +273,20 @@ const MAPS_BUF: usize = 2 << 20;
 const STAT_BUF: usize = 8 << 10;
 const CHUNK_PAGES: usize = IO_BUF / PAGE_SIZE as usize;
 const PAGEMAP_BUF: usize = CHUNK_PAGES * 8;
+/// Compressed output of one read (never larger than the read: else the run is stored raw).
+const COMP_BUF: usize = IO_BUF;
+/// The fixed part of the scratch mapping (a zstd context's workspace follows it).
+const SCRATCH_FIXED: usize = IO_BUF + OUT_BUF + MAPS_BUF + STAT_BUF + PAGEMAP_BUF + COMP_BUF;
+
 /// Whole pages, so that clipping it out of a merged mapping leaves page-aligned regions.
-const SCRATCH_LEN: usize = (IO_BUF + OUT_BUF + MAPS_BUF + STAT_BUF + PAGEMAP_BUF)
-    .div_ceil(PAGE_SIZE as usize)
-    * PAGE_SIZE as usize;
+fn scratch_len(codec: Codec) -> usize {
+    let ws = if codec == Codec::Zstd {
+        zstd_workspace_len()
+    } else {
+        0
+    };
+    (SCRATCH_FIXED + ws).div_ceil(PAGE_SIZE as usize) * PAGE_SIZE as usize
+}
 
 /// A region as phase B sees it; `name` indexes the maps text in the scratch buffer.
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +309,17 @@ struct Job {
     /// Path prefixes (`DIR/`) of mappings left out.
     exclude: Vec<Vec<u8>>,
     scratch: sys::Scratch,
+    codec: Codec,
+    /// What an incremental image is based on.
+    parent: Option<Parent>,
+    /// The PARENT body (encoded before the capture point).
+    parent_bytes: Vec<u8>,
+    /// The previous image's hash table (read) and the next one (written), as (pointer,
+    /// words): shared mappings the chain owns and keeps alive across the capture.
+    prev_table: Option<(*const u64, usize)>,
+    next_table: Option<(*mut u64, usize)>,
+    /// Address ranges of the tables, left out of the image.
+    excluded_tables: [(u64, u64); 2],
     fork: bool,
     child_pid: i32,
     fork_errno: i32,
@@ -295,7 +358,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         let _ = std::fs::remove_file(tmp);
         return Err(CaptureError::RseqRegistered);
     }
-    let scratch = sys::Scratch::new(SCRATCH_LEN)
+    let scratch = sys::Scratch::new(scratch_len(options.compress))
         .map_err(|e| CaptureError::Io("mapping the capture buffers", e))?;
     Ok(Job {
         file,
@@ -303,6 +366,12 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         regions: Vec::with_capacity(MAX_CAPTURE_REGIONS),
         exclude,
         scratch,
+        codec: options.compress,
+        parent: None,
+        parent_bytes: encode_parent(None),
+        prev_table: None,
+        next_table: None,
+        excluded_tables: [(0, 0); 2],
         fork,
         child_pid: 0,
         fork_errno: 0,
@@ -575,12 +644,22 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     let maps = open_proc(c"/proc/self/maps")?;
     let stat = open_proc(c"/proc/self/stat")?;
     let img = job.file.as_fd();
-    let (scratch_start, scratch_end) = job.scratch.range();
+    // Ranges left out of the image, in address order.
+    let mut excluded = [
+        job.scratch.range(),
+        job.excluded_tables[0],
+        job.excluded_tables[1],
+    ];
+    excluded.sort_unstable();
     let bytes = job.scratch.bytes();
     let (io, rest) = bytes.split_at_mut(IO_BUF);
     let (outbuf, rest) = rest.split_at_mut(OUT_BUF);
     let (maps_buf, rest) = rest.split_at_mut(MAPS_BUF);
-    let (stat_buf, pm_buf) = rest.split_at_mut(STAT_BUF);
+    let (stat_buf, rest) = rest.split_at_mut(STAT_BUF);
+    let (pm_buf, rest) = rest.split_at_mut(PAGEMAP_BUF);
+    let (comp_buf, workspace) = rest.split_at_mut(COMP_BUF);
+    let mut comp = Compressor::new(job.codec, workspace)
+        .ok_or_else(|| werr("setting up the compressor", 0)(Errno::NOMEM))?;
 
     // --- From here on: no allocation. ---
     let maps_len = read_all(maps.as_fd(), maps_buf, "reading /proc/self/maps")?;
@@ -642,27 +721,40 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
             _ => {}
         }
         let plan = classify(&l, name);
-        // Leave the scratch mapping out (the kernel may have merged it with a neighbour).
-        for (s, e) in [
-            (plan.start, plan.end.min(scratch_start)),
-            (plan.start.max(scratch_end), plan.end),
-        ] {
-            if s < e {
-                if job.regions.len() == job.regions.capacity() {
-                    return Err(werr("too many mappings", s)(Errno::NOMEM));
-                }
-                let off = if plan.kind.is_file() {
-                    plan.file_offset + (s - plan.start)
-                } else {
-                    0
-                };
-                job.regions.push(RegionPlan {
-                    start: s,
-                    end: e,
-                    file_offset: off,
-                    ..plan
-                });
+        // Leave the scratch mapping and the hash tables out (the kernel may have merged
+        // them with a neighbour).
+        let mut cursor = plan.start;
+        let mut pieces = [(0u64, 0u64); 4];
+        let mut np = 0;
+        for (xs, xe) in excluded {
+            if xs >= xe || xe <= cursor || xs >= plan.end {
+                continue;
             }
+            if xs > cursor {
+                pieces[np] = (cursor, xs);
+                np += 1;
+            }
+            cursor = cursor.max(xe);
+        }
+        if cursor < plan.end {
+            pieces[np] = (cursor, plan.end);
+            np += 1;
+        }
+        for &(s, e) in &pieces[..np] {
+            if job.regions.len() == job.regions.capacity() {
+                return Err(werr("too many mappings", s)(Errno::NOMEM));
+            }
+            let off = if plan.kind.is_file() {
+                plan.file_offset + (s - plan.start)
+            } else {
+                0
+            };
+            job.regions.push(RegionPlan {
+                start: s,
+                end: e,
+                file_offset: off,
+                ..plan
+            });
         }
     }
     layout.n_regions = job.regions.len() as u32;
@@ -685,7 +777,11 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
         sec_crc: 0,
         pos: 0,
     };
-    out.put(&encode_header())?;
+    out.put(&encode_header_flags(if job.parent.is_some() {
+        HFLAG_INCREMENTAL
+    } else {
+        0
+    }))?;
     out.sec_crc = 0;
     out.u32(TAG_META)?;
     out.u64(job.meta_bytes.len() as u64)?;
@@ -695,9 +791,46 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     out.u64(LAYOUT_BODY_LEN as u64)?;
     out.put(&encode_layout(&layout))?;
     out.end_section()?;
+    out.u32(TAG_PARENT)?;
+    out.u64(job.parent_bytes.len() as u64)?;
+    out.put(&job.parent_bytes)?;
+    out.end_section()?;
 
+    let mut bufs = Bufs {
+        io,
+        pm: pm_buf,
+        comp: comp_buf,
+        comp_state: &mut comp,
+    };
+    // SAFETY: the chain owns both tables (shared mappings of these lengths) and keeps them
+    // mapped until the capture has returned; this process (or the forked writer, which
+    // inherited them) is single-threaded, and nothing else refers to them during the write.
+    let prev_table: Option<&[u64]> = job
+        .prev_table
+        .map(|(ptr, len)| unsafe { std::slice::from_raw_parts(ptr, len) });
+    // SAFETY: as above; the next table is only written here.
+    let mut next_table: Option<&mut [u64]> = job
+        .next_table
+        .map(|(ptr, len)| unsafe { std::slice::from_raw_parts_mut(ptr, len) });
     for r in job.regions.iter() {
-        write_region(&mut out, r, text, mem.as_fd(), pagemap.as_fd(), io, pm_buf)?;
+        let hashed =
+            matches!(r.kind, RegionKind::Anon | RegionKind::AnonShared) && r.prot & PROT_R != 0;
+        let prev = prev_table
+            .filter(|_| hashed)
+            .and_then(|t| incr::lookup(t, r.start, r.end, r.kind));
+        let next = next_table
+            .as_deref_mut()
+            .and_then(|t| incr::add_region(t, r.start, r.end, r.kind, hashed));
+        write_region(
+            &mut out,
+            r,
+            text,
+            mem.as_fd(),
+            pagemap.as_fd(),
+            &mut bufs,
+            prev,
+            next,
+        )?;
     }
     let body_len = out.pos;
     out.put(&encode_trailer_prefix(layout.n_regions, body_len))?;
@@ -705,6 +838,9 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     out.put_file_only(&c.to_le_bytes())?;
     out.flush()?;
     rustix::fs::fsync(img).map_err(werr("fsync of the image", 0))?;
+    if let Some(t) = next_table {
+        incr::seal(t);
+    }
     Ok(())
 }
 
@@ -758,23 +894,75 @@ fn classify(l: &MapsLine<'_>, name: (usize, usize)) -> RegionPlan {
     plan
 }
 
+/// The writer's buffers (all in the scratch mapping) and its compressor.
+struct Bufs<'a> {
+    io: &'a mut [u8],
+    pm: &'a mut [u8],
+    comp: &'a mut [u8],
+    comp_state: &'a mut Compressor,
+}
+
+/// Writes one run: `page u64, npages u64, enc u32, len u64, crc u32, data[len]` (the crc is
+/// that of the uncompressed pages for a compressed run, 0 for a raw one).
+fn put_run(
+    out: &mut Out<'_>,
+    page: u64,
+    data: &[u8],
+    comp: &mut [u8],
+    c: &mut Compressor,
+) -> Result<(), WriteError> {
+    out.u64(page)?;
+    out.u64(data.len() as u64 / PAGE_SIZE)?;
+    match c.compress(data, comp) {
+        Some(n) => {
+            out.u32(c.enc())?;
+            out.u64(n as u64)?;
+            out.u32(crc32c::crc32c(data))?;
+            out.put(&comp[..n])
+        }
+        None => {
+            out.u32(ENC_RAW)?;
+            out.u64(data.len() as u64)?;
+            out.u32(0)?;
+            out.put(data)
+        }
+    }
+}
+
+/// The page classes of a chunk.
+const SKIP: u8 = 0;
+const DATA: u8 = 1;
+const ZERO: u8 = 2;
+
+/// Writes one region. With `prev` (the hashes the parent image recorded for the same region)
+/// the region is a delta: only pages whose hash changed are stored, pages that became zero as
+/// zero runs. With `next` the hashes of every page are recorded there.
+#[allow(clippy::too_many_arguments)]
 fn write_region(
     out: &mut Out<'_>,
     r: &RegionPlan,
     text: &[u8],
     mem: BorrowedFd<'_>,
     pagemap: BorrowedFd<'_>,
-    io: &mut [u8],
-    pm: &mut [u8],
+    bufs: &mut Bufs<'_>,
+    prev: Option<&[u64]>,
+    mut next: Option<&mut [u64]>,
 ) -> Result<(), WriteError> {
+    let io = &mut *bufs.io;
+    let pm = &mut *bufs.pm;
     let name = &text[r.name.0..r.name.0 + r.name.1.min(MAX_STR as usize)];
+    let flags = if prev.is_some() {
+        r.flags | RFLAG_DELTA
+    } else {
+        r.flags
+    };
     out.sec_crc = 0;
     out.u32(TAG_REGION)?;
     out.u32(r.kind as u32)?;
     out.u64(r.start)?;
     out.u64(r.end)?;
     out.u32(r.prot)?;
-    out.u32(r.flags)?;
+    out.u32(flags)?;
     out.u64(r.file_offset)?;
     let mut idb = [0u8; IDENTITY_LEN];
     FixedEnc {
@@ -786,6 +974,7 @@ fn write_region(
     out.u32(name.len() as u32)?;
     out.put(name)?;
 
+    let hashing = prev.is_some() || next.is_some();
     let page = PAGE_SIZE as usize;
     let pages = (r.end - r.start) / PAGE_SIZE;
     let mut p = 0u64;
@@ -802,42 +991,77 @@ fn write_region(
         };
         pread_exact(pagemap, &mut pm[..n * 8], chunk_addr / PAGE_SIZE * 8)
             .map_err(werr("reading /proc/self/pagemap", chunk_addr))?;
-        let entry = |i: usize| {
+        let entry = |pm: &[u8], i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&pm[i * 8..i * 8 + 8]);
             u64::from_ne_bytes(b)
         };
+        // Read the wanted pages to their place in the chunk.
         let mut i = 0;
         while i < n {
-            if !want(entry(i)) {
+            if !want(entry(pm, i)) {
                 i += 1;
                 continue;
             }
             let mut j = i + 1;
-            while j < n && want(entry(j)) {
+            while j < n && want(entry(pm, j)) {
                 j += 1;
             }
             let addr = chunk_addr + i as u64 * PAGE_SIZE;
-            pread_exact(mem, &mut io[..(j - i) * page], addr)
+            pread_exact(mem, &mut io[i * page..j * page], addr)
                 .map_err(werr("reading memory", addr))?;
-            // Emit the non-zero pages of io[..] as runs.
-            let mut a = 0;
-            let k = j - i;
-            while a < k {
-                if page_is_zero(&io[a * page..(a + 1) * page]) {
-                    a += 1;
-                    continue;
-                }
-                let mut b = a + 1;
-                while b < k && !page_is_zero(&io[b * page..(b + 1) * page]) {
-                    b += 1;
-                }
-                out.u64(p + (i + a) as u64)?;
-                out.u64((b - a) as u64)?;
-                out.put(&io[a * page..b * page])?;
-                a = b;
-            }
             i = j;
+        }
+        // Each page's hash (0: zero or not read) replaces its pagemap entry.
+        for i in 0..n {
+            let h = if !want(entry(pm, i)) {
+                0
+            } else if hashing {
+                incr::page_hash(&io[i * page..(i + 1) * page])
+            } else {
+                u64::from(!page_is_zero(&io[i * page..(i + 1) * page]))
+            };
+            pm[i * 8..i * 8 + 8].copy_from_slice(&h.to_ne_bytes());
+        }
+        let class = |pm: &[u8], i: usize| {
+            let h = entry(pm, i);
+            match prev {
+                Some(old) if old[p as usize + i] == h => SKIP,
+                Some(_) if h == 0 => ZERO,
+                None if h == 0 => SKIP,
+                _ => DATA,
+            }
+        };
+        let mut a = 0;
+        while a < n {
+            let c = class(pm, a);
+            let mut b = a + 1;
+            while b < n && class(pm, b) == c {
+                b += 1;
+            }
+            match c {
+                DATA => put_run(
+                    out,
+                    p + a as u64,
+                    &io[a * page..b * page],
+                    bufs.comp,
+                    bufs.comp_state,
+                )?,
+                ZERO => {
+                    out.u64(p + a as u64)?;
+                    out.u64((b - a) as u64)?;
+                    out.u32(ENC_ZERO)?;
+                    out.u64(0)?;
+                    out.u32(0)?;
+                }
+                _ => {}
+            }
+            a = b;
+        }
+        if let Some(slot) = next.as_deref_mut() {
+            for i in 0..n {
+                slot[p as usize + i] = entry(pm, i);
+            }
         }
         p += n as u64;
     }

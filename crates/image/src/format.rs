@@ -10,8 +10,10 @@
 pub const MAGIC: [u8; 8] = *b"MPICRIMG";
 /// First bytes of the trailer.
 pub const TRAILER_MAGIC: [u8; 8] = *b"MPICREND";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes.
+pub const VERSION: u32 = 2;
+/// The oldest version this build still reads (version 1: raw runs, no PARENT section).
+pub const MIN_VERSION: u32 = 1;
 /// `arch` value for x86-64.
 pub const ARCH_X86_64: u32 = 1;
 /// Size of the fixed header.
@@ -25,6 +27,11 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const TAG_META: u32 = u32::from_le_bytes(*b"META");
 pub const TAG_LAYOUT: u32 = u32::from_le_bytes(*b"LAYT");
 pub const TAG_REGION: u32 = u32::from_le_bytes(*b"REGN");
+pub const TAG_PARENT: u32 = u32::from_le_bytes(*b"PRNT");
+/// Most pages in one compressed run (the writer compresses what it read at once: 1 MiB).
+pub const MAX_COMPRESSED_RUN_PAGES: u64 = 256;
+/// Most links in a chain of incremental images.
+pub const MAX_CHAIN: u32 = 1024;
 /// Page index that ends the run list of a region.
 pub const RUN_END: u64 = u64::MAX;
 
@@ -51,6 +58,64 @@ pub const PROT_X: u32 = 4;
 /// `flags` bits of a region.
 pub const RFLAG_STACK: u32 = 1;
 pub const RFLAG_HEAP: u32 = 2;
+/// (Version 2, incremental images) pages in no run are the parent image's at the same address.
+pub const RFLAG_DELTA: u32 = 4;
+
+/// (Version 2) what an incremental image is based on; `None` for a full image.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Parent {
+    /// The parent image, relative to this image's directory (`../ckpt-…/rank-N.image`).
+    pub path: String,
+    /// Its size and whole-file crc32c (the last field of its trailer).
+    pub size: u64,
+    pub crc32c: u32,
+    /// Links between this image and the full image its chain starts with (1 for a parent that
+    /// is full).
+    pub depth: u32,
+}
+
+/// Encodes the PARENT body: `incremental u32`, then for an incremental image `path str,
+/// size u64, crc32c u32, depth u32`.
+pub fn encode_parent(p: Option<&Parent>) -> Vec<u8> {
+    let mut e = Enc::default();
+    match p {
+        None => e.u32(0),
+        Some(p) => {
+            e.u32(1);
+            e.str(&p.path);
+            e.u64(p.size);
+            e.u32(p.crc32c);
+            e.u32(p.depth);
+        }
+    }
+    e.buf
+}
+
+/// Decodes the PARENT body.
+pub fn decode_parent(buf: &[u8]) -> Result<Option<Parent>, FormatError> {
+    let mut d = Dec::new(buf, "PARENT");
+    let p = match d.u32()? {
+        0 => None,
+        1 => {
+            let p = Parent {
+                path: d.str()?,
+                size: d.u64()?,
+                crc32c: d.u32()?,
+                depth: d.u32()?,
+            };
+            if p.depth == 0 || p.depth > MAX_CHAIN || p.path.is_empty() {
+                return Err(FormatError::Invalid(format!(
+                    "PARENT names {:?} at depth {}",
+                    p.path, p.depth
+                )));
+            }
+            Some(p)
+        }
+        k => return Err(FormatError::Invalid(format!("PARENT kind {k}"))),
+    };
+    d.done()?;
+    Ok(p)
+}
 
 /// Identity of a file as seen at capture time; the restorer refuses a file that changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -365,7 +430,9 @@ pub enum FormatError {
     Io(#[from] std::io::Error),
     #[error("not an mpicr image (bad magic)")]
     BadMagic,
-    #[error("image format version {0} is not supported (this build reads version {VERSION})")]
+    #[error(
+        "image format version {0} is not supported (this build reads versions {MIN_VERSION} to {VERSION})"
+    )]
     Version(u32),
     #[error("image is for architecture {0}, this is x86_64")]
     Arch(u32),

@@ -9,13 +9,18 @@
 //!   ([`take_restart_env`]) and keeping old descriptor numbers for the objects that hold them.
 //! - [`format`]: the on-disk format, specified in `docs/image-format.md`.
 //!
-//! Unsafe code lives only in `ctx` (the context save) and `sys` (raw system calls, fork and
-//! the scratch mapping), plus the one `SAFETY`-commented dereference of the callback argument
-//! in `capture`.
+//! - [`codec`]: compressed page runs (`--compress`); [`Chain`]: incremental images by page
+//!   hashes (`--full-every`).
+//!
+//! Unsafe code lives only in `ctx` (the context save), `sys` (raw system calls, fork and
+//! the scratch mapping), `codec` (the zstd and lz4 C libraries), plus the `SAFETY`-commented
+//! dereference of the callback argument and the hash tables' slices in `capture`.
 
 mod capture;
+pub mod codec;
 mod ctx;
 pub mod format;
+mod incr;
 pub mod partref;
 mod procfs;
 mod read;
@@ -24,11 +29,14 @@ mod sys;
 
 pub use capture::{
     CaptureError, CaptureOptions, ChildCapture, ChildOutcome, Outcome, WriteError,
-    capture_in_child, capture_in_child_with, capture_to,
+    capture_in_child, capture_in_child_chained, capture_in_child_with, capture_to,
 };
+pub use codec::Codec;
 pub use format::FormatError;
+pub use incr::Chain;
 pub use partref::{ImageRef, image_file_name};
 pub use read::{
-    Image, Region, RunLoc, encode_header, encode_trailer_prefix, read_image, read_image_from,
+    HFLAG_INCREMENTAL, Image, Region, RunLoc, encode_header, encode_header_flags,
+    encode_trailer_prefix, read_image, read_image_from, read_parent_ref,
 };
 pub use restart::{RESTART_ENV_FD, replace_placeholder, reserve_fds, take_restart_env};

@@ -96,7 +96,42 @@ impl ImageRef {
                 self.crc32c
             ));
         }
-        crate::read_image(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut image = crate::read_image(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // An incremental image: every link down to the full image, each the file its child
+        // names (size and checksum) and valid throughout.
+        let mut child = path;
+        let mut hops = 0;
+        while let Some(parent) = image.parent.take() {
+            hops += 1;
+            if hops > crate::format::MAX_CHAIN {
+                return Err(format!(
+                    "{}: the chain of images does not end",
+                    child.display()
+                ));
+            }
+            let link = child.parent().unwrap_or(dir).join(&parent.path);
+            let found = Self::of_file(&link).map_err(|e| {
+                format!(
+                    "{}: the image it is based on, {}, is missing: {e}",
+                    child.display(),
+                    link.display()
+                )
+            })?;
+            if found.size != parent.size || found.crc32c != parent.crc32c {
+                return Err(format!(
+                    "{}: the image it is based on, {}, is not the one it was taken against \
+                     (size or checksum differ)",
+                    child.display(),
+                    link.display()
+                ));
+            }
+            // Each link was read whole when its own snapshot was committed, and the restorer
+            // reads every link whole again before it changes anything: here its size, its
+            // trailer's checksum (above) and its own reference down the chain suffice.
+            image.parent =
+                crate::read_parent_ref(&link).map_err(|e| format!("{}: {e}", link.display()))?;
+            child = link;
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
+use crate::codec::{ENC_LZ4, ENC_RAW, ENC_ZERO, ENC_ZSTD};
 use crate::format::*;
 
 /// Where one run of stored pages is in the image file.
@@ -16,6 +17,12 @@ pub struct RunLoc {
     pub npages: u64,
     /// Offset of the first byte of the run's data in the file.
     pub file_offset: u64,
+    /// How the data is stored (`codec::ENC_*`; always raw in version 1).
+    pub enc: u32,
+    /// Bytes of data in the file (`npages × 4096` when raw, 0 for zero pages).
+    pub len: u64,
+    /// crc32c of the uncompressed pages of a compressed run (checked after decompression).
+    pub raw_crc: u32,
 }
 
 /// A region and where its stored pages are.
@@ -26,9 +33,13 @@ pub struct Region {
 }
 
 impl Region {
-    /// Bytes of page data stored for this region.
+    /// Bytes of memory this region's runs restore (uncompressed).
     pub fn stored_bytes(&self) -> u64 {
         self.runs.iter().map(|r| r.npages * PAGE_SIZE).sum()
+    }
+    /// Bytes its runs take in the file.
+    pub fn file_bytes(&self) -> u64 {
+        self.runs.iter().map(|r| r.len).sum()
     }
 }
 
@@ -38,18 +49,31 @@ pub struct Image {
     pub version: u32,
     pub meta: Meta,
     pub layout: Layout,
+    /// The image an incremental image is based on (version 2); `None` for a full image.
+    pub parent: Option<Parent>,
     pub regions: Vec<Region>,
     pub file_len: u64,
+    /// The whole-file crc32c (the last field of the trailer).
+    pub crc32c: u32,
 }
 
-/// The fixed header.
+/// Header flag: the image is incremental (its PARENT names the image it is based on).
+pub const HFLAG_INCREMENTAL: u32 = 1;
+
+/// The fixed header of a full image.
 pub fn encode_header() -> [u8; HEADER_LEN] {
+    encode_header_flags(0)
+}
+
+/// The fixed header with `flags`.
+pub fn encode_header_flags(flags: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[12..16].copy_from_slice(&ARCH_X86_64.to_le_bytes());
     h[16..20].copy_from_slice(&(PAGE_SIZE as u32).to_le_bytes());
-    // 20..24 flags, 24..28 reserved: zero.
+    h[20..24].copy_from_slice(&flags.to_le_bytes());
+    // 24..28 reserved: zero.
     let crc = crc32c::crc32c(&h[..28]);
     h[28..32].copy_from_slice(&crc.to_le_bytes());
     h
@@ -153,7 +177,7 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
     }
     let field = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
     let version = field(8);
-    if version != VERSION {
+    if !(MIN_VERSION..=VERSION).contains(&version) {
         return Err(FormatError::Version(version));
     }
     if crc32c::crc32c(&h[..28]) != field(28) {
@@ -164,6 +188,10 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
     }
     if u64::from(field(16)) != PAGE_SIZE {
         return Err(FormatError::PageSize(field(16)));
+    }
+    let hflags = field(20);
+    if hflags & !HFLAG_INCREMENTAL != 0 || (version == 1 && hflags != 0) {
+        return Err(invalid(format!("unknown header flags {hflags:#x}")));
     }
 
     // META.
@@ -197,6 +225,27 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
             "region count {} exceeds the cap",
             layout.n_regions
         )));
+    }
+
+    // PARENT (version 2).
+    let mut parent = None;
+    if version >= 2 {
+        if r.u32("PARENT")? != TAG_PARENT {
+            return Err(invalid("PARENT section missing".into()));
+        }
+        let len = r.u64("PARENT")?;
+        if len > u64::from(MAX_STR) + 64 {
+            return Err(invalid(format!("PARENT length {len} exceeds the cap")));
+        }
+        let mut body = vec![0u8; len as usize];
+        r.exact(&mut body, "PARENT")?;
+        r.check_section(|| "PARENT".into())?;
+        parent = decode_parent(&body)?;
+    }
+    if parent.is_some() != (hflags & HFLAG_INCREMENTAL != 0) {
+        return Err(invalid(
+            "the header's incremental flag and the PARENT section disagree".into(),
+        ));
     }
 
     // Regions.
@@ -242,6 +291,8 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
             || end % PAGE_SIZE != 0
             || end > MAX_REGION_BYTES
             || prot > 7
+            || flags > (RFLAG_STACK | RFLAG_HEAP | RFLAG_DELTA)
+            || (flags & RFLAG_DELTA != 0 && parent.is_none())
             || file_offset % PAGE_SIZE != 0
         {
             return Err(invalid(format!("{here}: bad bounds or protection")));
@@ -273,12 +324,32 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
             {
                 return Err(invalid(format!("{here}: bad page run {page}+{npages}")));
             }
+            let (enc, len, raw_crc) = if version >= 2 {
+                (r.u32(what)?, r.u64(what)?, r.u32(what)?)
+            } else {
+                (ENC_RAW, npages * PAGE_SIZE, 0)
+            };
+            let raw = npages * PAGE_SIZE;
+            let ok = match enc {
+                ENC_RAW => len == raw,
+                ENC_LZ4 | ENC_ZSTD => len > 0 && len < raw && npages <= MAX_COMPRESSED_RUN_PAGES,
+                ENC_ZERO => len == 0 && flags & RFLAG_DELTA != 0,
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(format!(
+                    "{here}: bad run {page}+{npages} (encoding {enc}, {len} bytes)"
+                )));
+            }
             runs.push(RunLoc {
                 page,
                 npages,
                 file_offset: r.pos,
+                enc,
+                len,
+                raw_crc,
             });
-            r.skip_data(npages * PAGE_SIZE, &mut scratch)?;
+            r.skip_data(len, &mut scratch)?;
             next_page = page + npages;
         }
         r.check_section(|| here.clone())?;
@@ -321,7 +392,63 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
         version,
         meta,
         layout,
+        parent,
         regions,
         file_len,
+        crc32c: want,
     })
+}
+
+/// What the image at `path` is based on, from its header and PARENT section only (the rest is
+/// not read): how a chain's links are checked without reading each one whole again.
+pub fn read_parent_ref(path: &Path) -> Result<Option<Parent>, FormatError> {
+    let mut f = BufReader::new(File::open(path)?);
+    let mut h = [0u8; HEADER_LEN];
+    f.read_exact(&mut h)
+        .map_err(|_| FormatError::Truncated("the header"))?;
+    if h[..8] != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let field = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let version = field(8);
+    if !(MIN_VERSION..=VERSION).contains(&version) {
+        return Err(FormatError::Version(version));
+    }
+    if crc32c::crc32c(&h[..28]) != field(28) {
+        return Err(FormatError::Checksum("the header".into()));
+    }
+    if version < 2 {
+        return Ok(None);
+    }
+    for (tag, cap) in [
+        (TAG_META, MAX_META_LEN),
+        (TAG_LAYOUT, LAYOUT_BODY_LEN as u64),
+    ] {
+        let mut th = [0u8; 12];
+        f.read_exact(&mut th)
+            .map_err(|_| FormatError::Truncated("a section"))?;
+        let len = u64::from_le_bytes(th[4..12].try_into().unwrap_or_default());
+        if u32::from_le_bytes(th[..4].try_into().unwrap_or_default()) != tag || len > cap {
+            return Err(invalid("a section is missing or too long".into()));
+        }
+        std::io::copy(&mut (&mut f).take(len + 4), &mut std::io::sink())?;
+    }
+    let mut th = [0u8; 12];
+    f.read_exact(&mut th)
+        .map_err(|_| FormatError::Truncated("PARENT"))?;
+    let len = u64::from_le_bytes(th[4..12].try_into().unwrap_or_default());
+    if u32::from_le_bytes(th[..4].try_into().unwrap_or_default()) != TAG_PARENT
+        || len > u64::from(MAX_STR) + 64
+    {
+        return Err(invalid("PARENT section missing".into()));
+    }
+    let mut body = vec![0u8; len as usize + 4];
+    f.read_exact(&mut body)
+        .map_err(|_| FormatError::Truncated("PARENT"))?;
+    let (body, crc) = body.split_at(len as usize);
+    let want = crc32c::crc32c_append(crc32c::crc32c(&th), body);
+    if u32::from_le_bytes(crc.try_into().unwrap_or_default()) != want {
+        return Err(FormatError::Checksum("PARENT".into()));
+    }
+    decode_parent(body)
 }

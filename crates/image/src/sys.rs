@@ -131,13 +131,24 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub(crate) fn new(len: usize) -> std::io::Result<Self> {
+        Self::map(len, rustix::mm::MapFlags::PRIVATE)
+    }
+    /// A shared anonymous mapping (what a forked writer writes there, its parent sees), with
+    /// no swap reserved: only the pages written cost memory.
+    pub(crate) fn new_shared(len: usize) -> std::io::Result<Self> {
+        Self::map(
+            len,
+            rustix::mm::MapFlags::SHARED | rustix::mm::MapFlags::NORESERVE,
+        )
+    }
+    fn map(len: usize, flags: rustix::mm::MapFlags) -> std::io::Result<Self> {
         // SAFETY: a fresh anonymous mapping at an address the kernel chooses aliases nothing.
         let ptr = unsafe {
             rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 len,
                 rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE,
+                flags,
             )
         }?;
         Ok(Self {
@@ -152,6 +163,13 @@ impl Scratch {
         // SAFETY: `ptr..ptr+len` is a live read-write mapping owned by self; the borrow of
         // self makes the slice exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+    /// The mapping as 64-bit words (it is page-aligned).
+    pub(crate) fn words(&mut self) -> &mut [u64] {
+        // SAFETY: `ptr` is page-aligned (mmap), `ptr..ptr+len` is a live read-write mapping
+        // owned by self, any bit pattern is a valid u64, and the borrow of self makes the
+        // slice exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u64>(), self.len / 8) }
     }
     /// Forgets the mapping without unmapping it (in a restored process it does not exist).
     pub(crate) fn forget(self) {

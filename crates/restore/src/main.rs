@@ -16,6 +16,7 @@ mod blob;
 mod check;
 mod plan;
 mod prep;
+mod stage;
 mod sys;
 
 use std::ffi::OsString;
@@ -80,13 +81,28 @@ fn fail(msg: &str) -> ! {
 fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (img, own) = check::check(&path, &file)?;
+    let chain = stage::read_chain(&path, &img)?;
+    let links = chain.len();
+    // Decompressing and resolving the chain happen here, before anything changes.
+    let staged = stage::stage(&img, file, chain)?;
     if check_only {
-        let stored: u64 = img.regions.iter().map(|r| r.stored_bytes()).sum();
+        let stored: u64 = staged
+            .pieces
+            .iter()
+            .flatten()
+            .map(|p| p.npages * 4096)
+            .sum();
+        let chain = if links > 0 {
+            format!(", incremental on {links} earlier image(s)")
+        } else {
+            String::new()
+        };
         println!(
-            "{}: valid image, {} regions, {} bytes of memory stored, program {}",
+            "{}: valid image, {} regions, {} bytes of memory stored ({} compressed), program {}{chain}",
             path.display(),
             img.regions.len(),
             stored,
+            staged.staged_bytes,
             img.meta.exe_path
         );
         return Ok(());
@@ -95,13 +111,13 @@ fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
     // Where the plan region goes: free in the image and (checked by mapping it) free now.
     let taken = plan::image_ranges(&img);
     let dummy = plan::Fds {
-        image: 0,
+        sources: vec![0; staged.sources.len()],
         region: vec![-1; img.regions.len()],
         exe: None,
         close: Vec::new(),
     };
     // The size does not depend on the descriptor numbers' values, only on their count.
-    let size_guess = plan::build(&img, &own, &dummy, 0, 0).len + 64 * 1024;
+    let size_guess = plan::build(&img, &staged.pieces, &own, &dummy, 0, 0).len + 64 * 1024;
     let mut chosen = None;
     let mut cand = 0x1000_0000u64;
     while cand + size_guess < plan::TASK_END && chosen.is_none() {
@@ -125,8 +141,11 @@ fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
         temp += 0x1000_0000;
     }
 
-    let fds = prep::prepare(&img, file, quiet)?;
-    let built = plan::build(&img, &own, &fds, base, temp);
+    let stage::Staged {
+        sources, pieces, ..
+    } = staged;
+    let fds = prep::prepare(&img, sources, quiet)?;
+    let built = plan::build(&img, &pieces, &own, &fds, base, temp);
     if built.len > size_guess {
         return Err("internal error: the restore program outgrew its region".into());
     }

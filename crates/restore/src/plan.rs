@@ -12,6 +12,7 @@ use image::Image;
 use image::format::{PAGE_SIZE, RFLAG_STACK, RegionKind};
 
 use crate::check::OwnVdso;
+use crate::stage::Piece;
 
 pub(crate) const RECORD_WORDS: usize = 11;
 pub(crate) const JUMP: u64 = u64::MAX;
@@ -25,7 +26,8 @@ const MAX_PREAD: u64 = 1 << 30;
 /// Descriptors the program uses, opened by `prep`.
 #[derive(Debug)]
 pub(crate) struct Fds {
-    pub(crate) image: i32,
+    /// The sources pieces are read from (`stage::Staged::sources`), by index.
+    pub(crate) sources: Vec<i32>,
     /// Per region (same order as the image's), the file descriptor to map, or -1.
     pub(crate) region: Vec<i32>,
     /// The program file for PR_SET_MM_MAP's exe_fd, if this process may change it.
@@ -96,13 +98,28 @@ fn keep_ranges(base: u64, len: u64, own: &OwnVdso) -> Vec<(u64, u64)> {
 
 /// Builds the program for plan region `base`; `temp` is a free area for moving the vdso
 /// when its old and new places overlap.
-pub(crate) fn build(img: &Image, own: &OwnVdso, fds: &Fds, base: u64, temp: u64) -> Built {
+pub(crate) fn build(
+    img: &Image,
+    pieces: &[Vec<Piece>],
+    own: &OwnVdso,
+    fds: &Fds,
+    base: u64,
+    temp: u64,
+) -> Built {
     // Pass 1 measures, pass 2 uses the real length (the length does not depend on it).
-    let first = build_at(img, own, fds, base, temp, 0);
-    build_at(img, own, fds, base, temp, first.len)
+    let first = build_at(img, pieces, own, fds, base, temp, 0);
+    build_at(img, pieces, own, fds, base, temp, first.len)
 }
 
-fn build_at(img: &Image, own: &OwnVdso, fds: &Fds, base: u64, temp: u64, len: u64) -> Built {
+fn build_at(
+    img: &Image,
+    pieces: &[Vec<Piece>],
+    own: &OwnVdso,
+    fds: &Fds,
+    base: u64,
+    temp: u64,
+    len: u64,
+) -> Built {
     let mut b = Builder {
         data_base: base + CODE_LEN,
         aux: Vec::new(),
@@ -180,7 +197,7 @@ fn build_at(img: &Image, own: &OwnVdso, fds: &Fds, base: u64, temp: u64, len: u6
             d.start, d.end, d.name
         ));
         let prot = u64::from(d.prot);
-        let fill = !r.runs.is_empty();
+        let fill = !pieces[i].is_empty();
         let map_prot = if fill {
             prot | (libc::PROT_READ | libc::PROT_WRITE) as u64
         } else {
@@ -213,7 +230,7 @@ fn build_at(img: &Image, own: &OwnVdso, fds: &Fds, base: u64, temp: u64, len: u6
             Some(d.start),
             m,
         );
-        for run in &r.runs {
+        for run in &pieces[i] {
             let mut done = 0;
             let total = run.npages * PAGE_SIZE;
             while done < total {
@@ -221,10 +238,10 @@ fn build_at(img: &Image, own: &OwnVdso, fds: &Fds, base: u64, temp: u64, len: u6
                 b.call(
                     libc::SYS_pread64,
                     [
-                        fds.image as u64,
+                        fds.sources[run.src] as u64,
                         d.start + run.page * PAGE_SIZE + done,
                         n,
-                        run.file_offset + done,
+                        run.off + done,
                         0,
                         0,
                     ],

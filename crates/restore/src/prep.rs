@@ -42,7 +42,7 @@ fn lift(fd: OwnedFd, min: RawFd) -> Result<RawFd, String> {
 
 /// `quiet`: do not list the descriptors that are not restored (a rank of an MPI job, whose
 /// sockets its MPI layer rebuilds).
-pub(crate) fn prepare(img: &Image, image_file: File, quiet: bool) -> Result<Fds, String> {
+pub(crate) fn prepare(img: &Image, sources: Vec<File>, quiet: bool) -> Result<Fds, String> {
     let m = &img.meta;
     sys::block_all_signals().map_err(io("cannot block signals"))?;
 
@@ -84,8 +84,12 @@ pub(crate) fn prepare(img: &Image, image_file: File, quiet: bool) -> Result<Fds,
     } else {
         None
     };
-    let image_fd = lift(OwnedFd::from(image_file), high)?;
-    ours.push(image_fd);
+    let mut source_fds = Vec::with_capacity(sources.len());
+    for f in sources {
+        let fd = lift(OwnedFd::from(f), high)?;
+        ours.push(fd);
+        source_fds.push(fd);
+    }
 
     // Close every other descriptor but stdio.
     let mut open: Vec<RawFd> = Vec::new();
@@ -178,7 +182,7 @@ pub(crate) fn prepare(img: &Image, image_file: File, quiet: bool) -> Result<Fds,
         }
     }
     Ok(Fds {
-        image: image_fd,
+        sources: source_fds,
         region,
         exe,
         close: ours,

@@ -395,3 +395,74 @@ fn capture_without_the_rseq_tunable_is_refused() {
     );
     assert!(!tmp.path().join("image").exists());
 }
+
+/// Rewrites a version-2 image with raw runs as the version-1 image of the same process (no
+/// PARENT section, runs without encoding, length and crc), every checksum recomputed.
+fn to_version_1(b: &[u8]) -> Vec<u8> {
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    assert_eq!(u32_at(8), 2, "a version-2 image");
+    let mut out = b[..32].to_vec();
+    out[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..28]);
+    out[28..32].copy_from_slice(&crc.to_le_bytes());
+    let mut at = 32;
+    let mut n_regions = 0;
+    for _ in 0..3 {
+        let len = u64_at(at + 4) as usize;
+        let section = &b[at..at + 12 + len + 4];
+        match &b[at..at + 4] {
+            b"PRNT" => assert_eq!(u32_at(at + 12), 0, "a full image"),
+            b"LAYT" => {
+                n_regions = u32_at(at + 12 + len - 4);
+                out.extend_from_slice(section);
+            }
+            _ => out.extend_from_slice(section),
+        }
+        at += 12 + len + 4;
+    }
+    for _ in 0..n_regions {
+        let start = out.len();
+        let name_len = u32_at(at + 76) as usize;
+        out.extend_from_slice(&b[at..at + 80 + name_len]);
+        at += 80 + name_len;
+        loop {
+            out.extend_from_slice(&b[at..at + 16]);
+            let (page, npages) = (u64_at(at), u64_at(at + 8));
+            at += 16;
+            if page == u64::MAX {
+                break;
+            }
+            assert_eq!(u32_at(at), 0, "a raw run");
+            at += 16;
+            let len = npages as usize * 4096;
+            out.extend_from_slice(&b[at..at + len]);
+            at += len;
+        }
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        at += 4;
+    }
+    let body_len = out.len() as u64;
+    out.extend_from_slice(b"MPICREND");
+    out.extend_from_slice(&n_regions.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&body_len.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+#[test]
+fn a_version_1_image_still_restores() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let (image, expected) = brk_image(tmp.path());
+    let v1 = tmp.path().join("v1");
+    let bytes = to_version_1(&std::fs::read(&image).expect("test harness"));
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
+    std::fs::write(&v1, &bytes).expect("test harness");
+    let out = restore(&v1);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout, expected);
+}

@@ -314,3 +314,234 @@ fn a_c_program_through_libmpi_restarts_from_its_images_over_shm_and_tcp() {
     c_kill_and_restart("2", "tcp");
     c_kill_and_restart("4", "tcp");
 }
+
+/// `mpicr-restore --check IMAGE`.
+fn check_image(image: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(bin("mpicr-restore"))
+        .arg("--check")
+        .arg(image)
+        .output()
+        .expect("mpicr-restore runs")
+}
+
+/// The bytes `--check` says it decompressed: "(N compressed)".
+fn compressed_bytes(check: &std::process::Output) -> u64 {
+    let text = String::from_utf8_lossy(&check.stdout);
+    let after = text.split(" bytes of memory stored (").nth(1).unwrap_or("");
+    after
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no compressed count in {text:?}"))
+}
+
+#[test]
+fn every_compression_restarts_to_the_uninterrupted_output() {
+    let sandbox = Sandbox::new();
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", "image-ring", STEPS]);
+    for codec in ["zstd", "lz4", "none"] {
+        let name = format!("z{codec}");
+        // `none` also with every image full (no hash tables at all).
+        let every = if codec == "none" { "1" } else { "8" };
+        let job = sandbox.start_job(
+            &name,
+            &image_job("2", "shm", &["--compress", codec, "--full-every", every]),
+        );
+        std::thread::sleep(random_moment());
+        let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
+        kill_rank(&sandbox, &name, 1, 0);
+        job.finish();
+        let image = sandbox.snapshots().join(&name).join("1/rank-0.image");
+        let check = check_image(&image);
+        assert!(check.status.success(), "{check:?}");
+        let staged = compressed_bytes(&check);
+        if codec == "none" {
+            assert_eq!(staged, 0, "{codec}: {check:?}");
+        } else {
+            assert!(staged > 0, "{codec}: nothing was compressed: {check:?}");
+        }
+        let restarted = sandbox.mpicr(&["restart", &snapshot]);
+        assert_continues(&reference, &restarted, &format!("--compress {codec}"));
+    }
+}
+
+/// Per region record: (record start, crc offset).
+type RegionSpans = Vec<(usize, usize)>;
+/// Per run: (data offset, length, encoding).
+type RunSpans = Vec<(usize, usize, u32)>;
+
+/// Walks a version-2 image: where its region records and its runs are.
+fn image_records(b: &[u8]) -> (RegionSpans, RunSpans) {
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    assert_eq!(u32_at(8), 2, "a version-2 image");
+    let mut at = 32;
+    let mut n_regions = 0;
+    for _ in 0..3 {
+        // META, LAYOUT, PARENT: tag, len, body, crc.
+        let len = u64_at(at + 4) as usize;
+        if &b[at..at + 4] == b"LAYT" {
+            n_regions = u32_at(at + 12 + len - 4);
+        }
+        at += 12 + len + 4;
+    }
+    let (mut regions, mut runs) = (Vec::new(), Vec::new());
+    for _ in 0..n_regions {
+        let start = at;
+        let name_len = u32_at(at + 40 + 36) as usize;
+        at += 40 + 36 + 4 + name_len;
+        loop {
+            let page = u64_at(at);
+            at += 16;
+            if page == u64::MAX {
+                break;
+            }
+            let enc = u32_at(at);
+            let len = u64_at(at + 4) as usize;
+            at += 16;
+            runs.push((at, len, enc));
+            at += len;
+        }
+        regions.push((start, at));
+        at += 4;
+    }
+    (regions, runs)
+}
+
+#[test]
+fn a_compressed_run_that_does_not_decompress_is_refused_before_anything_runs() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job("zrot", &image_job("2", "shm", &["--compress", "zstd"]));
+    committed(&sandbox.mpicr(&["checkpoint", "zrot"]));
+    job.kill();
+    let image = sandbox.snapshots().join("zrot/1/rank-1.image");
+    let mut b = std::fs::read(&image).expect("the image exists");
+    let (regions, runs) = image_records(&b);
+    let &(data, len, _) = runs
+        .iter()
+        .find(|r| r.2 == 2 && r.1 > 64)
+        .expect("a zstd run");
+    // Damage the compressed stream, then make every checksum agree again: only the
+    // decompressor can notice.
+    for byte in &mut b[data + len / 2..data + len / 2 + 16] {
+        *byte ^= 0x5a;
+    }
+    let &(start, crc_at) = regions
+        .iter()
+        .find(|&&(s, c)| s < data && data < c)
+        .expect("its region");
+    let crc = crc32c::crc32c(&b[start..crc_at]);
+    b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    let end = b.len() - 4;
+    let crc = crc32c::crc32c(&b[..end]);
+    b[end..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&image, &b).expect("rewritten");
+    let check = check_image(&image);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(
+        stderr.contains("image is corrupt") && stderr.contains("compressed run"),
+        "{stderr}"
+    );
+    // The job is refused too (its part names the image as it was) and nothing runs.
+    let out = sandbox.mpicr(&["restart", "zrot.1"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the job ran: {}", out.stdout);
+}
+
+#[test]
+fn an_incremental_chain_restores_from_its_last_link_and_survives_gc() {
+    let sandbox = Sandbox::new();
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", "image-ring", STEPS]);
+    let job = sandbox.start_job(
+        "chain",
+        &image_job("2", "shm", &["--compress", "lz4", "--full-every", "8"]),
+    );
+    for epoch in 1..=3 {
+        std::thread::sleep(random_moment());
+        assert_eq!(
+            committed(&sandbox.mpicr(&["checkpoint", "chain"])),
+            format!("chain.{epoch}")
+        );
+    }
+    kill_rank(&sandbox, "chain", 0, 0);
+    job.finish();
+    let dir = sandbox.snapshots().join("chain");
+    // The first image is full, the next two are incremental, chained to it.
+    for (epoch, links) in [(1, None), (2, Some(1)), (3, Some(2))] {
+        let check = check_image(&dir.join(format!("{epoch}/rank-1.image")));
+        assert!(check.status.success(), "{check:?}");
+        let text = String::from_utf8_lossy(&check.stdout);
+        match links {
+            None => assert!(!text.contains("incremental"), "{text}"),
+            Some(n) => assert!(
+                text.contains(&format!("incremental on {n} earlier image(s)")),
+                "{text}"
+            ),
+        }
+    }
+    // The older snapshots go; the kept one holds its chain.
+    ok(&sandbox.mpicr(&["gc", "--keep", "1", "chain"]), "gc");
+    assert!(!dir.join("1").exists() && !dir.join("2").exists());
+    let restarted = sandbox.mpicr(&["restart", "chain.3"]);
+    assert_continues(
+        &reference,
+        &restarted,
+        "a restart from the last link of a chain",
+    );
+
+    // A corrupted link is refused before any image code runs (its size and trailer are intact,
+    // so the restorer, which reads every link whole, refuses it), and a missing one before any
+    // rank starts.
+    let link = dir.join("3/rank-0.base-2.image");
+    let mut bytes = std::fs::read(&link).expect("the link is in the kept snapshot");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::remove_file(&link).expect("unlinked");
+    std::fs::write(&link, &bytes).expect("rewritten");
+    let out = sandbox.mpicr(&["restart", "chain.3"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the job ran: {}", out.stdout);
+    assert!(
+        out.stderr.contains("rank-0.base-2.image") && out.stderr.contains("image is corrupt"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(&link).expect("removed");
+    let out = sandbox.mpicr(&["restart", "chain.3"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the job ran: {}", out.stdout);
+    assert!(
+        out.stderr.contains("rank-0.base-2.image") && out.stderr.contains("missing"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn image_options_reach_the_ranks_and_bad_ones_are_refused() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.mpicr(&[
+        "run",
+        "-n",
+        "1",
+        "--crs",
+        "image",
+        "--compress",
+        "zstd",
+        "--full-every",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$MPICR_IMAGE_COMPRESS|$MPICR_IMAGE_FULL_EVERY\"",
+    ]);
+    ok(&out, "the run");
+    assert_eq!(out.stdout, "zstd|3\n");
+    for bad in [["--compress", "gzip"], ["--full-every", "0"]] {
+        let out = sandbox.mpicr(&[
+            "run", "-n", "1", "--crs", "image", bad[0], bad[1], "--", "true",
+        ]);
+        assert_eq!(out.code, Some(2), "{bad:?}: {}", out.stderr);
+    }
+}
