@@ -380,6 +380,7 @@ impl NodeStore {
                     )
                     .map_err(|e| e.to_string())?;
                 }
+                Ok(Message::MigrateImage(m)) => crate::migrate::receive(stream, &m)?,
                 Ok(Message::PartGet(get)) => {
                     let part = self
                         .check(get.epoch, get.rank, get.size, get.crc32c)

@@ -90,6 +90,26 @@ pub enum Command {
     PartGet = 34,
     /// A copied part is checked and durable on the receiving node.
     PartAck = 35,
+    /// A tool asks the coordinator to move a rank to another node.
+    MigrateRequest = 48,
+    /// A migration is over: the rank computes on its new node.
+    MigrateDone = 49,
+    /// The coordinator tells a rank to migrate.
+    MigrateOut = 50,
+    /// The coordinator tells a rank that a peer migrates.
+    MigratePeer = 51,
+    /// The migrating rank's image is written.
+    MigrateCaptured = 52,
+    /// The coordinator asks the source daemon to send the image.
+    MigrateSend = 53,
+    /// An image follows (daemon to daemon).
+    MigrateImage = 54,
+    /// The image is on the target and being restored.
+    MigrateSent = 55,
+    /// A step of a migration failed.
+    MigrateFailed = 56,
+    /// The restored rank computes on its new node.
+    MigrateArrived = 57,
 }
 
 impl Command {
@@ -131,6 +151,16 @@ impl Command {
             33 => Self::PartData,
             34 => Self::PartGet,
             35 => Self::PartAck,
+            48 => Self::MigrateRequest,
+            49 => Self::MigrateDone,
+            50 => Self::MigrateOut,
+            51 => Self::MigratePeer,
+            52 => Self::MigrateCaptured,
+            53 => Self::MigrateSend,
+            54 => Self::MigrateImage,
+            55 => Self::MigrateSent,
+            56 => Self::MigrateFailed,
+            57 => Self::MigrateArrived,
             _ => return None,
         })
     }

@@ -15,9 +15,10 @@
 //! over any `Read`/`Write` so that callers do not each write their own framing loop.
 #![forbid(unsafe_code)]
 
-mod frame;
 pub mod auth;
+mod frame;
 mod message;
+mod migrate;
 pub mod stream;
 
 pub use frame::{
@@ -27,7 +28,11 @@ pub use frame::{
 pub use message::{
     Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
     CheckpointRequest, Exit, Heartbeat, HelloRole, Message, NodeChallenge, NodeHello, NodeLaunch,
-    NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, PartAck, PartDone, PartGet, PartKeep,
-    PartPut, PartSource, PartStored, ProcEntry, ProcState, RankEnded, RankOutput, RankStarted,
-    Refresh, Register, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer, StoreReady,
+    NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, PartAck, PartDone, PartGet, PartKeep, PartPut,
+    PartSource, PartStored, ProcEntry, ProcState, RankEnded, RankOutput, RankStarted, Refresh,
+    Register, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer, StoreReady,
+};
+pub use migrate::{
+    MIGRATION_MARK, MigrateArrived, MigrateCaptured, MigrateDone, MigrateFailed, MigrateImage,
+    MigrateOut, MigratePeer, MigrateRequest, MigrateSend, MigrateSent,
 };
