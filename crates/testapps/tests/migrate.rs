@@ -47,7 +47,7 @@ fn job_args(sandbox: &Sandbox, cluster: &Cluster, name: &str, rest: &[&str]) -> 
         "--launcher",
         "ip netns exec {node}",
         "--heartbeat",
-        "2s",
+        "5s",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -244,10 +244,11 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     let target = daemon_pid(&cluster, 2);
     signal(target, rustix::process::Signal::STOP);
     let request = sandbox.start(&["migrate", name, "--rank", "3", "--to", &nodes[1]]);
-    // Wait until the coordinator has the request (the second one is refused for it)...
+    // Wait until the coordinator has the request (a second one is refused for it; this probe
+    // asks for the node rank 3 is on, so it can never start a migration itself)...
     let start = Instant::now();
     loop {
-        let second = migrate(&sandbox, name, 3, &nodes[0]);
+        let second = migrate(&sandbox, name, 3, &nodes[2]);
         if second.stderr.contains("rank 3 is already migrating") {
             break;
         }
