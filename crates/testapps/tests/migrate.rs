@@ -292,3 +292,67 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
 fn job_lines(job: &harness::Job) -> usize {
     job.lines()
 }
+
+/// A node of the migration fails while it cannot complete (the target's daemon is stopped):
+/// node `lost` (the target 2 or the source 3) disappears; the migration's requester is told
+/// which node failed during the migration, the job ends like on any node failure, and
+/// nothing is left behind.
+fn node_lost_during_migration(lost: usize) {
+    let Some((_guard, cluster, sandbox)) = setup(3) else {
+        return;
+    };
+    let name = format!("lost{lost}");
+    let args = job_args(
+        &sandbox,
+        &cluster,
+        &name,
+        &["-n", "4", "--crs", "image", "--", "migrate-ring", "100000", "5"],
+    );
+    let job = sandbox.start_job(&name, &strs(&args));
+    let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    placement(&sandbox, &name);
+    job.wait_for_lines(5);
+    let target = daemon_pid(&cluster, 2);
+    signal(target, rustix::process::Signal::STOP);
+    let request = sandbox.start(&["migrate", &name, "--rank", "3", "--to", &nodes[1]]);
+    let start = Instant::now();
+    while !migrate(&sandbox, &name, 3, &nodes[2])
+        .stderr
+        .contains("rank 3 is already migrating")
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "the request never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if lost != 2 {
+        signal(target, rustix::process::Signal::CONT);
+    }
+    cluster.lose(lost);
+    let answer = request.finish();
+    assert_eq!(answer.code, Some(1), "{}{}", answer.stdout, answer.stderr);
+    assert!(
+        answer.stderr.contains(&format!(
+            "node {} failed during the migration of rank 3",
+            nodes[lost - 1]
+        )),
+        "the requester is not told: {}",
+        answer.stderr
+    );
+    let out = job.finish();
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!("node {}", nodes[lost - 1])) && out.stderr.contains("failed"),
+        "no node failure reported: {}",
+        out.stderr
+    );
+    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+}
+
+#[test]
+fn the_target_node_lost_during_a_migration_ends_the_job_with_that_reason() {
+    node_lost_during_migration(2);
+}
+
+#[test]
+fn the_source_node_lost_during_a_migration_ends_the_job_with_that_reason() {
+    node_lost_during_migration(3);
+}
