@@ -1,10 +1,12 @@
-//! `mpicr-migrate-ring STEPS PAUSE_MS`: the program of the quasi-asynchrony test of process
+//! `mpicr-migrate-ring STEPS PAUSE_MS [STATE_MIB]`: the program of the quasi-asynchrony test of process
 //! migration. The last rank (the one a test migrates) only receives: every step, every other
 //! rank sends it a small message and then swaps a block with its neighbours in a ring of the
 //! other ranks, so their progress never waits for it. Rank 0 prints `progress STEP` each step.
 //! At the end the last rank folds what it received (in order) into a checksum, every rank
 //! adds its own, and rank 0 prints `result …`: a message lost, duplicated or reordered by a
-//! migration changes it.
+//! migration changes it. With STATE_MIB the last rank also holds that much heap data (not
+//! zero, so it is in its image), and rank 0 ends with `steps median_us M max_us X` on stderr
+//! (`bench/migrate` takes the stall of the other ranks from it).
 #![forbid(unsafe_code)]
 
 use mpicr::SystemOperation;
@@ -19,20 +21,29 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let steps: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100);
     let pause: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    if let Err(e) = run(steps, pause) {
+    let state_mib: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    if let Err(e) = run(steps, pause, state_mib) {
         eprintln!("mpicr-migrate-ring: {e}");
         std::process::exit(1);
     }
 }
 
-fn run(steps: u64, pause_ms: u64) -> Result<(), mpicr::Error> {
+fn run(steps: u64, pause_ms: u64, state_mib: usize) -> Result<(), mpicr::Error> {
     let universe = mpicr::initialize()?;
     let world = universe.world();
     let (rank, size) = (world.rank(), world.size());
     assert!(size >= 3, "needs 3 ranks or more");
     let last = size - 1;
     let mut acc = rank as u64 + 1;
+    let mut step_us: Vec<u64> = Vec::new();
     if rank == last {
+        let state: Vec<u64> = (0..(state_mib << 20) / 8)
+            .map(|i| mix(acc, i as u64) | 1)
+            .collect();
+        acc = mix(acc, state.len() as u64);
+        if state_mib > 0 {
+            eprintln!("rank {rank}: state of {state_mib} MiB ready");
+        }
         for step in 0..steps {
             for src in 0..last {
                 let mut v = [0u64; 2];
@@ -49,6 +60,7 @@ fn run(steps: u64, pause_ms: u64) -> Result<(), mpicr::Error> {
         let prev = (rank + ring - 1) % ring;
         let block = 50_000 / 8;
         for step in 0..steps {
+            let began = std::time::Instant::now();
             world
                 .process_at_rank(last)
                 .send_with_tag(&[mix(acc, step), step][..], 5)?;
@@ -59,6 +71,7 @@ fn run(steps: u64, pause_ms: u64) -> Result<(), mpicr::Error> {
             if rank == 0 {
                 println!("progress {step}");
             }
+            step_us.push(began.elapsed().as_micros() as u64);
             if pause_ms > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(pause_ms));
             }
@@ -66,6 +79,12 @@ fn run(steps: u64, pause_ms: u64) -> Result<(), mpicr::Error> {
     }
     let mut total = 0u64;
     world.all_reduce_into(&acc, &mut total, SystemOperation::sum())?;
+    if rank == 0 && state_mib > 0 && !step_us.is_empty() {
+        let max = step_us.iter().copied().max().unwrap_or(0);
+        step_us.sort_unstable();
+        let median = step_us[step_us.len() / 2];
+        eprintln!("steps median_us {median} max_us {max}");
+    }
     if rank == 0 {
         println!("result {total:016x} after {steps} steps on {size} ranks");
     }
