@@ -50,6 +50,17 @@ struct Inner {
     active: Option<Active>,
     /// Ranks that migrated at least once (their old processes' ends are not failures).
     moved: Vec<u32>,
+    /// A checkpoint is being taken: no migration starts.
+    checkpointing: bool,
+}
+
+/// Held by the checkpoint service while it takes a checkpoint.
+pub(crate) struct CheckpointHold<'a>(&'a Migrations);
+
+impl Drop for CheckpointHold<'_> {
+    fn drop(&mut self) {
+        self.0.lock().checkpointing = false;
+    }
 }
 
 #[derive(Debug)]
@@ -75,6 +86,21 @@ struct Active {
 impl Migrations {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until no migration runs, then keeps new ones from starting until the hold is
+    /// dropped (checkpoints and migrations both freeze links, so they take turns).
+    pub(crate) fn hold_for_checkpoint(&self) -> CheckpointHold<'_> {
+        loop {
+            {
+                let mut inner = self.lock();
+                if inner.active.is_none() {
+                    inner.checkpointing = true;
+                    return CheckpointHold(self);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Whether messages about `rank` may come from the daemon of `node` though the rank was
@@ -178,6 +204,11 @@ fn start(
     let (reply, answer) = mpsc::channel();
     let state = shared.lock();
     let mut inner = shared.migrations.lock();
+    if inner.checkpointing {
+        return Err(format!(
+            "job {job} is taking a checkpoint; try again once it is committed"
+        ));
+    }
     if let Some(a) = &inner.active {
         return Err(if a.rank == rank {
             format!("rank {rank} is already migrating (to node {})", a.to)

@@ -306,7 +306,16 @@ fn node_lost_during_migration(lost: usize) {
         &sandbox,
         &cluster,
         &name,
-        &["-n", "4", "--crs", "image", "--", "migrate-ring", "100000", "5"],
+        &[
+            "-n",
+            "4",
+            "--crs",
+            "image",
+            "--",
+            "migrate-ring",
+            "100000",
+            "5",
+        ],
     );
     let job = sandbox.start_job(&name, &strs(&args));
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
@@ -320,7 +329,10 @@ fn node_lost_during_migration(lost: usize) {
         .stderr
         .contains("rank 3 is already migrating")
     {
-        assert!(start.elapsed() < Duration::from_secs(30), "the request never arrived");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the request never arrived"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     if lost != 2 {
@@ -355,4 +367,32 @@ fn the_target_node_lost_during_a_migration_ends_the_job_with_that_reason() {
 #[test]
 fn the_source_node_lost_during_a_migration_ends_the_job_with_that_reason() {
     node_lost_during_migration(3);
+}
+
+/// A job on one machine cannot migrate: the request is refused with a sentence and the job
+/// runs on to its result. (No namespaces needed.)
+#[test]
+fn a_job_on_one_machine_refuses_migration_and_runs_on() {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job(
+        "onebox",
+        &[
+            "-n",
+            "3",
+            "--crs",
+            "image",
+            "--",
+            "migrate-ring",
+            "200",
+            "5",
+        ],
+    );
+    job.wait_for_lines(3);
+    refused(
+        &migrate(&sandbox, "onebox", 2, "elsewhere"),
+        "job onebox runs on one machine; migration needs a job on several nodes",
+    );
+    let out = job.finish();
+    result_line(&out);
+    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
