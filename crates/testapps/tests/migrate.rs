@@ -156,7 +156,8 @@ const STEPS: &str = "300";
 
 /// A message-heavy image-ring job on 3 nodes (ranks 0-1, 2, 3): rank 3 moves to node 1, then
 /// to node 2, then back to node 3; the result is the uninterrupted one's; `mpicr status`
-/// shows each placement. Bad requests are refused meanwhile, and the job runs on.
+/// shows each placement. Bad requests are refused meanwhile, and the job runs on. The peers
+/// hold at most 100 bytes for the migrating rank, so their sends to it wait during migrations.
 #[test]
 fn a_rank_migrates_twice_and_back_during_a_message_heavy_run() {
     let Some((_guard, cluster, sandbox)) = setup(3) else {
@@ -169,7 +170,20 @@ fn a_rank_migrates_twice_and_back_during_a_message_heavy_run() {
         &sandbox,
         &cluster,
         name,
-        &["-n", "4", "--crs", "image", "--", "image-ring", STEPS, "20"],
+        // A tiny hold limit: senders to the migrating rank wait (back-pressure) and must
+        // still get through once it has moved.
+        &[
+            "-n",
+            "4",
+            "--crs",
+            "image",
+            "--",
+            "env",
+            "MPICR_MIGRATE_HOLD=100",
+            "image-ring",
+            STEPS,
+            "20",
+        ],
     );
     let job = sandbox.start_job(name, &strs(&args));
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
