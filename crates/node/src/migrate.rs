@@ -70,8 +70,12 @@ pub(crate) fn serve(listener: TcpListener) {
             .name("migrate-conn".into())
             .spawn(move || {
                 if let Err(why) = serve_one(&stream) {
+                    // The same service and line as the store's (`node_store::NodeStore::serve`).
                     let node = TARGET.get().map_or("?", |t| t.node.as_str());
-                    eprintln!("mpicr node {node}: refused a migration connection: {why}");
+                    let peer = stream
+                        .peer_addr()
+                        .map_or_else(|_| "an unknown address".to_owned(), |a| a.to_string());
+                    eprintln!("mpicr node {node}: refused a store connection from {peer}: {why}");
                     let _ = write_message(&mut &stream, &Message::Error(why));
                 }
             });
@@ -92,7 +96,13 @@ fn serve_one(stream: &TcpStream) -> Result<(), String> {
     if hello.job != target.job || hello.role != HelloRole::Store {
         return Err("not a daemon-to-daemon connection of this job".into());
     }
-    wire::auth::accept(stream, &target.secret, &hello).map_err(|e| crate::error_chain(&e))?;
+    wire::auth::accept(stream, &target.secret, &hello).map_err(|e| match e {
+        wire::auth::AuthError::BadProof => format!(
+            "node `{}` did not prove that it knows the job's secret",
+            hello.node
+        ),
+        e => crate::error_chain(&e),
+    })?;
     loop {
         match read_message(&mut &*stream) {
             Ok(Message::MigrateImage(m)) => receive(stream, &m)?,
