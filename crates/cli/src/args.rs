@@ -58,6 +58,12 @@ pub(crate) enum Command {
     /// List the committed global snapshots
     #[command(after_help = EXIT_CODES)]
     Snapshots(SnapshotsArgs),
+    /// Move a rank of a running job (several nodes, --crs image) to another node while the others compute on
+    #[command(after_help = EXIT_CODES)]
+    Migrate(crate::migrate::MigrateArgs),
+    /// Move every rank of a running job off a node, one migration each
+    #[command(after_help = EXIT_CODES)]
+    Drain(crate::migrate::DrainArgs),
     /// Remove all but the newest N snapshots of every job (or of one job)
     #[command(after_help = EXIT_CODES)]
     Gc(GcArgs),
@@ -461,7 +467,7 @@ fn parse_size(text: &str) -> Result<u32, String> {
     }
 }
 
-fn parse_job_ref(text: &str) -> Result<JobRef, coord::JobNameError> {
+pub(crate) fn parse_job_ref(text: &str) -> Result<JobRef, coord::JobNameError> {
     text.parse()
 }
 

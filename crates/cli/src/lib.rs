@@ -10,6 +10,7 @@ mod compat;
 mod dashboard;
 mod demo;
 mod logging;
+mod migrate;
 mod node_daemon;
 mod progress;
 mod restart;
@@ -55,6 +56,8 @@ pub fn mpicr_main() -> ExitCode {
         Command::Restart(restart) => restart::main(restart),
         Command::Snapshots(snapshots) => snapshots::main(&snapshots),
         Command::Gc(gc) => snapshots::gc(&gc),
+        Command::Migrate(m) => migrate::main(&m),
+        Command::Drain(d) => migrate::drain(&d),
         Command::Demo => demo::main(),
         Command::Dashboard(dashboard) => dashboard::main(&dashboard),
         Command::Node(node) => node_daemon::main(&node),

@@ -480,6 +480,9 @@ impl Service {
             }
         }
         let terminate = request.terminate;
+        // A checkpoint and a migration do not overlap (both freeze links).
+        let shared = self.shared.clone();
+        let _no_migration = shared.migrations.hold_for_checkpoint();
         match self.take(inbox, request.received) {
             Ok(done) => {
                 let snapshot = done.name.clone();

@@ -71,7 +71,7 @@ pub enum ClientError {
 }
 
 /// The control socket of `job`, or `NotRunning` when there is none.
-fn job_socket(dir: &RuntimeDir, job: &JobRef) -> Result<PathBuf, ClientError> {
+pub(crate) fn job_socket(dir: &RuntimeDir, job: &JobRef) -> Result<PathBuf, ClientError> {
     let path = match job {
         JobRef::Name(name) => dir.socket_path(name),
         JobRef::Pid(pid) => dir.pid_link_path(*pid),

@@ -263,6 +263,7 @@ impl Launch {
                 board: board.clone(),
             }),
             name: name.to_string(),
+            crs: config.checkpoint.crs.clone(),
             launcher_pid,
             command,
             started_at: unix_now(),

@@ -12,6 +12,7 @@ mod control_socket;
 mod hosts;
 mod job_name;
 mod launch;
+mod migrate;
 mod nodes;
 mod outcome;
 mod proc_tree;
@@ -38,6 +39,7 @@ pub use launch::{
     Launch, LaunchConfig, LaunchError, RestartFrom, RunningJob, Stopper, TERMINATION_GRACE,
     Transport,
 };
+pub use migrate::request_migration;
 pub use nodes::NodesConfig;
 pub use outcome::Outcome;
 pub use report::error_chain;

@@ -719,27 +719,41 @@ struct Follow {
 }
 
 impl Follow {
+    /// Whether this daemon speaks for `rank`: placed here, or migrated here.
+    fn owns(&self, rank: u32) -> bool {
+        self.ranks.contains(&rank)
+            || self
+                .shared
+                .migrations
+                .hosted(&self.shared, rank, &self.node)
+    }
+
     fn run(self, stream: &TcpStream) {
         let _ = stream.set_read_timeout(Some(self.timeout));
         let cause = loop {
             match read_message(&mut &*stream) {
                 Ok(Message::Heartbeat(_)) => {}
-                Ok(Message::RankStarted(started)) if self.ranks.contains(&started.rank) => {
+                Ok(Message::RankStarted(started)) if self.owns(started.rank) => {
+                    crate::migrate::started(&self.shared, started.rank, started.pid);
                     self.shared.set_spawned(started.rank, started.pid);
                 }
-                Ok(Message::RankOutput(output)) if self.ranks.contains(&output.rank) => {
+                Ok(Message::RankOutput(output)) if self.owns(output.rank) => {
                     let _ = if output.stream == 2 {
                         io::stderr().lock().write_all(&output.bytes)
                     } else {
                         io::stdout().lock().write_all(&output.bytes)
                     };
                 }
-                Ok(Message::RankEnded(ended)) if self.ranks.contains(&ended.rank) => {
+                Ok(Message::RankEnded(ended)) if self.owns(ended.rank) => {
                     let status = match ended.state {
                         ProcState::Signaled(signal) => ExitStatus::Signaled(signal),
                         ProcState::Exited(code) => ExitStatus::Exited(code),
                         _ => ExitStatus::Unknown,
                     };
+                    let how = status.to_string();
+                    if crate::migrate::rank_ended(&self.shared, ended.rank, ended.pid, &how) {
+                        continue;
+                    }
                     let _ = self.events.send(Event::RankEnded(RankExit {
                         rank: ended.rank,
                         pid: ended.pid,
@@ -758,6 +772,9 @@ impl Follow {
                 Ok(Message::ParityStored(stored)) => {
                     self.shared
                         .checkpoint_event(CkptEvent::ParityStored(stored));
+                }
+                Ok(m @ (Message::MigrateSent(_) | Message::MigrateFailed(_))) => {
+                    crate::migrate::on_daemon_message(&self.shared, &self.node, m);
                 }
                 Ok(Message::Error(why)) => break format!("its daemon reported: {why}"),
                 Ok(other) => {
@@ -779,6 +796,7 @@ impl Follow {
             }
         };
         if !self.finishing.load(Ordering::SeqCst) {
+            crate::migrate::node_failed(&self.shared, &self.node, &cause);
             let _ = self.events.send(Event::NodeFailed {
                 node: self.node,
                 ranks: self.ranks,

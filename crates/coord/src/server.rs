@@ -46,6 +46,8 @@ pub(crate) struct JobInfo {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) cwd: String,
     pub(crate) transport: String,
+    /// The ranks' checkpointer (`--crs`).
+    pub(crate) crs: String,
     /// Set when this start recovers from a failure.
     pub(crate) recovery: Option<RecoveryWatch>,
 }
@@ -123,7 +125,7 @@ pub(crate) enum Link {
 }
 
 impl Link {
-    fn try_clone(&self) -> io::Result<Self> {
+    pub(crate) fn try_clone(&self) -> io::Result<Self> {
         Ok(match self {
             Self::Unix(s) => Self::Unix(s.try_clone()?),
             Self::Tcp(s) => Self::Tcp(s.try_clone()?),
@@ -183,12 +185,14 @@ pub(crate) struct Shared {
     started: Instant,
     /// The node daemons and their stores, in a job on several nodes (set once they connected).
     stores: Mutex<Option<Arc<crate::nodes::StoreFacts>>>,
+    /// Process migration (`crate::migrate`).
+    pub(crate) migrations: crate::migrate::Migrations,
 }
 
-struct State {
-    table: ProcessTable,
+pub(crate) struct State {
+    pub(crate) table: ProcessTable,
     /// The open connection of every registered rank, for REFRESH.
-    links: Vec<Option<Link>>,
+    pub(crate) links: Vec<Option<Link>>,
     refreshed: bool,
 }
 
@@ -214,6 +218,7 @@ impl Shared {
             checkpoints,
             started: Instant::now(),
             stores: Mutex::new(None),
+            migrations: crate::migrate::Migrations::default(),
         }
     }
 
@@ -252,6 +257,11 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// The checkpointer of the job's ranks (`--crs`).
+    pub(crate) fn crs(&self) -> &str {
+        &self.info.crs
     }
 
     pub(crate) fn job_name(&self) -> &str {
@@ -341,7 +351,7 @@ impl Shared {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -390,6 +400,7 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+        crate::migrate::before_register(self, &mut state, register.rank, relayed_from);
         match relayed_from {
             None => state.table.register(register, is_self_or_descendant)?,
             Some(node) => {
@@ -405,6 +416,7 @@ impl Shared {
         }
         let _ = link.set_write_timeout(Some(WRITE_TIMEOUT));
         state.links[register.rank as usize] = Some(link);
+        crate::migrate::after_register(self, &state, register.rank);
         if state.table.all_registered() && !state.refreshed {
             state.refreshed = true;
             if let Some(watch) = &self.info.recovery {
@@ -544,6 +556,10 @@ fn converse(stream: &Link, shared: &Shared, relayed_from: Option<&str>) -> Resul
         Ok(Message::StatusRequest) => serve_tool(stream, shared),
         Ok(Message::Register(register)) => serve_rank(stream, shared, &register, relayed_from),
         Ok(Message::CheckpointRequest(request)) => serve_checkpoint(stream, shared, &request),
+        Ok(Message::MigrateRequest(request)) => {
+            crate::migrate::serve(stream, shared, &request);
+            Ok(())
+        }
         Ok(other) => Err(unexpected(&other)),
     }
 }
@@ -605,6 +621,9 @@ fn serve_rank(
     let rank = register.rank;
     tracing::debug!(rank, pid = register.pid, addr = %register.data_addr, "rank registered");
     let result = rank_messages(stream, shared, rank);
+    if crate::migrate::left_by_migration(shared, rank, register.pid) {
+        return result;
+    }
     shared.disconnect(rank);
     shared.checkpoint_event(CkptEvent::RankGone {
         rank,
@@ -667,6 +686,11 @@ fn rank_messages(stream: &Link, shared: &Shared, rank: u32) -> Result<(), Refusa
                 check(failed.rank)?;
                 shared.checkpoint_event(CkptEvent::Failed(failed));
             }
+            Ok(
+                m @ (Message::MigrateCaptured(_)
+                | Message::MigrateFailed(_)
+                | Message::MigrateArrived(_)),
+            ) => crate::migrate::on_rank_message(shared, rank, stream, m),
             Ok(other) => return Err(unexpected(&other)),
         }
     }

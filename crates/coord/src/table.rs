@@ -79,6 +79,16 @@ impl ProcessTable {
         }
     }
 
+    /// The pid the node started as `rank` (0 before).
+    pub(crate) fn spawned_pid(&self, rank: u32) -> u32 {
+        self.spawned.get(rank as usize).copied().unwrap_or(0)
+    }
+
+    /// The row of `rank`, to change (a migration moves it).
+    pub(crate) fn entry_mut(&mut self, rank: u32) -> Option<&mut ProcEntry> {
+        self.entries.get_mut(rank as usize)
+    }
+
     /// Whether the node has started `rank` (false also for a rank that does not exist).
     pub(crate) fn is_spawned(&self, rank: u32) -> bool {
         self.spawned.get(rank as usize).is_some_and(|&pid| pid != 0)

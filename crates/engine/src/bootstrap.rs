@@ -60,18 +60,18 @@ pub enum BootstrapError {
 
 const HANDSHAKE_MAGIC: [u8; 8] = *b"MPCRDATA";
 const HANDSHAKE_VERSION: u32 = 1;
-const HANDSHAKE_LEN: usize = 20;
+pub(crate) const HANDSHAKE_LEN: usize = 20;
 
 /// The launcher's instructions to this rank.
 #[derive(Debug)]
-struct LaunchEnv {
-    rank: u32,
-    size: u32,
-    job: String,
-    control: PathBuf,
+pub(crate) struct LaunchEnv {
+    pub(crate) rank: u32,
+    pub(crate) size: u32,
+    pub(crate) job: String,
+    pub(crate) control: PathBuf,
     transport: Transport,
-    shm_dir: Option<PathBuf>,
-    bind: String,
+    pub(crate) shm_dir: Option<PathBuf>,
+    pub(crate) bind: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ fn parse_u32(name: &'static str, value: String) -> Result<u32, BootstrapError> {
 }
 
 impl LaunchEnv {
-    fn read(var: Lookup<'_>) -> Result<Option<Self>, BootstrapError> {
+    pub(crate) fn read(var: Lookup<'_>) -> Result<Option<Self>, BootstrapError> {
         let Some(rank) = var("MPICR_RANK") else {
             return Ok(None);
         };
@@ -191,6 +191,8 @@ pub fn join() -> Result<Joined, BootstrapError> {
         c.local_ranks,
     );
     engine.set_launch_facts(env.shm_dir.clone(), control_fds);
+    engine.mig.job.clone_from(&env.job);
+    engine.mig.addrs = c.table.iter().map(|e| e.data_addr.clone()).collect();
     Ok(Joined {
         engine,
         control: Some(c.control),
@@ -247,6 +249,7 @@ impl Engine {
             })?;
         }
         drop(c.control);
+        self.mig.addrs = c.table.iter().map(|e| e.data_addr.clone()).collect();
         self.replace_links(c.channels, c.bell, c.local_ranks);
         self.set_launch_facts(env.shm_dir.clone(), fds);
         Ok(())
@@ -358,7 +361,7 @@ enum LinkKind {
 }
 
 /// The endpoint of `kind` (`shm` or `tcp`) a peer published, if any.
-fn endpoint<'a>(data_addr: &'a str, kind: &str) -> Option<&'a str> {
+pub(crate) fn endpoint<'a>(data_addr: &'a str, kind: &str) -> Option<&'a str> {
     data_addr
         .split(';')
         .find_map(|e| e.strip_prefix(kind).and_then(|rest| rest.strip_prefix(':')))
@@ -438,7 +441,7 @@ fn shm_links(
     Ok(Rc::new(rx.bell))
 }
 
-fn handshake(rank: u32, job: &str) -> [u8; HANDSHAKE_LEN] {
+pub(crate) fn handshake(rank: u32, job: &str) -> [u8; HANDSHAKE_LEN] {
     let mut b = [0u8; HANDSHAKE_LEN];
     b[..8].copy_from_slice(&HANDSHAKE_MAGIC);
     b[8..12].copy_from_slice(&HANDSHAKE_VERSION.to_le_bytes());

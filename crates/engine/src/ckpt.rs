@@ -246,6 +246,9 @@ impl Engine {
                 }
             }
             Message::Error(reason) => tracing::warn!("the coordinator reports: {reason}"),
+            m @ (Message::MigrateOut(_) | Message::MigratePeer(_) | Message::Refresh(_)) => {
+                self.on_migration_control(m)?;
+            }
             other => tracing::warn!("unexpected control message {:?} ignored", other.command()),
         }
         Ok(())
@@ -463,6 +466,9 @@ impl Engine {
     }
 
     pub(crate) fn on_marker(&mut self, peer: u32, epoch: u64) -> Result<(), EngineError> {
+        if epoch & wire::MIGRATION_MARK != 0 {
+            return self.migration_marker(peer, epoch);
+        }
         if self.ckpt.image.is_some() {
             return self.on_image_marker(peer, epoch);
         }
@@ -654,6 +660,10 @@ impl Engine {
             return Ok(moved);
         }
         let (epoch, dir) = (*epoch, dir.clone());
+        if self.mig.outgoing.is_some() {
+            self.migration_capture(epoch, &dir)?;
+            return Ok(true);
+        }
         let exclude: Vec<PathBuf> = self.shm_dir.iter().cloned().collect();
         let request = ImageRequest {
             epoch,

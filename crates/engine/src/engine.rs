@@ -137,6 +137,8 @@ pub struct Engine {
     /// The descriptor numbers of the control connection (the front end's and the engine's),
     /// kept for a rank restored from an image.
     pub(crate) control_fds: Vec<std::os::fd::RawFd>,
+    /// Process migration (`crate::migrate`).
+    pub(crate) mig: crate::migrate::MigState,
 }
 
 /// The control link is read every this many progress rounds (and before sleeping).
@@ -222,6 +224,7 @@ impl Engine {
             patience: patience(local_ranks),
             shm_dir: None,
             control_fds: Vec::new(),
+            mig: crate::migrate::MigState::default(),
         }
     }
 
@@ -266,6 +269,11 @@ impl Engine {
             Some(c) => Ok(c.send(&message)?),
             None => Ok(()),
         }
+    }
+
+    /// What the coordinator has sent, unhandled (`None` for a singleton).
+    pub(crate) fn control_poll(&mut self) -> Option<Result<Vec<wire::Message>, EngineError>> {
+        self.control.as_mut().map(|c| c.poll().map_err(Into::into))
     }
 
     /// Handles whatever the coordinator has sent.
@@ -332,17 +340,38 @@ impl Engine {
     pub(crate) fn send_frozen_markers(&mut self, epoch: u64) -> Result<(), EngineError> {
         let me = self.rank as usize;
         for peer in (0..self.channels.len()).filter(|&p| p != me) {
-            self.channels[peer].frozen = Some(0);
-            let mut m = Header::new(Kind::Marker);
-            m.sreq = epoch;
-            self.send_packet(peer as u32, m, Payload::None, None, false)?;
-            let ch = &mut self.channels[peer];
-            ch.frozen = Some(ch.out.len());
+            self.queue_frozen_marker(peer, epoch)?;
         }
         for peer in (0..self.channels.len()).filter(|&p| p != me) {
             self.flush_channel(peer)?;
         }
         Ok(())
+    }
+
+    /// Queues `epoch`'s marker on the link to `peer` after everything already queued and
+    /// freezes the link behind it.
+    pub(crate) fn queue_frozen_marker(
+        &mut self,
+        peer: usize,
+        epoch: u64,
+    ) -> Result<(), EngineError> {
+        self.channels[peer].frozen = Some(0);
+        let mut m = Header::new(Kind::Marker);
+        m.sreq = epoch;
+        self.send_packet(peer as u32, m, Payload::None, None, false)?;
+        let ch = &mut self.channels[peer];
+        ch.frozen = Some(ch.out.len());
+        Ok(())
+    }
+
+    /// The channel to `peer` (process migration replaces its link).
+    pub(crate) fn channel_mut(&mut self, peer: usize) -> &mut Channel {
+        &mut self.channels[peer]
+    }
+
+    /// Writes what is queued for `peer`, as far as the link takes it.
+    pub(crate) fn flush_peer(&mut self, peer: usize) -> Result<bool, EngineError> {
+        self.flush_channel(peer)
     }
 
     /// Whether every link has written its marker (and everything before it) out.
@@ -420,6 +449,7 @@ impl Engine {
         buf: SendBuf,
     ) -> Result<u64, EngineError> {
         self.check_rank(dest)?;
+        self.migration_backpressure(dest)?;
         let status = Status {
             source: dest,
             tag,

@@ -16,6 +16,7 @@ mod comm;
 mod control;
 mod engine;
 mod error;
+mod migrate;
 mod packet;
 pub mod session;
 mod slab;

@@ -147,6 +147,10 @@ enum Event {
     Store(Box<Message>),
     Shutdown,
     Lost(String),
+    /// MIGRATE_SEND: stream a migrating rank's image to another daemon.
+    MigrateSend(wire::MigrateSend),
+    /// A migrated rank's image arrived: start its restorer.
+    Restore(crate::migrate::Restore),
 }
 
 /// The connection to the coordinator, shared by every thread that writes to it.
@@ -186,6 +190,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     let store_listener = TcpListener::bind((stream.local_addr().map_err(DaemonError::Io)?.ip(), 0))
         .map_err(DaemonError::Io)?;
     let store_addr = store_listener.local_addr().map_err(DaemonError::Io)?;
+    let migrate_listener = store_listener.try_clone().map_err(DaemonError::Io)?;
     write_message(
         &mut &stream,
         &Message::NodeReady(NodeReady {
@@ -244,6 +249,28 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     })?;
     let ranks_here = launch.first_rank..launch.first_rank.saturating_add(launch.count);
     let (events, inbox) = mpsc::channel();
+    crate::migrate::set_target(crate::migrate::Target {
+        job: config.job.clone(),
+        node: config.node.clone(),
+        secret: config.secret.clone(),
+        dir: dirs.private.clone(),
+        deliver: Mutex::new(Box::new({
+            let events = Mutex::new(events.clone());
+            move |restore| {
+                events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .send(Event::Restore(restore))
+                    .is_ok()
+            }
+        })),
+    });
+    if launch.storage.is_empty() {
+        // No store service: the listener serves migrations only.
+        spawn_thread("migrate", move || crate::migrate::serve(migrate_listener))?;
+    } else {
+        drop(migrate_listener);
+    }
     spawn_thread("uplink-read", {
         let stream = stream.try_clone().map_err(DaemonError::Io)?;
         let events = events.clone();
@@ -289,7 +316,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
         pieces,
         restart_dir.as_deref(),
     );
-    let on_exit = {
+    let on_exit: crate::ExitCallback = {
         let uplink = uplink.clone();
         Arc::new(move |exit: RankExit| {
             let state = match exit.status {
@@ -310,16 +337,15 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
             relay.started_rank(rank, pid);
             let _ = uplink.send(&Message::RankStarted(RankStarted { rank, pid }));
         },
-        on_exit,
+        on_exit.clone(),
     );
-    let ranks = match launched {
+    let mut ranks = match launched {
         Ok(ranks) => ranks,
         Err(e) => {
             let _ = uplink.send(&Message::Error(crate::error_chain(&e)));
             return Err(e.into());
         }
     };
-    drop(spec);
     let lost = loop {
         match inbox.recv() {
             Ok(Event::Signal(signal)) => {
@@ -347,9 +373,42 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
                 }
                 (message, store) => store_work(store, &uplink, message),
             },
+            Ok(Event::MigrateSend(m)) => {
+                let uplink = uplink.clone();
+                let (job, node, secret) = (
+                    config.job.clone(),
+                    config.node.clone(),
+                    config.secret.clone(),
+                );
+                let _ = thread::Builder::new()
+                    .name("migrate-send".into())
+                    .spawn(move || {
+                        crate::migrate::send(m, &job, &node, &secret, &|message| {
+                            let _ = uplink.send(message);
+                        });
+                    });
+            }
+            Ok(Event::Restore(restore)) => {
+                let mut restore_spec = spec.clone();
+                restore_spec.program = crate::migrate::restorer();
+                restore_spec.arg0 = "mpicr-restore".into();
+                restore_spec.args = vec![restore.image.clone().into()];
+                let started = ranks
+                    .start_extra(&restore_spec, restore.rank, &on_exit)
+                    .map_err(|e| crate::error_chain(&e));
+                if let Ok(pid) = started {
+                    relay.started_rank(restore.rank, pid);
+                    let _ = uplink.send(&Message::RankStarted(RankStarted {
+                        rank: restore.rank,
+                        pid,
+                    }));
+                }
+                let _ = restore.done.send(started);
+            }
             Err(_) => break Some("the daemon's reader stopped".to_owned()),
         }
     };
+    drop(spec);
     if let Some(why) = &lost {
         eprintln!(
             "mpicr node {}: {why}; killing the ranks of job {}",
@@ -570,6 +629,7 @@ fn read_coordinator(stream: &TcpStream, events: &Sender<Event>) {
                 | Message::StoreKeep(_)
                 | Message::ParityBuild(_)),
             ) => Event::Store(Box::new(message)),
+            Ok(Message::MigrateSend(m)) => Event::MigrateSend(m),
             Ok(other) => Event::Lost(format!(
                 "the coordinator sent an unexpected {:?}",
                 other.command()
@@ -580,7 +640,10 @@ fn read_coordinator(stream: &TcpStream, events: &Sender<Event>) {
                 crate::error_chain(&e)
             )),
         };
-        let last = !matches!(event, Event::Signal(_) | Event::Store(_));
+        let last = !matches!(
+            event,
+            Event::Signal(_) | Event::Store(_) | Event::MigrateSend(_)
+        );
         if events.send(event).is_err() || last {
             return;
         }
@@ -623,7 +686,8 @@ impl Relay {
         let deadline = Instant::now() + SPAWN_WAIT;
         let mut pids = self.pids.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(&(_, pid)) = pids.iter().find(|(r, _)| *r == rank) {
+            // The latest: a rank that migrated back here was started again.
+            if let Some(&(_, pid)) = pids.iter().rev().find(|(r, _)| *r == rank) {
                 return Some(pid);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -681,7 +745,13 @@ fn relay_one(unix: &UnixStream, relay: &Relay) -> Result<(), String> {
         Err(e) => return Err(crate::error_chain(&e)),
     };
     if let Message::Register(register) = &first {
-        if !relay.ranks.contains(&register.rank) {
+        let migrated_here = relay
+            .pids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|(r, _)| *r == register.rank);
+        if !relay.ranks.contains(&register.rank) && !migrated_here {
             return Err(format!(
                 "rank {} does not run on node {}",
                 register.rank, relay.config.node

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod daemon;
+mod migrate;
 pub mod node_store;
 mod output;
 mod proc_tree;

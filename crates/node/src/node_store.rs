@@ -706,6 +706,7 @@ impl NodeStore {
                     )
                     .map_err(|e| e.to_string())?;
                 }
+                Ok(Message::MigrateImage(m)) => crate::migrate::receive(stream, &m)?,
                 Ok(Message::PartGet(get)) => {
                     let path = if get.file.is_empty() {
                         self.check(get.epoch, get.rank, get.size, get.crc32c)

@@ -232,6 +232,18 @@ impl Ranks {
         Ok(pid)
     }
 
+    /// Starts one more rank with `spec` (a migrated rank's restorer) in the job's process
+    /// group; returns its pid. Call it from the thread that started the job.
+    pub fn start_extra(
+        &mut self,
+        spec: &JobSpec,
+        rank: u32,
+        on_exit: &ExitCallback,
+    ) -> Result<u32, SpawnError> {
+        self.start(spec, rank, on_exit)
+            .map(|pid| pid.as_raw_pid() as u32)
+    }
+
     /// The pid of every rank, by rank.
     pub fn pids(&self) -> Vec<u32> {
         self.pids.iter().map(|p| p.as_raw_pid() as u32).collect()

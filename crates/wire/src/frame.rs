@@ -94,6 +94,26 @@ pub enum Command {
     ParityBuild = 36,
     /// A parity file is durable (or why not).
     ParityStored = 37,
+    /// A tool asks the coordinator to move a rank to another node.
+    MigrateRequest = 48,
+    /// A migration is over: the rank computes on its new node.
+    MigrateDone = 49,
+    /// The coordinator tells a rank to migrate.
+    MigrateOut = 50,
+    /// The coordinator tells a rank that a peer migrates.
+    MigratePeer = 51,
+    /// The migrating rank's image is written.
+    MigrateCaptured = 52,
+    /// The coordinator asks the source daemon to send the image.
+    MigrateSend = 53,
+    /// An image follows (daemon to daemon).
+    MigrateImage = 54,
+    /// The image is on the target and being restored.
+    MigrateSent = 55,
+    /// A step of a migration failed.
+    MigrateFailed = 56,
+    /// The restored rank computes on its new node.
+    MigrateArrived = 57,
 }
 
 impl Command {
@@ -137,6 +157,16 @@ impl Command {
             35 => Self::PartAck,
             36 => Self::ParityBuild,
             37 => Self::ParityStored,
+            48 => Self::MigrateRequest,
+            49 => Self::MigrateDone,
+            50 => Self::MigrateOut,
+            51 => Self::MigratePeer,
+            52 => Self::MigrateCaptured,
+            53 => Self::MigrateSend,
+            54 => Self::MigrateImage,
+            55 => Self::MigrateSent,
+            56 => Self::MigrateFailed,
+            57 => Self::MigrateArrived,
             _ => return None,
         })
     }

@@ -18,6 +18,7 @@
 pub mod auth;
 mod frame;
 mod message;
+mod migrate;
 pub mod stream;
 
 pub use frame::{
@@ -31,4 +32,8 @@ pub use message::{
     PartGet, PartKeep, PartPut, PartSource, PartStored, ProcEntry, ProcState, RankEnded,
     RankOutput, RankStarted, Rebuild, Refresh, Register, SafepointCount, StatusReply, StoreBegin,
     StoreKeep, StorePeer, StoreReady,
+};
+pub use migrate::{
+    MIGRATION_MARK, MigrateArrived, MigrateCaptured, MigrateDone, MigrateFailed, MigrateImage,
+    MigrateOut, MigratePeer, MigrateRequest, MigrateSend, MigrateSent,
 };

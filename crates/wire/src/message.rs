@@ -431,6 +431,16 @@ pub enum Message {
     PartAck(PartAck),
     ParityBuild(ParityBuild),
     ParityStored(ParityStored),
+    MigrateRequest(crate::migrate::MigrateRequest),
+    MigrateDone(crate::migrate::MigrateDone),
+    MigrateOut(crate::migrate::MigrateOut),
+    MigratePeer(crate::migrate::MigratePeer),
+    MigrateCaptured(crate::migrate::MigrateCaptured),
+    MigrateSend(crate::migrate::MigrateSend),
+    MigrateImage(crate::migrate::MigrateImage),
+    MigrateSent(crate::migrate::MigrateSent),
+    MigrateFailed(crate::migrate::MigrateFailed),
+    MigrateArrived(crate::migrate::MigrateArrived),
 }
 
 fn config() -> impl bincode::config::Config {
@@ -503,6 +513,16 @@ impl Message {
             Self::PartAck(_) => Command::PartAck,
             Self::ParityBuild(_) => Command::ParityBuild,
             Self::ParityStored(_) => Command::ParityStored,
+            Self::MigrateRequest(_) => Command::MigrateRequest,
+            Self::MigrateDone(_) => Command::MigrateDone,
+            Self::MigrateOut(_) => Command::MigrateOut,
+            Self::MigratePeer(_) => Command::MigratePeer,
+            Self::MigrateCaptured(_) => Command::MigrateCaptured,
+            Self::MigrateSend(_) => Command::MigrateSend,
+            Self::MigrateImage(_) => Command::MigrateImage,
+            Self::MigrateSent(_) => Command::MigrateSent,
+            Self::MigrateFailed(_) => Command::MigrateFailed,
+            Self::MigrateArrived(_) => Command::MigrateArrived,
         }
     }
 
@@ -548,6 +568,16 @@ impl Message {
             Self::PartAck(m) => to_payload(m),
             Self::ParityBuild(m) => to_payload(m),
             Self::ParityStored(m) => to_payload(m),
+            Self::MigrateRequest(m) => to_payload(m),
+            Self::MigrateDone(m) => to_payload(m),
+            Self::MigrateOut(m) => to_payload(m),
+            Self::MigratePeer(m) => to_payload(m),
+            Self::MigrateCaptured(m) => to_payload(m),
+            Self::MigrateSend(m) => to_payload(m),
+            Self::MigrateImage(m) => to_payload(m),
+            Self::MigrateSent(m) => to_payload(m),
+            Self::MigrateFailed(m) => to_payload(m),
+            Self::MigrateArrived(m) => to_payload(m),
         };
         encode_frame(self.command(), &payload)
     }
@@ -608,6 +638,16 @@ impl Message {
             Command::PartAck => Self::PartAck(from_payload(command, payload)?),
             Command::ParityBuild => Self::ParityBuild(from_payload(command, payload)?),
             Command::ParityStored => Self::ParityStored(from_payload(command, payload)?),
+            Command::MigrateRequest => Self::MigrateRequest(from_payload(command, payload)?),
+            Command::MigrateDone => Self::MigrateDone(from_payload(command, payload)?),
+            Command::MigrateOut => Self::MigrateOut(from_payload(command, payload)?),
+            Command::MigratePeer => Self::MigratePeer(from_payload(command, payload)?),
+            Command::MigrateCaptured => Self::MigrateCaptured(from_payload(command, payload)?),
+            Command::MigrateSend => Self::MigrateSend(from_payload(command, payload)?),
+            Command::MigrateImage => Self::MigrateImage(from_payload(command, payload)?),
+            Command::MigrateSent => Self::MigrateSent(from_payload(command, payload)?),
+            Command::MigrateFailed => Self::MigrateFailed(from_payload(command, payload)?),
+            Command::MigrateArrived => Self::MigrateArrived(from_payload(command, payload)?),
         })
     }
 }
@@ -800,6 +840,21 @@ mod tests {
             error: String::new(),
         }));
         round_trip(Message::PartAck(PartAck { epoch: 3, rank: 1 }));
+        round_trip(Message::MigrateRequest(crate::MigrateRequest {
+            rank: 2,
+            node: "n3".into(),
+        }));
+        round_trip(Message::MigrateCaptured(crate::MigrateCaptured {
+            rank: 2,
+            seq: 7,
+            path: "/x/rank-2.image".into(),
+            size: 4096,
+        }));
+        round_trip(Message::MigrateFailed(crate::MigrateFailed {
+            rank: 2,
+            seq: 7,
+            reason: "why".into(),
+        }));
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn program(args: &[&str]) -> Vec<String> {
             "selftest" => bin("mpicr-selftest").display().to_string(),
             "ckpt-ring" => bin("mpicr-ckpt-ring").display().to_string(),
             "image-ring" => bin("mpicr-image-ring").display().to_string(),
+            "migrate-ring" => bin("mpicr-migrate-ring").display().to_string(),
             "heat" => bin("mpicr-heat").display().to_string(),
             other => other.to_owned(),
         })
@@ -259,6 +260,11 @@ impl Job {
             std::thread::sleep(Duration::from_millis(20));
         }
         out
+    }
+
+    /// How many lines the job has printed so far.
+    pub fn lines(&self) -> usize {
+        self.stdout.lock().expect("not poisoned").lines().count()
     }
 
     /// Waits until the job has printed `n` lines.

@@ -1,0 +1,256 @@
+//! Process migration, the daemons' side: the image of a migrating rank goes from its node's
+//! daemon to the target's over an authenticated daemon-to-daemon connection (role Store, the
+//! same service and proof as the copies of `--mirror`), MIGRATE_IMAGE then PART_DATA frames;
+//! the target writes it into its private directory, starts `mpicr-restore IMAGE` as the rank
+//! (in the job's process group, watched like every rank) and answers MIGRATE_SENT, or
+//! MIGRATE_FAILED with the reason. No shared file system is involved.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wire::stream::{ReadError, read_message, write_message};
+use wire::{
+    HelloRole, Message, MigrateFailed, MigrateImage, MigrateSend, MigrateSent, PART_DATA_MAX,
+};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the target may take to start the restorer.
+const START_WAIT: Duration = Duration::from_secs(30);
+
+/// A received image to restore as `rank`; `done` gets the restorer's pid or why it failed.
+pub(crate) struct Restore {
+    pub rank: u32,
+    pub image: PathBuf,
+    pub done: Sender<Result<u32, String>>,
+}
+
+/// Hands a restore to the daemon's main thread (which starts ranks).
+pub(crate) type Deliver = Box<dyn Fn(Restore) -> bool + Send + Sync>;
+
+/// What the receiving side needs, set once by the daemon.
+pub(crate) struct Target {
+    pub job: String,
+    pub node: String,
+    pub secret: String,
+    /// The daemon's private directory: received images go there.
+    pub dir: PathBuf,
+    pub deliver: Mutex<Deliver>,
+}
+
+static TARGET: OnceLock<Target> = OnceLock::new();
+
+pub(crate) fn set_target(target: Target) {
+    let _ = TARGET.set(target);
+}
+
+/// `mpicr-restore`, installed beside `mpicr`.
+pub(crate) fn restorer() -> PathBuf {
+    std::env::current_exe()
+        .map(|exe| exe.with_file_name("mpicr-restore"))
+        .unwrap_or_else(|_| PathBuf::from("mpicr-restore"))
+}
+
+/// Serves daemon-to-daemon connections that carry images (a daemon without `--storage`, whose
+/// store service does not run).
+pub(crate) fn serve(listener: TcpListener) {
+    for connection in listener.incoming() {
+        let Ok(stream) = connection else {
+            thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        let _ = thread::Builder::new()
+            .name("migrate-conn".into())
+            .spawn(move || {
+                if let Err(why) = serve_one(&stream) {
+                    // The same service and line as the store's (`node_store::NodeStore::serve`).
+                    let node = TARGET.get().map_or("?", |t| t.node.as_str());
+                    let peer = stream
+                        .peer_addr()
+                        .map_or_else(|_| "an unknown address".to_owned(), |a| a.to_string());
+                    eprintln!("mpicr node {node}: refused a store connection from {peer}: {why}");
+                    let _ = write_message(&mut &stream, &Message::Error(why));
+                }
+            });
+    }
+}
+
+fn serve_one(stream: &TcpStream) -> Result<(), String> {
+    let target = TARGET.get().ok_or("this daemon takes no migrations")?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let hello = match read_message(&mut &*stream) {
+        Ok(Message::NodeHello(hello)) => hello,
+        Ok(other) => return Err(format!("the first message was {:?}", other.command())),
+        Err(ReadError::Closed) => return Ok(()),
+        Err(e) => return Err(crate::error_chain(&e)),
+    };
+    if hello.job != target.job || hello.role != HelloRole::Store {
+        return Err("not a daemon-to-daemon connection of this job".into());
+    }
+    wire::auth::accept(stream, &target.secret, &hello).map_err(|e| match e {
+        wire::auth::AuthError::BadProof => format!(
+            "node `{}` did not prove that it knows the job's secret",
+            hello.node
+        ),
+        e => crate::error_chain(&e),
+    })?;
+    loop {
+        match read_message(&mut &*stream) {
+            Ok(Message::MigrateImage(m)) => receive(stream, &m)?,
+            Ok(other) => return Err(format!("unexpected {:?}", other.command())),
+            Err(ReadError::Closed) => return Ok(()),
+            Err(e) => return Err(crate::error_chain(&e)),
+        }
+    }
+}
+
+/// Receives the image announced by `m`, has it restored, answers MIGRATE_SENT or
+/// MIGRATE_FAILED. An error is a broken connection.
+pub(crate) fn receive(stream: &TcpStream, m: &MigrateImage) -> Result<(), String> {
+    let target = TARGET.get().ok_or("this daemon takes no migrations")?;
+    let path = target
+        .dir
+        .join(format!("migrate-{}-rank-{}.image", m.seq, m.rank));
+    let started = Instant::now();
+    receive_file(stream, &path, m.size)?;
+    let outcome = restore(target, m.rank, &path);
+    let answer = match outcome {
+        Ok(_) => Message::MigrateSent(MigrateSent {
+            rank: m.rank,
+            seq: m.seq,
+            bytes: m.size,
+            micros: started.elapsed().as_micros() as u64,
+        }),
+        Err(reason) => {
+            let _ = fs::remove_file(&path);
+            Message::MigrateFailed(MigrateFailed {
+                rank: m.rank,
+                seq: m.seq,
+                reason,
+            })
+        }
+    };
+    write_message(&mut &*stream, &answer).map_err(|e| e.to_string())
+}
+
+fn receive_file(stream: &TcpStream, path: &Path, size: u64) -> Result<(), String> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut left = size;
+    while left > 0 {
+        let bytes = match read_message(&mut &*stream) {
+            Ok(Message::PartData(bytes)) => bytes,
+            Ok(other) => return Err(format!("{:?} inside an image", other.command())),
+            Err(e) => return Err(crate::error_chain(&e)),
+        };
+        if bytes.is_empty() || bytes.len() as u64 > left {
+            return Err("more bytes than announced".into());
+        }
+        left -= bytes.len() as u64;
+        file.write_all(&bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn restore(target: &Target, rank: u32, image: &Path) -> Result<u32, String> {
+    let (done, result) = mpsc::channel();
+    let delivered = (target
+        .deliver
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner))(Restore {
+        rank,
+        image: image.to_owned(),
+        done,
+    });
+    if !delivered {
+        return Err("the daemon is shutting down".into());
+    }
+    result
+        .recv_timeout(START_WAIT)
+        .map_err(|_| "the restorer was not started in time".to_owned())?
+}
+
+/// Sends the image of `m` to the target daemon and reports to the coordinator through
+/// `report` (MIGRATE_SENT with the copy's duration, or MIGRATE_FAILED). The image's
+/// directory on this node is removed afterwards.
+pub(crate) fn send(m: MigrateSend, job: &str, node: &str, secret: &str, report: &dyn Fn(&Message)) {
+    let started = Instant::now();
+    let result = send_image(&m, job, node, secret);
+    if let Some(dir) = Path::new(&m.path).parent() {
+        let _ = fs::remove_dir_all(dir);
+    }
+    let message = match result {
+        Ok(bytes) => Message::MigrateSent(MigrateSent {
+            rank: m.rank,
+            seq: m.seq,
+            bytes,
+            micros: started.elapsed().as_micros() as u64,
+        }),
+        Err(reason) => Message::MigrateFailed(MigrateFailed {
+            rank: m.rank,
+            seq: m.seq,
+            reason: format!("the image could not be moved to node {}: {reason}", m.node),
+        }),
+    };
+    report(&message);
+}
+
+fn send_image(m: &MigrateSend, job: &str, node: &str, secret: &str) -> Result<u64, String> {
+    let mut file = fs::File::open(&m.path).map_err(|e| format!("cannot open {}: {e}", m.path))?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let addr: SocketAddr = m
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot reach {}: {e}", m.addr))?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    wire::auth::connect(&stream, secret, job, node, HelloRole::Store)
+        .map_err(|e| crate::error_chain(&e))?;
+    let io_err = |e: io::Error| e.to_string();
+    write_message(
+        &mut &stream,
+        &Message::MigrateImage(MigrateImage {
+            rank: m.rank,
+            seq: m.seq,
+            size,
+        }),
+    )
+    .map_err(io_err)?;
+    let mut buf = vec![0u8; PART_DATA_MAX.min(size.max(1) as usize)];
+    let mut left = size;
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        file.read_exact(&mut buf[..n]).map_err(io_err)?;
+        write_message(&mut &stream, &Message::PartData(buf[..n].to_vec())).map_err(io_err)?;
+        left -= n as u64;
+    }
+    // The restore may take a while for a large image.
+    let _ = stream.set_read_timeout(Some(START_WAIT + IO_TIMEOUT));
+    match read_message(&mut &stream) {
+        Ok(Message::MigrateSent(_)) => Ok(size),
+        Ok(Message::MigrateFailed(f)) => Err(f.reason),
+        Ok(Message::Error(why)) => Err(why),
+        Ok(other) => Err(format!("it answered {:?}", other.command())),
+        Err(e) => Err(crate::error_chain(&e)),
+    }
+}

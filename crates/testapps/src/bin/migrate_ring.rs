@@ -1,0 +1,92 @@
+//! `mpicr-migrate-ring STEPS PAUSE_MS [STATE_MIB]`: the program of the quasi-asynchrony test of process
+//! migration. The last rank (the one a test migrates) only receives: every step, every other
+//! rank sends it a small message and then swaps a block with its neighbours in a ring of the
+//! other ranks, so their progress never waits for it. Rank 0 prints `progress STEP` each step.
+//! At the end the last rank folds what it received (in order) into a checksum, every rank
+//! adds its own, and rank 0 prints `result …`: a message lost, duplicated or reordered by a
+//! migration changes it. With STATE_MIB the last rank also holds that much heap data (not
+//! zero, so it is in its image), and rank 0 ends with `steps median_us M max_us X` on stderr
+//! (`bench/migrate` takes the stall of the other ranks from it).
+#![forbid(unsafe_code)]
+
+use mpicr::SystemOperation;
+
+fn mix(acc: u64, v: u64) -> u64 {
+    (acc.rotate_left(7) ^ v)
+        .wrapping_mul(0x100_0000_01b3)
+        .wrapping_add(0x9e37_79b9)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let steps: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100);
+    let pause: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let state_mib: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    if let Err(e) = run(steps, pause, state_mib) {
+        eprintln!("mpicr-migrate-ring: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(steps: u64, pause_ms: u64, state_mib: usize) -> Result<(), mpicr::Error> {
+    let universe = mpicr::initialize()?;
+    let world = universe.world();
+    let (rank, size) = (world.rank(), world.size());
+    assert!(size >= 3, "needs 3 ranks or more");
+    let last = size - 1;
+    let mut acc = rank as u64 + 1;
+    let mut step_us: Vec<u64> = Vec::new();
+    if rank == last {
+        let state: Vec<u64> = (0..(state_mib << 20) / 8)
+            .map(|i| mix(acc, i as u64) | 1)
+            .collect();
+        acc = mix(acc, state.len() as u64);
+        if state_mib > 0 {
+            eprintln!("rank {rank}: state of {state_mib} MiB ready");
+        }
+        for step in 0..steps {
+            for src in 0..last {
+                let mut v = [0u64; 2];
+                world
+                    .process_at_rank(src)
+                    .receive_into_with_tag(&mut v[..], 5)?;
+                assert_eq!(v[1], step, "messages from rank {src} arrive in order");
+                acc = mix(acc, v[0]);
+            }
+        }
+    } else {
+        let ring = last; // ranks 0 .. last-1
+        let next = (rank + 1) % ring;
+        let prev = (rank + ring - 1) % ring;
+        let block = 50_000 / 8;
+        for step in 0..steps {
+            let began = std::time::Instant::now();
+            world
+                .process_at_rank(last)
+                .send_with_tag(&[mix(acc, step), step][..], 5)?;
+            let out: Vec<u64> = (0..block as u64).map(|i| mix(acc, i)).collect();
+            let mut from_prev = vec![0u64; block];
+            world.send_receive_into(&out[..], next, 6, &mut from_prev[..], prev, 6)?;
+            acc = mix(acc, from_prev[block - 1]);
+            if rank == 0 {
+                println!("progress {step}");
+            }
+            step_us.push(began.elapsed().as_micros() as u64);
+            if pause_ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            }
+        }
+    }
+    let mut total = 0u64;
+    world.all_reduce_into(&acc, &mut total, SystemOperation::sum())?;
+    if rank == 0 && state_mib > 0 && !step_us.is_empty() {
+        let max = step_us.iter().copied().max().unwrap_or(0);
+        step_us.sort_unstable();
+        let median = step_us[step_us.len() / 2];
+        eprintln!("steps median_us {median} max_us {max}");
+    }
+    if rank == 0 {
+        println!("result {total:016x} after {steps} steps on {size} ranks");
+    }
+    universe.finalize()
+}
