@@ -30,8 +30,9 @@ A rank's own status 1 or 2 cannot be told apart from mpicr's; the message on std
     --hostfile), with coordinated checkpoints and recovery (--max-restarts).\n\n\
         `mpicr run` starts a job, `mpicr status` shows the process table of a running job, \
         `mpicr checkpoint` takes a global snapshot of a running job, `mpicr restart` runs a job \
-        on from one, `mpicr snapshots` and `mpicr gc` list and prune them, `mpicr demo` runs a \
-        built-in example. `mpirun` and `mpiexec` are `mpicr run`, `mpi_checkpoint` and \
+        on from one, `mpicr snapshots` and `mpicr gc` list and prune them, `mpicr migrate` and \
+        `mpicr drain` move ranks between nodes while the others compute on, `mpicr dashboard` \
+        serves a web page of the jobs, `mpicr demo` runs a built-in example. `mpirun` and `mpiexec` are `mpicr run`, `mpi_checkpoint` and \
         `mpi_restart` are `mpicr checkpoint` and `mpicr restart`, under the names MPI users \
         know. Set MPICR_LOG (e.g. MPICR_LOG=debug) for diagnostics on stderr.",
     after_help = EXIT_CODES
