@@ -11,6 +11,7 @@ use crate::coll::{self, counts_displs};
 use crate::comm;
 use crate::dtype::Dtype;
 use crate::env;
+use crate::fast;
 use crate::ffi::{
     Res, bail, c_string, error, get, guard, put, slice, slice_mut, to_usize, write_c_string,
 };
@@ -286,6 +287,9 @@ export! {
 
     // ---------------- point-to-point ----------------
     fn MPI_Send / PMPI_Send(buf: *const c_void, count: c_int, dt: c_int, dest: c_int, tag: c_int, comm: c_int) [Some(comm)] {
+        if let Some(done) = fast::send(buf, count, dt, dest, tag, comm) {
+            return done;
+        }
         blocking(p2p(buf, count, dt, dest, tag, comm, false, Mode::Standard), std::ptr::null_mut())
     }
     fn MPI_Ssend / PMPI_Ssend(buf: *const c_void, count: c_int, dt: c_int, dest: c_int, tag: c_int, comm: c_int) [Some(comm)] {
@@ -298,6 +302,9 @@ export! {
         blocking(p2p(buf, count, dt, dest, tag, comm, false, Mode::Buffered), std::ptr::null_mut())
     }
     fn MPI_Recv / PMPI_Recv(buf: *mut c_void, count: c_int, dt: c_int, source: c_int, tag: c_int, comm: c_int, status: *mut MpiStatus) [Some(comm)] {
+        if let Some(done) = fast::recv(buf, count, dt, source, tag, comm, status) {
+            return done;
+        }
         recv_status(p2p(buf, count, dt, source, tag, comm, true, Mode::Standard), status)
     }
     fn MPI_Isend / PMPI_Isend(buf: *const c_void, count: c_int, dt: c_int, dest: c_int, tag: c_int, comm: c_int, req: *mut c_int) [Some(comm)] {

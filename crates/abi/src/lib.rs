@@ -15,6 +15,7 @@ mod coll;
 mod comm;
 mod dtype;
 mod env;
+mod fast;
 mod ffi;
 mod fortran;
 mod handles;

@@ -138,6 +138,12 @@ pub(crate) fn tables<R>(f: impl FnOnce(&mut Tables) -> R) -> Res<R> {
     })
 }
 
+/// Runs `f` on the handle tables for reading; `None` while they are borrowed for a change
+/// (the caller then takes the path that reports it).
+pub(crate) fn peek_tables<R>(f: impl FnOnce(&Tables) -> R) -> Option<R> {
+    TABLES.with(|t| t.try_borrow().ok().map(|t| f(&t)))
+}
+
 /// This rank in the world, for messages (0 before MPI_Init).
 pub(crate) fn world_rank() -> u32 {
     RUNTIME
