@@ -187,6 +187,8 @@ pub(crate) struct Shared {
     stores: Mutex<Option<Arc<crate::nodes::StoreFacts>>>,
     /// Process migration (`crate::migrate`).
     pub(crate) migrations: crate::migrate::Migrations,
+    /// What the job publishes for `mpicr status` and the dashboard.
+    pub(crate) board: Arc<StatusBoard>,
 }
 
 pub(crate) struct State {
@@ -203,6 +205,7 @@ impl Shared {
         uid: u32,
         events: Sender<Event>,
         checkpoints: Sender<CkptEvent>,
+        board: Arc<StatusBoard>,
     ) -> Self {
         let links = (0..table.size()).map(|_| None).collect();
         Self {
@@ -219,11 +222,14 @@ impl Shared {
             started: Instant::now(),
             stores: Mutex::new(None),
             migrations: crate::migrate::Migrations::default(),
+            board,
         }
     }
 
     /// Records the node daemons of the job (their links and stores).
     pub(crate) fn set_stores(&self, facts: Arc<crate::nodes::StoreFacts>) {
+        self.board
+            .set_nodes(facts.daemons.iter().map(|d| d.node.clone()).collect());
         *self.stores.lock().unwrap_or_else(PoisonError::into_inner) = Some(facts);
     }
 

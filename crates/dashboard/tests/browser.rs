@@ -221,6 +221,21 @@ async fn checkpoint_from_the_page() {
             .await?;
         assert_eq!(cell, shown);
         assert!(result.contains(&shown), "{result}");
+        // Parts in the snapshot directory, no copies elsewhere.
+        let redundancy = client
+            .find(Locator::Css(&format!(
+                "{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.redundancy"
+            )))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(redundancy, "none");
+        // A job on one machine cannot migrate: no control for it.
+        let controls = client
+            .find_all(Locator::Css(&format!("{section} .migrate-control")))
+            .await?
+            .len();
+        assert_eq!(controls, 0, "no migrate control");
         let plot_points = client
             .find_all(Locator::Css(&format!("{section} svg.plot circle")))
             .await?
