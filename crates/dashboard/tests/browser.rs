@@ -20,6 +20,50 @@ const SHOT_BEFORE: &str = "/tmp/mpicr-dashboard-test.png";
 const SHOT_DIALOG: &str = "/tmp/mpicr-dashboard-test-dialog.png";
 const SHOT_AFTER: &str = "/tmp/mpicr-dashboard-test-after-checkpoint.png";
 
+/// How often a step retries an element that the page's redraw (every second) replaced
+/// between finding it and using it (WebDriver's "stale element reference").
+const REDRAWN: usize = 10;
+
+fn stale(e: &fantoccini::error::CmdError) -> bool {
+    e.to_string().contains("stale element")
+}
+
+/// The text of the element at `css`, found again if a redraw replaced it.
+async fn text_of(
+    client: &fantoccini::Client,
+    css: &str,
+) -> Result<String, fantoccini::error::CmdError> {
+    let mut tries = 0;
+    loop {
+        let found = client.find(Locator::Css(css)).await?;
+        match found.text().await {
+            Err(e) if stale(&e) && tries < REDRAWN => tries += 1,
+            done => return done,
+        }
+    }
+}
+
+/// Clicks the element at `css` once it is there (within `limit`), found again if a redraw
+/// replaced it.
+async fn click_on(
+    client: &fantoccini::Client,
+    css: &str,
+    limit: Duration,
+) -> Result<(), fantoccini::error::CmdError> {
+    let mut tries = 0;
+    loop {
+        let found = client
+            .wait()
+            .at_most(limit)
+            .for_element(Locator::Css(css))
+            .await?;
+        match found.click().await {
+            Err(e) if stale(&e) && tries < REDRAWN => tries += 1,
+            done => return done,
+        }
+    }
+}
+
 fn in_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -212,23 +256,19 @@ async fn checkpoint_from_the_page() {
         } else {
             format!("{:.1} s", recorded as f64 / 1000.0)
         };
-        let cell = client
-            .find(Locator::Css(&format!(
-                "{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.duration"
-            )))
-            .await?
-            .text()
-            .await?;
+        let cell = text_of(
+            client,
+            &format!("{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.duration"),
+        )
+        .await?;
         assert_eq!(cell, shown);
         assert!(result.contains(&shown), "{result}");
         // Parts in the snapshot directory, no copies elsewhere.
-        let redundancy = client
-            .find(Locator::Css(&format!(
-                "{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.redundancy"
-            )))
-            .await?
-            .text()
-            .await?;
+        let redundancy = text_of(
+            client,
+            &format!("{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.redundancy"),
+        )
+        .await?;
         assert_eq!(redundancy, "none");
         // A job on one machine cannot migrate: no control for it.
         let controls = client
@@ -296,13 +336,12 @@ async fn restart_from_the_page() {
     let result = async {
         client.goto(&dash.url).await?;
         let row = format!("#others tr[data-snapshot=\"{snapshot}\"]");
-        client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css(&format!("{row} button.restart")))
-            .await?
-            .click()
-            .await?;
+        click_on(
+            client,
+            &format!("{row} button.restart"),
+            Duration::from_secs(20),
+        )
+        .await?;
         let dialog = client
             .wait()
             .at_most(Duration::from_secs(5))
