@@ -297,7 +297,7 @@ impl Launch {
             current_uid(),
             events.clone(),
             checkpoint_events.clone(),
-            board.clone(),
+            Arc::downgrade(&board),
         ));
         let checkpoints = CheckpointService::start(
             config.checkpoint.clone(),

@@ -508,12 +508,14 @@ fn fail(shared: &Shared, rank: u32, why: String) {
 
 /// Publishes a finished migration (`mpicr status`, the dashboard's metrics).
 fn record(shared: &Shared, a: &Active, outcome: MigrationOutcome) {
-    shared.board.migrated(Migration {
-        rank: a.rank,
-        from: a.from.clone(),
-        to: a.to.clone(),
-        outcome,
-    });
+    if let Some(board) = shared.board() {
+        board.migrated(Migration {
+            rank: a.rank,
+            from: a.from.clone(),
+            to: a.to.clone(),
+            outcome,
+        });
+    }
 }
 
 /// Asks the job `job` to move `rank` to `node`, and waits until it computes there (or the
