@@ -179,6 +179,10 @@
     const m = { rank: el("select", { class: "migrate-rank", "aria-label": "rank to migrate" }),
       node: el("select", { class: "migrate-node", "aria-label": "node to migrate it to" }) };
     m.root = el("span", { class: "migrate-control" }, "rank ", m.rank, " to ", m.node, " ", button);
+    // Until the user picks a node, the target is the first node the chosen rank is not on.
+    m.nodeChosen = false;
+    m.node.addEventListener("change", () => { m.nodeChosen = true; });
+    m.rank.addEventListener("change", () => { m.nodeChosen = false; defaultTarget(m, s.job); });
     button.addEventListener("click", () => {
       const rank = Number(m.rank.value), node = m.node.value;
       const from = (s.job.ranks.find((r) => r.rank === rank) || {}).node;
@@ -187,6 +191,12 @@
       "Migrate", () => migrate(name, rank, node, s));
     });
     return m;
+  }
+  function defaultTarget(m, job) {
+    if (m.nodeChosen) return;
+    const here = (job.ranks.find((r) => String(r.rank) === m.rank.value) || {}).node;
+    const other = (job.nodes || []).find((n) => n !== here);
+    if (other !== undefined) m.node.value = other;
   }
   function setOptions(select, values, label) {
     const keep = select.value;
@@ -203,6 +213,7 @@
     if (s.migrate) {
       setOptions(s.migrate.rank, job.ranks.map((r) => String(r.rank)), (v, i) => v + " (" + job.ranks[i].node + ")");
       setOptions(s.migrate.node, job.nodes || [], (v) => v);
+      defaultTarget(s.migrate, job);
     }
     const recent = job.migrations ? job.migrations.recent : [];
     s.migrationsHead.hidden = s.migrationsTable.hidden = recent.length === 0;
