@@ -257,6 +257,20 @@ fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, (StatusCode, 
     }
 }
 
+/// The answer to an action the job did not carry out: 409 with the job's own sentence when it
+/// refused or failed it (the job runs on: a failed migration leaves the rank where it was),
+/// 502 when the job ended before `until`.
+fn action_failed(job: &JobRef, e: ClientError, until: &str) -> Response {
+    match e {
+        ClientError::Refused(sentence) => error(StatusCode::CONFLICT, &sentence),
+        e @ ClientError::Receive(_) => error(
+            StatusCode::BAD_GATEWAY,
+            &format!("job {job} ended before {until} ({})", error_chain(&e)),
+        ),
+        e => client_error(&e),
+    }
+}
+
 /// The job and body of an action on a live job, or the answer that refuses them.
 async fn job_and_body(
     state: &Arc<Shared>,
@@ -312,18 +326,7 @@ async fn checkpoint(
         Ok(Err(e)) => {
             counters.requested.fetch_add(1, Ordering::Relaxed);
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            match e {
-                // The job's own sentence: the checkpoint was refused or failed, the job runs on.
-                ClientError::Refused(sentence) => error(StatusCode::CONFLICT, &sentence),
-                e @ ClientError::Receive(_) => error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!(
-                        "job {job} ended before the checkpoint was committed ({})",
-                        error_chain(&e)
-                    ),
-                ),
-                e => client_error(&e),
-            }
+            action_failed(&job, e, "the checkpoint was committed")
         }
         Err(response) => response,
     }
@@ -358,19 +361,7 @@ async fn migrate(
             "transfer_us": done.transfer_us,
             "bytes": done.bytes,
         })),
-        Ok(Err(MigrateError::Job(e))) => match e {
-            // The job's own sentence: refused, or failed and rolled back (the rank computes
-            // on where it was), or a node failed.
-            ClientError::Refused(sentence) => error(StatusCode::CONFLICT, &sentence),
-            e @ ClientError::Receive(_) => error(
-                StatusCode::BAD_GATEWAY,
-                &format!(
-                    "job {job} ended before the migration was over ({})",
-                    error_chain(&e)
-                ),
-            ),
-            e => client_error(&e),
-        },
+        Ok(Err(MigrateError::Job(e))) => action_failed(&job, e, "the migration was over"),
         // The rank or node cannot be right for this job.
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, &error_chain(&e)),
         Err(response) => response,
