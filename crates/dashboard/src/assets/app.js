@@ -96,10 +96,15 @@
     terminate: { label: "Checkpoint and terminate", cls: "ckpt-term danger", terminate: true },
     migrate: { label: "Migrate", cls: "migrate" },
   };
-  function redundancy(r) {
-    if (!r || r.kind === "none") return "none";
-    const text = r.kind === "mirror" ? "mirrored ×" + r.copies : "parity of " + r.group;
-    return text + (r.complete ? "" : " (incomplete)");
+  // A snapshot's copies beyond its parts, as its manifest recorded them (store::Redundancy).
+  function redundancyCell(x) {
+    const r = x.redundancy;
+    let text = "none";
+    if (r && r.kind !== "none") {
+      text = (r.kind === "mirror" ? "mirrored ×" + r.copies : "parity of " + r.group) +
+        (r.complete ? "" : " (incomplete)");
+    }
+    return el("td", { class: "redundancy" + (r && r.complete === false ? " incomplete" : ""), text });
   }
   function createSection(name) {
     const s = { buttons: new Map() };
@@ -268,7 +273,7 @@
         el("td", { text: x.name }), el("td", { text: String(x.epoch) }), el("td", { text: utc(x.created) }),
         el("td", { text: bytes(x.size) }), el("td", { class: "duration", text: ms(x.duration_ms) }),
         el("td", { text: String(x.ranks) }), el("td", { text: kinds }),
-        el("td", { text: String(x.in_transit_messages) }));
+        el("td", { text: String(x.in_transit_messages) }), redundancyCell(x));
       if (canRestart) {
         const button = el("button", { type: "button", class: "restart", text: "Restart" });
         button.addEventListener("click", () => askRestart(x.name, button));
@@ -280,9 +285,7 @@
       el("td", { text: String(x.epoch) + (x.latest ? " (latest)" : "") }), el("td", { text: utc(x.created) }),
       el("td", { class: "num", text: bytes(x.size) }), el("td", { class: "num duration", text: ms(x.duration_ms) }),
       el("td", { text: kinds }),
-      el("td", { class: "num", text: String(x.in_transit_messages) }),
-      el("td", { class: "redundancy" + (x.redundancy && x.redundancy.complete === false ? " incomplete" : ""),
-        text: redundancy(x.redundancy) }),
+      el("td", { class: "num", text: String(x.in_transit_messages) }), redundancyCell(x),
       el("td", { text: x.name }));
   }
 
