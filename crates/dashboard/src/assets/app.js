@@ -203,11 +203,14 @@
     const other = (job.nodes || []).find((n) => n !== here);
     if (other !== undefined) m.node.value = other;
   }
+  // Replaces a picker's options when their values or labels changed, keeping the choice.
   function setOptions(select, values, label) {
     const keep = select.value;
-    const now = [...select.options].map((o) => o.value);
-    if (now.join("\n") !== values.join("\n")) {
-      select.replaceChildren(...values.map((v, i) => el("option", { value: v, text: label(v, i) })));
+    const labels = values.map(label);
+    const now = [...select.options];
+    if (now.map((o) => o.value + "=" + o.textContent).join("\n") !==
+        values.map((v, i) => v + "=" + labels[i]).join("\n")) {
+      select.replaceChildren(...values.map((v, i) => el("option", { value: v, text: labels[i] })));
       if (values.includes(keep)) select.value = keep;
     }
   }

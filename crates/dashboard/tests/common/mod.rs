@@ -66,14 +66,17 @@ impl Sandbox {
         }
     }
 
+    /// The private directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Ends `pid` (not a child of ours) at the end, if it still runs.
     pub fn adopt(&self, pid: u32) {
         self.adopted.lock().expect("the adopted list").push(pid);
     }
 
-    /// Starts `mpicr run --dashboard 127.0.0.1:0 --job-name NAME EXTRA... -n N --
-    /// mpicr-ckpt-ring STEPS 20` and returns its pid, the dashboard whose URL it printed on stderr, and the
-    /// rest of its stderr as it comes.
+    /// [`Sandbox::start_with_dashboard`] with `EXTRA... -n N -- mpicr-ckpt-ring STEPS 20`.
     pub fn start_job_with_dashboard(
         &self,
         name: &str,
@@ -81,13 +84,24 @@ impl Sandbox {
         steps: u32,
         extra: &[&str],
     ) -> (u32, Dashboard, std::sync::Arc<Mutex<String>>) {
-        let ring = bin("mpicr-ckpt-ring");
+        let ring = bin("mpicr-ckpt-ring").display().to_string();
+        let n = n.to_string();
+        let steps = steps.to_string();
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["-n", &n, "--", &ring, &steps, "20"]);
+        self.start_with_dashboard(name, &args)
+    }
+
+    /// Starts `mpicr run --dashboard 127.0.0.1:0 --job-name NAME ARGS` and returns its pid, the
+    /// dashboard whose URL it printed on stderr, and the rest of its stderr as it comes.
+    pub fn start_with_dashboard(
+        &self,
+        name: &str,
+        args: &[&str],
+    ) -> (u32, Dashboard, std::sync::Arc<Mutex<String>>) {
         let mut c = self.command("mpicr");
         c.args(["run", "--dashboard", "127.0.0.1:0", "--job-name", name])
-            .args(extra)
-            .args(["-n", &n.to_string(), "--"])
-            .arg(ring)
-            .args([&steps.to_string(), "20"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
