@@ -74,6 +74,23 @@ async fn click_on(
     }
 }
 
+/// Clicks the button at `css` (there within `limit`) and returns the question of the
+/// confirmation dialog it opens.
+async fn ask(
+    client: &fantoccini::Client,
+    css: &str,
+    limit: Duration,
+) -> Result<String, fantoccini::error::CmdError> {
+    click_on(client, css, limit).await?;
+    client
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("dialog#confirm[open]"))
+        .await?
+        .text()
+        .await
+}
+
 fn in_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -346,18 +363,12 @@ async fn restart_from_the_page() {
     let result = async {
         client.goto(&dash.url).await?;
         let row = format!("#others tr[data-snapshot=\"{snapshot}\"]");
-        click_on(
+        let question = ask(
             client,
             &format!("{row} button.restart"),
             Duration::from_secs(20),
         )
         .await?;
-        let dialog = client
-            .wait()
-            .at_most(Duration::from_secs(5))
-            .for_element(Locator::Css("dialog#confirm[open]"))
-            .await?;
-        let question = dialog.text().await?;
         assert!(question.contains(&snapshot), "{question}");
         client
             .find(Locator::Css("#confirm-yes"))
@@ -459,18 +470,12 @@ async fn migrate_from_the_page() {
             .await?
             .select_by_value(&nodes[0])
             .await?;
-        click_on(
+        let question = ask(
             client,
             &format!("{control} button.migrate"),
             Duration::from_secs(5),
         )
         .await?;
-        let dialog = client
-            .wait()
-            .at_most(Duration::from_secs(5))
-            .for_element(Locator::Css("dialog#confirm[open]"))
-            .await?;
-        let question = dialog.text().await?;
         assert!(
             question.contains(&format!(
                 "Move rank 3 of job {name} from node {} to node {}?",
