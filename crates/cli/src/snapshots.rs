@@ -82,6 +82,7 @@ fn snapshot_json(s: &SnapshotInfo) -> Value {
         "path": s.path,
         "duration_ms": s.duration_ms,
         "stall_bound_ms": s.stall_bound_ms,
+        "redundancy": s.redundancy,
     })
 }
 

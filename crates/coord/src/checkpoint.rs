@@ -17,15 +17,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use store::{ManifestInput, PartInfo, PartReader, Store};
+use store::{ManifestInput, ParityEntry, PartInfo, PartReader, Store};
 use wire::{
     Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed, Message,
     ParityBuild, ParityStored, PartDone, PartKeep, PartStored, SafepointCount, StoreBegin,
     StoreKeep, StoreReady,
 };
 
-use crate::nodes::{DaemonLink, ParityEntry, StoreFacts};
+use crate::nodes::{DaemonLink, StoreFacts};
 
+use crate::activity::{Migration, MigrationStats, RedundancyBytes};
 use crate::launch::Event;
 use crate::report::{error_chain, say};
 use crate::server::{Readiness, Shared};
@@ -109,6 +110,13 @@ pub struct CheckpointStatus {
     pub running: Option<Progress>,
     /// The automatic recoveries of this `mpicr run` so far (`--max-restarts`), oldest first.
     pub recoveries: Vec<Recovery>,
+    /// The ranks' checkpointer (`--crs`).
+    pub crs: String,
+    /// The nodes with a daemon of the job, in host order (empty on one machine): where a rank
+    /// can migrate to.
+    pub nodes: Vec<String>,
+    pub migrations: MigrationStats,
+    pub redundancy_bytes: RedundancyBytes,
 }
 
 /// One automatic recovery (`--max-restarts`): what failed, the snapshot the job rolled back
@@ -140,11 +148,12 @@ pub(crate) struct StatusBoard {
 }
 
 impl StatusBoard {
-    pub(crate) fn new(file: PathBuf, snapshot_dir: PathBuf) -> Self {
+    pub(crate) fn new(file: PathBuf, snapshot_dir: PathBuf, crs: String) -> Self {
         let board = Self {
             file,
             status: Mutex::new(CheckpointStatus {
                 snapshot_dir,
+                crs,
                 ..CheckpointStatus::default()
             }),
         };
@@ -155,6 +164,16 @@ impl StatusBoard {
     /// Publishes the job's recoveries.
     pub(crate) fn set_recoveries(&self, recoveries: Vec<Recovery>) {
         self.update(|s| s.recoveries = recoveries);
+    }
+
+    /// Publishes the nodes that run a daemon of the job.
+    pub(crate) fn set_nodes(&self, nodes: Vec<String>) {
+        self.update(|s| s.nodes = nodes);
+    }
+
+    /// Counts a finished migration.
+    pub(crate) fn migrated(&self, migration: Migration) {
+        self.update(|s| s.migrations.record(migration));
     }
 
     fn update(&self, change: impl FnOnce(&mut CheckpointStatus)) {
@@ -177,6 +196,18 @@ impl Drop for StatusBoard {
 
 fn encode_status(status: &CheckpointStatus) -> String {
     let mut text = format!("snapshot_dir={}\n", status.snapshot_dir.display());
+    if !status.crs.is_empty() {
+        text.push_str(&format!("crs={}\n", status.crs));
+    }
+    for node in &status.nodes {
+        text.push_str(&format!("node={node}\n"));
+    }
+    let bytes = status.redundancy_bytes;
+    text.push_str(&format!(
+        "mirrored_bytes={}\nparity_bytes={}\n",
+        bytes.mirrored, bytes.parity
+    ));
+    status.migrations.encode(&mut text);
     if let Some((name, path)) = &status.last {
         text.push_str(&format!("last={name}\nlast_path={}\n", path.display()));
     }
@@ -209,6 +240,10 @@ pub(crate) fn decode_status(text: &str) -> Option<CheckpointStatus> {
         let (key, value) = line.split_once('=')?;
         match key {
             "snapshot_dir" => status.snapshot_dir = PathBuf::from(value),
+            "crs" => value.clone_into(&mut status.crs),
+            "node" => status.nodes.push(value.to_owned()),
+            "mirrored_bytes" => status.redundancy_bytes.mirrored = value.parse().unwrap_or(0),
+            "parity_bytes" => status.redundancy_bytes.parity = value.parse().unwrap_or(0),
             "last" => last = Some(value.to_owned()),
             "last_path" => last_path = Some(PathBuf::from(value)),
             "epoch" => epoch = value.parse().ok(),
@@ -233,7 +268,7 @@ pub(crate) fn decode_status(text: &str) -> Option<CheckpointStatus> {
                     });
                 }
             }
-            _ => {}
+            _ => status.migrations.decode(key, value),
         }
     }
     status.last = last.zip(last_path);
@@ -920,6 +955,8 @@ impl Service {
             }
             entry.size = stored.size;
             entry.crc32c = stored.crc32c;
+            self.board
+                .update(|status| status.redundancy_bytes.parity += stored.size);
             tracing::info!(
                 "{} of epoch {epoch} (ranks {:?}) is on node {}",
                 entry.name,
@@ -1035,6 +1072,17 @@ impl Service {
                 s.nodes.join(",")
             );
         }
+        // Every holder but the rank's own node received a copy.
+        let mirrored: u64 = stored
+            .iter()
+            .flatten()
+            .filter_map(|s| {
+                let size = parts.iter().find(|p| p.rank == s.rank)?.size;
+                Some(size * s.nodes.len().saturating_sub(1) as u64)
+            })
+            .sum();
+        self.board
+            .update(|status| status.redundancy_bytes.mirrored += mirrored);
         Ok(stored)
     }
 
@@ -1179,6 +1227,7 @@ pub fn show_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::MigrationOutcome;
 
     #[test]
     fn status_round_trips() {
@@ -1203,8 +1252,41 @@ mod tests {
                     recovered_ms: None,
                 },
             ],
+            crs: "image".into(),
+            nodes: vec!["n1".into(), "n2".into()],
+            migrations: MigrationStats::default(),
+            redundancy_bytes: RedundancyBytes {
+                mirrored: 4096,
+                parity: 512,
+            },
         };
-        assert_eq!(decode_status(&encode_status(&status)), Some(status));
+        let mut status = status;
+        status.migrations.record(Migration {
+            rank: 3,
+            from: "n1".into(),
+            to: "n2".into(),
+            outcome: MigrationOutcome::Done {
+                total_us: 1500,
+                transfer_us: 700,
+                bytes: 1 << 20,
+            },
+        });
+        status.migrations.record(Migration {
+            rank: 1,
+            from: "n2".into(),
+            to: "n1".into(),
+            outcome: MigrationOutcome::Failed("node n1: no | room\nleft".into()),
+        });
+        let decoded = decode_status(&encode_status(&status)).expect("decoded");
+        assert_eq!(decoded.migrations.done, 1);
+        assert_eq!(decoded.migrations.failed, 1);
+        assert_eq!(
+            decoded.migrations.recent[1].outcome,
+            MigrationOutcome::Failed("node n1: no | room left".into())
+        );
+        status.migrations.recent[1].outcome =
+            MigrationOutcome::Failed("node n1: no | room left".into());
+        assert_eq!(decoded, status);
         let idle = CheckpointStatus {
             snapshot_dir: "/s".into(),
             ..CheckpointStatus::default()

@@ -247,6 +247,7 @@ impl Launch {
         let board = Arc::new(StatusBoard::new(
             runtime.checkpoint_status_path(&name),
             config.checkpoint.snapshot_dir.clone(),
+            config.checkpoint.crs.clone(),
         ));
         let history = config
             .recoveries
@@ -296,6 +297,7 @@ impl Launch {
             current_uid(),
             events.clone(),
             checkpoint_events.clone(),
+            Arc::downgrade(&board),
         ));
         let checkpoints = CheckpointService::start(
             config.checkpoint.clone(),

@@ -6,6 +6,7 @@
 //! the control protocol and the cleanup guarantees.
 #![forbid(unsafe_code)]
 
+mod activity;
 mod checkpoint;
 mod client;
 mod control_socket;
@@ -22,6 +23,7 @@ mod server;
 mod shm_dir;
 mod table;
 
+pub use activity::{Migration, MigrationOutcome, MigrationStats, RedundancyBytes};
 pub use checkpoint::{
     CheckpointConfig, CheckpointStatus, DEFAULT_CHECKPOINT_TIMEOUT, Progress, Recovery,
     show_duration,

@@ -31,6 +31,7 @@ use wire::{
     MigrateSend, ProcEntry, ProcState, Refresh,
 };
 
+use crate::activity::{Migration, MigrationOutcome};
 use crate::client::{ClientError, JobRef};
 use crate::runtime_dir::RuntimeDir;
 use crate::server::{Link, Readiness, Shared, State};
@@ -395,10 +396,13 @@ pub(crate) fn rank_ended(shared: &Shared, rank: u32, pid: u32, status: &str) -> 
 pub(crate) fn node_failed(shared: &Shared, node: &str, cause: &str) {
     let mut inner = shared.migrations.lock();
     if let Some(a) = inner.active.take_if(|a| a.from == node || a.to == node) {
-        let _ = a.reply.send(Err(format!(
+        drop(inner);
+        let why = format!(
             "node {node} failed during the migration of rank {} from {} to {} ({cause}); the job ends, or recovers from its last snapshot with --max-restarts",
             a.rank, a.from, a.to
-        )));
+        );
+        record(shared, &a, MigrationOutcome::Failed(why.clone()));
+        let _ = a.reply.send(Err(why));
     }
 }
 
@@ -444,6 +448,15 @@ fn arrived(shared: &Shared, rank: u32, seq: u64) {
     }
     let total = a.started.elapsed();
     tracing::info!(rank, from = a.from, to = a.to, ?total, "migration done");
+    record(
+        shared,
+        &a,
+        MigrationOutcome::Done {
+            total_us: total.as_micros() as u64,
+            transfer_us: a.transfer_us,
+            bytes: a.bytes,
+        },
+    );
     let _ = a.reply.send(Ok(MigrateDone {
         rank,
         from: a.from,
@@ -485,10 +498,24 @@ fn fail(shared: &Shared, rank: u32, why: String) {
         "migration of rank {rank} from {} to {} failed: {why}; rank {rank} computes on at node {}",
         a.from, a.to, a.from
     ));
-    let _ = a.reply.send(Err(format!(
+    let sentence = format!(
         "migration of rank {rank} to node {} failed: {why}; rank {rank} computes on at node {}",
         a.to, a.from
-    )));
+    );
+    record(shared, &a, MigrationOutcome::Failed(sentence.clone()));
+    let _ = a.reply.send(Err(sentence));
+}
+
+/// Publishes a finished migration (`mpicr status`, the dashboard's metrics).
+fn record(shared: &Shared, a: &Active, outcome: MigrationOutcome) {
+    if let Some(board) = shared.board() {
+        board.migrated(Migration {
+            rank: a.rank,
+            from: a.from.clone(),
+            to: a.to.clone(),
+            outcome,
+        });
+    }
 }
 
 /// Asks the job `job` to move `rank` to `node`, and waits until it computes there (or the

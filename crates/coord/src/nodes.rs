@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use node::{ExitStatus, RankExit};
+use store::ParityEntry;
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{HelloRole, Message, NodeLaunch, NodeSignal, ProcState};
 
@@ -171,53 +172,6 @@ pub(crate) struct RestartParts {
     pub(crate) parts: Vec<store::PartInfo>,
     /// The manifest's `extra`, whose `parity.*` entries say how to rebuild a part.
     pub(crate) extra: std::collections::BTreeMap<String, String>,
-}
-
-/// A parity entry of a manifest's `extra` (`parity.<name>` = `HOLDER SIZE CRC32C R1,R2,…`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ParityEntry {
-    pub(crate) name: String,
-    pub(crate) holder: String,
-    pub(crate) size: u64,
-    pub(crate) crc32c: u32,
-    pub(crate) ranks: Vec<u32>,
-}
-
-impl ParityEntry {
-    pub(crate) fn encode(&self) -> (String, String) {
-        let ranks: Vec<String> = self.ranks.iter().map(u32::to_string).collect();
-        (
-            format!("parity.{}", self.name),
-            format!(
-                "{} {} {} {}",
-                self.holder,
-                self.size,
-                self.crc32c,
-                ranks.join(",")
-            ),
-        )
-    }
-
-    pub(crate) fn decode(key: &str, value: &str) -> Option<Self> {
-        let name = key.strip_prefix("parity.")?.to_owned();
-        let mut fields = value.split(' ');
-        let holder = fields.next()?.to_owned();
-        let size = fields.next()?.parse().ok()?;
-        let crc32c = fields.next()?.parse().ok()?;
-        let ranks = fields
-            .next()?
-            .split(',')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .ok()?;
-        Some(Self {
-            name,
-            holder,
-            size,
-            crc32c,
-            ranks,
-        })
-    }
 }
 
 impl NodesConfig {

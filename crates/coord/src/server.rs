@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -187,6 +187,10 @@ pub(crate) struct Shared {
     stores: Mutex<Option<Arc<crate::nodes::StoreFacts>>>,
     /// Process migration (`crate::migrate`).
     pub(crate) migrations: crate::migrate::Migrations,
+    /// What the job publishes for `mpicr status` and the dashboard. Weak: the checkpoint
+    /// service owns it, and its drop (which removes the file) must not wait for the last
+    /// thread that holds `Shared`.
+    board: Weak<StatusBoard>,
 }
 
 pub(crate) struct State {
@@ -203,6 +207,7 @@ impl Shared {
         uid: u32,
         events: Sender<Event>,
         checkpoints: Sender<CkptEvent>,
+        board: Weak<StatusBoard>,
     ) -> Self {
         let links = (0..table.size()).map(|_| None).collect();
         Self {
@@ -219,12 +224,21 @@ impl Shared {
             started: Instant::now(),
             stores: Mutex::new(None),
             migrations: crate::migrate::Migrations::default(),
+            board,
         }
     }
 
     /// Records the node daemons of the job (their links and stores).
     pub(crate) fn set_stores(&self, facts: Arc<crate::nodes::StoreFacts>) {
+        if let Some(board) = self.board() {
+            board.set_nodes(facts.daemons.iter().map(|d| d.node.clone()).collect());
+        }
         *self.stores.lock().unwrap_or_else(PoisonError::into_inner) = Some(facts);
+    }
+
+    /// The job's published status, while the job's checkpoint service runs.
+    pub(crate) fn board(&self) -> Option<Arc<StatusBoard>> {
+        self.board.upgrade()
     }
 
     /// The node daemons of the job, in a job on several nodes.

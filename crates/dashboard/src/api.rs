@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::gather::{self, LiveJob};
+use crate::migrate::{self as migrating, MigrateError};
 use crate::restart::{self as restarting, RestartError};
 use crate::{State as Shared, auth, metrics};
 
@@ -37,6 +38,7 @@ pub(crate) fn router(state: Arc<Shared>) -> Router {
         .route("/api/jobs", get(list_jobs))
         .route("/api/job/{job}", get(one_job))
         .route("/api/job/{job}/checkpoint", post(checkpoint))
+        .route("/api/job/{job}/migrate", post(migrate))
         .route("/api/restart", post(restart))
         .route("/api/snapshots", get(snapshots))
         .route("/api/events", get(events))
@@ -118,8 +120,8 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "there is nothing at this path; the API is /api/jobs, /api/job/JOB, \
-         /api/job/JOB/checkpoint, /api/restart, /api/snapshots, /api/events, /api/overview \
-         and /metrics",
+         /api/job/JOB/checkpoint, /api/job/JOB/migrate, /api/restart, /api/snapshots, \
+         /api/events, /api/overview and /metrics",
     )
 }
 
@@ -127,7 +129,8 @@ async fn method_not_allowed() -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         "this path does not take that method: checkpoints are POSTed to \
-         /api/job/JOB/checkpoint and restarts to /api/restart, everything else is GET",
+         /api/job/JOB/checkpoint, migrations to /api/job/JOB/migrate and restarts to \
+         /api/restart, everything else is GET",
     )
 }
 
@@ -254,18 +257,39 @@ fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, (StatusCode, 
     }
 }
 
+/// The answer to an action the job did not carry out: 409 with the job's own sentence when it
+/// refused or failed it (the job runs on: a failed migration leaves the rank where it was),
+/// 502 when the job ended before `until`.
+fn action_failed(job: &JobRef, e: ClientError, until: &str) -> Response {
+    match e {
+        ClientError::Refused(sentence) => error(StatusCode::CONFLICT, &sentence),
+        e @ ClientError::Receive(_) => error(
+            StatusCode::BAD_GATEWAY,
+            &format!("job {job} ended before {until} ({})", error_chain(&e)),
+        ),
+        e => client_error(&e),
+    }
+}
+
+/// The job and body of an action on a live job, or the answer that refuses them.
+async fn job_and_body(
+    state: &Arc<Shared>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(JobRef, Bytes), Response> {
+    let job = job_ref(state, path).await?;
+    let body = read_body(body).map_err(|(status, sentence)| error(status, &sentence))?;
+    Ok((job, body))
+}
+
 async fn checkpoint(
     State(state): AppState,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let job = match job_ref(&state, path).await {
-        Ok(job) => job,
+    let (job, body) = match job_and_body(&state, path, body).await {
+        Ok(both) => both,
         Err(response) => return response,
-    };
-    let body = match read_body(body) {
-        Ok(body) => body,
-        Err((status, sentence)) => return error(status, &sentence),
     };
     let request = match parse_checkpoint_body(&body) {
         Ok(request) => request,
@@ -302,19 +326,44 @@ async fn checkpoint(
         Ok(Err(e)) => {
             counters.requested.fetch_add(1, Ordering::Relaxed);
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            match e {
-                // The job's own sentence: the checkpoint was refused or failed, the job runs on.
-                ClientError::Refused(sentence) => error(StatusCode::CONFLICT, &sentence),
-                e @ ClientError::Receive(_) => error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!(
-                        "job {job} ended before the checkpoint was committed ({})",
-                        error_chain(&e)
-                    ),
-                ),
-                e => client_error(&e),
-            }
+            action_failed(&job, e, "the checkpoint was committed")
         }
+        Err(response) => response,
+    }
+}
+
+/// `POST /api/job/JOB/migrate {"rank": R, "node": NAME}`: waits until the rank computes on
+/// NAME, or answers why not.
+async fn migrate(
+    State(state): AppState,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (job, body) = match job_and_body(&state, path, body).await {
+        Ok(both) => both,
+        Err(response) => return response,
+    };
+    let request = match migrating::parse_migrate_body(&body) {
+        Ok(request) => request,
+        Err(sentence) => return error(StatusCode::BAD_REQUEST, &sentence),
+    };
+    let asked = job.clone();
+    let answer = blocking(&state, move |s| {
+        migrating::migrate(&s.config.runtime_dir, &asked, &request)
+    })
+    .await;
+    match answer {
+        Ok(Ok(done)) => json_body(&json!({
+            "rank": done.rank,
+            "from": done.from,
+            "to": done.to,
+            "total_us": done.total_us,
+            "transfer_us": done.transfer_us,
+            "bytes": done.bytes,
+        })),
+        Ok(Err(MigrateError::Job(e))) => action_failed(&job, e, "the migration was over"),
+        // The rank or node cannot be right for this job.
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, &error_chain(&e)),
         Err(response) => response,
     }
 }

@@ -4,18 +4,39 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use coord::{CheckpointStatus, ClientError, JobRef, checkpoint_status, job_status, live_jobs};
+use coord::{
+    CheckpointStatus, ClientError, JobRef, MigrationOutcome, MigrationStats, checkpoint_status,
+    job_status, live_jobs,
+};
 use serde_json::{Value, json};
 use store::{SnapshotInfo, Store};
 use wire::{ProcEntry, ProcState, StatusReply};
 
 use crate::State;
 
-/// The actions on a live job, as the page offers them: `checkpoint` and `terminate` are both
-/// `POST /api/job/JOB/checkpoint` (with `{"terminate": true}` for the second). Migration
-/// (`migrate`, `POST /api/job/JOB/migrate {"rank": R, "node": N}`) joins this list when the
-/// runtime can migrate a rank; the page shows a control only for the actions listed here.
+/// The actions on every live job, as the page offers them: `checkpoint` and `terminate` are
+/// both `POST /api/job/JOB/checkpoint` (with `{"terminate": true}` for the second). The page
+/// shows a control only for the actions a job lists (see [`actions`]).
 pub(crate) const JOB_ACTIONS: [&str; 2] = ["checkpoint", "terminate"];
+/// `POST /api/job/JOB/migrate {"rank": R, "node": N}`, on jobs that can migrate a rank.
+pub(crate) const MIGRATE: &str = "migrate";
+
+/// The actions of `job`: [`JOB_ACTIONS`], and [`MIGRATE`] when it runs on several nodes with
+/// the `image` checkpointer (what the coordinator requires of a migration).
+pub(crate) fn actions(job: &LiveJob) -> Vec<&'static str> {
+    let mut list = JOB_ACTIONS.to_vec();
+    if migration_targets(job).len() > 1
+        && job.checkpoints.as_ref().is_some_and(|c| c.crs == "image")
+    {
+        list.push(MIGRATE);
+    }
+    list
+}
+
+/// The nodes with a daemon of `job` (where its ranks can migrate to), as it published them.
+pub(crate) fn migration_targets(job: &LiveJob) -> &[String] {
+    job.checkpoints.as_ref().map_or(&[], |c| c.nodes.as_slice())
+}
 
 /// A live job and what it published about its checkpoints.
 #[derive(Debug)]
@@ -153,8 +174,45 @@ pub(crate) fn job_json(state: &State, job: &LiveJob, snapshots: &[SnapshotInfo])
             "recovered_ms": r.recovered_ms,
         })).collect()),
         "snapshots": mine,
+        "nodes": migration_targets(job),
+        "migrations": c.map(|c| migrations_json(&c.migrations)),
+        "redundancy_bytes": c.map(|c| json!({
+            "mirrored": c.redundancy_bytes.mirrored,
+            "parity": c.redundancy_bytes.parity,
+        })),
         // What the page may offer on this job: each is a POST to /api/job/JOB/ACTION.
-        "actions": JOB_ACTIONS,
+        "actions": actions(job),
+    })
+}
+
+fn migrations_json(stats: &MigrationStats) -> Value {
+    let recent: Vec<Value> = stats
+        .recent
+        .iter()
+        .map(|m| {
+            let mut value = json!({ "rank": m.rank, "from": m.from, "to": m.to });
+            match &m.outcome {
+                MigrationOutcome::Done {
+                    total_us,
+                    transfer_us,
+                    bytes,
+                } => {
+                    value["total_us"] = json!(total_us);
+                    value["transfer_us"] = json!(transfer_us);
+                    value["bytes"] = json!(bytes);
+                }
+                MigrationOutcome::Failed(why) => value["failure"] = json!(why),
+            }
+            value
+        })
+        .collect();
+    json!({
+        "done": stats.done,
+        "failed": stats.failed,
+        "total_us": stats.total_us,
+        "transfer_us": stats.transfer_us,
+        "bytes": stats.bytes,
+        "recent": recent,
     })
 }
 

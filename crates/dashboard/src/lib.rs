@@ -22,6 +22,7 @@ mod api;
 mod auth;
 mod gather;
 mod metrics;
+mod migrate;
 mod procstat;
 mod restart;
 

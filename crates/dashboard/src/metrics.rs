@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use coord::CheckpointStatus;
+
 use crate::State;
 use crate::gather::{self, LiveJob};
 
@@ -195,6 +197,8 @@ pub(crate) fn render(state: &State) -> String {
         );
     }
 
+    migrations(&mut out, &jobs);
+
     let counters = [
         (
             "mpicr_dashboard_checkpoints_requested_total",
@@ -222,6 +226,75 @@ pub(crate) fn render(state: &State) -> String {
         let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
     }
     out
+}
+
+/// A metric's name, help and value as a job's coordinator published it.
+type Published = (&'static str, &'static str, fn(&CheckpointStatus) -> u64);
+
+/// The migrations and the redundancy copies of each live job, as its coordinator counted them
+/// since the job's last start (a recovery starts them again, which Prometheus sees as a reset).
+fn migrations(out: &mut String, jobs: &[LiveJob]) {
+    let published: Vec<(String, &CheckpointStatus)> = jobs
+        .iter()
+        .filter_map(|j| Some((label(&j.reply.job), j.checkpoints.as_ref()?)))
+        .collect();
+    let counters: [Published; 5] = [
+        (
+            "mpicr_migrations_total",
+            "Migrations whose rank computes on its new node.",
+            |c| c.migrations.done,
+        ),
+        (
+            "mpicr_migrations_failed_total",
+            "Migrations that started and failed (the rank computed on where it was, or a node of \
+             the migration failed).",
+            |c| c.migrations.failed,
+        ),
+        (
+            "mpicr_migrated_bytes_total",
+            "Bytes of the images of the done migrations, copied from node to node.",
+            |c| c.migrations.bytes,
+        ),
+        (
+            "mpicr_mirrored_bytes_total",
+            "Bytes of parts copied to partner nodes (--mirror), each copy counted.",
+            |c| c.redundancy_bytes.mirrored,
+        ),
+        (
+            "mpicr_parity_bytes_total",
+            "Bytes of parity files built (--parity).",
+            |c| c.redundancy_bytes.parity,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (job, c) in &published {
+            let _ = writeln!(out, "{name}{{job=\"{job}\"}} {}", value(c));
+        }
+    }
+    let summaries: [Published; 2] = [
+        (
+            "mpicr_migration_duration_seconds",
+            "Time from the request to the restored rank's arrival, per done migration.",
+            |c| c.migrations.total_us,
+        ),
+        (
+            "mpicr_migration_transfer_seconds",
+            "Time of the image's copy between the nodes, per done migration.",
+            |c| c.migrations.transfer_us,
+        ),
+    ];
+    for (name, help, micros) in summaries {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+        for (job, c) in &published {
+            let _ = writeln!(
+                out,
+                "{name}_sum{{job=\"{job}\"}} {}\n{name}_count{{job=\"{job}\"}} {}",
+                micros(c) as f64 / 1e6,
+                c.migrations.done
+            );
+        }
+    }
 }
 
 /// A histogram per job of `values`, with cumulative buckets `le` (and `+Inf`), sum and count.

@@ -170,6 +170,57 @@ fn api_of_a_running_job() {
     );
     let reply = dash.raw(b"NONSENSE\r\n\r\n");
     assert_eq!(reply.status, 400, "{reply:?}");
+
+    // Migration: malformed requests, a rank or node that cannot be right, and a job on one
+    // machine, which refuses it (409, its own sentence) and runs on.
+    let migrate = format!("/api/job/{name}/migrate");
+    for body in [
+        "",
+        "{",
+        "[]",
+        "{}",
+        r#"{"rank": 0}"#,
+        r#"{"node": "x"}"#,
+        r#"{"rank": "0", "node": "x"}"#,
+        r#"{"rank": -1, "node": "x"}"#,
+        r#"{"rank": 0, "node": ""}"#,
+        r#"{"rank": 0, "node": "x", "now": true}"#,
+    ] {
+        let reply = dash.post(&migrate, body);
+        assert_eq!(reply.status, 400, "{body}: {reply:?}");
+        assert!(
+            reply
+                .error()
+                .starts_with("the body must be a JSON object like {\"rank\""),
+            "{reply:?}"
+        );
+    }
+    let reply = dash.post(&migrate, &" ".repeat(5000));
+    assert_eq!(reply.status, 413, "{reply:?}");
+    let reply = dash.request("GET", &migrate, Some(&dash.token), "");
+    assert_eq!(reply.status, 405, "{reply:?}");
+    let reply = dash.request("POST", &migrate, None, r#"{"rank": 0, "node": "x"}"#);
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let reply = dash.post("/api/job/nosuch/migrate", r#"{"rank": 0, "node": "x"}"#);
+    assert_eq!(reply.status, 404, "{reply:?}");
+    let reply = dash.post(&migrate, r#"{"rank": 7, "node": "x"}"#);
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(
+        reply.error(),
+        format!("job {name} has no rank 7 (it has 2)")
+    );
+    let home = job["ranks"][0]["node"].as_str().expect("a node").to_owned();
+    let reply = dash.post(&migrate, &format!(r#"{{"rank": 0, "node": "{home}"}}"#));
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.error(), format!("rank 0 is already on node {home}"));
+    let reply = dash.post(&migrate, r#"{"rank": 1, "node": "elsewhere"}"#);
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(
+        reply.error().starts_with(&format!(
+            "job {name} runs on one machine; migration needs a job on several nodes"
+        )),
+        "{reply:?}"
+    );
     // Nothing of the above was a checkpoint request.
     let metrics = dash.get("/metrics").body;
     assert!(
@@ -195,6 +246,12 @@ fn api_of_a_running_job() {
     assert_eq!(snapshots[0]["name"], format!("{name}.1"), "{snapshots}");
     assert_eq!(snapshots[0]["ranks"], 2);
     assert_eq!(snapshots[0]["duration_ms"], took, "{snapshots}");
+    // Parts written into the snapshot directory: one copy each.
+    assert_eq!(
+        snapshots[0]["redundancy"],
+        serde_json::json!({"kind": "none"}),
+        "{snapshots}"
+    );
     assert!(snapshots[0]["size"].as_u64().is_some_and(|s| s > 0));
     assert_eq!(
         dash.get("/api/snapshots?job=other").json(),
@@ -222,6 +279,11 @@ fn api_of_a_running_job() {
         "mpicr_dashboard_checkpoints_requested_total 1\n".to_owned(),
         "mpicr_dashboard_checkpoints_committed_total 1\n".to_owned(),
         "mpicr_dashboard_checkpoints_failed_total 0\n".to_owned(),
+        // Refused migration requests are not migrations.
+        format!("mpicr_migrations_total{{job=\"{name}\"}} 0\n"),
+        format!("mpicr_migrations_failed_total{{job=\"{name}\"}} 0\n"),
+        format!("mpicr_migration_duration_seconds_count{{job=\"{name}\"}} 0\n"),
+        format!("mpicr_mirrored_bytes_total{{job=\"{name}\"}} 0\n"),
         "# TYPE mpicr_snapshot_bytes gauge\n".to_owned(),
         "# TYPE mpicr_checkpoint_duration_seconds histogram\n".to_owned(),
         format!("mpicr_checkpoint_duration_seconds_count{{job=\"{name}\"}} 1\n"),

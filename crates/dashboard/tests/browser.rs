@@ -1,10 +1,19 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver)
 //! opens the page that `mpicr run --dashboard` serves for its job, sees every rank, takes a
 //! checkpoint with the button and its confirmation, and sees the new snapshot with its
-//! duration in the timeline and the plot; without the token the page is refused. Needs Debian's `chromium` and `chromium-driver` (scripts/install-browser.sh);
+//! duration in the timeline and the plot; without the token the page is refused; restarts a
+//! snapshot; and migrates a rank of a job on network-namespace nodes with the rank and node
+//! pickers (skipped, with a line on stderr, where namespaces cannot be made: not root). Needs
+//! Debian's `chromium` and `chromium-driver` (scripts/install-browser.sh);
 //! MPICR_SKIP_BROWSER=1 skips it where no browser can be installed.
 
 mod common;
+/// The namespace nodes of the tests of `crates/testapps`, with this crate's sandbox.
+mod harness {
+    pub(crate) use super::common::Sandbox;
+}
+#[path = "../../testapps/tests/netns/mod.rs"]
+mod netns;
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -19,6 +28,68 @@ use fantoccini::{ClientBuilder, Locator};
 const SHOT_BEFORE: &str = "/tmp/mpicr-dashboard-test.png";
 const SHOT_DIALOG: &str = "/tmp/mpicr-dashboard-test-dialog.png";
 const SHOT_AFTER: &str = "/tmp/mpicr-dashboard-test-after-checkpoint.png";
+const SHOT_MIGRATE: &str = "/tmp/mpicr-dashboard-test-after-migration.png";
+
+/// How often a step retries an element that the page's redraw (every second) replaced
+/// between finding it and using it (WebDriver's "stale element reference").
+const REDRAWN: usize = 10;
+
+fn stale(e: &fantoccini::error::CmdError) -> bool {
+    e.to_string().contains("stale element")
+}
+
+/// The text of the element at `css`, found again if a redraw replaced it.
+async fn text_of(
+    client: &fantoccini::Client,
+    css: &str,
+) -> Result<String, fantoccini::error::CmdError> {
+    let mut tries = 0;
+    loop {
+        let found = client.find(Locator::Css(css)).await?;
+        match found.text().await {
+            Err(e) if stale(&e) && tries < REDRAWN => tries += 1,
+            done => return done,
+        }
+    }
+}
+
+/// Clicks the element at `css` once it is there (within `limit`), found again if a redraw
+/// replaced it.
+async fn click_on(
+    client: &fantoccini::Client,
+    css: &str,
+    limit: Duration,
+) -> Result<(), fantoccini::error::CmdError> {
+    let mut tries = 0;
+    loop {
+        let found = client
+            .wait()
+            .at_most(limit)
+            .for_element(Locator::Css(css))
+            .await?;
+        match found.click().await {
+            Err(e) if stale(&e) && tries < REDRAWN => tries += 1,
+            done => return done,
+        }
+    }
+}
+
+/// Clicks the button at `css` (there within `limit`) and returns the question of the
+/// confirmation dialog it opens.
+async fn ask(
+    client: &fantoccini::Client,
+    css: &str,
+    limit: Duration,
+) -> Result<String, fantoccini::error::CmdError> {
+    click_on(client, css, limit).await?;
+    client
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("dialog#confirm[open]"))
+        .await?
+        .text()
+        .await
+}
 
 fn in_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -212,15 +283,26 @@ async fn checkpoint_from_the_page() {
         } else {
             format!("{:.1} s", recorded as f64 / 1000.0)
         };
-        let cell = client
-            .find(Locator::Css(&format!(
-                "{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.duration"
-            )))
-            .await?
-            .text()
-            .await?;
+        let cell = text_of(
+            client,
+            &format!("{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.duration"),
+        )
+        .await?;
         assert_eq!(cell, shown);
         assert!(result.contains(&shown), "{result}");
+        // Parts in the snapshot directory, no copies elsewhere.
+        let redundancy = text_of(
+            client,
+            &format!("{section} table.timeline tr[data-snapshot=\"{snapshot}\"] td.redundancy"),
+        )
+        .await?;
+        assert_eq!(redundancy, "none");
+        // A job on one machine cannot migrate: no control for it.
+        let controls = client
+            .find_all(Locator::Css(&format!("{section} .migrate-control")))
+            .await?
+            .len();
+        assert_eq!(controls, 0, "no migrate control");
         let plot_points = client
             .find_all(Locator::Css(&format!("{section} svg.plot circle")))
             .await?
@@ -281,19 +363,12 @@ async fn restart_from_the_page() {
     let result = async {
         client.goto(&dash.url).await?;
         let row = format!("#others tr[data-snapshot=\"{snapshot}\"]");
-        client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css(&format!("{row} button.restart")))
-            .await?
-            .click()
-            .await?;
-        let dialog = client
-            .wait()
-            .at_most(Duration::from_secs(5))
-            .for_element(Locator::Css("dialog#confirm[open]"))
-            .await?;
-        let question = dialog.text().await?;
+        let question = ask(
+            client,
+            &format!("{row} button.restart"),
+            Duration::from_secs(20),
+        )
+        .await?;
         assert!(question.contains(&snapshot), "{question}");
         client
             .find(Locator::Css("#confirm-yes"))
@@ -338,5 +413,122 @@ async fn restart_from_the_page() {
             sandbox.adopt(pid as u32);
         }
     }
+    browser.finish(result).await;
+}
+
+/// A `--crs image` job on 3 namespace nodes (ranks 0-1, 2, 3): rank 3 is moved to node 1 with
+/// the page's pickers, "Migrate" and its confirmation; the result line, the process table and
+/// the migrations table show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_from_the_page() {
+    let Some((_guard, cluster, sandbox)) = netns::setup(3) else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let client = &browser.client;
+    let name = job_name("browser-migrate");
+    let ring = bin("mpicr-migrate-ring").display().to_string();
+    let args = netns::job_args(
+        &sandbox,
+        &cluster,
+        &name,
+        &["-n", "4", "--crs", "image", "--", &ring, "3000", "10"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_launcher, dash, _stderr) = sandbox.start_with_dashboard(&name, &args);
+    let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    wait_until("the job's ranks to run", Duration::from_secs(60), || {
+        let reply = dash.get(&format!("/api/job/{name}"));
+        reply.status == 200
+            && reply.json()["ranks"]
+                .as_array()
+                .is_some_and(|r| r.len() == 4 && r.iter().all(|r| r["state"] == "running"))
+    });
+
+    let result = async {
+        client.goto(&dash.url).await?;
+        let section = format!("section.job[data-job=\"{name}\"]");
+        let control = format!("{section} .migrate-control");
+        client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(&format!(
+                "{control} select.migrate-node option[value=\"{}\"]",
+                nodes[0]
+            )))
+            .await?;
+        client
+            .find(Locator::Css(&format!("{control} select.migrate-rank")))
+            .await?
+            .select_by_value("3")
+            .await?;
+        client
+            .find(Locator::Css(&format!("{control} select.migrate-node")))
+            .await?
+            .select_by_value(&nodes[0])
+            .await?;
+        let question = ask(
+            client,
+            &format!("{control} button.migrate"),
+            Duration::from_secs(5),
+        )
+        .await?;
+        assert!(
+            question.contains(&format!(
+                "Move rank 3 of job {name} from node {} to node {}?",
+                nodes[2], nodes[0]
+            )),
+            "{question}"
+        );
+        client
+            .find(Locator::Css("#confirm-yes"))
+            .await?
+            .click()
+            .await?;
+        let said = client
+            .wait()
+            .at_most(Duration::from_secs(120))
+            .for_element(Locator::Css(&format!("{section} .result.ok")))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            said.starts_with(&format!(
+                "rank 3 moved from {} to {} in ",
+                nodes[2], nodes[0]
+            )),
+            "{said}"
+        );
+        let node_cell = format!("{section} table.procs tr[data-rank=\"3\"] td:nth-child(2)");
+        let mut shown = String::new();
+        for _ in 0..100 {
+            shown = text_of(client, &node_cell).await?;
+            if shown == nodes[0] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(shown, nodes[0], "the process table shows rank 3's new node");
+        let option = text_of(
+            client,
+            &format!("{control} select.migrate-rank option[value=\"3\"]"),
+        )
+        .await?;
+        assert_eq!(
+            option,
+            format!("3 ({})", nodes[0]),
+            "the rank picker follows"
+        );
+        let row = format!("{section} table.migrations tr.done");
+        let from = text_of(client, &format!("{row} td:nth-child(2)")).await?;
+        let to = text_of(client, &format!("{row} td:nth-child(3)")).await?;
+        assert_eq!((from, to), (nodes[2].clone(), nodes[0].clone()));
+        std::fs::write(SHOT_MIGRATE, client.screenshot().await?).expect("a screenshot");
+        Ok(())
+    }
+    .await;
     browser.finish(result).await;
 }

@@ -35,6 +35,7 @@ mod fsutil;
 mod manifest;
 mod names;
 mod part;
+mod redundancy;
 mod store;
 
 #[cfg(test)]
@@ -52,4 +53,5 @@ pub use part::{
     PART_MAGIC, PartInfo, PartReader, PartWriter, SectionInfo, SectionReader, SectionWriter,
     part_file_name,
 };
+pub use redundancy::{ParityEntry, Redundancy};
 pub use store::{EXTRA_DURATION_MS, EXTRA_STALL_BOUND_MS, Pending, Snapshot, SnapshotInfo, Store};

@@ -26,6 +26,7 @@ use crate::fsutil::{Lock, create_private_dir, rename_noreplace, sync_dir};
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestInput};
 use crate::names;
 use crate::part::{PartReader, PartWriter, check_written};
+use crate::redundancy::Redundancy;
 
 const STAGING_PREFIX: &str = ".staging-";
 const TRASH_PREFIX: &str = ".trash-";
@@ -70,6 +71,8 @@ pub struct SnapshotInfo {
     /// arrived (`extra.stall_bound_ms`): the longest any rank can have been held; `None` when
     /// not recorded.
     pub stall_bound_ms: Option<u64>,
+    /// The copies of the parts on other nodes, as the manifest recorded them at the commit.
+    pub redundancy: Redundancy,
 }
 
 impl Store {
@@ -727,6 +730,7 @@ impl Snapshot {
             path: self.path.clone(),
             duration_ms: m.extra_u64(EXTRA_DURATION_MS),
             stall_bound_ms: m.extra_u64(EXTRA_STALL_BOUND_MS),
+            redundancy: Redundancy::of(m),
         }
     }
 }

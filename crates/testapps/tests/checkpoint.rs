@@ -3,25 +3,9 @@
 
 mod harness;
 
-use harness::{Out, Sandbox};
+use harness::{Out, Sandbox, result_line};
 
 const STEPS: &str = "120";
-
-/// The result line of a finished ckpt-ring job.
-fn result_line(out: &Out) -> String {
-    assert_eq!(
-        out.code,
-        Some(0),
-        "the job failed:\n{}{}",
-        out.stdout,
-        out.stderr
-    );
-    out.stdout
-        .lines()
-        .find(|l| l.starts_with("result "))
-        .unwrap_or_else(|| panic!("no result in {}", out.stdout))
-        .to_owned()
-}
 
 /// The snapshot name `mpicr checkpoint` printed last.
 fn committed(out: &Out) -> String {

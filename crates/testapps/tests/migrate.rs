@@ -8,79 +8,8 @@ mod netns;
 
 use std::time::{Duration, Instant};
 
-use harness::{Out, Sandbox, marked};
-use netns::Cluster;
-
-fn setup(k: usize) -> Option<(netns::OneAtATime, Cluster, Sandbox)> {
-    if !Cluster::available() {
-        eprintln!("skipped: network namespaces need root and `ip`");
-        return None;
-    }
-    let guard = netns::OneAtATime::take();
-    let cluster = Cluster::new(k);
-    let sandbox = Sandbox::new();
-    Some((guard, cluster, sandbox))
-}
-
-fn result_line(out: &Out) -> String {
-    assert_eq!(
-        out.code,
-        Some(0),
-        "the job failed:\n{}{}",
-        out.stdout,
-        out.stderr
-    );
-    out.stdout
-        .lines()
-        .find(|l| l.starts_with("result "))
-        .unwrap_or_else(|| panic!("no result in {}\n{}", out.stdout, out.stderr))
-        .to_owned()
-}
-
-/// `run --job-name NAME --hostfile F --launcher 'ip netns exec {node}' --crs image ARGS`.
-fn job_args(sandbox: &Sandbox, cluster: &Cluster, name: &str, rest: &[&str]) -> Vec<String> {
-    let hostfile = sandbox.dir().join(format!("hosts-{name}"));
-    cluster.hostfile(&hostfile);
-    let mut args: Vec<String> = [
-        "--hostfile",
-        &hostfile.display().to_string(),
-        "--launcher",
-        "ip netns exec {node}",
-        "--heartbeat",
-        "5s",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(rest.iter().map(|s| (*s).to_owned()));
-    args
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-/// The node of every rank of job `name`, once every rank runs.
-fn placement(sandbox: &Sandbox, name: &str) -> Vec<String> {
-    let start = Instant::now();
-    loop {
-        let out = sandbox.mpicr(&["status", name, "--json"]);
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
-            && let Some(ranks) = v["ranks"].as_array()
-            && ranks.iter().all(|e| e["state"] == "running")
-        {
-            return ranks
-                .iter()
-                .map(|e| e["node"].as_str().unwrap_or_default().to_owned())
-                .collect();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "job {name} never ran"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use harness::{Out, Sandbox, leftovers, placement, result_line, strs};
+use netns::{job_args, setup, signal};
 
 fn migrate(sandbox: &Sandbox, name: &str, rank: u32, node: &str) -> Out {
     sandbox.mpicr(&["migrate", name, "--rank", &rank.to_string(), "--to", node])
@@ -114,42 +43,6 @@ fn refused(out: &Out, says: &str) {
         "the refusal does not say `{says}`: {}",
         out.stderr
     );
-}
-
-/// Processes still alive with the sandbox's marker, a moment after the job ended.
-fn leftovers(sandbox: &Sandbox) -> Vec<i32> {
-    let start = Instant::now();
-    loop {
-        let left = marked(sandbox.marker());
-        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The daemon in node `k`'s namespace (1-based).
-fn daemon_pid(cluster: &Cluster, k: usize) -> i32 {
-    let start = Instant::now();
-    loop {
-        for pid in cluster.pids(k) {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            if args.get(1) == Some(&&b"node"[..]) {
-                return pid;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no daemon in node {k}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(pid: i32, signal: rustix::process::Signal) {
-    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).expect("a pid"), signal)
-        .expect("the process can be signalled");
 }
 
 const STEPS: &str = "300";
@@ -255,7 +148,7 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
     placement(&sandbox, name);
     job.wait_for_lines(10);
-    let target = daemon_pid(&cluster, 2);
+    let target = cluster.daemon_pid(2);
     signal(target, rustix::process::Signal::STOP);
     let request = sandbox.start(&["migrate", name, "--rank", "3", "--to", &nodes[1]]);
     // Wait until the coordinator has the request (a second one is refused for it; this probe
@@ -335,7 +228,7 @@ fn node_lost_during_migration(lost: usize) {
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
     placement(&sandbox, &name);
     job.wait_for_lines(5);
-    let target = daemon_pid(&cluster, 2);
+    let target = cluster.daemon_pid(2);
     signal(target, rustix::process::Signal::STOP);
     let request = sandbox.start(&["migrate", &name, "--rank", "3", "--to", &nodes[1]]);
     let start = Instant::now();

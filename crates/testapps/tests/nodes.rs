@@ -12,40 +12,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use harness::{Out, Sandbox, marked};
-use netns::Cluster;
-
-/// The result line of a finished ckpt-ring job.
-fn result_line(out: &Out) -> String {
-    assert_eq!(
-        out.code,
-        Some(0),
-        "the job failed:\n{}{}",
-        out.stdout,
-        out.stderr
-    );
-    out.stdout
-        .lines()
-        .find(|l| l.starts_with("result "))
-        .unwrap_or_else(|| panic!("no result in {}\n{}", out.stdout, out.stderr))
-        .to_owned()
-}
+use harness::{Sandbox, leftovers, result_line, strs};
+use netns::{Cluster, signal};
 
 /// A cluster of 3 nodes and a sandbox, or `None` (test skipped) without root.
 fn setup() -> Option<(netns::OneAtATime, Cluster, Sandbox)> {
-    setup_n(3)
-}
-
-/// A cluster of `k` nodes and a sandbox, or `None` (test skipped) without root.
-fn setup_n(k: usize) -> Option<(netns::OneAtATime, Cluster, Sandbox)> {
-    if !Cluster::available() {
-        eprintln!("skipped: network namespaces need root and `ip`");
-        return None;
-    }
-    let guard = netns::OneAtATime::take();
-    let cluster = Cluster::new(k);
-    let sandbox = Sandbox::new();
-    Some((guard, cluster, sandbox))
+    netns::setup(3)
 }
 
 /// `--hostfile F --launcher 'ip netns exec {node}'` plus `rest`.
@@ -60,10 +32,6 @@ fn node_args(sandbox_dir: &std::path::Path, cluster: &Cluster, rest: &[&str]) ->
     ];
     args.extend(rest.iter().map(|s| (*s).to_owned()));
     args
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 /// The process table of job `name` as JSON, once every rank runs (and rank `rank`'s pid is
@@ -110,30 +78,6 @@ fn wait_for_snapshots(sandbox: &Sandbox, name: &str, epochs: usize) {
     }
 }
 
-/// The node daemon in node `k`'s namespace.
-fn daemon_pid(cluster: &Cluster, k: usize) -> i32 {
-    let start = Instant::now();
-    loop {
-        for pid in cluster.pids(k) {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            if args.get(1) == Some(&&b"node"[..]) {
-                return pid;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no daemon in node {k}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(pid: i32, signal: rustix::process::Signal) {
-    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).expect("a pid"), signal)
-        .expect("the process can be signalled");
-}
-
 /// Nothing of job `name` is left: no marked process, no node directory, no shm directory.
 fn assert_nothing_left(sandbox: &Sandbox, marker_pids: Vec<i32>, name: &str) {
     assert!(marker_pids.is_empty(), "processes left: {marker_pids:?}");
@@ -160,18 +104,6 @@ fn assert_nothing_left(sandbox: &Sandbox, marker_pids: Vec<i32>, name: &str) {
         })
         .unwrap_or_default();
     assert!(shm.is_empty(), "left in /dev/shm: {shm:?}");
-}
-
-/// Processes still alive with the sandbox's marker, a moment after the job ended.
-fn leftovers(sandbox: &Sandbox) -> Vec<i32> {
-    let start = Instant::now();
-    loop {
-        let left = marked(sandbox.marker());
-        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -302,7 +234,7 @@ fn a_wrong_secret_on_the_control_port_is_refused_and_logged_while_the_job_runs_o
     let answer = ask(&cluster.gateway, port, b"GET / HTTP/1.0\r\n\r\n");
     assert!(!answer.is_empty(), "garbage gets an error too");
     // A daemon's store service (daemon-to-daemon copies) refuses the same.
-    let store_port = listening_port(daemon_pid(&cluster, 2) as u32);
+    let store_port = listening_port(cluster.daemon_pid(2) as u32);
     let answer = wrong_proof(
         &cluster.nodes[1].addr,
         store_port,
@@ -419,7 +351,7 @@ fn recovers_on(
     extra: &[&str],
     inject: impl FnOnce(&Cluster, &Sandbox, &str),
 ) -> String {
-    let Some((_guard, cluster, sandbox)) = setup_n(k) else {
+    let Some((_guard, cluster, sandbox)) = netns::setup(k) else {
         return String::new();
     };
     let expected = result_line(&sandbox.mpicr(&["run", "-n", "6", "--", "ckpt-ring", "200"]));
@@ -715,12 +647,12 @@ fn a_second_failure_during_the_recovery_starts_the_recovery_again() {
     let stderr = recovers("twice", |cluster, sandbox, name| {
         let table = running_table(sandbox, name, 4, 0);
         let pid = table["ranks"][4]["pid"].as_u64().expect("a pid");
-        let daemon = daemon_pid(cluster, 2);
+        let daemon = cluster.daemon_pid(2);
         signal(pid as i32, rustix::process::Signal::KILL);
         // As soon as the recovery has begun (a new daemon on node 2), kill that daemon too.
         let start = Instant::now();
         loop {
-            let now = daemon_pid(cluster, 2);
+            let now = cluster.daemon_pid(2);
             if now != daemon {
                 signal(now, rustix::process::Signal::KILL);
                 return;
@@ -818,7 +750,7 @@ fn a_rank_killed_on_a_remote_node_is_recovered_to_the_uninterrupted_result() {
 #[test]
 fn a_killed_node_daemon_is_detected_and_recovered_to_the_uninterrupted_result() {
     let stderr = recovers("daemon", |cluster, _, _| {
-        signal(daemon_pid(cluster, 2), rustix::process::Signal::KILL);
+        signal(cluster.daemon_pid(2), rustix::process::Signal::KILL);
     });
     if !stderr.is_empty() {
         assert!(stderr.contains("-n2 failed"), "{stderr}");
@@ -828,7 +760,7 @@ fn a_killed_node_daemon_is_detected_and_recovered_to_the_uninterrupted_result() 
 #[test]
 fn a_stopped_node_daemon_misses_its_heartbeats_and_is_recovered() {
     let stderr = recovers("hang", |cluster, _, _| {
-        signal(daemon_pid(cluster, 3), rustix::process::Signal::STOP);
+        signal(cluster.daemon_pid(3), rustix::process::Signal::STOP);
     });
     if !stderr.is_empty() {
         assert!(
@@ -851,7 +783,7 @@ fn without_restarts_a_failed_node_ends_the_job_with_its_name() {
     );
     let job = sandbox.start_job(&name, &strs(&args));
     running_table(&sandbox, &name, 0, 0);
-    signal(daemon_pid(&cluster, 2), rustix::process::Signal::KILL);
+    signal(cluster.daemon_pid(2), rustix::process::Signal::KILL);
     let out = job.finish();
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     let line = format!(

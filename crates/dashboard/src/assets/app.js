@@ -1,6 +1,6 @@
 "use strict";
 // The dashboard page: one server-sent event stream (/api/events) redraws the jobs every second;
-// the buttons POST to /api/job/JOB/checkpoint and /api/restart. The token comes from this
+// the buttons POST to /api/job/JOB/checkpoint, /api/job/JOB/migrate and /api/restart. The token comes from this
 // page's URL. A job's buttons are those of its `actions` (the API says what it supports).
 (function () {
   const token = new URLSearchParams(location.search).get("token") || "";
@@ -90,11 +90,22 @@
     })));
   }
 
-  // The controls of a job's actions (see gather::JOB_ACTIONS); one not listed is not shown.
+  // The controls of a job's actions (see gather::actions); one not listed is not shown.
   const ACTIONS = {
     checkpoint: { label: "Checkpoint now", cls: "ckpt-now primary", terminate: false },
     terminate: { label: "Checkpoint and terminate", cls: "ckpt-term danger", terminate: true },
+    migrate: { label: "Migrate", cls: "migrate" },
   };
+  // A snapshot's copies beyond its parts, as its manifest recorded them (store::Redundancy).
+  function redundancyCell(x) {
+    const r = x.redundancy;
+    let text = "none";
+    if (r && r.kind !== "none") {
+      text = (r.kind === "mirror" ? "mirrored ×" + r.copies : "parity of " + r.group) +
+        (r.complete ? "" : " (incomplete)");
+    }
+    return el("td", { class: "redundancy" + (r && r.complete === false ? " incomplete" : ""), text });
+  }
   function createSection(name) {
     const s = { buttons: new Map() };
     s.actions = el("div", { class: "actions" });
@@ -105,6 +116,14 @@
     s.timeline = el("tbody");
     s.plot = el("div");
     s.recoveries = el("tbody");
+    s.migrations = el("tbody");
+    s.migrationsHead = el("h3", { text: "Migrations" });
+    s.migrationsTable = el("table", { class: "migrations" },
+      el("thead", {}, el("tr", {},
+        el("th", { text: "Rank" }), el("th", { text: "From" }), el("th", { text: "To" }),
+        el("th", { class: "num", text: "Time" }), el("th", { class: "num", text: "Copy" }),
+        el("th", { class: "num", text: "Image" }), el("th", { text: "Failure" }))),
+      s.migrations);
     s.recoveriesHead = el("h3", { text: "Failures and recoveries" });
     s.recoveriesTable = el("table", { class: "recoveries" },
       el("thead", {}, el("tr", {},
@@ -122,13 +141,15 @@
           el("th", { class: "num", text: "CPU time" }), el("th", { class: "num", text: "Memory (RSS)" }),
           el("th", { text: "Address" }))),
         s.ranks),
+      s.migrationsHead, s.migrationsTable,
       el("h3", { text: "Checkpoint timeline" }),
       el("div", { class: "timeline-area" },
         el("table", { class: "timeline" },
           el("thead", {}, el("tr", {},
             el("th", { text: "Epoch" }), el("th", { text: "Time (UTC)" }), el("th", { class: "num", text: "Size" }),
             el("th", { class: "num", text: "Duration" }), el("th", { text: "Checkpointer" }),
-            el("th", { class: "num", text: "In transit" }), el("th", { text: "Name" }))),
+            el("th", { class: "num", text: "In transit" }), el("th", { text: "Redundancy" }),
+            el("th", { text: "Name" }))),
           s.timeline),
         s.plot),
       s.recoveriesHead, s.recoveriesTable);
@@ -137,20 +158,79 @@
 
   function updateActions(s, name, actions) {
     for (const [key, button] of s.buttons) {
-      if (!actions.includes(key)) { button.remove(); s.buttons.delete(key); }
+      if (!actions.includes(key)) {
+        if (key === "migrate") { s.migrate.root.remove(); s.migrate = null; } else button.remove();
+        s.buttons.delete(key);
+      }
     }
     for (const key of actions) {
       const a = ACTIONS[key];
       if (!a || s.buttons.has(key)) continue;
       const button = el("button", { type: "button", class: a.cls, text: a.label });
-      button.addEventListener("click", () => askCheckpoint(name, a.terminate, s));
+      if (key === "migrate") {
+        s.migrate = migrateControl(name, button, s);
+        s.actions.append(s.migrate.root);
+      } else {
+        button.addEventListener("click", () => askCheckpoint(name, a.terminate, s));
+        s.actions.append(button);
+      }
       s.buttons.set(key, button);
-      s.actions.append(button);
+    }
+  }
+
+  // Rank and target-node pickers in front of the migrate button; their choices survive the
+  // redraws.
+  function migrateControl(name, button, s) {
+    const m = { rank: el("select", { class: "migrate-rank", "aria-label": "rank to migrate" }),
+      node: el("select", { class: "migrate-node", "aria-label": "node to migrate it to" }) };
+    m.root = el("span", { class: "migrate-control" }, "rank ", m.rank, " to ", m.node, " ", button);
+    // Until the user picks a node, the target is the first node the chosen rank is not on.
+    m.nodeChosen = false;
+    m.node.addEventListener("change", () => { m.nodeChosen = true; });
+    m.rank.addEventListener("change", () => { m.nodeChosen = false; defaultTarget(m, s.job); });
+    button.addEventListener("click", () => {
+      const rank = Number(m.rank.value), node = m.node.value;
+      const from = (s.job.ranks.find((r) => r.rank === rank) || {}).node;
+      confirmThen("Move rank " + rank + " of job " + name + " from node " + from + " to node " + node +
+        "? The rank stops while its image is copied and restored there; the other ranks compute on.",
+      "Migrate", () => migrate(name, rank, node, s));
+    });
+    return m;
+  }
+  function defaultTarget(m, job) {
+    if (m.nodeChosen) return;
+    const here = (job.ranks.find((r) => String(r.rank) === m.rank.value) || {}).node;
+    const other = (job.nodes || []).find((n) => n !== here);
+    if (other !== undefined) m.node.value = other;
+  }
+  // Replaces a picker's options when their values or labels changed, keeping the choice.
+  function setOptions(select, values, label) {
+    const keep = select.value;
+    const labels = values.map(label);
+    const now = [...select.options];
+    if (now.map((o) => o.value + "=" + o.textContent).join("\n") !==
+        values.map((v, i) => v + "=" + labels[i]).join("\n")) {
+      select.replaceChildren(...values.map((v, i) => el("option", { value: v, text: labels[i] })));
+      if (values.includes(keep)) select.value = keep;
     }
   }
 
   function update(s, job) {
+    s.job = job;
     updateActions(s, job.job, job.actions || []);
+    if (s.migrate) {
+      setOptions(s.migrate.rank, job.ranks.map((r) => String(r.rank)), (v, i) => v + " (" + job.ranks[i].node + ")");
+      setOptions(s.migrate.node, job.nodes || [], (v) => v);
+      defaultTarget(s.migrate, job);
+    }
+    const recent = job.migrations ? job.migrations.recent : [];
+    s.migrationsHead.hidden = s.migrationsTable.hidden = recent.length === 0;
+    s.migrations.replaceChildren(...recent.slice().reverse().map((m) => el("tr", { class: m.failure ? "failed" : "done" },
+      el("td", { text: String(m.rank) }), el("td", { text: m.from }), el("td", { text: m.to }),
+      el("td", { class: "num", text: m.failure ? "–" : ms(Math.round(m.total_us / 1000)) }),
+      el("td", { class: "num", text: m.failure ? "–" : ms(Math.round(m.transfer_us / 1000)) }),
+      el("td", { class: "num", text: m.failure ? "–" : bytes(m.bytes) }),
+      el("td", { class: "cause", text: m.failure || "" }))));
     s.meta.textContent = "launcher pid " + job.launcher_pid + " · started " + utc(job.started_at) +
       " UTC · " + job.ranks.length + " ranks · " + job.command.join(" ");
     const c = job.checkpoint;
@@ -175,7 +255,7 @@
       el("td", { text: r.data_addr || "–" }))));
 
     if (job.snapshots.length === 0) {
-      s.timeline.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "none", text: "no snapshots yet" })));
+      s.timeline.replaceChildren(el("tr", {}, el("td", { colspan: "8", class: "none", text: "no snapshots yet" })));
     } else {
       s.timeline.replaceChildren(...job.snapshots.map((x) => snapshotRow(x, false)));
     }
@@ -196,7 +276,7 @@
         el("td", { text: x.name }), el("td", { text: String(x.epoch) }), el("td", { text: utc(x.created) }),
         el("td", { text: bytes(x.size) }), el("td", { class: "duration", text: ms(x.duration_ms) }),
         el("td", { text: String(x.ranks) }), el("td", { text: kinds }),
-        el("td", { text: String(x.in_transit_messages) }));
+        el("td", { text: String(x.in_transit_messages) }), redundancyCell(x));
       if (canRestart) {
         const button = el("button", { type: "button", class: "restart", text: "Restart" });
         button.addEventListener("click", () => askRestart(x.name, button));
@@ -208,7 +288,8 @@
       el("td", { text: String(x.epoch) + (x.latest ? " (latest)" : "") }), el("td", { text: utc(x.created) }),
       el("td", { class: "num", text: bytes(x.size) }), el("td", { class: "num duration", text: ms(x.duration_ms) }),
       el("td", { text: kinds }),
-      el("td", { class: "num", text: String(x.in_transit_messages) }), el("td", { text: x.name }));
+      el("td", { class: "num", text: String(x.in_transit_messages) }), redundancyCell(x),
+      el("td", { text: x.name }));
   }
 
   // Checkpoint size (line, left axis) and duration (bars, right axis) over commit time, oldest
@@ -312,6 +393,21 @@
     const sentence = ok
       ? "checkpoint " + body.name + " committed in " + ms(body.duration_ms) + " (" + bytes(body.size) + ", " +
         body.in_transit + " messages in transit)" + (terminate ? "; the job is ending" : "")
+      : body.error;
+    buttons.forEach((b) => { b.disabled = false; });
+    show(s, ok ? "ok" : "err", sentence);
+    logLine(ok, job + ": " + sentence);
+  }
+
+  async function migrate(job, rank, node, s) {
+    const buttons = [...s.buttons.values()];
+    buttons.forEach((b) => { b.disabled = true; });
+    show(s, "busy", "migration of rank " + rank + " of " + job + " to node " + node + " requested…");
+    const { ok, body } = await post("/api/job/" + encodeURIComponent(job) + "/migrate", { rank, node });
+    const sentence = ok
+      ? "rank " + body.rank + " moved from " + body.from + " to " + body.to + " in " +
+        ms(Math.round(body.total_us / 1000)) + " (image " + bytes(body.bytes) + ", copied in " +
+        ms(Math.round(body.transfer_us / 1000)) + ")"
       : body.error;
     buttons.forEach((b) => { b.disabled = false; });
     show(s, ok ? "ok" : "err", sentence);

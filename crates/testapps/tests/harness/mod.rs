@@ -262,6 +262,11 @@ impl Job {
         out
     }
 
+    /// What the command has written on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("not poisoned").clone()
+    }
+
     /// How many lines the job has printed so far.
     pub fn lines(&self) -> usize {
         self.stdout.lock().expect("not poisoned").lines().count()
@@ -398,5 +403,59 @@ pub fn mpicr_plain(args: &[&str]) -> Out {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The `result …` line of a job that ended with status 0 (the test fails otherwise).
+pub fn result_line(out: &Out) -> String {
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the job failed:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with("result "))
+        .unwrap_or_else(|| panic!("no result in {}\n{}", out.stdout, out.stderr))
+        .to_owned()
+}
+
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The node of every rank of job `name`, once every rank runs.
+pub fn placement(sandbox: &Sandbox, name: &str) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let out = sandbox.mpicr(&["status", name, "--json"]);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            && let Some(ranks) = v["ranks"].as_array()
+            && ranks.iter().all(|e| e["state"] == "running")
+        {
+            return ranks
+                .iter()
+                .map(|e| e["node"].as_str().unwrap_or_default().to_owned())
+                .collect();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "job {name} never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Processes still alive with the sandbox's marker, a moment after the job ended.
+pub fn leftovers(sandbox: &Sandbox) -> Vec<i32> {
+    let start = Instant::now();
+    loop {
+        let left = marked(sandbox.marker());
+        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

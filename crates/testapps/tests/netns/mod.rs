@@ -14,6 +14,8 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::harness::Sandbox;
+
 /// Held while a test uses its cluster: one cluster at a time on this machine, also across the
 /// processes of a test runner that runs each test in its own (nextest), so that each test gets
 /// the machine's cores (heartbeats are timed). The lock is released when the holder ends.
@@ -251,6 +253,25 @@ impl Cluster {
         }
     }
 
+    /// The node daemon (`mpicr node`) in node `k`'s namespace (1-based), once it runs.
+    pub fn daemon_pid(&self, k: usize) -> i32 {
+        let start = std::time::Instant::now();
+        loop {
+            for pid in self.pids(k) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+                if args.get(1) == Some(&&b"node"[..]) {
+                    return pid;
+                }
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no daemon in node {k}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn pids(&self, k: usize) -> Vec<i32> {
         ip(&["netns", "pids", &self.nodes[k - 1].name])
             .unwrap_or_default()
@@ -284,4 +305,43 @@ impl Drop for Cluster {
         }
         let _ = ip(&["link", "delete", &self.bridge]);
     }
+}
+
+/// A cluster of `k` nodes (held alone) and a sandbox, or `None` (the test is skipped, with a
+/// line on stderr) where namespaces cannot be made.
+pub fn setup(k: usize) -> Option<(OneAtATime, Cluster, Sandbox)> {
+    if !Cluster::available() {
+        eprintln!("skipped: network namespaces need root and `ip`");
+        return None;
+    }
+    let guard = OneAtATime::take();
+    let cluster = Cluster::new(k);
+    let sandbox = Sandbox::new();
+    Some((guard, cluster, sandbox))
+}
+
+/// `--hostfile F --launcher 'ip netns exec {node}' --heartbeat 5s` (F written for job
+/// `name`), then `rest`: the arguments of `mpicr run` on the cluster's nodes.
+pub fn job_args(sandbox: &Sandbox, cluster: &Cluster, name: &str, rest: &[&str]) -> Vec<String> {
+    let hostfile = sandbox.dir().join(format!("hosts-{name}"));
+    cluster.hostfile(&hostfile);
+    let mut args: Vec<String> = [
+        "--hostfile",
+        &hostfile.display().to_string(),
+        "--launcher",
+        "ip netns exec {node}",
+        "--heartbeat",
+        "5s",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(rest.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// Sends `signal` to `pid` (a daemon stopped and continued by a test).
+pub fn signal(pid: i32, signal: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).expect("a pid"), signal)
+        .expect("the process can be signalled");
 }
