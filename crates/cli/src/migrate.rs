@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use coord::{ClientError, JobRef, RuntimeDir, error_chain, job_status, request_migration};
 
+use crate::progress::Progress;
 use crate::{EXIT_MPICR_ERROR, say};
 
 #[derive(Debug, Args)]
@@ -39,8 +40,20 @@ fn ms(us: u64) -> String {
     format!("{:.1} ms", us as f64 / 1000.0)
 }
 
-fn migrate_one(dir: &RuntimeDir, job: &JobRef, rank: u32, to: &str) -> Result<(), String> {
-    match request_migration(dir, job, rank, to) {
+/// Asks for one migration and waits for its end, with a spinner (or one line) meanwhile: the
+/// request returns only when the rank computes on its new node, which takes seconds for a
+/// large image.
+fn migrate_one(
+    dir: &RuntimeDir,
+    job: &JobRef,
+    rank: u32,
+    to: &str,
+    progress: &Progress,
+) -> Result<(), String> {
+    progress.phase(&format!("migrating rank {rank} to node {to}"));
+    let result = request_migration(dir, job, rank, to);
+    progress.clear();
+    match result {
         Ok(done) => {
             let line = format!(
                 "rank {} moved from {} to {} in {} (image {} bytes, copied in {})",
@@ -66,7 +79,7 @@ fn migrate_one(dir: &RuntimeDir, job: &JobRef, rank: u32, to: &str) -> Result<()
 pub(crate) fn main(args: &MigrateArgs) -> ExitCode {
     let result = RuntimeDir::open()
         .map_err(|e| error_chain(&e))
-        .and_then(|dir| migrate_one(&dir, &args.job, args.rank, &args.to));
+        .and_then(|dir| migrate_one(&dir, &args.job, args.rank, &args.to, &Progress::new()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(line) => {
@@ -124,9 +137,16 @@ fn drain_node(args: &DrainArgs) -> Result<(), String> {
         "draining node {} of job {}: ranks {:?}",
         args.node, status.job, ranks
     ));
+    let total = ranks.len() as u64;
     for (i, rank) in ranks.iter().enumerate() {
         let to = &targets[i % targets.len()];
-        migrate_one(&dir, &args.job, *rank, to)?;
+        let progress = Progress::new();
+        progress.count(
+            &format!("draining node {}: ranks moved", args.node),
+            i as u64,
+            total,
+        );
+        migrate_one(&dir, &args.job, *rank, to, &progress)?;
     }
     say(&format!(
         "node {} runs no rank of job {} now",

@@ -1,4 +1,4 @@
-//! The progress of long operations (`mpicr checkpoint`, `restart`, `gc`) on stderr: an
+//! The progress of long operations (`mpicr checkpoint`, `restart`, `gc`, `migrate`, `drain`) on stderr: an
 //! indicatif spinner or bar when stderr is a terminal, plain `mpicr: ` lines otherwise (logs,
 //! pipes, scripts and tests), one per change.
 
