@@ -17,7 +17,9 @@
 //! A failure before the arrival (the capture, the copy, the restore) puts the row back,
 //! tells the original MIGRATE_FAILED (it computes on where it was) and sends REFRESH with the
 //! old address (the peers thaw their links). A node of the migration that fails ends the job
-//! or rolls it back like any node failure; the tool is told so.
+//! or rolls it back like any node failure (the snapshots never hold a half-done migration:
+//! checkpoints and migrations take turns); the tool is told so, and the failure's cause in
+//! the job's log names the migration.
 
 use std::io;
 use std::os::unix::net::UnixStream;
@@ -392,18 +394,25 @@ pub(crate) fn rank_ended(shared: &Shared, rank: u32, pid: u32, status: &str) -> 
     active_old.is_some()
 }
 
-/// A node failed: a migration from or to it is over; the job ends or recovers.
-pub(crate) fn node_failed(shared: &Shared, node: &str, cause: &str) {
+/// A node failed: a migration from or to it is over, and the rank did not move (its row and
+/// the job's snapshots are as before the migration). The requester is told; the job ends, or
+/// rolls back to its last snapshot with `--max-restarts`, like on any node failure. Returns
+/// the migration that was abandoned, for the failure's cause in the job's log.
+pub(crate) fn node_failed(shared: &Shared, node: &str, cause: &str) -> Option<String> {
     let mut inner = shared.migrations.lock();
-    if let Some(a) = inner.active.take_if(|a| a.from == node || a.to == node) {
-        drop(inner);
-        let why = format!(
-            "node {node} failed during the migration of rank {} from {} to {} ({cause}); the job ends, or recovers from its last snapshot with --max-restarts",
-            a.rank, a.from, a.to
-        );
-        record(shared, &a, MigrationOutcome::Failed(why.clone()));
-        let _ = a.reply.send(Err(why));
-    }
+    let a = inner.active.take_if(|a| a.from == node || a.to == node)?;
+    drop(inner);
+    let what = format!(
+        "during the migration of rank {} from {} to {}",
+        a.rank, a.from, a.to
+    );
+    let why = format!(
+        "node {node} failed {what} ({cause}); rank {} did not move: the job recovers from its last snapshot if it runs with --max-restarts, and ends otherwise (`mpicr status` shows which)",
+        a.rank
+    );
+    record(shared, &a, MigrationOutcome::Failed(why.clone()));
+    let _ = a.reply.send(Err(why));
+    Some(what)
 }
 
 /// Before a registration: the restored copy of a migrating rank re-registers from the target.

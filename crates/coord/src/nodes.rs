@@ -720,7 +720,7 @@ impl Follow {
                         ready,
                     });
                 }
-                Ok(Message::PartStored(stored)) if self.ranks.contains(&stored.rank) => {
+                Ok(Message::PartStored(stored)) if self.owns(stored.rank) => {
                     self.shared.checkpoint_event(CkptEvent::Stored(stored));
                 }
                 Ok(Message::ParityStored(stored)) => {
@@ -750,7 +750,10 @@ impl Follow {
             }
         };
         if !self.finishing.load(Ordering::SeqCst) {
-            crate::migrate::node_failed(&self.shared, &self.node, &cause);
+            let cause = match crate::migrate::node_failed(&self.shared, &self.node, &cause) {
+                Some(migration) => format!("{cause}, {migration}"),
+                None => cause,
+            };
             let _ = self.events.send(Event::NodeFailed {
                 node: self.node,
                 ranks: self.ranks,

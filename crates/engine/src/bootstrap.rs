@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -90,7 +90,7 @@ fn var(name: &'static str) -> Option<String> {
 
 /// Where a rank's launch variables come from: its environment, or (a rank restored from an
 /// image, whose environment is the old job's) the restorer's hand-over.
-type Lookup<'a> = &'a dyn Fn(&'static str) -> Option<String>;
+pub(crate) type Lookup<'a> = &'a dyn Fn(&'static str) -> Option<String>;
 
 fn parse_u32(name: &'static str, value: String) -> Result<u32, BootstrapError> {
     value.parse().map_err(|_| BootstrapError::BadEnv {
@@ -220,17 +220,29 @@ impl Engine {
     /// both are reserved first and then hold the new connection, so those objects work on.
     /// Packets queued for a peer stay queued and go out on the new link.
     pub(crate) fn rejoin(&mut self, vars: &[(String, String)]) -> Result<(), EngineError> {
+        let lookup = handed_over(vars);
+        let (env, fds) = self.restored_env(&lookup)?;
+        let c = connect(&env, &lookup)?;
+        place_control(&c.control, &fds)?;
+        drop(c.control);
+        self.mig.addrs = c.table.iter().map(|e| e.data_addr.clone()).collect();
+        self.replace_links(c.channels, c.bell, c.local_ranks);
+        self.set_launch_facts(env.shm_dir.clone(), fds);
+        Ok(())
+    }
+
+    /// The first step of every return from an image (a restart, a migration): reserves the
+    /// control connection's descriptor numbers before anything can take them, and reads the
+    /// new job's launch variables, which must name this rank of a job of this size.
+    pub(crate) fn restored_env(
+        &self,
+        lookup: Lookup<'_>,
+    ) -> Result<(LaunchEnv, Vec<RawFd>), EngineError> {
         let fds = self.control_fds.clone();
         image::reserve_fds(&fds).map_err(|e| {
             EngineError::Checkpoint(format!("cannot keep the control descriptors: {e}"))
         })?;
-        let lookup = |name: &'static str| {
-            vars.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .filter(|v| !v.is_empty())
-        };
-        let env = LaunchEnv::read(&lookup)?.ok_or_else(|| {
+        let env = LaunchEnv::read(lookup)?.ok_or_else(|| {
             EngineError::Checkpoint("the restorer handed over no MPICR_RANK".into())
         })?;
         if env.rank != self.rank() || env.size != self.size() {
@@ -242,18 +254,31 @@ impl Engine {
                 env.size
             )));
         }
-        let c = connect(&env, &lookup)?;
-        for &fd in &fds {
-            image::replace_placeholder(c.control.as_fd(), fd).map_err(|e| {
-                EngineError::Checkpoint(format!("cannot place the control connection: {e}"))
-            })?;
-        }
-        drop(c.control);
-        self.mig.addrs = c.table.iter().map(|e| e.data_addr.clone()).collect();
-        self.replace_links(c.channels, c.bell, c.local_ranks);
-        self.set_launch_facts(env.shm_dir.clone(), fds);
-        Ok(())
+        Ok((env, fds))
     }
+}
+
+/// The launch variables a restorer handed over, looked up by name (empty ones count as unset).
+pub(crate) fn handed_over(
+    vars: &[(String, String)],
+) -> impl Fn(&'static str) -> Option<String> + '_ {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Puts the new control connection at the reserved descriptor numbers `fds`, where the front
+/// end's and the engine's objects of the old one look for it.
+pub(crate) fn place_control(control: &UnixStream, fds: &[RawFd]) -> Result<(), EngineError> {
+    for &fd in fds {
+        image::replace_placeholder(control.as_fd(), fd).map_err(|e| {
+            EngineError::Checkpoint(format!("cannot place the control connection: {e}"))
+        })?;
+    }
+    Ok(())
 }
 
 /// Creates this rank's inbound links, registers with the coordinator, waits for the process

@@ -715,24 +715,37 @@ impl Engine {
 
     /// Sleeps until a peer wakes us or a short timeout passes.
     fn sleep(&mut self) {
+        use rustix::event::{PollFd, PollFlags, poll};
+        // A link frozen at its marker writes nothing more and a paused one reads nothing (a
+        // checkpoint's or a migration's drain): waiting for them would return at once and
+        // turn the sleep into a spin that takes the CPU from the ranks that compute. (With no
+        // socket left to wait for, the poll still sleeps its timeout, which keeps the control
+        // link's latency.)
+        let tcp = self
+            .channels
+            .iter()
+            .any(|c| !c.closed && c.link.pollable().is_some());
         let sockets: Vec<_> = self
             .channels
             .iter()
             .filter(|c| !c.closed)
-            .filter_map(|c| c.link.pollable().map(|fd| (fd, !c.out.is_empty())))
+            .filter_map(|c| {
+                let mut f = PollFlags::empty();
+                if !c.paused {
+                    f |= PollFlags::IN;
+                }
+                if !c.out.is_empty() && c.frozen.is_none_or(|n| n > 0) {
+                    f |= PollFlags::OUT;
+                }
+                c.link
+                    .pollable()
+                    .filter(|_| !f.is_empty())
+                    .map(|fd| (fd, f))
+            })
             .collect();
-        if !sockets.is_empty() {
-            use rustix::event::{PollFd, PollFlags, poll};
-            let mut fds: Vec<PollFd<'_>> = sockets
-                .iter()
-                .map(|(fd, out)| {
-                    let mut f = PollFlags::IN;
-                    if *out {
-                        f |= PollFlags::OUT;
-                    }
-                    PollFd::new(fd, f)
-                })
-                .collect();
+        if tcp {
+            let mut fds: Vec<PollFd<'_>> =
+                sockets.iter().map(|(fd, f)| PollFd::new(fd, *f)).collect();
             let ms = if self.idle.bell.is_some() { 1 } else { 100 };
             let ts = rustix::time::Timespec {
                 tv_sec: 0,

@@ -22,7 +22,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,7 +31,7 @@ use wire::stream::{read_message, write_message};
 use wire::{MIGRATION_MARK, Message, MigrateArrived, MigrateCaptured, MigrateFailed, Register};
 
 use crate::EngineError;
-use crate::bootstrap::{LaunchEnv, endpoint, handshake};
+use crate::bootstrap::{endpoint, handed_over, handshake, place_control};
 use crate::channel::{Channel, Input};
 use crate::ckpt::{ImageCapture, ImageRequest, Phase};
 use crate::engine::Engine;
@@ -427,28 +426,8 @@ impl Engine {
 
     /// The restored copy joins the job on its new node: TCP links to every peer.
     fn migrated_rejoin(&mut self, vars: &[(String, String)], seq: u64) -> Result<(), EngineError> {
-        let fds = self.control_fds.clone();
-        image::reserve_fds(&fds).map_err(|e| {
-            EngineError::Checkpoint(format!("cannot keep the control descriptors: {e}"))
-        })?;
-        let lookup = |name: &'static str| {
-            vars.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .filter(|v| !v.is_empty())
-        };
-        let env = LaunchEnv::read(&lookup)?.ok_or_else(|| {
-            EngineError::Checkpoint("the restorer handed over no MPICR_RANK".into())
-        })?;
-        if env.rank != self.rank() || env.size != self.size() {
-            return Err(EngineError::Checkpoint(format!(
-                "the image is rank {} of {}, but it was restored as rank {} of {}",
-                self.rank(),
-                self.size(),
-                env.rank,
-                env.size
-            )));
-        }
+        let lookup = handed_over(vars);
+        let (env, fds) = self.restored_env(&lookup)?;
         let err = |what: &str, e: std::io::Error| EngineError::Checkpoint(format!("{what}: {e}"));
         let listener = TcpListener::bind((env.bind.as_str(), 0))
             .map_err(|e| err(&format!("cannot listen on {}", env.bind), e))?;
@@ -529,11 +508,7 @@ impl Engine {
                 Some(Link::Tcp(TcpLink::new(stream).map_err(|e| err("link", e))?));
             missing -= 1;
         }
-        for &fd in &fds {
-            image::replace_placeholder(control.as_fd(), fd).map_err(|e| {
-                EngineError::Checkpoint(format!("cannot place the control connection: {e}"))
-            })?;
-        }
+        place_control(&control, &fds)?;
         drop(control);
         let channels = links
             .into_iter()

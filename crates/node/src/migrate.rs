@@ -121,8 +121,13 @@ pub(crate) fn receive(stream: &TcpStream, m: &MigrateImage) -> Result<(), String
         .dir
         .join(format!("migrate-{}-rank-{}.image", m.seq, m.rank));
     let started = Instant::now();
-    receive_file(stream, &path, m.size)?;
-    let outcome = restore(target, m.rank, &path);
+    let fault = Fault::injected(m.seq);
+    let outcome = receive_file(stream, &path, m.size, fault == Some(Fault::Copy))?.and_then(|()| {
+        if fault == Some(Fault::Restore) {
+            spoil(&path, m.size)?;
+        }
+        restore(target, m.rank, &path)
+    });
     let answer = match outcome {
         Ok(_) => Message::MigrateSent(MigrateSent {
             rank: m.rank,
@@ -142,14 +147,62 @@ pub(crate) fn receive(stream: &TcpStream, m: &MigrateImage) -> Result<(), String
     write_message(&mut &*stream, &answer).map_err(|e| e.to_string())
 }
 
-fn receive_file(stream: &TcpStream, path: &Path, size: u64) -> Result<(), String> {
+/// A failure the tests inject on the target of a migration through
+/// `MPICR_TEST_MIGRATE_FAULT=KIND:SEQ` in the node daemons' environment (`docs/launch.md`):
+/// migration SEQ of the job fails at the copy (`copy`: the image cannot be written) or at the
+/// restore (`restore`: the image arrives cut in half, and the restorer refuses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Copy,
+    Restore,
+}
+
+impl Fault {
+    fn injected(seq: u64) -> Option<Self> {
+        let value = std::env::var("MPICR_TEST_MIGRATE_FAULT").ok()?;
+        let (kind, at) = value.split_once(':')?;
+        if at.parse::<u64>().ok()? != seq {
+            return None;
+        }
+        match kind {
+            "copy" => Some(Self::Copy),
+            "restore" => Some(Self::Restore),
+            _ => None,
+        }
+    }
+}
+
+/// Cuts the received image at `path` to half its `size` (the injected restore failure).
+fn spoil(path: &Path, size: u64) -> Result<(), String> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(size / 2))
+        .map_err(|e| format!("cannot cut {}: {e}", path.display()))
+}
+
+/// Reads the `size` bytes of an image into `path`. The outer error is a broken stream; the
+/// inner one a file that could not be written (the stream is read to its end regardless, so
+/// that the source hears the reason).
+fn receive_file(
+    stream: &TcpStream,
+    path: &Path,
+    size: u64,
+    fail_writes: bool,
+) -> Result<Result<(), String>, String> {
+    let cannot_write = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot create {}: {e}", path.display()));
+    if fail_writes {
+        file = Err(cannot_write(
+            &"a fault injected by MPICR_TEST_MIGRATE_FAULT",
+        ));
+    }
     let mut left = size;
     while left > 0 {
         let bytes = match read_message(&mut &*stream) {
@@ -161,10 +214,13 @@ fn receive_file(stream: &TcpStream, path: &Path, size: u64) -> Result<(), String
             return Err("more bytes than announced".into());
         }
         left -= bytes.len() as u64;
-        file.write_all(&bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        if let Ok(f) = &mut file
+            && let Err(e) = f.write_all(&bytes)
+        {
+            file = Err(cannot_write(&e));
+        }
     }
-    Ok(())
+    Ok(file.map(drop))
 }
 
 fn restore(target: &Target, rank: u32, image: &Path) -> Result<u32, String> {

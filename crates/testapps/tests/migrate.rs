@@ -9,7 +9,7 @@ mod netns;
 use std::time::{Duration, Instant};
 
 use harness::{Out, Sandbox, leftovers, placement, result_line, strs};
-use netns::{job_args, setup, signal};
+use netns::{Cluster, LAUNCHER, job_args, job_args_with, setup, signal};
 
 fn migrate(sandbox: &Sandbox, name: &str, rank: u32, node: &str) -> Out {
     sandbox.mpicr(&["migrate", name, "--rank", &rank.to_string(), "--to", node])
@@ -151,28 +151,15 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     let target = cluster.daemon_pid(2);
     signal(target, rustix::process::Signal::STOP);
     let request = sandbox.start(&["migrate", name, "--rank", "3", "--to", &nodes[1]]);
-    // Wait until the coordinator has the request (a second one is refused for it; this probe
-    // asks for the node rank 3 is on, so it can never start a migration itself)...
-    let start = Instant::now();
-    loop {
-        let second = migrate(&sandbox, name, 3, &nodes[2]);
-        if second.stderr.contains("rank 3 is already migrating") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{}",
-            second.stderr
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Wait until the coordinator has the request...
+    wait_until_migrating(&sandbox, name, &nodes[2]);
     refused(
         &migrate(&sandbox, name, 1, &nodes[2]),
         "one migration at a time",
     );
     // ...then the other ranks' progress must go on: 30 more steps of rank 0, which has sent a
     // message for rank 3 every step.
-    let seen = job_lines(&job);
+    let seen = job.lines();
     job.wait_for_lines(seen + 30);
     signal(target, rustix::process::Signal::CONT);
     migrated(&request.finish(), "the migration during the run");
@@ -196,84 +183,233 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
 
-fn job_lines(job: &harness::Job) -> usize {
-    job.lines()
+/// Waits until the coordinator of job `name` has a migration of rank 3 under way (a second
+/// request is refused for it; this probe asks for `probe_node`, the node rank 3 is on, so it
+/// can never start a migration itself).
+fn wait_until_migrating(sandbox: &Sandbox, name: &str, probe_node: &str) {
+    let start = Instant::now();
+    loop {
+        let second = migrate(sandbox, name, 3, probe_node);
+        if second.stderr.contains("rank 3 is already migrating") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the migration request never arrived: {}",
+            second.stderr
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
-/// A node of the migration fails while it cannot complete (the target's daemon is stopped):
-/// node `lost` (the target 2 or the source 3) disappears; the migration's requester is told
-/// which node failed during the migration, the job ends like on any node failure, and
-/// nothing is left behind.
+/// The last recovery in `mpicr status --json` of job `name`, once it is complete.
+fn recovered(sandbox: &Sandbox, name: &str) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let out = sandbox.mpicr(&["status", name, "--json"]);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            && let Some(last) = v["recoveries"].as_array().and_then(|r| r.last())
+            && last["recovered_ms"].is_u64()
+        {
+            return last.clone();
+        }
+        // A lost node's launcher may take the daemons' start timeout (30 s) to give up.
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "no recovery of job {name} in its status"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const RING_STEPS: &str = "600";
+
+/// Job `name`: `migrate-ring` on 4 ranks over the 3 nodes (ranks 0-1, 2, 3) with `--crs
+/// image` and the options `extra`, its daemons started by `launcher`; returned once every
+/// rank runs, with the nodes' names and the uninterrupted run's result.
+fn ring_job(
+    sandbox: &Sandbox,
+    cluster: &Cluster,
+    name: &str,
+    launcher: &str,
+    extra: &[&str],
+) -> (harness::Job, Vec<String>, String) {
+    let reference = sandbox.mpicr(&["run", "-n", "4", "--", "migrate-ring", RING_STEPS]);
+    let expected = result_line(&reference);
+    let mut rest = vec!["-n", "4", "--crs", "image"];
+    rest.extend_from_slice(extra);
+    rest.extend(["--", "migrate-ring", RING_STEPS, "10"]);
+    let args = job_args_with(sandbox, cluster, name, launcher, &rest);
+    let job = sandbox.start_job(name, &strs(&args));
+    let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    placement(sandbox, name);
+    (job, nodes, expected)
+}
+
+/// A node of the migration is lost while the migration cannot complete: node `lost` (the
+/// target 2 or the source 3) has its daemon stopped, so that the image never arrives, and
+/// then disappears. The requester is told which node failed during the migration and that
+/// rank 3 did not move; the job, which runs with `--max-restarts` and was checkpointed before
+/// the migration, rolls back to that snapshot
+/// with the lost node's ranks on the surviving nodes; the recovery in `mpicr status` names
+/// the migration; the result is the uninterrupted run's and nothing is left behind.
 fn node_lost_during_migration(lost: usize) {
     let Some((_guard, cluster, sandbox)) = setup(3) else {
         return;
     };
     let name = format!("lost{lost}");
-    let args = job_args(
+    let (job, nodes, expected) = ring_job(
         &sandbox,
         &cluster,
         &name,
-        &[
-            "-n",
-            "4",
-            "--crs",
-            "image",
-            "--",
-            "migrate-ring",
-            "100000",
-            "5",
-        ],
+        LAUNCHER,
+        &["--max-restarts", "2"],
     );
-    let job = sandbox.start_job(&name, &strs(&args));
-    let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
-    placement(&sandbox, &name);
-    job.wait_for_lines(5);
-    let target = cluster.daemon_pid(2);
-    signal(target, rustix::process::Signal::STOP);
+    job.wait_for_lines(10);
+    // A snapshot taken on request, so that no periodic checkpoint collides with the
+    // migration request (one would be refused meanwhile).
+    let checkpoint = sandbox.mpicr(&["checkpoint", &name]);
+    assert_eq!(checkpoint.code, Some(0), "{}", checkpoint.stderr);
+    signal(cluster.daemon_pid(lost), rustix::process::Signal::STOP);
     let request = sandbox.start(&["migrate", &name, "--rank", "3", "--to", &nodes[1]]);
-    let start = Instant::now();
-    while !migrate(&sandbox, &name, 3, &nodes[2])
-        .stderr
-        .contains("rank 3 is already migrating")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the request never arrived"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if lost != 2 {
-        signal(target, rustix::process::Signal::CONT);
-    }
+    wait_until_migrating(&sandbox, &name, &nodes[2]);
     cluster.lose(lost);
     let answer = request.finish();
     assert_eq!(answer.code, Some(1), "{}{}", answer.stdout, answer.stderr);
+    let during = format!(
+        "during the migration of rank 3 from {} to {}",
+        nodes[2], nodes[1]
+    );
     assert!(
-        answer.stderr.contains(&format!(
-            "node {} failed during the migration of rank 3",
-            nodes[lost - 1]
-        )),
+        answer
+            .stderr
+            .contains(&format!("node {} failed {during}", nodes[lost - 1]))
+            && answer.stderr.contains("rank 3 did not move"),
         "the requester is not told: {}",
         answer.stderr
     );
-    let out = job.finish();
-    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let recovery = recovered(&sandbox, &name);
+    let failure = recovery["failure"].as_str().unwrap_or_default();
     assert!(
-        out.stderr.contains(&format!("node {}", nodes[lost - 1])) && out.stderr.contains("failed"),
-        "no node failure reported: {}",
+        failure.contains(&format!("node {} failed", nodes[lost - 1])) && failure.contains(&during),
+        "the recovery does not name the migration: {recovery}"
+    );
+    let out = job.finish();
+    assert_eq!(result_line(&out), expected, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("recovering job {name} from snapshot")),
+        "{}",
         out.stderr
     );
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
 
 #[test]
-fn the_target_node_lost_during_a_migration_ends_the_job_with_that_reason() {
+fn the_target_node_lost_during_a_migration_is_recovered_to_the_uninterrupted_result() {
     node_lost_during_migration(2);
 }
 
 #[test]
-fn the_source_node_lost_during_a_migration_ends_the_job_with_that_reason() {
+fn the_source_node_lost_during_a_migration_is_recovered_to_the_uninterrupted_result() {
     node_lost_during_migration(3);
+}
+
+/// The copy (`copy`: the target cannot write the image) or the restore (`restore`: the
+/// restorer refuses the image) of the first migration fails on the target while every node
+/// runs on (a fault injected with `MPICR_TEST_MIGRATE_FAULT` in the daemons' environment,
+/// through the launcher). The requester is told why and that rank 3 computes on at its node,
+/// `mpicr status` shows it there, a second migration of it succeeds, and the job's result is
+/// the uninterrupted run's.
+fn migration_fails_on_the_target(kind: &str, says: &str) {
+    let Some((_guard, cluster, sandbox)) = setup(3) else {
+        return;
+    };
+    let name = format!("fault-{kind}");
+    let launcher = format!("{LAUNCHER} env MPICR_TEST_MIGRATE_FAULT={kind}:1");
+    let (job, nodes, expected) = ring_job(&sandbox, &cluster, &name, &launcher, &[]);
+    job.wait_for_lines(10);
+    let failed = migrate(&sandbox, &name, 3, &nodes[1]);
+    refused(
+        &failed,
+        &format!("migration of rank 3 to node {} failed: ", nodes[1]),
+    );
+    assert!(
+        failed.stderr.contains(says)
+            && failed
+                .stderr
+                .contains(&format!("rank 3 computes on at node {}", nodes[2])),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(placement(&sandbox, &name)[3], nodes[2]);
+    // The peers' links to rank 3 thawed: the job moves on, and rank 3 can still move.
+    let seen = job.lines();
+    job.wait_for_lines(seen + 10);
+    migrated(
+        &migrate(&sandbox, &name, 3, &nodes[1]),
+        "the second migration",
+    );
+    assert_eq!(placement(&sandbox, &name)[3], nodes[1]);
+    let out = job.finish();
+    assert_eq!(result_line(&out), expected, "the job's result");
+    assert!(
+        out.stderr.contains(&format!(
+            "migration of rank 3 from {} to {} failed",
+            nodes[2], nodes[1]
+        )),
+        "the job's log does not say so: {}",
+        out.stderr
+    );
+    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+}
+
+#[test]
+fn a_migration_whose_copy_fails_leaves_the_rank_computing_on_its_node() {
+    migration_fails_on_the_target("copy", "a fault injected by MPICR_TEST_MIGRATE_FAULT");
+}
+
+#[test]
+fn a_migration_whose_restore_fails_leaves_the_rank_computing_on_its_node() {
+    migration_fails_on_the_target("restore", "the restored rank ended");
+}
+
+/// A checkpoint after a migration, and a restart from it: rank 3 moves to node 1, `mpicr
+/// checkpoint` saves the job (rank 3's image taken on node 1), the job is killed, and `mpicr
+/// restart` brings it back with the host list's placement (rank 3 on node 3 again) to the
+/// uninterrupted run's result.
+#[test]
+fn a_job_checkpointed_after_a_migration_restarts_to_the_uninterrupted_result() {
+    let Some((_guard, cluster, sandbox)) = setup(3) else {
+        return;
+    };
+    let name = "ckmig";
+    let (job, nodes, expected) = ring_job(&sandbox, &cluster, name, LAUNCHER, &[]);
+    let before = placement(&sandbox, name);
+    job.wait_for_lines(10);
+    migrated(&migrate(&sandbox, name, 3, &nodes[0]), "the migration");
+    let checkpoint = sandbox.mpicr(&["checkpoint", name]);
+    assert_eq!(
+        checkpoint.code,
+        Some(0),
+        "{}{}",
+        checkpoint.stdout,
+        checkpoint.stderr
+    );
+    let snapshot = checkpoint.stdout.trim().to_owned();
+    job.kill();
+    let mut restart = vec!["restart".to_owned()];
+    restart.extend(job_args(&sandbox, &cluster, name, &[&snapshot]));
+    let restarted = sandbox.start(&strs(&restart));
+    assert_eq!(placement(&sandbox, name), before, "the restart's placement");
+    let out = restarted.finish();
+    assert_eq!(result_line(&out), expected, "the restarted job's result");
+    assert!(
+        !out.stdout.lines().any(|l| l == "progress 0"),
+        "the restarted job began again instead of going on: {}",
+        out.stdout
+    );
+    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
 
 /// A job on one machine cannot migrate: the request is refused with a sentence and the job
@@ -301,5 +437,39 @@ fn a_job_on_one_machine_refuses_migration_and_runs_on() {
     );
     let out = job.finish();
     result_line(&out);
+    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+}
+
+/// With node stores (`--storage`), a checkpoint after a migration keeps the migrated rank's
+/// part in its new node's store (its daemon reports it, though the rank was placed
+/// elsewhere): the snapshot commits, its manifest names node 1 for rank 3, and the job runs
+/// on to the uninterrupted result.
+#[test]
+fn a_checkpoint_after_a_migration_keeps_the_part_in_the_new_node_s_store() {
+    let Some((_guard, cluster, sandbox)) = setup(3) else {
+        return;
+    };
+    let name = "stmig";
+    let storage = sandbox.dir().join("store-{node}").display().to_string();
+    let (job, nodes, expected) =
+        ring_job(&sandbox, &cluster, name, LAUNCHER, &["--storage", &storage]);
+    job.wait_for_lines(10);
+    migrated(&migrate(&sandbox, name, 3, &nodes[0]), "the migration");
+    let checkpoint = sandbox.mpicr(&["checkpoint", name]);
+    assert_eq!(checkpoint.code, Some(0), "{}", checkpoint.stderr);
+    let store = store::Store::open(Some(&sandbox.snapshots())).expect("the snapshot directory");
+    let snapshot = store
+        .resolve(checkpoint.stdout.trim())
+        .expect("the snapshot");
+    let part = snapshot
+        .manifest()
+        .parts
+        .iter()
+        .find(|p| p.rank == 3)
+        .cloned()
+        .expect("rank 3's part");
+    assert_eq!(part.nodes, [nodes[0].clone()], "{:?}", snapshot.manifest());
+    let out = job.finish();
+    assert_eq!(result_line(&out), expected, "the job's result");
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }

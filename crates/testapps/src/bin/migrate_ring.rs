@@ -5,8 +5,10 @@
 //! At the end the last rank folds what it received (in order) into a checksum, every rank
 //! adds its own, and rank 0 prints `result …`: a message lost, duplicated or reordered by a
 //! migration changes it. With STATE_MIB the last rank also holds that much heap data (not
-//! zero, so it is in its image), and rank 0 ends with `steps median_us M max_us X` on stderr
-//! (`bench/migrate` takes the stall of the other ranks from it).
+//! zero, so it is in its image), and rank 0 ends with `steps median_us M max_us X` and
+//! `slow_steps END_US:DURATION_US,…` (the steps over twice the median, each with its end in
+//! microseconds since the Unix epoch) on stderr: `bench/migrate` takes the stall of the other
+//! ranks from them, overall and during the migration.
 #![forbid(unsafe_code)]
 
 use mpicr::SystemOperation;
@@ -36,6 +38,7 @@ fn run(steps: u64, pause_ms: u64, state_mib: usize) -> Result<(), mpicr::Error> 
     let last = size - 1;
     let mut acc = rank as u64 + 1;
     let mut step_us: Vec<u64> = Vec::new();
+    let mut step_end_us: Vec<u64> = Vec::new();
     if rank == last {
         let state: Vec<u64> = (0..(state_mib << 20) / 8)
             .map(|i| mix(acc, i as u64) | 1)
@@ -72,6 +75,11 @@ fn run(steps: u64, pause_ms: u64, state_mib: usize) -> Result<(), mpicr::Error> 
                 println!("progress {step}");
             }
             step_us.push(began.elapsed().as_micros() as u64);
+            step_end_us.push(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64),
+            );
             if pause_ms > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(pause_ms));
             }
@@ -80,10 +88,18 @@ fn run(steps: u64, pause_ms: u64, state_mib: usize) -> Result<(), mpicr::Error> 
     let mut total = 0u64;
     world.all_reduce_into(&acc, &mut total, SystemOperation::sum())?;
     if rank == 0 && state_mib > 0 && !step_us.is_empty() {
-        let max = step_us.iter().copied().max().unwrap_or(0);
-        step_us.sort_unstable();
-        let median = step_us[step_us.len() / 2];
+        let mut sorted = step_us.clone();
+        sorted.sort_unstable();
+        let median = sorted[sorted.len() / 2];
+        let max = sorted[sorted.len() - 1];
         eprintln!("steps median_us {median} max_us {max}");
+        let slow: Vec<String> = step_us
+            .iter()
+            .zip(&step_end_us)
+            .filter(|(d, _)| **d > 2 * median)
+            .map(|(d, end)| format!("{end}:{d}"))
+            .collect();
+        eprintln!("slow_steps {}", slow.join(","));
     }
     if rank == 0 {
         println!("result {total:016x} after {steps} steps on {size} ranks");

@@ -320,16 +320,30 @@ pub fn setup(k: usize) -> Option<(OneAtATime, Cluster, Sandbox)> {
     Some((guard, cluster, sandbox))
 }
 
+/// The launcher of the cluster's node daemons: each starts inside its namespace.
+pub const LAUNCHER: &str = "ip netns exec {node}";
+
 /// `--hostfile F --launcher 'ip netns exec {node}' --heartbeat 5s` (F written for job
 /// `name`), then `rest`: the arguments of `mpicr run` on the cluster's nodes.
 pub fn job_args(sandbox: &Sandbox, cluster: &Cluster, name: &str, rest: &[&str]) -> Vec<String> {
+    job_args_with(sandbox, cluster, name, LAUNCHER, rest)
+}
+
+/// [`job_args`] with the node daemons started by `launcher`.
+pub fn job_args_with(
+    sandbox: &Sandbox,
+    cluster: &Cluster,
+    name: &str,
+    launcher: &str,
+    rest: &[&str],
+) -> Vec<String> {
     let hostfile = sandbox.dir().join(format!("hosts-{name}"));
     cluster.hostfile(&hostfile);
     let mut args: Vec<String> = [
         "--hostfile",
         &hostfile.display().to_string(),
         "--launcher",
-        "ip netns exec {node}",
+        launcher,
         "--heartbeat",
         "5s",
     ]
