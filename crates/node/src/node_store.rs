@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use store::{PartReader, part_file_name};
 use thiserror::Error;
-use wire::stream::{read_message, write_message};
+use wire::stream::{read_frame_into, read_message, write_frame, write_message};
 use wire::{
     Command, HelloRole, Message, PART_DATA_MAX, PartAck, PartGet, PartPut, PartSource, Rebuild,
     StorePeer,
@@ -549,13 +549,16 @@ impl NodeStore {
         let dir = self.begin(put.epoch)?;
         let fill = |file: &mut File, tmp: &Path| {
             let mut left = put.size;
+            // One buffer for every frame: the bytes go from the socket into it and from it
+            // into the file, with no allocation or copy per frame.
+            let mut frame = Vec::new();
             while left > 0 {
-                let bytes = match read_message(&mut &*stream) {
-                    Ok(Message::PartData(bytes)) => bytes,
-                    Ok(other) => {
+                let bytes = match read_frame_into(&mut &*stream, &mut frame) {
+                    Ok((Command::PartData, payload)) => &frame[payload],
+                    Ok((other, _)) => {
                         return Err(NodeStoreError::Copy {
                             node: "the peer".into(),
-                            why: format!("it sent {:?} inside a part", other.command()),
+                            why: format!("it sent {other:?} inside a part"),
                         });
                     }
                     Err(e) => {
@@ -572,7 +575,7 @@ impl NodeStore {
                     });
                 }
                 left -= bytes.len() as u64;
-                file.write_all(&bytes).map_err(io_error("write", tmp))?;
+                file.write_all(bytes).map_err(io_error("write", tmp))?;
             }
             Ok(())
         };
@@ -845,8 +848,8 @@ fn send_part(
     while left > 0 {
         let n = (left as usize).min(buf.len());
         file.read_exact(&mut buf[..n])?;
-        // The frame straight from the buffer: PART_DATA's payload is the bytes themselves.
-        (&*stream).write_all(&wire::encode_frame(Command::PartData, &buf[..n]))?;
+        // PART_DATA's payload is the bytes themselves: the frame goes out around the buffer.
+        write_frame(&mut &*stream, Command::PartData, &buf[..n])?;
         left -= n as u64;
     }
     Ok(())
