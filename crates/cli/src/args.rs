@@ -85,6 +85,19 @@ pub(crate) enum Command {
         #[arg(value_name = "DIR")]
         dirs: Vec<PathBuf>,
     },
+    /// Removes epochs of a job from this node's store (started by `mpicr gc` through the
+    /// launcher)
+    #[command(hide = true)]
+    NodePrune {
+        /// The job's name
+        #[arg(long, value_name = "NAME")]
+        job: String,
+        /// This node's store (`--storage` of the job, {node} replaced)
+        #[arg(long, value_name = "DIR")]
+        storage: PathBuf,
+        #[arg(value_name = "EPOCH", required = true)]
+        epochs: Vec<u64>,
+    },
 }
 
 /// `mpicr node`: what the coordinator gives a node daemon. The job's secret comes on stdin
@@ -425,6 +438,11 @@ pub(crate) struct GcArgs {
     /// How many of the newest snapshots of each job to keep
     #[arg(long, value_name = "N", value_parser = parse_keep)]
     pub(crate) keep: usize,
+
+    /// How to reach the nodes that keep copies of removed snapshots (`--storage`): `ssh`,
+    /// `slurm` or a command prefix with {node} [default: what each snapshot recorded]
+    #[arg(long, value_name = "CMD")]
+    pub(crate) launcher: Option<String>,
 
     /// Only this job's snapshots [default: every job's]
     #[arg(value_name = "JOB")]

@@ -9,6 +9,7 @@ mod checkpoint;
 mod compat;
 mod dashboard;
 mod demo;
+mod gc;
 mod logging;
 mod migrate;
 mod node_daemon;
@@ -55,7 +56,7 @@ pub fn mpicr_main() -> ExitCode {
         Command::Checkpoint(checkpoint) => checkpoint::main(&checkpoint),
         Command::Restart(restart) => restart::main(restart),
         Command::Snapshots(snapshots) => snapshots::main(&snapshots),
-        Command::Gc(gc) => snapshots::gc(&gc),
+        Command::Gc(gc) => gc::main(&gc),
         Command::Migrate(m) => migrate::main(&m),
         Command::Drain(d) => migrate::drain(&d),
         Command::Demo => demo::main(),
@@ -65,6 +66,11 @@ pub fn mpicr_main() -> ExitCode {
             node::daemon::cleanup_after_daemon(&dirs);
             ExitCode::SUCCESS
         }
+        Command::NodePrune {
+            job,
+            storage,
+            epochs,
+        } => gc::node_prune(&job, &storage, &epochs),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `mpicr snapshots` and `mpicr gc`: the committed global snapshots, and pruning them.
+//! `mpicr snapshots`: the committed global snapshots; the snapshot directory both it and `mpicr
+//! gc` (`gc.rs`) use.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,7 @@ use coord::error_chain;
 use serde_json::{Value, json};
 use store::{SnapshotInfo, Store};
 
-use crate::args::{GcArgs, SnapshotsArgs};
-use crate::progress::Progress;
+use crate::args::SnapshotsArgs;
 use crate::status::columns;
 use crate::time::format_utc;
 use crate::{EXIT_MPICR_ERROR, say};
@@ -145,52 +145,6 @@ fn human_size(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// `mpicr gc`: job by job, with the jobs done so far as progress on stderr; the removed
-/// snapshots on stdout.
-pub(crate) fn gc(args: &GcArgs) -> ExitCode {
-    let removed = open_store(args.snapshot_dir.as_deref()).and_then(|store| {
-        let jobs = match &args.job {
-            Some(job) => vec![job.clone()],
-            None => store.jobs().map_err(|e| error_chain(&e))?,
-        };
-        let progress = Progress::new();
-        let total = jobs.len() as u64;
-        let mut removed = Vec::new();
-        for (done, job) in jobs.iter().enumerate() {
-            progress.count(
-                &format!("gc keeping {} per job: jobs pruned", args.keep),
-                done as u64,
-                total,
-            );
-            match store.gc(args.keep, Some(job)) {
-                Ok(paths) => removed.extend(paths),
-                Err(e) => {
-                    progress.clear();
-                    return Err(error_chain(&e));
-                }
-            }
-        }
-        progress.finish(&format!(
-            "gc done: snapshots removed: {}, jobs looked at: {total}",
-            removed.len()
-        ));
-        Ok(removed)
-    });
-    match removed {
-        Ok(removed) => {
-            let mut out = std::io::stdout().lock();
-            for path in removed {
-                let _ = writeln!(out, "removed {}", path.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(line) => {
-            say(&line);
-            ExitCode::from(EXIT_MPICR_ERROR)
-        }
     }
 }
 

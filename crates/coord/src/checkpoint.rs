@@ -699,6 +699,7 @@ impl Service {
             && let Some(template) = &facts.storage
         {
             extra.insert("storage".to_owned(), template.clone());
+            extra.insert("launcher".to_owned(), facts.launcher.clone());
             extra.insert("mirror".to_owned(), facts.mirror.to_string());
             if facts.parity > 0 {
                 extra.insert("parity".to_owned(), facts.parity.to_string());

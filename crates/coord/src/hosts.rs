@@ -197,18 +197,27 @@ impl Launcher {
         }
     }
 
+    /// The text [`parse`](Self::parse) reads back as this launcher (what a snapshot records,
+    /// so that `mpicr gc` reaches the job's nodes the way the job did).
+    pub fn spec(&self) -> String {
+        match self {
+            Self::Ssh => "ssh".to_owned(),
+            Self::Slurm => "slurm".to_owned(),
+            Self::Prefix(words) => words.join(" "),
+        }
+    }
+
     /// The command line that runs `daemon` (program and arguments) on `node`.
     pub fn command(&self, node: &str, daemon: &[String]) -> Vec<String> {
         match self {
             Self::Ssh if is_this_machine(node) => daemon.to_vec(),
-            Self::Ssh => {
-                let mut c: Vec<String> = ["ssh", "-o", "BatchMode=yes", "-T", node]
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect();
-                c.extend(daemon.iter().cloned());
-                c
-            }
+            // ssh hands the remote side one string, which the user's shell there splits: each
+            // word is quoted so that it arrives as it is here.
+            Self::Ssh => ["ssh", "-o", "BatchMode=yes", "-T", node]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(daemon.iter().map(|w| shell_quote(w)))
+                .collect(),
             Self::Slurm => {
                 let mut c = vec![
                     "srun".to_owned(),
@@ -232,6 +241,20 @@ impl Launcher {
     /// loopback address).
     fn is_remote(&self, node: &str) -> bool {
         !matches!(self, Self::Ssh if is_this_machine(node))
+    }
+}
+
+/// `word` as one word of a POSIX shell: as it is when it holds only characters no shell
+/// treats specially, else in single quotes (a `'` inside as `'\''`).
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=,@%+".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -375,6 +398,14 @@ mod tests {
             ["ssh", "-o", "BatchMode=yes", "-T", "far"]
         );
         assert_eq!(ssh.command("localhost", &daemon), daemon);
+        let spaced = vec!["/a b/mpicr".to_owned(), "it's".to_owned(), String::new()];
+        assert_eq!(
+            ssh.command("far", &spaced)[5..],
+            ["'/a b/mpicr'", "'it'\\''s'", "''"]
+        );
+        for text in ["ssh", "slurm", "ip netns exec {node}"] {
+            assert_eq!(Launcher::parse(text).unwrap().spec(), text);
+        }
         assert!(Launcher::parse("slurm").unwrap().command("c1", &daemon)[3].contains("c1"));
         assert_eq!(Launcher::parse(" "), Err(HostsError::EmptyLauncher));
     }

@@ -14,6 +14,7 @@ mod hosts;
 mod job_name;
 mod launch;
 mod migrate;
+mod node_gc;
 mod nodes;
 mod outcome;
 mod proc_tree;
@@ -42,6 +43,9 @@ pub use launch::{
     Transport,
 };
 pub use migrate::request_migration;
+pub use node_gc::{
+    PRUNE_TIMEOUT, Prune, plan as plan_node_prunes, run as run_node_prunes, snapshot_nodes,
+};
 pub use nodes::NodesConfig;
 pub use outcome::Outcome;
 pub use report::error_chain;

@@ -80,6 +80,9 @@ impl DaemonLink {
 pub(crate) struct StoreFacts {
     /// The `--storage` template (`{node}` not substituted).
     pub(crate) storage: Option<String>,
+    /// How the nodes are reached ([`Launcher::spec`]), recorded with each snapshot for `mpicr
+    /// gc`.
+    pub(crate) launcher: String,
     pub(crate) mirror: u32,
     pub(crate) parity: u32,
     /// In host order.
@@ -383,6 +386,7 @@ impl NodeSet {
         }
         let facts = Arc::new(StoreFacts {
             storage: config.storage.clone(),
+            launcher: config.launcher.spec(),
             mirror: config.mirror,
             parity: config.parity,
             daemons: set.nodes.iter().filter_map(|n| n.link.clone()).collect(),

@@ -84,25 +84,9 @@ pub(crate) fn serve(listener: TcpListener) {
 
 fn serve_one(stream: &TcpStream) -> Result<(), String> {
     let target = TARGET.get().ok_or("this daemon takes no migrations")?;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let hello = match read_message(&mut &*stream) {
-        Ok(Message::NodeHello(hello)) => hello,
-        Ok(other) => return Err(format!("the first message was {:?}", other.command())),
-        Err(ReadError::Closed) => return Ok(()),
-        Err(e) => return Err(crate::error_chain(&e)),
-    };
-    if hello.job != target.job || hello.role != HelloRole::Store {
-        return Err("not a daemon-to-daemon connection of this job".into());
+    if !crate::node_store::accept_peer(stream, &target.job, &target.secret)? {
+        return Ok(());
     }
-    wire::auth::accept(stream, &target.secret, &hello).map_err(|e| match e {
-        wire::auth::AuthError::BadProof => format!(
-            "node `{}` did not prove that it knows the job's secret",
-            hello.node
-        ),
-        e => crate::error_chain(&e),
-    })?;
     loop {
         match read_message(&mut &*stream) {
             Ok(Message::MigrateImage(m)) => receive(stream, &m)?,

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use store::{PartReader, part_file_name};
 use thiserror::Error;
-use wire::stream::{read_message, write_message};
+use wire::stream::{read_frame_into, read_message, write_frame, write_message};
 use wire::{
     Command, HelloRole, Message, PART_DATA_MAX, PartAck, PartGet, PartPut, PartSource, Rebuild,
     StorePeer,
@@ -80,6 +80,8 @@ pub enum NodeStoreError {
     GivenUp { epoch: u64, job: String },
     #[error("no node holds a good copy of the part of rank {rank}: {tried}")]
     NoCopy { rank: u32, tried: String },
+    #[error("the job's name cannot name a directory of the node store")]
+    JobName(#[source] store::StoreError),
 }
 
 /// A checked part: what the manifest records about it.
@@ -413,31 +415,12 @@ impl NodeStore {
             xor_into(&mut parity, &bytes);
         }
         let dir = self.begin(epoch)?;
-        let tmp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            thread_id()
-        ));
-        let target = dir.join(name);
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_error("create", &tmp))?;
-            file.write_all(&parity).map_err(io_error("write", &tmp))?;
-            file.sync_all().map_err(io_error("fsync", &tmp))?;
-            fs::rename(&tmp, &target).map_err(io_error("rename", &tmp))?;
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_error("fsync", &dir))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result?;
+        write_durably(
+            &dir,
+            name,
+            |file, tmp| file.write_all(&parity).map_err(io_error("write", tmp)),
+            |_| Ok(()),
+        )?;
         Ok((parity.len() as u64, crc32c::crc32c(&parity)))
     }
 
@@ -503,39 +486,22 @@ impl NodeStore {
         }
         bytes.truncate(source.size as usize);
         let dir = self.begin(epoch)?;
-        let name = part_file_name(source.rank);
-        let tmp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            thread_id()
-        ));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_error("create", &tmp))?;
-            file.write_all(&bytes).map_err(io_error("write", &tmp))?;
-            file.sync_all().map_err(io_error("fsync", &tmp))?;
-            check_file(
-                &tmp,
-                &self.job,
-                epoch,
-                source.rank,
-                source.size,
-                source.crc32c,
-            )?;
-            fs::rename(&tmp, dir.join(&name)).map_err(io_error("rename", &tmp))?;
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_error("fsync", &dir))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result?;
+        write_durably(
+            &dir,
+            &part_file_name(source.rank),
+            |file, tmp| file.write_all(&bytes).map_err(io_error("write", tmp)),
+            |tmp| {
+                check_file(
+                    tmp,
+                    &self.job,
+                    epoch,
+                    source.rank,
+                    source.size,
+                    source.crc32c,
+                )
+                .map(drop)
+            },
+        )?;
         tracing::info!(
             epoch,
             rank = source.rank,
@@ -581,28 +547,18 @@ impl NodeStore {
     /// it its final name.
     fn receive(&self, stream: &TcpStream, put: &PartPut) -> Result<(), NodeStoreError> {
         let dir = self.begin(put.epoch)?;
-        let name = part_file_name(put.rank);
-        let tmp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            thread_id()
-        ));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_error("create", &tmp))?;
+        let fill = |file: &mut File, tmp: &Path| {
             let mut left = put.size;
+            // One buffer for every frame: the bytes go from the socket into it and from it
+            // into the file, with no allocation or copy per frame.
+            let mut frame = Vec::new();
             while left > 0 {
-                let bytes = match read_message(&mut &*stream) {
-                    Ok(Message::PartData(bytes)) => bytes,
-                    Ok(other) => {
+                let bytes = match read_frame_into(&mut &*stream, &mut frame) {
+                    Ok((Command::PartData, payload)) => &frame[payload],
+                    Ok((other, _)) => {
                         return Err(NodeStoreError::Copy {
                             node: "the peer".into(),
-                            why: format!("it sent {:?} inside a part", other.command()),
+                            why: format!("it sent {other:?} inside a part"),
                         });
                     }
                     Err(e) => {
@@ -619,21 +575,13 @@ impl NodeStore {
                     });
                 }
                 left -= bytes.len() as u64;
-                file.write_all(&bytes).map_err(io_error("write", &tmp))?;
+                file.write_all(bytes).map_err(io_error("write", tmp))?;
             }
-            file.sync_all().map_err(io_error("fsync", &tmp))?;
-            drop(file);
-            check_file(&tmp, &self.job, put.epoch, put.rank, put.size, put.crc32c)?;
-            let target = dir.join(&name);
-            fs::rename(&tmp, &target).map_err(io_error("rename", &tmp))?;
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_error("fsync", &dir))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+            Ok(())
+        };
+        write_durably(&dir, &part_file_name(put.rank), fill, |tmp| {
+            check_file(tmp, &self.job, put.epoch, put.rank, put.size, put.crc32c).map(drop)
+        })
     }
 
     /// Serves other daemons' store connections on `listener` until the process ends.
@@ -662,36 +610,9 @@ impl NodeStore {
     }
 
     fn serve_one(&self, stream: &TcpStream) -> Result<(), String> {
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-        let hello = match read_message(&mut &*stream) {
-            Ok(Message::NodeHello(hello)) => hello,
-            Ok(other) => {
-                return Err(format!(
-                    "the first message was {:?}, not NODE_HELLO",
-                    other.command()
-                ));
-            }
-            Err(wire::stream::ReadError::Closed) => return Ok(()),
-            Err(e) => return Err(crate::error_chain(&e)),
-        };
-        if hello.job != self.job {
-            return Err(format!(
-                "it asked for job `{}`, not `{}`",
-                hello.job, self.job
-            ));
+        if !accept_peer(stream, &self.job, &self.secret)? {
+            return Ok(());
         }
-        if hello.role != HelloRole::Store {
-            return Err("only store connections reach a node's store".to_owned());
-        }
-        wire::auth::accept(stream, &self.secret, &hello).map_err(|e| match e {
-            wire::auth::AuthError::BadProof => format!(
-                "node `{}` did not prove that it knows the job's secret",
-                hello.node
-            ),
-            e => crate::error_chain(&e),
-        })?;
         loop {
             match read_message(&mut &*stream) {
                 Ok(Message::PartPut(put)) => {
@@ -731,6 +652,68 @@ impl NodeStore {
     }
 }
 
+/// Removes the directories of `epochs` of `job` from the node store `storage`: what removed
+/// snapshots kept on this node. `mpicr gc` runs it on every node of such a snapshot through
+/// the job's launcher (`mpicr node-prune`). A missing directory is no error (removed before,
+/// or never held here). Returns the directories removed.
+pub fn remove_epochs(
+    storage: &Path,
+    job: &str,
+    epochs: &[u64],
+) -> Result<Vec<PathBuf>, NodeStoreError> {
+    store::check_job_name(job).map_err(NodeStoreError::JobName)?;
+    let mut removed = Vec::new();
+    for epoch in epochs {
+        let dir = storage.join(job).join(epoch.to_string());
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => removed.push(dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(NodeStoreError::Io {
+                    op: "remove",
+                    path: dir,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Admits a daemon-to-daemon connection (the store service's, or a migration's on a daemon
+/// without a store): NODE_HELLO of role Store for `job`, then the mutual proof of the secret.
+/// Sets the connection's timeouts. `Ok(false)`: it closed before saying anything.
+pub(crate) fn accept_peer(stream: &TcpStream, job: &str, secret: &str) -> Result<bool, String> {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let hello = match read_message(&mut &*stream) {
+        Ok(Message::NodeHello(hello)) => hello,
+        Ok(other) => {
+            return Err(format!(
+                "the first message was {:?}, not NODE_HELLO",
+                other.command()
+            ));
+        }
+        Err(wire::stream::ReadError::Closed) => return Ok(false),
+        Err(e) => return Err(crate::error_chain(&e)),
+    };
+    if hello.job != job {
+        return Err(format!("it asked for job `{}`, not `{job}`", hello.job));
+    }
+    if hello.role != HelloRole::Store {
+        return Err("only daemon-to-daemon connections reach this service".to_owned());
+    }
+    wire::auth::accept(stream, secret, &hello).map_err(|e| match e {
+        wire::auth::AuthError::BadProof => format!(
+            "node `{}` did not prove that it knows the job's secret",
+            hello.node
+        ),
+        e => crate::error_chain(&e),
+    })?;
+    Ok(true)
+}
+
 /// XORs `bytes` into `acc`, growing `acc` with zeros to the longer length.
 fn xor_into(acc: &mut Vec<u8>, bytes: &[u8]) {
     if acc.len() < bytes.len() {
@@ -754,6 +737,44 @@ fn check_parity_name(name: &str) -> Result<(), NodeStoreError> {
             why: format!("`{name}` is not a parity file's name"),
         })
     }
+}
+
+/// Writes file `name` of `dir` so that under its final name it is always complete: `fill`
+/// writes it under a temporary name (`.<name>.<pid>.<thread>.tmp`), it is fsynced, `check`
+/// looks at it, and only then is it renamed into place and the directory fsynced. On any
+/// failure the temporary file is removed.
+fn write_durably(
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&mut File, &Path) -> Result<(), NodeStoreError>,
+    check: impl FnOnce(&Path) -> Result<(), NodeStoreError>,
+) -> Result<(), NodeStoreError> {
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        thread_id()
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_error("create", &tmp))?;
+        fill(&mut file, &tmp)?;
+        file.sync_all().map_err(io_error("fsync", &tmp))?;
+        drop(file);
+        check(&tmp)?;
+        fs::rename(&tmp, dir.join(name)).map_err(io_error("rename", &tmp))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error("fsync", dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn thread_id() -> u64 {
@@ -827,8 +848,8 @@ fn send_part(
     while left > 0 {
         let n = (left as usize).min(buf.len());
         file.read_exact(&mut buf[..n])?;
-        // The frame straight from the buffer: PART_DATA's payload is the bytes themselves.
-        (&*stream).write_all(&wire::encode_frame(Command::PartData, &buf[..n]))?;
+        // PART_DATA's payload is the bytes themselves: the frame goes out around the buffer.
+        write_frame(&mut &*stream, Command::PartData, &buf[..n])?;
         left -= n as u64;
     }
     Ok(())
@@ -954,6 +975,13 @@ mod tests {
         assert!(!b.epoch_dir(3).exists());
         assert!(b.begin(3).is_err(), "epoch 3 was given up");
         assert!(b.begin(4).is_ok() && b.begin(5).is_ok());
+        // Offline gc removes named epochs only, and a missing one is no error.
+        assert_eq!(
+            remove_epochs(&db, "job", &[4, 9]).unwrap(),
+            [db.join("job").join("4")]
+        );
+        assert!(!b.epoch_dir(4).exists() && b.epoch_dir(5).exists());
+        assert!(remove_epochs(&db, "../x", &[5]).is_err());
         for d in [da, db, dc, temp("d"), temp("e")] {
             let _ = fs::remove_dir_all(d);
         }

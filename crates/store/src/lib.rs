@@ -34,6 +34,7 @@ mod error;
 mod fsutil;
 mod manifest;
 mod names;
+mod node_records;
 mod part;
 mod redundancy;
 mod store;
@@ -47,7 +48,8 @@ pub use manifest::{
     MANIFEST_FILE, MANIFEST_FORMAT_VERSION, MANIFEST_MAGIC, MAX_MANIFEST_BODY,
     MIN_MANIFEST_FORMAT_VERSION, Manifest, ManifestInput,
 };
-pub use names::{MAX_CHECKPOINTER_NAME, MAX_JOB_NAME};
+pub use names::{MAX_CHECKPOINTER_NAME, MAX_JOB_NAME, check_job as check_job_name};
+pub use node_records::{NodeRecord, NodeRecords};
 pub use part::{
     MAX_SECTION_NAME, MAX_SECTIONS, MIN_PART_FORMAT_VERSION, PART_END_MAGIC, PART_FORMAT_VERSION,
     PART_MAGIC, PartInfo, PartReader, PartWriter, SectionInfo, SectionReader, SectionWriter,

@@ -9,7 +9,7 @@ pub const MAX_CHECKPOINTER_NAME: usize = 64;
 
 /// A job name is a directory name under the root: letters, digits, `.`, `_`, `-`, not
 /// starting with `.` or `-` (the rules of `mpicr run --job-name`).
-pub(crate) fn check_job(name: &str) -> Result<(), StoreError> {
+pub fn check_job(name: &str) -> Result<(), StoreError> {
     let bad = |why| {
         Err(StoreError::BadName {
             kind: "job",

@@ -11,6 +11,8 @@
 //!       rank-<r>.part                    0600
 //!     .staging-<epoch>-<pid>/            a snapshot being written (flock held by its writer)
 //!     .trash-<name>-<pid>/               a directory being removed
+//!     .nodes-<epoch>-<pid>/              a removed snapshot's manifest, kept until its copies
+//!                                        in node stores are removed too (`node_records.rs`)
 //! ```
 
 use std::ops::ControlFlow;
@@ -30,6 +32,7 @@ use crate::redundancy::Redundancy;
 
 const STAGING_PREFIX: &str = ".staging-";
 const TRASH_PREFIX: &str = ".trash-";
+pub(crate) const NODES_PREFIX: &str = ".nodes-";
 const LATEST: &str = "latest";
 const LATEST_TMP_PREFIX: &str = ".latest.tmp-";
 const LOCK_FILE: &str = ".lock";
@@ -356,6 +359,29 @@ impl Store {
     /// `.trash-…` (and the rename made durable) before it is deleted, so an interrupted gc
     /// never leaves a half-deleted snapshot under a committed name. Returns what was removed.
     pub fn gc(&self, keep: usize, job: Option<&str>) -> Result<Vec<PathBuf>, StoreError> {
+        self.gc_with(keep, job, false)
+    }
+
+    /// Like [`gc`](Self::gc), for a caller that removes the snapshots' copies in node stores
+    /// itself (`mpicr gc` outside a running job): a removed snapshot whose parts are kept in
+    /// node stores (its manifest names their `nodes`) leaves its manifest behind as a record,
+    /// `.nodes-<epoch>-<pid>/manifest`, renamed there from its committed name in the same step
+    /// as a removal (so no crash loses it), until [`NodeRecord::forget`] says its node copies
+    /// are gone. [`node_records`](Self::node_records) lists the records.
+    pub fn gc_recording_node_copies(
+        &self,
+        keep: usize,
+        job: Option<&str>,
+    ) -> Result<Vec<PathBuf>, StoreError> {
+        self.gc_with(keep, job, true)
+    }
+
+    fn gc_with(
+        &self,
+        keep: usize,
+        job: Option<&str>,
+        record_nodes: bool,
+    ) -> Result<Vec<PathBuf>, StoreError> {
         let keep = keep.max(1);
         let jobs = match job {
             Some(j) => {
@@ -370,12 +396,18 @@ impl Store {
         };
         let mut removed = Vec::new();
         for job in jobs {
-            self.gc_job(&job, keep, &mut removed)?;
+            self.gc_job(&job, keep, record_nodes, &mut removed)?;
         }
         Ok(removed)
     }
 
-    fn gc_job(&self, job: &str, keep: usize, removed: &mut Vec<PathBuf>) -> Result<(), StoreError> {
+    fn gc_job(
+        &self,
+        job: &str,
+        keep: usize,
+        record_nodes: bool,
+        removed: &mut Vec<PathBuf>,
+    ) -> Result<(), StoreError> {
         let dir = self.job_dir(job);
         check_plain_dir(&dir)?;
         let _lock = self.lock_job(&dir)?;
@@ -415,16 +447,22 @@ impl Store {
             // A staging directory whose writer still holds its lock is left alone.
             let abandoned = parse_staging(&name).is_some() && Lock::try_dir(&path)?.is_some();
             if old || abandoned {
-                let to = dir.join(format!("{TRASH_PREFIX}{name}-{}", std::process::id()));
+                let record = old && record_nodes && has_node_copies(&path);
+                let prefix = if record { NODES_PREFIX } else { TRASH_PREFIX };
+                let to = dir.join(format!("{prefix}{name}-{}", std::process::id()));
                 rename_noreplace(&path, &to).map_err(StoreError::io("move to the trash", &path))?;
-                trash.push((path, to));
+                trash.push((path, to, record));
             }
         }
         if !trash.is_empty() {
             sync_dir(&dir)?;
         }
-        for (path, to) in trash {
-            remove_tree(&to)?;
+        for (path, to, record) in trash {
+            if record {
+                keep_only_manifest(&to)?;
+            } else {
+                remove_tree(&to)?;
+            }
             removed.push(path);
         }
         Ok(())
@@ -748,8 +786,23 @@ fn parse_staging(name: &str) -> Option<(u64, u32)> {
     Some((parse_epoch(e)?, p.parse().ok()?))
 }
 
+/// Whether the snapshot in `dir` keeps parts in node stores (manifest format 2, `nodes`).
+fn has_node_copies(dir: &Path) -> bool {
+    Snapshot::open(dir).is_ok_and(|s| s.manifest().parts.iter().any(|p| !p.nodes.is_empty()))
+}
+
+/// Removes everything in a node record's directory but its manifest.
+fn keep_only_manifest(dir: &Path) -> Result<(), StoreError> {
+    for name in entries(dir)? {
+        if name != MANIFEST_FILE {
+            remove_tree(&dir.join(name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Names in `dir` (not `.`/`..`), as UTF-8; other names are not the store's and are skipped.
-fn entries(dir: &Path) -> Result<Vec<String>, StoreError> {
+pub(crate) fn entries(dir: &Path) -> Result<Vec<String>, StoreError> {
     let rd = std::fs::read_dir(dir).map_err(StoreError::io("list", dir))?;
     let mut out = Vec::new();
     for e in rd {
@@ -816,7 +869,7 @@ fn set_latest(job_dir: &Path, epoch: Option<u64>, force: bool) -> Result<(), Sto
 }
 
 /// Removes a directory tree (or a file).
-fn remove_tree(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn remove_tree(path: &Path) -> Result<(), StoreError> {
     let r = if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         std::fs::remove_dir_all(path)
     } else {

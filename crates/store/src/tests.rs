@@ -611,6 +611,56 @@ fn gc_keeps_the_newest_per_job() {
 }
 
 #[test]
+fn gc_keeps_a_record_of_each_removed_snapshot_with_node_copies_until_told() {
+    let (_d, store) = new_store();
+    for epoch in 1..=3 {
+        let p = store.begin("heat", epoch).unwrap();
+        let mut parts = write_parts(&p, 2, 10);
+        for part in &mut parts {
+            part.nodes = vec!["a".into(), "b".into()];
+        }
+        p.commit(input("heat", epoch, parts)).unwrap();
+    }
+    commit(&store, "ring", 1, 1);
+    commit(&store, "ring", 2, 1);
+    let removed = store.gc_recording_node_copies(1, None).unwrap();
+    assert_eq!(removed.len(), 3, "{removed:?}");
+    assert_eq!(store.epochs("heat").unwrap(), [3]);
+    let (records, damaged) = store.node_records(None).unwrap();
+    assert!(damaged.is_empty(), "{damaged:?}");
+    let epochs: Vec<u64> = records.iter().map(|r| r.manifest().epoch).collect();
+    assert_eq!(
+        epochs,
+        [1, 2],
+        "only snapshots with node copies leave a record"
+    );
+    for record in &records {
+        assert_eq!(record.manifest().job, "heat");
+        assert_eq!(dot_entries(record.path()), Vec::<String>::new());
+        let names: Vec<_> = std::fs::read_dir(record.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [MANIFEST_FILE], "only the manifest stays");
+    }
+    // Records are neither snapshots nor removed by a later gc; forgetting removes them.
+    assert_eq!(store.list().unwrap().len(), 2);
+    assert!(store.gc_recording_node_copies(1, None).unwrap().is_empty());
+    let mut records = records.into_iter();
+    records.next().unwrap().forget().unwrap();
+    let (left, _) = store.node_records(Some("heat")).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].manifest().epoch, 2);
+    // The coordinator's own gc keeps no records.
+    let p = store.begin("heat", 4).unwrap();
+    let mut parts = write_parts(&p, 1, 10);
+    parts[0].nodes = vec!["a".into()];
+    p.commit(input("heat", 4, parts)).unwrap();
+    store.gc(1, Some("heat")).unwrap();
+    assert_eq!(store.node_records(Some("heat")).unwrap().0.len(), 1);
+}
+
+#[test]
 fn gc_never_trades_a_good_snapshot_for_a_damaged_one() {
     let (_d, store) = new_store();
     for e in 1..=3 {

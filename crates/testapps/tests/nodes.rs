@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use harness::{Sandbox, leftovers, result_line, strs};
+use harness::{Out, Sandbox, leftovers, result_line, strs};
 use netns::{Cluster, signal};
 
 /// A cluster of 3 nodes and a sandbox, or `None` (test skipped) without root.
@@ -673,47 +673,19 @@ fn a_snapshot_of_a_job_on_several_nodes_restarts_with_hosts_and_fetches_missing_
     };
     let expected = result_line(&sandbox.mpicr(&["run", "-n", "6", "--", "ckpt-ring", "120"]));
     let name = format!("again-{}", cluster.nodes[0].name);
-    let storage = sandbox.dir().join("store-{node}").display().to_string();
-    let args = node_args(
-        sandbox.dir(),
-        &cluster,
-        &[
-            "--storage",
-            &storage,
-            "--mirror",
-            "1",
-            "--keep",
-            "2",
-            "-n",
-            "6",
-            "--checkpoint-every",
-            "300ms",
-            "--",
-            "ckpt-ring",
-            "120",
-            "15",
-        ],
-    );
-    let job = sandbox.start_job(&name, &strs(&args));
-    wait_for_snapshots(&sandbox, &name, 1);
-    let out = job.finish();
+    let (out, committed) = mirrored_job(&sandbox, &cluster, &name, &["--keep", "2"], "120", 1);
     assert_eq!(result_line(&out), expected, "{}", out.stderr);
     // --keep 2 removed the older snapshots' parts and mirrors from the node stores too.
-    let committed = store::Store::open(Some(&sandbox.snapshots()))
-        .expect("the snapshot directory")
-        .epochs(&name)
-        .expect("the epochs");
     assert!(
         !committed.is_empty() && committed.len() <= 2,
         "{committed:?}"
     );
     for k in 1..=3 {
-        let mut kept: Vec<u64> = std::fs::read_dir(node_store(&sandbox, &cluster, k).join(&name))
-            .expect("a node store")
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        kept.sort_unstable();
-        assert_eq!(kept, committed, "node {k}");
+        assert_eq!(
+            stored_epochs(&sandbox, &cluster, k, &name),
+            committed,
+            "node {k}"
+        );
     }
     let first = *committed.first().expect("a snapshot");
     // Without the nodes, the parts cannot be reached: refused before anything starts.
@@ -792,4 +764,381 @@ fn without_restarts_a_failed_node_ends_the_job_with_its_name() {
     );
     assert!(out.stderr.contains(&line), "{}", out.stderr);
     assert_nothing_left(&sandbox, leftovers(&sandbox), &name);
+}
+
+/// Runs ckpt-ring (`steps` steps of 15 ms) on 6 ranks over the 3 nodes as job `name`, with
+/// `--storage`, `--mirror 1`, a checkpoint every 300 ms and `extra` options, waits for
+/// `snapshots` committed snapshots and for its end; returns how it ended and the committed
+/// epochs.
+fn mirrored_job(
+    sandbox: &Sandbox,
+    cluster: &Cluster,
+    name: &str,
+    extra: &[&str],
+    steps: &str,
+    snapshots: usize,
+) -> (Out, Vec<u64>) {
+    let storage = sandbox.dir().join("store-{node}").display().to_string();
+    let mut rest = vec!["--storage", &storage, "--mirror", "1"];
+    rest.extend_from_slice(extra);
+    rest.extend([
+        "-n",
+        "6",
+        "--checkpoint-every",
+        "300ms",
+        "--",
+        "ckpt-ring",
+        steps,
+        "15",
+    ]);
+    let args = node_args(sandbox.dir(), cluster, &rest);
+    let job = sandbox.start_job(name, &strs(&args));
+    wait_for_snapshots(sandbox, name, snapshots);
+    let out = job.finish();
+    let committed = store::Store::open(Some(&sandbox.snapshots()))
+        .expect("the snapshot directory")
+        .epochs(name)
+        .expect("the epochs");
+    (out, committed)
+}
+
+/// The epochs node `k`'s store holds of job `name`, ascending.
+fn stored_epochs(sandbox: &Sandbox, cluster: &Cluster, k: usize, name: &str) -> Vec<u64> {
+    let mut epochs: Vec<u64> = std::fs::read_dir(node_store(sandbox, cluster, k).join(name))
+        .expect("a node store")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    epochs.sort_unstable();
+    epochs
+}
+
+#[test]
+fn gc_outside_the_job_removes_the_node_copies_and_finishes_on_a_node_that_was_unreachable() {
+    let Some((_guard, cluster, sandbox)) = setup() else {
+        return;
+    };
+    let name = format!("gc-{}", cluster.nodes[0].name);
+    let (out, committed) = mirrored_job(&sandbox, &cluster, &name, &[], "200", 2);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let store = store::Store::open(Some(&sandbox.snapshots())).expect("the snapshot directory");
+    assert!(committed.len() >= 2, "{committed:?}");
+    // Every node holds every committed snapshot (no --keep), so gc has copies to remove. A
+    // node may also hold an epoch that was never committed (a checkpoint abandoned as the job
+    // ended, should its pruning have missed it): no manifest names it, gc does not touch it.
+    let mut uncommitted = Vec::new();
+    for k in 1..=3 {
+        let held = stored_epochs(&sandbox, &cluster, k, &name);
+        assert!(
+            committed.iter().all(|e| held.contains(e)),
+            "node {k} holds {held:?} of {committed:?}"
+        );
+        uncommitted.push(
+            held.into_iter()
+                .filter(|e| !committed.contains(e))
+                .collect::<Vec<u64>>(),
+        );
+    }
+    if uncommitted.iter().any(|u| !u.is_empty()) {
+        eprintln!("epochs never committed, left in the node stores by the run: {uncommitted:?}");
+    }
+    let newest = *committed.last().expect("a snapshot");
+    // What node k must hold once its copies are removed: the kept snapshot, and what no
+    // manifest names.
+    let only_kept = |k: usize| {
+        let mut kept = vec![newest];
+        kept.extend(&uncommitted[k - 1]);
+        kept.sort_unstable();
+        kept
+    };
+
+    // Node 3 cannot be reached: the snapshots are removed here and from nodes 1 and 2, and gc
+    // says which copies remain and fails.
+    cluster.lose(3);
+    let out = sandbox.mpicr(&["gc", "--keep", "1", &name]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let lost = &cluster.nodes[2].name;
+    assert!(
+        out.stderr
+            .contains(&format!("on node {lost} remain: it cannot be reached")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("`mpicr gc` tries them again"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(store.epochs(&name).expect("the epochs"), [newest]);
+    for k in 1..=2 {
+        assert_eq!(
+            stored_epochs(&sandbox, &cluster, k, &name),
+            only_kept(k),
+            "node {k}"
+        );
+    }
+    let held = stored_epochs(&sandbox, &cluster, 3, &name);
+    assert!(
+        committed.iter().all(|e| held.contains(e)),
+        "the unreachable node keeps its copies: {held:?}"
+    );
+
+    // The node is back (its namespace again, the same store): the next gc finishes the job.
+    let added = std::process::Command::new("ip")
+        .args(["netns", "add", lost])
+        .status()
+        .expect("ip runs");
+    assert!(added.success());
+    let out = sandbox.mpicr(&["gc", "--keep", "1", &name]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("gc done on the nodes: 3 of 3 cleaned"),
+        "{}",
+        out.stderr
+    );
+    for k in 1..=3 {
+        assert_eq!(
+            stored_epochs(&sandbox, &cluster, k, &name),
+            only_kept(k),
+            "node {k}"
+        );
+    }
+    let records: Vec<String> = std::fs::read_dir(sandbox.snapshots().join(&name))
+        .expect("the job's directory")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(".nodes-"))
+        .collect();
+    assert!(records.is_empty(), "records left: {records:?}");
+    // The kept snapshot's parts and mirrors are all still there.
+    assert_mirrored(&cluster, &sandbox, &name);
+    // Nothing is left to do: a third gc reaches no node.
+    let out = sandbox.mpicr(&["gc", "--keep", "1", &name]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(!out.stderr.contains("on the nodes"), "{}", out.stderr);
+}
+
+/// Writes a stand-in for `ssh` or `srun` into `DIR/bin` (to be put first on PATH) and returns
+/// that directory. It records its arguments (`DIR/<program>-<pid>.argv`, one a line) and the
+/// first line of its stdin (`.stdin`), passes stdin on, and runs the command in the node's
+/// namespace as the real program would run it on the node: `ssh` hands the words after the
+/// host to a shell there as one string (so they must arrive quoted), `srun` runs them as
+/// they are. Like both, it ends with the command's status, and with 255 when the node cannot
+/// be reached (`ip netns exec` into a missing namespace).
+fn fake_launcher(dir: &std::path::Path, program: &str) -> std::path::PathBuf {
+    let (options, run) = match program {
+        "ssh" => (
+            r#"-o) shift 2 ;;
+        -T) shift ;;
+        -*) echo "fake ssh: unexpected option $1" >&2; exit 2 ;;
+        *) node="$1"; shift; break ;;"#,
+            r#"ip netns exec "$node" sh -c "$*""#,
+        ),
+        _ => (
+            r#"--nodelist=*) node="${1#--nodelist=}"; shift ;;
+        --*) shift ;;
+        *) break ;;"#,
+            r#"ip netns exec "$node" "$@""#,
+        ),
+    };
+    let log = dir.join(program);
+    let script = format!(
+        r#"#!/bin/sh
+log="{log}-$$"
+printf '%s\n' "$@" > "$log.argv"
+node=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        {options}
+    esac
+done
+IFS= read -r line
+printf '%s\n' "$line" > "$log.stdin"
+{{ printf '%s\n' "$line"; exec cat; }} | {run}
+"#,
+        log = log.display()
+    );
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("a bin directory");
+    let path = bin.join(program);
+    std::fs::write(&path, script).expect("the stand-in is written");
+    let mut perms = std::fs::metadata(&path).expect("it exists").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).expect("it is executable");
+    bin
+}
+
+/// The calls of the stand-in `program` so far: (arguments, first line of stdin); the logs are
+/// removed.
+fn launcher_calls(dir: &std::path::Path, program: &str) -> Vec<(Vec<String>, String)> {
+    let mut calls = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("the sandbox").flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = file
+            .strip_prefix(&format!("{program}-"))
+            .and_then(|f| f.strip_suffix(".argv"))
+        else {
+            continue;
+        };
+        let argv = std::fs::read_to_string(entry.path()).expect("the arguments");
+        let stdin_log = dir.join(format!("{program}-{stem}.stdin"));
+        let stdin = std::fs::read_to_string(&stdin_log).unwrap_or_default();
+        calls.push((
+            argv.lines().map(str::to_owned).collect(),
+            stdin.trim_end().to_owned(),
+        ));
+        let _ = std::fs::remove_file(entry.path());
+        let _ = std::fs::remove_file(stdin_log);
+    }
+    calls
+}
+
+/// Runs a mirrored job on 2 nodes with `--launcher LAUNCHER` through the stand-in `program`,
+/// then `mpicr gc` through the launcher the snapshots recorded, and checks each call's
+/// arguments: `prefix(node)`, then the absolute `mpicr` and its subcommand; the secret on
+/// stdin only (in no argument, not in the daemons' environment). The node stores' directory
+/// has a blank in its name, which must reach the nodes as one word.
+fn launcher_test(launcher: &str, program: &str, prefix: impl Fn(&str) -> Vec<String>) {
+    let Some((_guard, cluster, sandbox)) = netns::setup(2) else {
+        return;
+    };
+    let expected = result_line(&sandbox.mpicr(&["run", "-n", "4", "--", "ckpt-ring", "200"]));
+    let bin = fake_launcher(sandbox.dir(), program);
+    let mut path = bin.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let env = [("PATH", path)];
+    let name = format!("{program}-{}", cluster.nodes[0].name);
+    let storage = sandbox.dir().join("store {node}").display().to_string();
+    let hostfile = sandbox.dir().join("hosts");
+    cluster.hostfile(&hostfile);
+    let hostfile = hostfile.display().to_string();
+    let job = sandbox.start_env(
+        &[
+            "run",
+            "--job-name",
+            &name,
+            "--hostfile",
+            &hostfile,
+            "--launcher",
+            launcher,
+            "--storage",
+            &storage,
+            "--mirror",
+            "1",
+            "-n",
+            "4",
+            "--checkpoint-every",
+            "300ms",
+            "--",
+            "ckpt-ring",
+            "200",
+            "15",
+        ],
+        &env,
+    );
+    sandbox.wait_for_job(&name);
+    let daemons = [cluster.daemon_pid(1), cluster.daemon_pid(2)];
+    wait_for_snapshots(&sandbox, &name, 2);
+    let calls = launcher_calls(sandbox.dir(), program);
+    let secret = calls.first().map(|c| c.1.clone()).unwrap_or_default();
+    assert!(
+        secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the secret on stdin: {calls:?}"
+    );
+    for pid in daemons {
+        for what in ["environ", "cmdline"] {
+            let bytes = std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(&secret),
+                "the secret is in the {what} of daemon {pid}"
+            );
+        }
+    }
+    let out = job.finish();
+    assert_eq!(result_line(&out), expected, "{}", out.stderr);
+    let mpicr = std::fs::canonicalize(harness::bin("mpicr"))
+        .expect("mpicr")
+        .display()
+        .to_string();
+    // Each call: the launcher's words for one node, then `mpicr SUBCOMMAND … --job NAME …`,
+    // and never the secret; one call per node.
+    let check = |calls: &[(Vec<String>, String)], subcommand: &str| {
+        let mut nodes: Vec<String> = Vec::new();
+        for (argv, stdin) in calls {
+            let node = cluster
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .find(|n| argv[..prefix(n).len().min(argv.len())] == prefix(n)[..])
+                .unwrap_or_else(|| panic!("no node's prefix: {argv:?}"));
+            let rest = &argv[prefix(&node).len()..];
+            assert_eq!(rest[0], mpicr, "{argv:?}");
+            assert_eq!(rest[1], subcommand, "{argv:?}");
+            assert!(
+                argv.windows(2).any(|w| w[0] == "--job" && w[1] == name),
+                "{argv:?}"
+            );
+            assert!(argv.iter().all(|a| !a.contains(&secret)), "{argv:?}");
+            if subcommand == "node" {
+                assert_eq!(stdin, &secret, "every daemon got the secret: {argv:?}");
+                assert!(
+                    argv.windows(2).any(|w| w[0] == "--node" && w[1] == node),
+                    "the daemon is told its node: {argv:?}"
+                );
+            }
+            nodes.push(node);
+        }
+        nodes.sort();
+        let mut all: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+        all.sort();
+        assert_eq!(nodes, all, "one call per node: {calls:?}");
+    };
+    check(&calls, "node");
+
+    // gc reaches the nodes through the launcher the snapshots recorded.
+    let committed = store::Store::open(Some(&sandbox.snapshots()))
+        .expect("the snapshot directory")
+        .epochs(&name)
+        .expect("the epochs");
+    assert!(committed.len() >= 2, "{committed:?}");
+    let out = sandbox
+        .start_env(&["gc", "--keep", "1", &name], &env)
+        .finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    check(&launcher_calls(sandbox.dir(), program), "node-prune");
+    let newest = *committed.last().expect("a snapshot");
+    for k in 1..=2 {
+        let store = sandbox
+            .dir()
+            .join(format!("store {}", cluster.nodes[k - 1].name))
+            .join(&name);
+        let mut held: Vec<u64> = std::fs::read_dir(&store)
+            .expect("a node store")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        held.sort_unstable();
+        assert_eq!(held, [newest], "node {k}");
+    }
+    assert_nothing_left(&sandbox, leftovers(&sandbox), &name);
+}
+
+#[test]
+fn the_ssh_launcher_runs_daemons_and_gc_in_batch_mode_with_the_secret_on_stdin_only() {
+    launcher_test("ssh", "ssh", |node| {
+        ["-o", "BatchMode=yes", "-T", node]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    });
+}
+
+#[test]
+fn the_slurm_launcher_runs_daemons_and_gc_with_srun_and_the_secret_on_stdin_only() {
+    launcher_test("slurm", "srun", |node| {
+        vec![
+            "--nodes=1".to_owned(),
+            "--ntasks=1".to_owned(),
+            format!("--nodelist={node}"),
+            "--input=all".to_owned(),
+        ]
+    });
 }

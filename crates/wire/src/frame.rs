@@ -231,16 +231,24 @@ impl Header {
 
 /// Builds a complete frame around `payload`.
 pub fn encode_frame(command: Command, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).expect("control payloads are far below 4 GiB");
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(command as u16).to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&frame_header(command, payload.len()));
     out.extend_from_slice(payload);
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// The header of a frame of `command` whose payload has `len` bytes; the frame's checksum is
+/// the crc32c of this header followed by the payload.
+pub fn frame_header(command: Command, len: usize) -> [u8; HEADER_LEN] {
+    let len = u32::try_from(len).expect("control payloads are far below 4 GiB");
+    let mut head = [0u8; HEADER_LEN];
+    head[..4].copy_from_slice(&MAGIC);
+    head[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    head[6..8].copy_from_slice(&(command as u16).to_le_bytes());
+    head[8..].copy_from_slice(&len.to_le_bytes());
+    head
 }
 
 /// A frame parsed out of a buffer.

@@ -23,7 +23,7 @@ pub mod stream;
 
 pub use frame::{
     Command, FORMAT_VERSION, Frame, FrameError, HEADER_LEN, Header, MAGIC, MAX_PAYLOAD,
-    MIN_FORMAT_VERSION, TRAILER_LEN, decode_frame, encode_frame,
+    MIN_FORMAT_VERSION, TRAILER_LEN, decode_frame, encode_frame, frame_header,
 };
 pub use message::{
     Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,

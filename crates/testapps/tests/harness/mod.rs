@@ -100,9 +100,15 @@ impl Sandbox {
 
     /// Starts `mpicr ARGS` (with `selftest` etc. mapped to the built programs) in the background.
     pub fn start(&self, args: &[&str]) -> Job {
+        self.start_env(args, &[])
+    }
+
+    /// [`start`](Self::start) with more environment variables (`PATH` with stand-ins first).
+    pub fn start_env(&self, args: &[&str], env: &[(&str, std::ffi::OsString)]) -> Job {
         let args = program(args);
         let mut child = self
             .command(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
