@@ -170,6 +170,13 @@ fn lowered_resource_limits_survive() {
     state_survives("rlimit", &PACE);
 }
 
+/// Forked children inherit the signal handler and the exit hook but are not the rank: the job
+/// is checkpointed and restarted as if they did not exist.
+#[test]
+fn a_program_that_forks_is_checkpointed_and_its_children_stay_out() {
+    state_survives("fork", &PACE);
+}
+
 #[test]
 fn one_gib_of_memory_survives() {
     state_survives(
