@@ -10,7 +10,9 @@ mod harness;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harness::snap::{assert_continues, committed, kill_rank, ok, random_moment, rank_pid};
+use harness::snap::{
+    assert_continues, committed, kill_rank, ok, random_moment, rank_pid, wait_for_snapshots,
+};
 use harness::{Out, Sandbox, bin};
 
 /// `tests/c/state/KIND.c` built with the system's C compiler, once per test.
@@ -187,6 +189,48 @@ fn one_gib_of_memory_survives() {
             moment: Duration::from_millis(1500),
         },
     );
+}
+
+/// `--checkpoint-every` checkpoints a program without MPI; the restored process joins its new
+/// job and is checkpointed again there (the signal is armed on its new control connection),
+/// and a restart from that second-generation image still continues the uninterrupted output.
+#[test]
+fn a_restored_program_is_checkpointed_again() {
+    let exe = program("heap_brk");
+    let sandbox = Sandbox::new();
+    let exe = exe.display().to_string();
+    let steps = "60";
+    let reference_dir = run_dir(&sandbox, "reference");
+    let reference = sandbox.mpicr(&["run", "-n", "1", "--", &exe, steps, "0", &reference_dir]);
+    let dir = run_dir(&sandbox, "timer");
+    let job = sandbox.start_job(
+        "timer",
+        &[
+            "-n",
+            "1",
+            "--crs",
+            "image",
+            "--checkpoint-every",
+            "300ms",
+            "--",
+            &exe,
+            steps,
+            "60",
+            &dir,
+        ],
+    );
+    wait_for_snapshots(&sandbox, "timer", 1);
+    kill_rank(&sandbox, "timer", 0, 0);
+    job.finish();
+    let restarted = sandbox.start(&["restart", "timer"]);
+    sandbox.wait_for_job("timer");
+    rank_pid(&sandbox, "timer", 0, 0);
+    std::thread::sleep(random_moment(PACE.moment));
+    let again = committed(&sandbox.mpicr(&["checkpoint", "timer"]));
+    kill_rank(&sandbox, "timer", 0, 0);
+    restarted.finish();
+    let last = sandbox.mpicr(&["restart", &again]);
+    assert_continues(&reference, &last, "the restart of a restored program");
 }
 
 /// A file the image holds open at an offset is cut below that offset after the checkpoint:
