@@ -64,15 +64,7 @@ impl ImageCheckpointer {
     pub const NAME: &'static str = "image";
 
     pub fn new(job: &str) -> Self {
-        let compress = std::env::var("MPICR_IMAGE_COMPRESS")
-            .unwrap_or_default()
-            .parse::<image::Codec>()
-            .map_err(|e| format!("MPICR_IMAGE_COMPRESS: {e}"));
-        let full_every = std::env::var("MPICR_IMAGE_FULL_EVERY")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|&k| k >= 1)
-            .unwrap_or(DEFAULT_FULL_EVERY);
+        let (compress, full_every) = image_settings();
         Self {
             job: job.into(),
             compress,
@@ -103,8 +95,23 @@ impl ImageCheckpointer {
     }
 }
 
+/// The image options of this rank's job: the codec of `MPICR_IMAGE_COMPRESS` (`--compress`),
+/// or why its value is not usable, and `MPICR_IMAGE_FULL_EVERY` (`--full-every`).
+pub fn image_settings() -> (Result<image::Codec, String>, u32) {
+    let compress = std::env::var("MPICR_IMAGE_COMPRESS")
+        .unwrap_or_default()
+        .parse::<image::Codec>()
+        .map_err(|e| format!("MPICR_IMAGE_COMPRESS: {e}"));
+    let full_every = std::env::var("MPICR_IMAGE_FULL_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&k| k >= 1)
+        .unwrap_or(DEFAULT_FULL_EVERY);
+    (compress, full_every)
+}
+
 /// Writes `rank`'s part for the image at `image`: the section naming it, size and checksum.
-fn write_part(
+pub fn write_image_part(
     dir: &Path,
     image: &Path,
     job: &str,
@@ -195,7 +202,7 @@ impl ImageWriter for PendingImage {
             written
                 .map_err(|e| format!("writing the image of rank {} failed: {e}", self.rank))
                 .and_then(|()| {
-                    write_part(&self.dir, &self.path, &self.job, self.epoch, self.rank)
+                    write_image_part(&self.dir, &self.path, &self.job, self.epoch, self.rank)
                         .map_err(|e| e.to_string())
                 }),
         )

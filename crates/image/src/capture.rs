@@ -423,6 +423,7 @@ fn collect_meta(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Meta> {
     }
     m.auxv = procfs::parse_auxv(&std::fs::read("/proc/self/auxv")?);
     m.fds = collect_fds(skip, exclude)?;
+    m.itimers = (0..MAX_ITIMERS).filter_map(sys::getitimer).collect();
     Ok(m)
 }
 
@@ -444,8 +445,15 @@ fn identity_from_stat(st: &rustix::fs::Stat) -> FileIdentity {
 fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEntry>> {
     let mut fds = Vec::new();
     let mut nums: Vec<RawFd> = Vec::new();
-    for e in std::fs::read_dir("/proc/self/fd")? {
-        if let Some(n) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {
+    // rustix's getdents, not `std::fs::read_dir`: glibc's opendir calls malloc, and a capture
+    // may run in a signal handler that interrupted malloc (a preloaded program, crates/preload).
+    let dir = rustix::fs::open(
+        "/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for e in rustix::fs::Dir::new(dir)? {
+        if let Some(n) = e?.file_name().to_str().ok().and_then(|s| s.parse().ok()) {
             nums.push(n);
         }
     }

@@ -206,7 +206,7 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
     let mut body = vec![0u8; len as usize];
     r.exact(&mut body, "META")?;
     r.check_section(|| "META".into())?;
-    let meta = decode_meta(&body)?;
+    let meta = decode_meta(&body, version)?;
 
     // LAYOUT.
     if r.u32("LAYOUT")? != TAG_LAYOUT {
