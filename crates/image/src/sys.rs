@@ -151,6 +151,21 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Starts the write-back of `len` bytes of `fd` from `off` without waiting for it, so that
+/// the disk writes while the image writer reads on. Only a hint: an error changes nothing
+/// (the final fsync reports real ones).
+pub(crate) fn start_writeback(fd: BorrowedFd<'_>, off: u64, len: u64) {
+    // SAFETY: sync_file_range takes no pointers; `fd` is open for the call.
+    unsafe {
+        libc::sync_file_range(
+            fd.as_raw_fd(),
+            off as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
+}
+
 /// Anonymous private memory used while memory is read, so that nothing is allocated on the
 /// heap then; it is excluded from the image by address.
 #[derive(Debug)]
