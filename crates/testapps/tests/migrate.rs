@@ -28,6 +28,12 @@ fn migrated(out: &Out, what: &str) {
         "{what} printed no time: {}",
         out.stdout
     );
+    // Not on a terminal, the progress of the wait is one plain line on stderr.
+    assert!(
+        out.stderr.contains("mpicr: migrating rank "),
+        "{what} showed no progress: {}",
+        out.stderr
+    );
 }
 
 fn refused(out: &Out, says: &str) {
@@ -171,6 +177,13 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
         Some(0),
         "drain: {}{}",
         drained.stdout,
+        drained.stderr
+    );
+    assert!(
+        drained
+            .stderr
+            .contains(&format!("draining node {}: ranks moved: 0 of ", nodes[0])),
+        "drain showed no progress: {}",
         drained.stderr
     );
     let after = placement(&sandbox, name);
