@@ -452,37 +452,3 @@ fn a_job_on_one_machine_refuses_migration_and_runs_on() {
     result_line(&out);
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
-
-/// With node stores (`--storage`), a checkpoint after a migration keeps the migrated rank's
-/// part in its new node's store (its daemon reports it, though the rank was placed
-/// elsewhere): the snapshot commits, its manifest names node 1 for rank 3, and the job runs
-/// on to the uninterrupted result.
-#[test]
-fn a_checkpoint_after_a_migration_keeps_the_part_in_the_new_node_s_store() {
-    let Some((_guard, cluster, sandbox)) = setup(3) else {
-        return;
-    };
-    let name = "stmig";
-    let storage = sandbox.dir().join("store-{node}").display().to_string();
-    let (job, nodes, expected) =
-        ring_job(&sandbox, &cluster, name, LAUNCHER, &["--storage", &storage]);
-    job.wait_for_lines(10);
-    migrated(&migrate(&sandbox, name, 3, &nodes[0]), "the migration");
-    let checkpoint = sandbox.mpicr(&["checkpoint", name]);
-    assert_eq!(checkpoint.code, Some(0), "{}", checkpoint.stderr);
-    let store = store::Store::open(Some(&sandbox.snapshots())).expect("the snapshot directory");
-    let snapshot = store
-        .resolve(checkpoint.stdout.trim())
-        .expect("the snapshot");
-    let part = snapshot
-        .manifest()
-        .parts
-        .iter()
-        .find(|p| p.rank == 3)
-        .cloned()
-        .expect("rank 3's part");
-    assert_eq!(part.nodes, [nodes[0].clone()], "{:?}", snapshot.manifest());
-    let out = job.finish();
-    assert_eq!(result_line(&out), expected, "the job's result");
-    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
-}
