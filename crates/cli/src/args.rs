@@ -277,7 +277,8 @@ pub(crate) struct RunArgs {
     pub(crate) job_name: Option<JobName>,
 
     /// The checkpointer of the ranks: `self` (the application saves its own state) or
-    /// `image` (transparent process images of MPI ranks, restored by mpicr-restore)
+    /// `image` (transparent process images of MPI ranks, restored by mpicr-restore; a
+    /// single-threaded program without MPI gets the runtime through LD_PRELOAD)
     #[arg(long, value_enum, value_name = "CRS", default_value_t = CrsArg::SelfCrs)]
     pub(crate) crs: CrsArg,
 
@@ -341,7 +342,8 @@ pub(crate) enum CrsArg {
     /// The application saves and restores its own state at its safepoints
     #[value(name = "self")]
     SelfCrs,
-    /// Transparent process images of whole ranks (single-threaded MPI programs)
+    /// Transparent process images of whole ranks (single-threaded programs, with or without
+    /// MPI)
     Image,
 }
 

@@ -216,8 +216,11 @@ pub(crate) fn from_snapshot(
     })
 }
 
-/// Checks every rank's image (`image` parts): present, of the recorded size and checksum, and
-/// valid throughout; anything else is refused before a rank starts.
+/// Checks every rank's image (`image` parts) without reading it whole: present with its chain,
+/// of the recorded size and trailer checksum, with a valid header and trailer; anything else is
+/// refused before a rank starts. Each rank's `mpicr-restore` then reads its image once, checks
+/// every checksum as it goes, and refuses a damaged one before it changes anything (the rank
+/// exits with status 1 and the job ends before any program code runs).
 fn verify_images(snapshot: &store::Snapshot, name: &str) -> Result<(), String> {
     let refused =
         |why: String| format!("snapshot {name} cannot be restarted: {why}; nothing was started");
@@ -235,7 +238,7 @@ fn verify_images(snapshot: &store::Snapshot, name: &str) -> Result<(), String> {
             .section(image::partref::SECTION)
             .map_err(|e| refused(error_chain(&e)))?;
         image::ImageRef::decode(&bytes)
-            .and_then(|r| r.verify(snapshot.path(), part.rank))
+            .and_then(|r| r.check(snapshot.path(), part.rank))
             .map_err(refused)?;
     }
     Ok(())

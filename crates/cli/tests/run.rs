@@ -190,6 +190,14 @@ fn bad_input_gives_one_line_and_a_nonzero_status() {
             2,
             "invalid value 'udp'",
         ),
+        (
+            &[
+                "run", "-n", "2", "--hosts", "a,b", "--storage", "/s/{node}", "--crs", "image",
+                "true",
+            ],
+            2,
+            "--crs image cannot be combined with --storage yet",
+        ),
         (&["frobnicate"], 2, "unrecognized subcommand"),
         (
             &["status", "no-such-job"],

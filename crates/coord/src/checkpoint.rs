@@ -1172,12 +1172,16 @@ fn part_info(staging: &Path, done: &PartDone) -> Result<PartInfo, String> {
         ));
     }
     if reader.checkpointer() == "image" {
-        // The part names the rank's process image: it must be there, of the recorded size
-        // and checksum, and valid throughout, before the snapshot may commit.
+        // The part names the rank's process image: it must be there with its chain, of the
+        // recorded size and trailer checksum, with a valid header and trailer, before the
+        // snapshot may commit. It is not read whole here: the writer checksummed every byte
+        // it wrote, reading it back from the page cache would prove nothing about the disk
+        // and would take the ranks' CPU, and the restorer reads it whole and checks every
+        // checksum before it changes anything.
         let bytes = reader
             .section(image::partref::SECTION)
             .map_err(|e| error_chain(&e))?;
-        image::ImageRef::decode(&bytes)?.verify(staging, done.rank)?;
+        image::ImageRef::decode(&bytes)?.check(staging, done.rank)?;
     }
     Ok(PartInfo {
         rank: done.rank,

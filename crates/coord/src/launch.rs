@@ -327,6 +327,10 @@ impl Launch {
         if config.checkpoint.crs == "image" {
             // Process images need glibc's rseq registration off (docs/image-format.md).
             rseq_off(&mut env);
+            // A restart starts the restorer, whose images hold the runtime already.
+            if config.restart.is_none() {
+                preload(&mut env);
+            }
         }
         if let Some(restart) = &config.restart {
             env.push(("MPICR_RESTART_DIR".into(), restart.dir.clone().into()));
@@ -626,6 +630,37 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The preloaded runtime of programs without MPI (`crates/preload`), installed beside `mpicr`.
+const PRELOAD_LIBRARY: &str = "libmpicr_preload.so";
+
+/// Puts the preloaded runtime in the ranks' `LD_PRELOAD` (before any library the user
+/// preloads), so that `--crs image` can checkpoint a program that does not use MPI. It is
+/// not recorded in the snapshot's environment. The library itself stays out of a program that
+/// joins the job by itself (libmpi, the `mpicr` crate) and takes itself out of `LD_PRELOAD`,
+/// so `mpicr run` need not inspect the program.
+fn preload(env: &mut Vec<(OsString, OsString)>) {
+    let library = std::env::current_exe().map(|exe| exe.with_file_name(PRELOAD_LIBRARY));
+    let library = match library {
+        Ok(path) if path.exists() => path,
+        _ => {
+            tracing::warn!(
+                "{PRELOAD_LIBRARY} is not installed beside mpicr: a program without MPI cannot be checkpointed with --crs image"
+            );
+            return;
+        }
+    };
+    match env.iter_mut().find(|(k, _)| k == "LD_PRELOAD") {
+        Some((_, v)) if !v.is_empty() => {
+            let mut joined = library.into_os_string();
+            joined.push(":");
+            joined.push(&*v);
+            *v = joined;
+        }
+        Some((_, v)) => *v = library.into_os_string(),
+        None => env.push(("LD_PRELOAD".into(), library.into_os_string())),
+    }
 }
 
 /// Adds `glibc.pthread.rseq=0` to the ranks' `GLIBC_TUNABLES` (the image checkpointer's

@@ -64,15 +64,7 @@ impl ImageCheckpointer {
     pub const NAME: &'static str = "image";
 
     pub fn new(job: &str) -> Self {
-        let compress = std::env::var("MPICR_IMAGE_COMPRESS")
-            .unwrap_or_default()
-            .parse::<image::Codec>()
-            .map_err(|e| format!("MPICR_IMAGE_COMPRESS: {e}"));
-        let full_every = std::env::var("MPICR_IMAGE_FULL_EVERY")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|&k| k >= 1)
-            .unwrap_or(DEFAULT_FULL_EVERY);
+        let (compress, full_every) = image_settings();
         Self {
             job: job.into(),
             compress,
@@ -103,8 +95,23 @@ impl ImageCheckpointer {
     }
 }
 
+/// The image options of this rank's job: the codec of `MPICR_IMAGE_COMPRESS` (`--compress`),
+/// or why its value is not usable, and `MPICR_IMAGE_FULL_EVERY` (`--full-every`).
+pub fn image_settings() -> (Result<image::Codec, String>, u32) {
+    let compress = std::env::var("MPICR_IMAGE_COMPRESS")
+        .unwrap_or_default()
+        .parse::<image::Codec>()
+        .map_err(|e| format!("MPICR_IMAGE_COMPRESS: {e}"));
+    let full_every = std::env::var("MPICR_IMAGE_FULL_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&k| k >= 1)
+        .unwrap_or(DEFAULT_FULL_EVERY);
+    (compress, full_every)
+}
+
 /// Writes `rank`'s part for the image at `image`: the section naming it, size and checksum.
-fn write_part(
+pub fn write_image_part(
     dir: &Path,
     image: &Path,
     job: &str,
@@ -154,8 +161,8 @@ struct PendingImage {
     chain: Rc<RefCell<Chain>>,
     /// How long the rank stalled in the capture (output flush, phase A, fork).
     stall: std::time::Duration,
-    /// When the writer was forked.
-    forked: std::time::Instant,
+    /// The output flush before the capture.
+    flush: std::time::Duration,
     dir: PathBuf,
     path: PathBuf,
     job: String,
@@ -165,40 +172,61 @@ struct PendingImage {
 
 impl ImageWriter for PendingImage {
     fn poll(&mut self, block: bool) -> Option<Result<PartDone, String>> {
-        let child = self.child.take()?;
+        let child = self.child.as_mut()?;
         let written = if block {
             child.wait()
         } else {
-            match child.try_wait() {
-                Ok(result) => result,
-                Err(child) => {
-                    self.child = Some(child);
-                    return None;
-                }
-            }
+            child.try_wait()?
         };
+        let mut child = self.child.take()?;
         match &written {
             Ok(()) => self.chain.borrow_mut().written(&self.path),
             Err(_) => self.chain.borrow_mut().failed(),
         }
-        if stats_wanted() && written.is_ok() {
-            let bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-            eprintln!(
-                "mpicr-image-stats rank={} epoch={} stall_us={} write_us={} bytes={bytes}",
-                self.rank,
-                self.epoch,
-                self.stall.as_micros(),
-                self.forked.elapsed().as_micros()
-            );
+        if written.is_ok() {
+            self.report(&mut child);
         }
         Some(
             written
                 .map_err(|e| format!("writing the image of rank {} failed: {e}", self.rank))
                 .and_then(|()| {
-                    write_part(&self.dir, &self.path, &self.job, self.epoch, self.rank)
+                    write_image_part(&self.dir, &self.path, &self.job, self.epoch, self.rank)
                         .map_err(|e| e.to_string())
                 }),
         )
+    }
+}
+
+impl PendingImage {
+    /// Where the checkpoint's time went: at debug level, and on stderr with
+    /// `MPICR_IMAGE_STATS=1`. `write_us` is the writer's own time from the fork to its fsync's
+    /// end, `bytes` the image's size; the rest split the stall and the writer's time by step.
+    fn report(&self, child: &mut ChildCapture) {
+        let (st, w) = (child.stall(), child.report());
+        let line = format!(
+            "rank={} epoch={} stall_us={} write_us={} bytes={} flush_us={} prepare_us={} \
+             chain_us={} fork_us={} plan_us={} read_us={} compute_us={} syscall_write_us={} \
+             sync_us={} cpu_us={}",
+            self.rank,
+            self.epoch,
+            self.stall.as_micros(),
+            w.total.as_micros(),
+            w.bytes,
+            self.flush.as_micros(),
+            st.prepare.as_micros(),
+            st.chain.as_micros(),
+            st.fork.as_micros(),
+            w.plan.as_micros(),
+            w.read.as_micros(),
+            w.compute.as_micros(),
+            w.write.as_micros(),
+            w.sync.as_micros(),
+            w.cpu.as_micros(),
+        );
+        tracing::debug!("image written: {line}");
+        if stats_wanted() {
+            eprintln!("mpicr-image-stats {line}");
+        }
     }
 }
 
@@ -209,6 +237,7 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
         }
         let started = std::time::Instant::now();
         self.flush_output();
+        let flush = started.elapsed();
         let dir = PathBuf::from(request.dir);
         let path = dir.join(image::image_file_name(request.rank));
         let options = CaptureOptions {
@@ -224,7 +253,7 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
                 child: Some(child),
                 chain: self.chain.clone(),
                 stall: started.elapsed(),
-                forked: std::time::Instant::now(),
+                flush,
                 dir,
                 path,
                 job: self.job.clone(),

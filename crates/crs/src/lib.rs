@@ -22,7 +22,10 @@ mod selfcrs;
 pub use callbacks::{Callback, Callbacks, Event, Layer, WritePart};
 pub use entry::{EntryPoint, Restarted, app_section};
 pub use error::CrsError;
-pub use imagecrs::{BeforeCapture, ImageCheckpointer, before_image_capture, verify_image_part};
+pub use imagecrs::{
+    BeforeCapture, ImageCheckpointer, before_image_capture, image_settings, verify_image_part,
+    write_image_part,
+};
 pub use messages::{decode_messages, encode_messages};
 pub use selfcrs::SelfCheckpointer;
 

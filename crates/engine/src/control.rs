@@ -20,14 +20,16 @@ pub enum ControlError {
     Frame(#[from] FrameError),
 }
 
+/// A control connection read a frame at a time without blocking (also the preloaded runtime's,
+/// `crates/preload`).
 #[derive(Debug)]
-pub(crate) struct ControlLink {
+pub struct ControlLink {
     stream: UnixStream,
     inbuf: Vec<u8>,
 }
 
 impl ControlLink {
-    pub(crate) fn new(stream: UnixStream) -> Self {
+    pub fn new(stream: UnixStream) -> Self {
         Self {
             stream,
             inbuf: Vec::new(),
@@ -35,7 +37,7 @@ impl ControlLink {
     }
 
     /// Every complete message that has arrived.
-    pub(crate) fn poll(&mut self) -> Result<Vec<Message>, ControlError> {
+    pub fn poll(&mut self) -> Result<Vec<Message>, ControlError> {
         let mut chunk = [0u8; 4096];
         loop {
             match recv(&self.stream, &mut chunk, RecvFlags::DONTWAIT) {
@@ -57,11 +59,16 @@ impl ControlLink {
     }
 
     /// Drops a partial frame of a connection that is gone (a rank restored from an image).
-    pub(crate) fn forget_input(&mut self) {
+    pub fn forget_input(&mut self) {
         self.inbuf.clear();
     }
 
-    pub(crate) fn send(&mut self, message: &Message) -> Result<(), ControlError> {
+    pub fn send(&mut self, message: &Message) -> Result<(), ControlError> {
         Ok(write_message(&mut self.stream, message)?)
+    }
+
+    /// The connection's descriptor number.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.stream)
     }
 }

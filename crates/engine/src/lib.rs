@@ -21,13 +21,13 @@ mod packet;
 pub mod session;
 mod slab;
 
-pub use bootstrap::{BootstrapError, Joined, join};
+pub use bootstrap::{BootstrapError, Joined, RUNTIME_MARKER, join};
 pub use ckpt::{
     FinishPart, ImageCapture, ImageCheckpointer, ImageRequest, ImageWriter, SafepointAction,
     SavedMessage,
 };
 pub use comm::Comm;
-pub use control::ControlError;
+pub use control::{ControlError, ControlLink};
 pub use engine::{Engine, Status};
 pub use error::EngineError;
 pub use packet::BadPacket;

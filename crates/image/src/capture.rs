@@ -22,6 +22,7 @@ use crate::format::*;
 use crate::incr::{self, Chain};
 use crate::procfs::{self, MapsLine};
 use crate::read::{HFLAG_INCREMENTAL, encode_header_flags, encode_trailer_prefix};
+use crate::stats::{Counters, StallTimes, StatsPage, Step, WriterReport, now_ns};
 use crate::{ctx, sys};
 
 /// Why a capture failed.
@@ -98,6 +99,8 @@ pub struct ChildCapture {
     pid: rustix::process::Pid,
     tmp: PathBuf,
     dest: PathBuf,
+    stall: StallTimes,
+    stats: StatsPage,
 }
 
 impl ChildCapture {
@@ -105,8 +108,16 @@ impl ChildCapture {
     pub fn pid(&self) -> u32 {
         self.pid.as_raw_nonzero().get() as u32
     }
+    /// How long the capture call took, by step.
+    pub fn stall(&self) -> StallTimes {
+        self.stall
+    }
+    /// The writer's account of its work so far (complete once it has ended).
+    pub fn report(&mut self) -> WriterReport {
+        self.stats.report()
+    }
     /// Waits for the writer; on success the image is renamed into place.
-    pub fn wait(self) -> Result<(), CaptureError> {
+    pub fn wait(&mut self) -> Result<(), CaptureError> {
         let status = loop {
             match rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::empty()) {
                 Ok(Some((_, st))) => break st,
@@ -119,19 +130,19 @@ impl ChildCapture {
     }
 
     /// The writer's result if it has ended (the image is then renamed into place), without
-    /// waiting; `Err(self)` while it still writes.
-    pub fn try_wait(self) -> Result<Result<(), CaptureError>, Self> {
+    /// waiting; `None` while it still writes.
+    pub fn try_wait(&mut self) -> Option<Result<(), CaptureError>> {
         match rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::NOHANG) {
-            Ok(Some((_, st))) => Ok(self.finish(st)),
-            Ok(None) | Err(Errno::INTR) => Err(self),
-            Err(e) => Ok(Err(CaptureError::Io(
+            Ok(Some((_, st))) => Some(self.finish(st)),
+            Ok(None) | Err(Errno::INTR) => None,
+            Err(e) => Some(Err(CaptureError::Io(
                 "waiting for the image writer",
                 e.into(),
             ))),
         }
     }
 
-    fn finish(self, status: rustix::process::WaitStatus) -> Result<(), CaptureError> {
+    fn finish(&self, status: rustix::process::WaitStatus) -> Result<(), CaptureError> {
         if status.exit_status() != Some(0) {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(CaptureError::Child(format!("{status:?}")));
@@ -197,8 +208,10 @@ fn capture_in_child_inner(
     options: &CaptureOptions,
     chain: Option<&mut Chain>,
 ) -> Result<ChildOutcome, CaptureError> {
+    let started = std::time::Instant::now();
     let tmp = tmp_path(path);
     let mut job = prepare(&tmp, true, options)?;
+    let prepared = std::time::Instant::now();
     let mut chain = chain;
     if let Some(c) = chain.as_deref_mut() {
         job.parent = c
@@ -214,6 +227,7 @@ fn capture_in_child_inner(
         };
         job.prev_table = prev.map(|t| (t.as_ptr(), t.len()));
         job.next_table = next.map(|t| (t.as_mut_ptr(), t.len()));
+        job.chained = std::time::Instant::now();
         ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>())
     };
     if r == RESTORED {
@@ -223,8 +237,17 @@ fn capture_in_child_inner(
         }
         return Ok(ChildOutcome::Restored);
     }
-    let (fork_errno, child_pid) = (job.fork_errno, job.child_pid);
-    drop(job);
+    let stall = StallTimes {
+        prepare: prepared - started,
+        chain: job.chained - prepared,
+        fork: job.chained.elapsed(),
+    };
+    let Job {
+        fork_errno,
+        child_pid,
+        stats,
+        ..
+    } = job;
     if r != 0 {
         let _ = std::fs::remove_file(&tmp);
         return Err(CaptureError::Io(
@@ -238,6 +261,8 @@ fn capture_in_child_inner(
         pid,
         tmp,
         dest: path.to_path_buf(),
+        stall,
+        stats,
     }))
 }
 
@@ -254,6 +279,7 @@ fn restored(job: Job) -> Outcome {
     let Job {
         file,
         scratch,
+        stats,
         meta_bytes,
         regions,
         exclude,
@@ -261,6 +287,7 @@ fn restored(job: Job) -> Outcome {
     } = job;
     std::mem::forget(file);
     scratch.forget();
+    stats.forget();
     drop((meta_bytes, regions, exclude));
     Outcome::Restored
 }
@@ -268,6 +295,9 @@ fn restored(job: Job) -> Outcome {
 /// Most mappings a capture handles.
 const MAX_CAPTURE_REGIONS: usize = 16384;
 const IO_BUF: usize = 1 << 20;
+/// The writer hands what it wrote to the disk's write-back in steps of this many bytes, so
+/// that the disk works while memory is read (the final fsync then waits for the last step).
+const WRITEBACK_STEP: u64 = 8 << 20;
 const OUT_BUF: usize = 64 << 10;
 const MAPS_BUF: usize = 2 << 20;
 const STAT_BUF: usize = 8 << 10;
@@ -309,6 +339,10 @@ struct Job {
     /// Path prefixes (`DIR/`) of mappings left out.
     exclude: Vec<Vec<u8>>,
     scratch: sys::Scratch,
+    /// The writer's account of its work (a shared page, left out of the image).
+    stats: StatsPage,
+    /// When the capture point was entered (the fork's start).
+    chained: std::time::Instant,
     codec: Codec,
     /// What an incremental image is based on.
     parent: Option<Parent>,
@@ -360,12 +394,16 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
     }
     let scratch = sys::Scratch::new(scratch_len(options.compress))
         .map_err(|e| CaptureError::Io("mapping the capture buffers", e))?;
+    let stats =
+        StatsPage::new().map_err(|e| CaptureError::Io("mapping the writer's statistics", e))?;
     Ok(Job {
         file,
         meta_bytes: encode_meta(&meta),
         regions: Vec::with_capacity(MAX_CAPTURE_REGIONS),
         exclude,
         scratch,
+        stats,
+        chained: std::time::Instant::now(),
         codec: options.compress,
         parent: None,
         parent_bytes: encode_parent(None),
@@ -423,6 +461,7 @@ fn collect_meta(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Meta> {
     }
     m.auxv = procfs::parse_auxv(&std::fs::read("/proc/self/auxv")?);
     m.fds = collect_fds(skip, exclude)?;
+    m.itimers = (0..MAX_ITIMERS).filter_map(sys::getitimer).collect();
     Ok(m)
 }
 
@@ -444,8 +483,15 @@ fn identity_from_stat(st: &rustix::fs::Stat) -> FileIdentity {
 fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEntry>> {
     let mut fds = Vec::new();
     let mut nums: Vec<RawFd> = Vec::new();
-    for e in std::fs::read_dir("/proc/self/fd")? {
-        if let Some(n) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {
+    // rustix's getdents, not `std::fs::read_dir`: glibc's opendir calls malloc, and a capture
+    // may run in a signal handler that interrupted malloc (a preloaded program, crates/preload).
+    let dir = rustix::fs::open(
+        "/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for e in rustix::fs::Dir::new(dir)? {
+        if let Some(n) = e?.file_name().to_str().ok().and_then(|s| s.parse().ok()) {
             nums.push(n);
         }
     }
@@ -503,6 +549,9 @@ extern "C" fn capture_cb(arg: *mut c_void, rsp: u64, rip: u64) -> u64 {
     if job.fork {
         match sys::fork() {
             Ok(0) => {
+                // The scheduler lets a new child run before its parent; the rank's stall
+                // ends only when the parent runs again, so the writer gives way at once.
+                rustix::thread::sched_yield();
                 let code = match write_image(job, rsp, rip) {
                     Ok(()) => 0,
                     Err(e) => {
@@ -537,28 +586,72 @@ struct Out<'a> {
     fd: BorrowedFd<'a>,
     buf: &'a mut [u8],
     used: usize,
+    /// The crc32c of the file up to the current section's start.
     file_crc: u32,
+    /// The current section's crc32c and length so far.
     sec_crc: u32,
+    sec_len: usize,
+    /// Bytes appended (buffered or written).
     pos: u64,
+    /// Bytes written to the file, and how many of them were handed to write-back.
+    written: u64,
+    kicked: u64,
+    ctr: Counters<'a>,
 }
 
 impl Out<'_> {
     fn flush(&mut self) -> Result<(), WriteError> {
         let n = std::mem::take(&mut self.used);
-        write_all(self.fd, &self.buf[..n], self.pos)
+        self.write(n, None)
     }
-    /// Appends bytes covered by both checksums.
+    /// Writes the buffer's first `n` bytes, or `data` when given.
+    fn write(&mut self, n: usize, data: Option<&[u8]>) -> Result<(), WriteError> {
+        let b = data.unwrap_or(&self.buf[..n]);
+        let t = now_ns();
+        write_all(self.fd, b, self.written)?;
+        self.written += b.len() as u64;
+        self.ctr.wrote(b.len() as u64);
+        let t = self.ctr.add(Step::Write, t);
+        if self.written - self.kicked >= WRITEBACK_STEP {
+            sys::start_writeback(self.fd, self.kicked, self.written - self.kicked);
+            self.kicked = self.written;
+            self.ctr.add(Step::Sync, t);
+        }
+        Ok(())
+    }
+    /// Appends bytes of the current section (covered by its checksum and the file's). Each
+    /// byte is checksummed once: the section's crc joins the file's at the section's end.
     fn put(&mut self, b: &[u8]) -> Result<(), WriteError> {
+        let t = (b.len() >= PAGE_SIZE as usize).then(now_ns);
         self.sec_crc = crc32c::crc32c_append(self.sec_crc, b);
-        self.put_file_only(b)
+        self.sec_len += b.len();
+        if let Some(t) = t {
+            self.ctr.add(Step::Compute, t);
+        }
+        self.append(b)
     }
-    /// Appends bytes covered by the file checksum only (a section's own crc).
+    /// Folds the section so far into the file checksum.
+    fn fold(&mut self) {
+        self.file_crc = crc32c::crc32c_combine(self.file_crc, self.sec_crc, self.sec_len);
+        self.sec_len = 0;
+    }
+    /// The checksum of everything appended so far.
+    fn file_crc(&mut self) -> u32 {
+        self.fold();
+        self.sec_crc = 0;
+        self.file_crc
+    }
+    /// Appends bytes outside the sections (header, trailer, a section's own crc), covered by
+    /// the file checksum only.
     fn put_file_only(&mut self, b: &[u8]) -> Result<(), WriteError> {
-        self.file_crc = crc32c::crc32c_append(self.file_crc, b);
+        self.file_crc = crc32c::crc32c_append(self.file_crc(), b);
+        self.append(b)
+    }
+    fn append(&mut self, b: &[u8]) -> Result<(), WriteError> {
         self.pos += b.len() as u64;
         if b.len() > self.buf.len() / 2 {
             self.flush()?;
-            return write_all(self.fd, b, self.pos);
+            return self.write(0, Some(b));
         }
         if self.used + b.len() > self.buf.len() {
             self.flush()?;
@@ -573,9 +666,13 @@ impl Out<'_> {
     fn u64(&mut self, v: u64) -> Result<(), WriteError> {
         self.put(&v.to_le_bytes())
     }
+    /// Starts a section.
+    fn begin_section(&mut self) {
+        self.fold();
+        self.sec_crc = 0;
+    }
     fn end_section(&mut self) -> Result<(), WriteError> {
         let c = self.sec_crc;
-        self.sec_crc = 0;
         self.put_file_only(&c.to_le_bytes())
     }
 }
@@ -647,6 +744,7 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     // Ranges left out of the image, in address order.
     let mut excluded = [
         job.scratch.range(),
+        job.stats.range(),
         job.excluded_tables[0],
         job.excluded_tables[1],
     ];
@@ -660,6 +758,7 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     let (comp_buf, workspace) = rest.split_at_mut(COMP_BUF);
     let mut comp = Compressor::new(job.codec, workspace)
         .ok_or_else(|| werr("setting up the compressor", 0)(Errno::NOMEM))?;
+    let ctr = job.stats.counters();
 
     // --- From here on: no allocation. ---
     let maps_len = read_all(maps.as_fd(), maps_buf, "reading /proc/self/maps")?;
@@ -724,7 +823,7 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
         // Leave the scratch mapping and the hash tables out (the kernel may have merged
         // them with a neighbour).
         let mut cursor = plan.start;
-        let mut pieces = [(0u64, 0u64); 4];
+        let mut pieces = [(0u64, 0u64); 5];
         let mut np = 0;
         for (xs, xe) in excluded {
             if xs >= xe || xe <= cursor || xs >= plan.end {
@@ -775,14 +874,19 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
         used: 0,
         file_crc: 0,
         sec_crc: 0,
+        sec_len: 0,
         pos: 0,
+        written: 0,
+        kicked: 0,
+        ctr,
     };
-    out.put(&encode_header_flags(if job.parent.is_some() {
+    out.ctr.planned();
+    out.put_file_only(&encode_header_flags(if job.parent.is_some() {
         HFLAG_INCREMENTAL
     } else {
         0
     }))?;
-    out.sec_crc = 0;
+    out.begin_section();
     out.u32(TAG_META)?;
     out.u64(job.meta_bytes.len() as u64)?;
     out.put(&job.meta_bytes)?;
@@ -833,14 +937,17 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
         )?;
     }
     let body_len = out.pos;
-    out.put(&encode_trailer_prefix(layout.n_regions, body_len))?;
-    let c = out.file_crc;
-    out.put_file_only(&c.to_le_bytes())?;
+    out.put_file_only(&encode_trailer_prefix(layout.n_regions, body_len))?;
+    let c = out.file_crc();
+    out.append(&c.to_le_bytes())?;
     out.flush()?;
+    let t = now_ns();
     rustix::fs::fsync(img).map_err(werr("fsync of the image", 0))?;
+    out.ctr.add(Step::Sync, t);
     if let Some(t) = next_table {
         incr::seal(t);
     }
+    out.ctr.end();
     Ok(())
 }
 
@@ -913,7 +1020,10 @@ fn put_run(
 ) -> Result<(), WriteError> {
     out.u64(page)?;
     out.u64(data.len() as u64 / PAGE_SIZE)?;
-    match c.compress(data, comp) {
+    let t = now_ns();
+    let compressed = c.compress(data, comp);
+    out.ctr.add(Step::Compute, t);
+    match compressed {
         Some(n) => {
             out.u32(c.enc())?;
             out.u64(n as u64)?;
@@ -956,7 +1066,7 @@ fn write_region(
     } else {
         r.flags
     };
-    out.sec_crc = 0;
+    out.begin_section();
     out.u32(TAG_REGION)?;
     out.u32(r.kind as u32)?;
     out.u64(r.start)?;
@@ -975,6 +1085,15 @@ fn write_region(
     out.put(name)?;
 
     let hashing = prev.is_some() || next.is_some();
+    // Anonymous readable memory is read in place (the writer is a copy of the process: its
+    // memory is the image's), without the copy through /proc/self/mem. Through it go file
+    // mappings (whose pages past the file's end must never be touched), unreadable memory,
+    // and the stack the writer runs on (which changes between a page's checksum and its
+    // write: the copy is taken once).
+    let sp = std::ptr::addr_of!(hashing) as u64;
+    let direct = matches!(r.kind, RegionKind::Anon | RegionKind::AnonShared)
+        && r.prot & PROT_R != 0
+        && !(r.start..r.end).contains(&sp);
     let page = PAGE_SIZE as usize;
     let pages = (r.end - r.start) / PAGE_SIZE;
     let mut p = 0u64;
@@ -989,6 +1108,7 @@ fn write_region(
             }
             RegionKind::FileShared => false,
         };
+        let t = now_ns();
         pread_exact(pagemap, &mut pm[..n * 8], chunk_addr / PAGE_SIZE * 8)
             .map_err(werr("reading /proc/self/pagemap", chunk_addr))?;
         let entry = |pm: &[u8], i: usize| {
@@ -996,33 +1116,45 @@ fn write_region(
             b.copy_from_slice(&pm[i * 8..i * 8 + 8]);
             u64::from_ne_bytes(b)
         };
-        // Read the wanted pages to their place in the chunk.
-        let mut i = 0;
-        while i < n {
-            if !want(entry(pm, i)) {
-                i += 1;
-                continue;
+        let data: &[u8] = if direct {
+            // SAFETY: the chunk lies in an anonymous readable mapping of this process (the
+            // maps just read, with nothing mapped or unmapped since: this single-threaded
+            // writer does not allocate), so every byte is readable (an unfaulted page reads
+            // as zeros, and only wanted, present pages are read); nothing writes to it while
+            // the slice lives.
+            unsafe { std::slice::from_raw_parts(chunk_addr as *const u8, n * page) }
+        } else {
+            // Read the wanted pages to their place in the chunk.
+            let mut i = 0;
+            while i < n {
+                if !want(entry(pm, i)) {
+                    i += 1;
+                    continue;
+                }
+                let mut j = i + 1;
+                while j < n && want(entry(pm, j)) {
+                    j += 1;
+                }
+                let addr = chunk_addr + i as u64 * PAGE_SIZE;
+                pread_exact(mem, &mut io[i * page..j * page], addr)
+                    .map_err(werr("reading memory", addr))?;
+                i = j;
             }
-            let mut j = i + 1;
-            while j < n && want(entry(pm, j)) {
-                j += 1;
-            }
-            let addr = chunk_addr + i as u64 * PAGE_SIZE;
-            pread_exact(mem, &mut io[i * page..j * page], addr)
-                .map_err(werr("reading memory", addr))?;
-            i = j;
-        }
+            &io[..n * page]
+        };
+        let t = out.ctr.add(Step::Read, t);
         // Each page's hash (0: zero or not read) replaces its pagemap entry.
         for i in 0..n {
             let h = if !want(entry(pm, i)) {
                 0
             } else if hashing {
-                incr::page_hash(&io[i * page..(i + 1) * page])
+                incr::page_hash(&data[i * page..(i + 1) * page])
             } else {
-                u64::from(!page_is_zero(&io[i * page..(i + 1) * page]))
+                u64::from(!page_is_zero(&data[i * page..(i + 1) * page]))
             };
             pm[i * 8..i * 8 + 8].copy_from_slice(&h.to_ne_bytes());
         }
+        out.ctr.add(Step::Compute, t);
         let class = |pm: &[u8], i: usize| {
             let h = entry(pm, i);
             match prev {
@@ -1043,7 +1175,7 @@ fn write_region(
                 DATA => put_run(
                     out,
                     p + a as u64,
-                    &io[a * page..b * page],
+                    &data[a * page..b * page],
                     bufs.comp,
                     bufs.comp_state,
                 )?,

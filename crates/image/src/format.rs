@@ -10,8 +10,8 @@
 pub const MAGIC: [u8; 8] = *b"MPICRIMG";
 /// First bytes of the trailer.
 pub const TRAILER_MAGIC: [u8; 8] = *b"MPICREND";
-/// The format version this build writes.
-pub const VERSION: u32 = 2;
+/// The format version this build writes (3: interval timers in META).
+pub const VERSION: u32 = 3;
 /// The oldest version this build still reads (version 1: raw runs, no PARENT section).
 pub const MIN_VERSION: u32 = 1;
 /// `arch` value for x86-64.
@@ -45,6 +45,8 @@ pub const MAX_REGIONS: u32 = 1 << 16;
 pub const MAX_FDS: u32 = 1 << 16;
 pub const MAX_SIGNALS: u32 = 64;
 pub const MAX_RLIMITS: u32 = 32;
+/// Interval timers (`ITIMER_REAL`, `ITIMER_VIRTUAL`, `ITIMER_PROF`).
+pub const MAX_ITIMERS: u32 = 3;
 pub const MAX_AUXV: u32 = 64;
 /// Largest region (and run) a reader accepts: 2^47 bytes, the user address space.
 pub const MAX_REGION_BYTES: u64 = 1 << 47;
@@ -184,6 +186,18 @@ pub struct Meta {
     /// `/proc/self/auxv` as (type, value) pairs, AT_NULL excluded.
     pub auxv: Vec<(u64, u64)>,
     pub fds: Vec<FdEntry>,
+    /// Armed interval timers (version 3).
+    pub itimers: Vec<ITimer>,
+}
+
+/// An armed interval timer (`getitimer`), in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ITimer {
+    /// `ITIMER_REAL` (0), `ITIMER_VIRTUAL` (1) or `ITIMER_PROF` (2).
+    pub which: u32,
+    pub interval_us: u64,
+    /// Time to the next expiry (never 0: a disarmed timer is not recorded).
+    pub value_us: u64,
 }
 
 /// The mm fields `prctl(PR_SET_MM, PR_SET_MM_MAP)` takes.
@@ -385,6 +399,12 @@ pub fn encode_meta(m: &Meta) -> Vec<u8> {
         e.u64(f.offset);
         e.identity(&f.identity);
     }
+    e.u32(m.itimers.len() as u32);
+    for t in &m.itimers {
+        e.u32(t.which);
+        e.u64(t.interval_us);
+        e.u64(t.value_us);
+    }
     e.buf
 }
 
@@ -515,8 +535,8 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// Decodes META.
-pub fn decode_meta(buf: &[u8]) -> Result<Meta, FormatError> {
+/// Decodes META of an image of format `version`.
+pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
     let mut d = Dec::new(buf, "META");
     let mut m = Meta {
         kernel_release: d.str()?,
@@ -573,6 +593,23 @@ pub fn decode_meta(buf: &[u8]) -> Result<Meta, FormatError> {
             offset: d.u64()?,
             identity: d.identity()?,
         });
+    }
+    if version >= 3 {
+        let n = d.count(MAX_ITIMERS, "interval timer")?;
+        for _ in 0..n {
+            let t = ITimer {
+                which: d.u32()?,
+                interval_us: d.u64()?,
+                value_us: d.u64()?,
+            };
+            if t.which >= MAX_ITIMERS || t.value_us == 0 {
+                return Err(FormatError::Invalid(format!(
+                    "interval timer {} with value {} is not an armed timer",
+                    t.which, t.value_us
+                )));
+            }
+            m.itimers.push(t);
+        }
     }
     d.done()?;
     Ok(m)
@@ -641,9 +678,19 @@ mod tests {
                 offset: 10,
                 identity: FileIdentity::default(),
             }],
+            itimers: vec![ITimer {
+                which: 0,
+                interval_us: 20_000,
+                value_us: 7_000,
+            }],
             ..Meta::default()
         };
-        assert_eq!(decode_meta(&encode_meta(&m)).unwrap(), m);
+        assert_eq!(decode_meta(&encode_meta(&m), VERSION).unwrap(), m);
+        // A version 2 META has no timers: the count would be trailing bytes.
+        let mut v2 = m.clone();
+        v2.itimers.clear();
+        let bytes = encode_meta(&v2);
+        assert_eq!(decode_meta(&bytes[..bytes.len() - 4], 2).unwrap(), v2);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod partref;
 mod procfs;
 mod read;
 pub mod restart;
+mod stats;
 mod sys;
 
 pub use capture::{
@@ -40,3 +41,4 @@ pub use read::{
     encode_trailer_prefix, read_image, read_image_from, read_parent_ref,
 };
 pub use restart::{RESTART_ENV_FD, replace_placeholder, reserve_fds, take_restart_env};
+pub use stats::{StallTimes, WriterReport};

@@ -5,7 +5,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::format::TRAILER_LEN;
+use crate::format::{TRAILER_LEN, TRAILER_MAGIC};
 
 /// The part section that names the image.
 pub const SECTION: &str = "image/file";
@@ -50,19 +50,25 @@ impl ImageRef {
         Ok(Self { file, size, crc32c })
     }
 
-    /// The reference to the image at `path`, from its size and trailer (not re-read).
+    /// The reference to the image at `path`, from its size and trailer (not re-read); the
+    /// trailer must be one (its magic, and the body length it records matching the size).
     pub fn of_file(path: &Path) -> std::io::Result<Self> {
         let mut f = std::fs::File::open(path)?;
         let size = f.metadata()?.len();
+        let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
         if size < TRAILER_LEN as u64 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the image is shorter than its trailer",
+            return Err(bad("the image is shorter than its trailer"));
+        }
+        f.seek(SeekFrom::Start(size - TRAILER_LEN as u64))?;
+        let mut t = [0u8; TRAILER_LEN];
+        f.read_exact(&mut t)?;
+        let body_len = u64::from_le_bytes(t[16..24].try_into().unwrap_or_default());
+        if t[..8] != TRAILER_MAGIC || body_len != size - TRAILER_LEN as u64 {
+            return Err(bad(
+                "the image does not end with its trailer (truncated or overwritten)",
             ));
         }
-        f.seek(SeekFrom::Start(size - 4))?;
-        let mut crc = [0u8; 4];
-        f.read_exact(&mut crc)?;
+        let crc: [u8; 4] = t[28..32].try_into().unwrap_or_default();
         let file = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -77,6 +83,19 @@ impl ImageRef {
     /// Checks the image of `rank` in snapshot directory `dir` against this reference and
     /// validates all of it (every checksum, cap and invariant), without restoring anything.
     pub fn verify(&self, dir: &Path, rank: u32) -> Result<(), String> {
+        self.check(dir, rank)?;
+        let path = dir.join(&self.file);
+        crate::read_image(&path)
+            .map(drop)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// What a restart checks before it starts anything, without reading the images whole
+    /// (the restorer reads each one whole and checks every checksum before it changes
+    /// anything): the image of `rank` in `dir` and every link of its chain are there, each of
+    /// the size and with the trailer checksum its reference records, with a valid header,
+    /// trailer and PARENT section.
+    pub fn check(&self, dir: &Path, rank: u32) -> Result<(), String> {
         if self.file != image_file_name(rank) {
             return Err(format!(
                 "the part of rank {rank} names image `{}`, not {}",
@@ -96,12 +115,13 @@ impl ImageRef {
                 self.crc32c
             ));
         }
-        let mut image = crate::read_image(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut parent =
+            crate::read_parent_ref(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         // An incremental image: every link down to the full image, each the file its child
-        // names (size and checksum) and valid throughout.
+        // names (size and checksum).
         let mut child = path;
         let mut hops = 0;
-        while let Some(parent) = image.parent.take() {
+        while let Some(p) = parent.take() {
             hops += 1;
             if hops > crate::format::MAX_CHAIN {
                 return Err(format!(
@@ -109,7 +129,7 @@ impl ImageRef {
                     child.display()
                 ));
             }
-            let link = child.parent().unwrap_or(dir).join(&parent.path);
+            let link = child.parent().unwrap_or(dir).join(&p.path);
             let found = Self::of_file(&link).map_err(|e| {
                 format!(
                     "{}: the image it is based on, {}, is missing: {e}",
@@ -117,7 +137,7 @@ impl ImageRef {
                     link.display()
                 )
             })?;
-            if found.size != parent.size || found.crc32c != parent.crc32c {
+            if found.size != p.size || found.crc32c != p.crc32c {
                 return Err(format!(
                     "{}: the image it is based on, {}, is not the one it was taken against \
                      (size or checksum differ)",
@@ -128,7 +148,7 @@ impl ImageRef {
             // Each link was read whole when its own snapshot was committed, and the restorer
             // reads every link whole again before it changes anything: here its size, its
             // trailer's checksum (above) and its own reference down the chain suffice.
-            image.parent =
+            parent =
                 crate::read_parent_ref(&link).map_err(|e| format!("{}: {e}", link.display()))?;
             child = link;
         }

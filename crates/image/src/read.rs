@@ -88,10 +88,15 @@ pub fn encode_trailer_prefix(n_regions: u32, body_len: u64) -> [u8; TRAILER_LEN 
     t
 }
 
+/// Reads the file in order and checksums every byte once: bytes are added to the current
+/// section's crc32c, which joins the file's (`crc32c_combine`) when the section ends.
 struct CrcReader {
     inner: BufReader<File>,
+    /// The crc32c of the file up to the current section's start.
     file_crc: u32,
+    /// The current section's crc32c and length so far.
     sec_crc: u32,
+    sec_len: usize,
     pos: u64,
 }
 
@@ -104,10 +109,17 @@ impl CrcReader {
                 FormatError::Io(e)
             }
         })?;
-        self.file_crc = crc32c::crc32c_append(self.file_crc, buf);
         self.sec_crc = crc32c::crc32c_append(self.sec_crc, buf);
+        self.sec_len += buf.len();
         self.pos += buf.len() as u64;
         Ok(())
+    }
+    /// The checksum of everything read so far; what follows starts a new section.
+    fn file_crc(&mut self) -> u32 {
+        self.file_crc = crc32c::crc32c_combine(self.file_crc, self.sec_crc, self.sec_len);
+        self.sec_crc = 0;
+        self.sec_len = 0;
+        self.file_crc
     }
     fn u32(&mut self, what: &'static str) -> Result<u32, FormatError> {
         let mut b = [0u8; 4];
@@ -122,12 +134,13 @@ impl CrcReader {
     /// Reads the section crc (which is not part of the section's own checksum) and compares.
     fn check_section(&mut self, what: impl FnOnce() -> String) -> Result<(), FormatError> {
         let want = self.sec_crc;
+        self.file_crc();
         let mut b = [0u8; 4];
         self.exact(&mut b, "a section checksum")?;
         if u32::from_le_bytes(b) != want {
             return Err(FormatError::Checksum(what()));
         }
-        self.sec_crc = 0;
+        self.file_crc();
         Ok(())
     }
     fn skip_data(&mut self, mut n: u64, buf: &mut [u8]) -> Result<(), FormatError> {
@@ -158,6 +171,7 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
         inner: BufReader::with_capacity(1 << 20, file),
         file_crc: 0,
         sec_crc: 0,
+        sec_len: 0,
         pos: 0,
     };
 
@@ -195,7 +209,6 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
     }
 
     // META.
-    r.sec_crc = 0;
     if r.u32("META")? != TAG_META {
         return Err(invalid("META section missing".into()));
     }
@@ -206,7 +219,7 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
     let mut body = vec![0u8; len as usize];
     r.exact(&mut body, "META")?;
     r.check_section(|| "META".into())?;
-    let meta = decode_meta(&body)?;
+    let meta = decode_meta(&body, version)?;
 
     // LAYOUT.
     if r.u32("LAYOUT")? != TAG_LAYOUT {
@@ -360,7 +373,7 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
     let body_len = r.pos;
     let mut t = [0u8; TRAILER_LEN - 4];
     r.exact(&mut t, "the trailer")?;
-    let want = r.file_crc;
+    let want = r.file_crc();
     let mut c = [0u8; 4];
     r.inner.read_exact(&mut c).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {

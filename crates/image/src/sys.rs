@@ -5,6 +5,8 @@
 use std::ffi::c_long;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::format::ITimer;
+
 /// The thread pointer (fs base) of the calling thread.
 pub(crate) fn fs_base() -> u64 {
     let mut v: u64 = 0;
@@ -102,11 +104,39 @@ pub(crate) fn rseq_registered() -> bool {
     size != 0
 }
 
-/// `fork()`: Ok(0) in the child, Ok(pid) in the parent.
+/// Interval timer `which` if it is armed.
+pub(crate) fn getitimer(which: u32) -> Option<ITimer> {
+    let mut t = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+    };
+    // SAFETY: getitimer writes one itimerval into `t`.
+    let r = unsafe { libc::syscall(libc::SYS_getitimer, which as c_long, &mut t as *mut _) };
+    let us = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
+    (r == 0 && us(t.it_value) != 0).then(|| ITimer {
+        which,
+        interval_us: us(t.it_interval),
+        value_us: us(t.it_value),
+    })
+}
+
+/// `_Fork()` (glibc 2.34): Ok(0) in the child, Ok(pid) in the parent. Unlike `fork()` it runs
+/// no atfork handlers and takes none of glibc's locks, so it is async-signal-safe: a capture
+/// from a signal handler that interrupted malloc (crates/preload) does not deadlock on the
+/// malloc lock, and the program's own atfork handlers do not run for the image writer.
 pub(crate) fn fork() -> std::io::Result<i32> {
+    unsafe extern "C" {
+        fn _Fork() -> libc::pid_t;
+    }
     // SAFETY: the caller is single-threaded (a documented requirement of capture), so the
-    // child is a complete copy and may allocate; it leaves only through `exit_now`.
-    let pid = unsafe { libc::fork() };
+    // child is a complete copy; it calls no allocator and leaves only through `exit_now`.
+    let pid = unsafe { _Fork() };
     if pid < 0 {
         Err(std::io::Error::last_os_error())
     } else {
@@ -119,6 +149,21 @@ pub(crate) fn fork() -> std::io::Result<i32> {
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions.
     unsafe { libc::_exit(code) }
+}
+
+/// Starts the write-back of `len` bytes of `fd` from `off` without waiting for it, so that
+/// the disk writes while the image writer reads on. Only a hint: an error changes nothing
+/// (the final fsync reports real ones).
+pub(crate) fn start_writeback(fd: BorrowedFd<'_>, off: u64, len: u64) {
+    // SAFETY: sync_file_range takes no pointers; `fd` is open for the call.
+    unsafe {
+        libc::sync_file_range(
+            fd.as_raw_fd(),
+            off as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
 }
 
 /// Anonymous private memory used while memory is read, so that nothing is allocated on the

@@ -41,7 +41,7 @@ impl Ctx {
                 Err(e) => fail(e),
             },
             "fork" => match image::capture_in_child(image) {
-                Ok(image::ChildOutcome::Started(c)) => {
+                Ok(image::ChildOutcome::Started(mut c)) => {
                     c.wait().unwrap_or_else(|e| fail(e));
                     wait_to_be_killed()
                 }

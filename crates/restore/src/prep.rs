@@ -169,6 +169,9 @@ pub(crate) fn prepare(img: &Image, sources: Vec<File>, quiet: bool) -> Result<Fd
         };
         rustix::process::setrlimit(r, lim).map_err(|e| format!("cannot set rlimit {res}: {e}"))?;
     }
+    for t in &m.itimers {
+        sys::set_itimer(t).map_err(|e| format!("cannot set interval timer {}: {e}", t.which))?;
+    }
     sys::set_sigaltstack(m.altstack_sp, m.altstack_flags, m.altstack_size)
         .map_err(io("cannot set the alternate signal stack"))?;
     for a in &m.sigactions {

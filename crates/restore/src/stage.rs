@@ -189,7 +189,9 @@ pub(crate) fn stage(
                                 d.start, d.end, d.name
                             )
                         };
-                        decompress(enc, &raw, &mut buf).map_err(corrupt)?;
+                        decompress(enc, &raw, &mut buf).map_err(|e| {
+                            corrupt(format!("the compressed run at page {}: {e}", run.page))
+                        })?;
                         if crc32c::crc32c(&buf) != run.raw_crc {
                             return Err(corrupt(format!(
                                 "the compressed run at page {} does not decompress to the pages \

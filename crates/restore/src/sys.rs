@@ -83,6 +83,33 @@ pub(crate) fn raise_pending(sig: u32) -> std::io::Result<()> {
     }
 }
 
+/// Arms interval timer `t` as the image had it. Its signal (SIGALRM, SIGVTALRM, SIGPROF)
+/// stays pending while every signal is blocked, and is delivered to the restored program.
+pub(crate) fn set_itimer(t: &image::format::ITimer) -> std::io::Result<()> {
+    let tv = |us: u64| libc::timeval {
+        tv_sec: (us / 1_000_000) as libc::time_t,
+        tv_usec: (us % 1_000_000) as libc::suseconds_t,
+    };
+    let value = libc::itimerval {
+        it_interval: tv(t.interval_us),
+        it_value: tv(t.value_us),
+    };
+    // SAFETY: setitimer reads one itimerval from `value`; the old value is not wanted.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_setitimer,
+            t.which as c_long,
+            &value as *const libc::itimerval,
+            std::ptr::null_mut::<libc::itimerval>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Sets the alternate signal stack to the image's (an address in the image; the kernel only
 /// records it).
 pub(crate) fn set_sigaltstack(sp: u64, flags: u32, size: u64) -> std::io::Result<()> {

@@ -396,12 +396,13 @@ fn capture_without_the_rseq_tunable_is_refused() {
     assert!(!tmp.path().join("image").exists());
 }
 
-/// Rewrites a version-2 image with raw runs as the version-1 image of the same process (no
-/// PARENT section, runs without encoding, length and crc), every checksum recomputed.
+/// Rewrites a version-3 image with raw runs and no interval timers as the version-1 image of
+/// the same process (no timer count in META, no PARENT section, runs without encoding, length
+/// and crc), every checksum recomputed.
 fn to_version_1(b: &[u8]) -> Vec<u8> {
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-    assert_eq!(u32_at(8), 2, "a version-2 image");
+    assert_eq!(u32_at(8), 3, "a version-3 image");
     let mut out = b[..32].to_vec();
     out[8..12].copy_from_slice(&1u32.to_le_bytes());
     let crc = crc32c::crc32c(&out[..28]);
@@ -413,6 +414,17 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
         let section = &b[at..at + 12 + len + 4];
         match &b[at..at + 4] {
             b"PRNT" => assert_eq!(u32_at(at + 12), 0, "a full image"),
+            b"META" => {
+                let body = &b[at + 12..at + 12 + len];
+                let (body, timers) = body.split_at(len - 4);
+                assert_eq!(timers, [0; 4], "no interval timers");
+                let mut meta = b"META".to_vec();
+                meta.extend_from_slice(&(body.len() as u64).to_le_bytes());
+                meta.extend_from_slice(body);
+                let crc = crc32c::crc32c(&meta);
+                meta.extend_from_slice(&crc.to_le_bytes());
+                out.extend_from_slice(&meta);
+            }
             b"LAYT" => {
                 n_regions = u32_at(at + 12 + len - 4);
                 out.extend_from_slice(section);

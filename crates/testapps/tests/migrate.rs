@@ -28,6 +28,12 @@ fn migrated(out: &Out, what: &str) {
         "{what} printed no time: {}",
         out.stdout
     );
+    // Not on a terminal, the progress of the wait is one plain line on stderr.
+    assert!(
+        out.stderr.contains("mpicr: migrating rank "),
+        "{what} showed no progress: {}",
+        out.stderr
+    );
 }
 
 fn refused(out: &Out, says: &str) {
@@ -171,6 +177,13 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
         Some(0),
         "drain: {}{}",
         drained.stdout,
+        drained.stderr
+    );
+    assert!(
+        drained
+            .stderr
+            .contains(&format!("draining node {}: ranks moved: 0 of ", nodes[0])),
+        "drain showed no progress: {}",
         drained.stderr
     );
     let after = placement(&sandbox, name);
@@ -437,39 +450,5 @@ fn a_job_on_one_machine_refuses_migration_and_runs_on() {
     );
     let out = job.finish();
     result_line(&out);
-    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
-}
-
-/// With node stores (`--storage`), a checkpoint after a migration keeps the migrated rank's
-/// part in its new node's store (its daemon reports it, though the rank was placed
-/// elsewhere): the snapshot commits, its manifest names node 1 for rank 3, and the job runs
-/// on to the uninterrupted result.
-#[test]
-fn a_checkpoint_after_a_migration_keeps_the_part_in_the_new_node_s_store() {
-    let Some((_guard, cluster, sandbox)) = setup(3) else {
-        return;
-    };
-    let name = "stmig";
-    let storage = sandbox.dir().join("store-{node}").display().to_string();
-    let (job, nodes, expected) =
-        ring_job(&sandbox, &cluster, name, LAUNCHER, &["--storage", &storage]);
-    job.wait_for_lines(10);
-    migrated(&migrate(&sandbox, name, 3, &nodes[0]), "the migration");
-    let checkpoint = sandbox.mpicr(&["checkpoint", name]);
-    assert_eq!(checkpoint.code, Some(0), "{}", checkpoint.stderr);
-    let store = store::Store::open(Some(&sandbox.snapshots())).expect("the snapshot directory");
-    let snapshot = store
-        .resolve(checkpoint.stdout.trim())
-        .expect("the snapshot");
-    let part = snapshot
-        .manifest()
-        .parts
-        .iter()
-        .find(|p| p.rank == 3)
-        .cloned()
-        .expect("rank 3's part");
-    assert_eq!(part.nodes, [nodes[0].clone()], "{:?}", snapshot.manifest());
-    let out = job.finish();
-    assert_eq!(result_line(&out), expected, "the job's result");
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
 
+pub mod snap;
+
 const LIMIT: Duration = Duration::from_secs(240);
 
 /// A binary built next to `mpicr-selftest` (the whole workspace is built before the tests).
@@ -31,18 +33,28 @@ pub fn bin(name: &str) -> PathBuf {
 /// tests' own targets: without this, C programs would link whatever `libmpi.so` an earlier
 /// build left in the profile directory (a no-op when it is current).
 pub fn build_libmpi() {
+    build_package("abi");
+}
+
+/// Builds the current preloaded runtime (`libmpicr_preload.so`, beside `mpicr`), as
+/// [`build_libmpi`] does for libmpi.
+pub fn build_preload() {
+    build_package("preload");
+}
+
+fn build_package(package: &str) {
     let dir = bin("mpicr-selftest")
         .parent()
         .expect("the profile directory")
         .to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-q", "-p", "abi"]);
+    cmd.args(["build", "-q", "-p", package]);
     if dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
     let st = cmd.status().expect("running cargo to build libmpi");
-    assert!(st.success(), "building libmpi failed");
+    assert!(st.success(), "building {package} failed");
 }
 
 /// The arguments, with the short names of the test programs replaced by their paths.

@@ -1,0 +1,123 @@
+//! The preloaded rank's membership of its job: registering (also again, in a restored
+//! process, with the restorer's hand-over), and its control connection.
+//!
+//! A program without MPI has no data plane: it registers with an empty address, and no peer
+//! ever connects to it.
+
+use std::os::unix::net::UnixStream;
+
+use wire::stream::{ReadError, read_message, write_message};
+use wire::{Message, Register};
+
+/// The file name `mpicr run` preloads (`coord::launch`).
+const LIBRARY_NAME: &str = "libmpicr_preload.so";
+
+/// Why the rank could not join its job.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JoinError {
+    #[error("{name} is {value:?}, which is not {expected}")]
+    BadVariable {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("cannot reach the coordinator at {path}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("registering with the coordinator failed")]
+    Register(#[source] std::io::Error),
+    #[error("reading the process table failed")]
+    Table(#[from] ReadError),
+    #[error("the coordinator refused this rank: {0}")]
+    Refused(String),
+    #[error("the coordinator sent {0:?} where the process table was expected")]
+    Unexpected(wire::Command),
+}
+
+/// Removes this library from `LD_PRELOAD`, so that a program the rank executes is not
+/// preloaded (it would join the job as the same rank).
+pub(crate) fn forget_preload_variable() {
+    let Ok(value) = std::env::var("LD_PRELOAD") else {
+        return;
+    };
+    let rest: Vec<&str> = value
+        .split([':', ' '])
+        .filter(|e| !e.is_empty() && !e.ends_with(LIBRARY_NAME))
+        .collect();
+    if rest.len() == value.split([':', ' ']).filter(|e| !e.is_empty()).count() {
+        return;
+    }
+    if rest.is_empty() {
+        // SAFETY: this runs in the library's constructor, before `main`, when the process has
+        // one thread and nothing else reads the environment.
+        unsafe { std::env::remove_var("LD_PRELOAD") };
+    } else {
+        let value = rest.join(":");
+        // SAFETY: as above.
+        unsafe { std::env::set_var("LD_PRELOAD", value) };
+    }
+}
+
+/// What the launcher (or the restorer's hand-over) tells a rank.
+pub(crate) struct Launch {
+    pub(crate) rank: u32,
+    pub(crate) job: String,
+    control: String,
+    node: String,
+}
+
+impl Launch {
+    /// From `var`: the process's environment, or the restorer's hand-over.
+    pub(crate) fn read(var: &dyn Fn(&'static str) -> Option<String>) -> Result<Self, JoinError> {
+        let number = |name: &'static str| {
+            let value = var(name).unwrap_or_default();
+            value.parse::<u32>().map_err(|_| JoinError::BadVariable {
+                name,
+                value,
+                expected: "a number",
+            })
+        };
+        let rank = number("MPICR_RANK")?;
+        number("MPICR_SIZE")?;
+        let control = var("MPICR_CONTROL").ok_or(JoinError::BadVariable {
+            name: "MPICR_CONTROL",
+            value: String::new(),
+            expected: "the coordinator's socket path",
+        })?;
+        let node = var("MPICR_NODE").unwrap_or_else(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        });
+        Ok(Self {
+            rank,
+            job: var("MPICR_JOB").unwrap_or_default(),
+            control,
+            node,
+        })
+    }
+
+    /// Registers this process as the rank and waits for the process table.
+    pub(crate) fn join(&self) -> Result<UnixStream, JoinError> {
+        let mut stream =
+            UnixStream::connect(&self.control).map_err(|source| JoinError::Connect {
+                path: self.control.clone(),
+                source,
+            })?;
+        let register = Register {
+            rank: self.rank,
+            pid: std::process::id(),
+            host: self.node.clone(),
+            data_addr: String::new(),
+        };
+        write_message(&mut stream, &Message::Register(register)).map_err(JoinError::Register)?;
+        match read_message(&mut stream)? {
+            Message::Refresh(_) => Ok(stream),
+            Message::Error(reason) => Err(JoinError::Refused(reason)),
+            other => Err(JoinError::Unexpected(other.command())),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `libmpicr_preload.so`: the mpicr runtime for a program that does not use MPI, so that
+//! `mpicr run --crs image` can checkpoint it (issue 5; ARCHITECTURE.md, "Programs without MPI").
+//!
+//! `mpicr run --crs image` puts this library in the ranks' `LD_PRELOAD`. Its constructor
+//! (`init`) runs before the program's `main`:
+//!
+//! 1. It takes itself out of `LD_PRELOAD`, so that programs the rank executes do not load it.
+//! 2. It stays out of a process that joins the job by itself: one with libmpi loaded, or whose
+//!    executable carries the engine (`detect`).
+//! 3. Otherwise it joins the job as its rank (REGISTER, then REFRESH; `job`), installs the
+//!    handler of the checkpoint signal ([`checkpoint_signal`]) and has the kernel send that signal whenever the
+//!    coordinator writes to the control connection (`O_ASYNC`, `F_SETOWN`, `F_SETSIG`).
+//!
+//! A checkpoint request thus interrupts the program wherever it is; the handler (`handler`)
+//! answers it and captures the process image from inside the handler, waiting for the forked
+//! writer. In a restored process the capture returns into the handler, which joins the new
+//! job through the restorer's hand-over and returns to the program. At exit the rank tells
+//! the coordinator (EXIT) from an `atexit` handler.
+//!
+//! The program may be inside malloc (or any libc function) when the signal arrives, so nothing
+//! the handler runs may use libc's allocator or locks: every Rust allocation of this library
+//! goes to its own allocator (dlmalloc on private mappings, below), and the capture uses only
+//! system calls and `_Fork` (`image::capture_in_child_chained`). The library's state is touched
+//! only by the handler and by `init`/`at_exit`, during which the signal is blocked.
+
+mod detect;
+mod handler;
+mod job;
+mod sys;
+
+/// The library's own allocator: the handler may run while the program is inside libc's
+/// malloc, whose locks and lists are then in an unknown state.
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+/// The signal the kernel sends when the coordinator writes to the rank's control connection:
+/// `SIGRTMAX - 2` (62 with glibc). Real-time, so that it queues rather than merges and is
+/// never one of the classic signals a program handles; glibc keeps the lowest real-time
+/// signals for itself and programs that use real-time signals usually count up from
+/// `SIGRTMIN`.
+pub(crate) fn checkpoint_signal() -> i32 {
+    libc::SIGRTMAX() - 2
+}
+
+/// Runs as the library is loaded, before the program's `main`.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = init;
+
+extern "C" fn init() {
+    job::forget_preload_variable();
+    if std::env::var("MPICR_CRS").as_deref() != Ok("image")
+        || std::env::var_os("MPICR_RANK").is_none()
+    {
+        return;
+    }
+    if detect::runtime_present() {
+        return;
+    }
+    handler::start();
+}
