@@ -192,7 +192,15 @@ fn bad_input_gives_one_line_and_a_nonzero_status() {
         ),
         (
             &[
-                "run", "-n", "2", "--hosts", "a,b", "--storage", "/s/{node}", "--crs", "image",
+                "run",
+                "-n",
+                "2",
+                "--hosts",
+                "a,b",
+                "--storage",
+                "/s/{node}",
+                "--crs",
+                "image",
                 "true",
             ],
             2,

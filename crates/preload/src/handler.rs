@@ -198,7 +198,7 @@ impl Rank {
         let sigchld = sys::ChildSignal::default_while_writing();
         let captured = image::capture_in_child_chained(&path, &options, &mut self.chain);
         let written = match captured {
-            Ok(ChildOutcome::Started(writer)) => writer.wait(),
+            Ok(ChildOutcome::Started(mut writer)) => writer.wait(),
             Ok(ChildOutcome::Restored) => {
                 sigchld.restore();
                 self.rejoin();
