@@ -327,8 +327,12 @@ impl Launch {
         if config.checkpoint.crs == "image" {
             // Process images need glibc's rseq registration off (docs/image-format.md).
             rseq_off(&mut env);
-            // A restart starts the restorer, whose images hold the runtime already.
-            if config.restart.is_none() {
+            // A restart starts the restorer, whose images hold the runtime already. Only a
+            // job of one rank is preloaded: the runtime joins from the constructor of the first
+            // program the rank starts, so in a job of MPI ranks started through a wrapper
+            // (`env X=1 ./prog`, `numactl … ./prog`) it would register the wrapper as the rank
+            // before the MPI program it executes could.
+            if config.restart.is_none() && config.size == 1 {
                 preload(&mut env);
             }
         }

@@ -393,6 +393,14 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
                 restore_spec.program = crate::migrate::restorer();
                 restore_spec.arg0 = "mpicr-restore".into();
                 restore_spec.args = vec![restore.image.clone().into()];
+                // The restorer must run clean: a preloaded library (the ranks' `--crs image`
+                // runtime for programs without MPI, or the user's) would start inside it and,
+                // not finding MPI there, join the job as the rank. The restored process has
+                // every library it had already mapped from its image.
+                restore_spec.env.retain(|(k, _)| k != "LD_PRELOAD");
+                restore_spec
+                    .env
+                    .push(("LD_PRELOAD".into(), std::ffi::OsString::new()));
                 let started = ranks
                     .start_extra(&restore_spec, restore.rank, &on_exit)
                     .map_err(|e| crate::error_chain(&e));
