@@ -7,7 +7,7 @@ use coord::{
     CheckpointStatus, JobRef, RuntimeDir, checkpoint_status, error_chain, job_status, live_jobs,
 };
 use serde_json::{Value, json};
-use wire::{ProcEntry, ProcState, StatusReply};
+use wire::{ProcEntry, ProcState, ReportedUsage, StatusReply};
 
 use crate::args::StatusArgs;
 use crate::time::format_utc;
@@ -56,7 +56,11 @@ fn one_job(dir: &RuntimeDir, job: &JobRef, json: bool) -> Result<String, coord::
 }
 
 fn job_json(reply: &StatusReply, checkpoints: Option<&CheckpointStatus>) -> Value {
-    let ranks: Vec<Value> = reply.ranks.iter().map(rank_json).collect();
+    let ranks: Vec<Value> = reply
+        .ranks
+        .iter()
+        .map(|e| rank_json(e, reply.usage.iter().find(|u| u.usage.rank == e.rank)))
+        .collect();
     json!({
         "job": reply.job,
         "launcher_pid": reply.launcher_pid,
@@ -141,13 +145,18 @@ fn checkpoint_lines(status: &CheckpointStatus) -> String {
     out
 }
 
-fn rank_json(entry: &ProcEntry) -> Value {
+/// A row as JSON; `usage`: what the rank's node daemon last reported (ranks on other nodes
+/// than the coordinator's; null elsewhere).
+fn rank_json(entry: &ProcEntry, usage: Option<&ReportedUsage>) -> Value {
     let mut value = json!({
         "rank": entry.rank,
         "node": entry.node,
         "pid": entry.pid,
         "state": entry.state.name(),
         "data_addr": entry.data_addr,
+        "cpu_seconds": usage.map(|u| u.usage.cpu_us as f64 / 1e6),
+        "rss_bytes": usage.map(|u| u.usage.rss_bytes),
+        "usage_at_ms": usage.map(|u| u.at_ms),
     });
     match entry.state {
         ProcState::Exited(code) => value["exit_code"] = json!(code),
@@ -284,6 +293,15 @@ mod tests {
                     data_addr: String::new(),
                 },
             ],
+            usage: vec![wire::ReportedUsage {
+                usage: wire::RankUsage {
+                    rank: 0,
+                    pid: 11,
+                    cpu_us: 2_500_000,
+                    rss_bytes: 4096,
+                },
+                at_ms: 5,
+            }],
         };
         let table = job_table(&reply, None);
         assert!(table.starts_with(
@@ -301,5 +319,8 @@ mod tests {
         assert_eq!(json["ranks"][1]["state"], "signaled");
         assert_eq!(json["ranks"][1]["signal"], 9);
         assert_eq!(json["ranks"][0]["pid"], 11);
+        assert_eq!(json["ranks"][0]["cpu_seconds"], 2.5);
+        assert_eq!(json["ranks"][0]["rss_bytes"], 4096);
+        assert_eq!(json["ranks"][1]["rss_bytes"], Value::Null);
     }
 }

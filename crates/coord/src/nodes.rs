@@ -4,7 +4,8 @@
 //! Every connection to the TCP port must begin with NODE_HELLO carrying the job's secret;
 //! anything else is logged (`mpicr: refused a control connection from ADDR: reason`) and
 //! closed, and the job goes on. A daemon's own connection then carries NODE_LAUNCH down and
-//! RANK_STARTED, RANK_OUTPUT, RANK_ENDED and HEARTBEAT up; a relayed connection carries a
+//! RANK_STARTED, RANK_OUTPUT, RANK_ENDED and HEARTBEAT up (with the ranks' usage, kept for
+//! the status reply); a relayed connection carries a
 //! rank's frames exactly as the Unix control socket would.
 
 use std::io::{self, Write};
@@ -690,7 +691,10 @@ impl Follow {
         let _ = stream.set_read_timeout(Some(self.timeout));
         let cause = loop {
             match read_message(&mut &*stream) {
-                Ok(Message::Heartbeat(_)) => {}
+                Ok(Message::Heartbeat(heartbeat)) => {
+                    self.shared
+                        .record_usage(&self.node, &heartbeat.usage, |rank| self.owns(rank));
+                }
                 Ok(Message::RankStarted(started)) if self.owns(started.rank) => {
                     crate::migrate::started(&self.shared, started.rank, started.pid);
                     self.shared.set_spawned(started.rank, started.pid);

@@ -5,6 +5,7 @@
 //! (SO_PEERCRED). Input that does not parse is logged, answered with an ERROR message if the
 //! peer still listens, and ends that connection only.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,7 +19,9 @@ use std::time::{Duration, Instant};
 use node::ExitStatus;
 use thiserror::Error;
 use wire::stream::{ReadError, read_message, write_message};
-use wire::{CheckpointRequest, Message, ProcState, Refresh, Register, StatusReply};
+use wire::{
+    CheckpointRequest, Message, ProcState, RankUsage, Refresh, Register, ReportedUsage, StatusReply,
+};
 
 use crate::checkpoint::{CkptEvent, Origin, Recovery, StatusBoard};
 use crate::launch::Event;
@@ -191,6 +194,9 @@ pub(crate) struct Shared {
     /// service owns it, and its drop (which removes the file) must not wait for the last
     /// thread that holds `Shared`.
     board: Weak<StatusBoard>,
+    /// The latest usage each rank's node daemon reported, with that node: rank → report.
+    /// Apart from `state` so that heartbeats never wait for a registration or a checkpoint.
+    usage: Mutex<HashMap<u32, (String, ReportedUsage)>>,
 }
 
 pub(crate) struct State {
@@ -225,6 +231,27 @@ impl Shared {
             stores: Mutex::new(None),
             migrations: crate::migrate::Migrations::default(),
             board,
+            usage: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps what `node`'s daemon reported of `usage` (only ranks it speaks for), received now.
+    pub(crate) fn record_usage(&self, node: &str, usage: &[RankUsage], owns: impl Fn(u32) -> bool) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let size = self.lock().table.size();
+        // Filtered before the lock: `owns` may take the state's lock.
+        let mine: Vec<&RankUsage> = usage
+            .iter()
+            .filter(|u| u.rank < size && owns(u.rank))
+            .collect();
+        let mut kept = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        for u in mine {
+            kept.insert(
+                u.rank,
+                (node.to_owned(), ReportedUsage { usage: *u, at_ms }),
+            );
         }
     }
 
@@ -383,12 +410,30 @@ impl Shared {
     }
 
     fn status_reply(&self) -> StatusReply {
+        let ranks = self.lock().table.entries().to_vec();
+        let kept = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only reports about the process a live row names, from the node it is on: a report
+        // from before a migration, or about a rank that ended, says nothing of the row.
+        let usage = ranks
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.state,
+                    ProcState::Spawned | ProcState::Running | ProcState::Finalized
+                )
+            })
+            .filter_map(|e| {
+                let (node, report) = kept.get(&e.rank)?;
+                (*node == e.node && report.usage.pid == e.pid).then_some(*report)
+            })
+            .collect();
         StatusReply {
             job: self.info.name.clone(),
             launcher_pid: self.info.launcher_pid,
             command: self.info.command.clone(),
             started_at: self.info.started_at,
-            ranks: self.lock().table.entries().to_vec(),
+            ranks,
+            usage,
         }
     }
 

@@ -10,7 +10,7 @@ use coord::{
 };
 use serde_json::{Value, json};
 use store::{SnapshotInfo, Store};
-use wire::{ProcEntry, ProcState, StatusReply};
+use wire::{ProcEntry, ProcState, ReportedUsage, StatusReply};
 
 use crate::State;
 
@@ -136,15 +136,16 @@ fn list_dir(dir: &Path) -> Vec<SnapshotInfo> {
     }
 }
 
-/// The JSON of one job: what `mpicr status --json` shows, with the CPU and memory of local
-/// ranks and the job's snapshots.
+/// The JSON of one job: what `mpicr status --json` shows, with the CPU and memory of every
+/// rank (local ones read here, the others as their node daemons reported them) and the job's
+/// snapshots.
 pub(crate) fn job_json(state: &State, job: &LiveJob, snapshots: &[SnapshotInfo]) -> Value {
     let host = hostname();
     let ranks: Vec<Value> = job
         .reply
         .ranks
         .iter()
-        .map(|e| rank_json(state, e, &host))
+        .map(|e| rank_json(state, e, &job.reply.usage, &host))
         .collect();
     let c = job.checkpoints.as_ref();
     let mine: Vec<&SnapshotInfo> = snapshots
@@ -216,20 +217,29 @@ fn migrations_json(stats: &MigrationStats) -> Value {
     })
 }
 
-fn rank_json(state: &State, entry: &ProcEntry, host: &str) -> Value {
+fn rank_json(state: &State, entry: &ProcEntry, reported: &[ReportedUsage], host: &str) -> Value {
     let alive = matches!(
         entry.state,
         ProcState::Spawned | ProcState::Running | ProcState::Finalized
     );
     let local = entry.node == host || entry.node == "localhost";
-    let usage = if alive && local && entry.pid != 0 {
+    let usage = if !alive || entry.pid == 0 {
+        None
+    } else if local {
         state
             .sampler
             .lock()
             .ok()
             .and_then(|mut s| s.usage(entry.pid))
     } else {
-        None
+        // The coordinator hands on only reports about the process this row names.
+        reported
+            .iter()
+            .find(|r| r.usage.rank == entry.rank && r.usage.pid == entry.pid)
+            .and_then(|r| {
+                let mut sampler = state.sampler.lock().ok()?;
+                Some(sampler.reported(&entry.node, r))
+            })
     };
     let mut value = json!({
         "rank": entry.rank,
@@ -242,7 +252,7 @@ fn rank_json(state: &State, entry: &ProcEntry, host: &str) -> Value {
         "cpu_seconds": usage.map(|u| u.cpu_seconds),
         "cpu_percent": usage.and_then(|u| u.cpu_percent),
         "rss_bytes": usage.map(|u| u.rss_bytes),
-        "vsize_bytes": usage.map(|u| u.vsize_bytes),
+        "vsize_bytes": usage.and_then(|u| u.vsize_bytes),
     });
     match entry.state {
         ProcState::Exited(code) => value["exit_code"] = json!(code),

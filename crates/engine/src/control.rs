@@ -51,7 +51,11 @@ impl ControlLink {
         let mut out = Vec::new();
         let mut used = 0;
         while let Some(frame) = decode_frame(&self.inbuf[used..])? {
-            out.push(Message::decode(frame.header.command, frame.payload)?);
+            out.push(Message::decode_version(
+                frame.header.version,
+                frame.header.command,
+                frame.payload,
+            )?);
             used += frame.len;
         }
         self.inbuf.drain(..used);

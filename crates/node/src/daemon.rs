@@ -41,6 +41,7 @@ use wire::{
 use crate::node_store::NodeStore;
 
 use crate::proc_tree::is_self_or_descendant;
+use crate::procstat::Watched;
 use crate::ranks::{JobSpec, OutputTo, RankExit, Ranks, SpawnError};
 use crate::status::ExitStatus;
 
@@ -220,11 +221,13 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     // Heartbeats from now on: fetching a restart's parts may take longer than the
     // coordinator's heartbeat timeout.
     let stop_heartbeat = Arc::new(AtomicBool::new(false));
+    let watched = Arc::new(Watched::default());
     spawn_thread("heartbeat", {
         let uplink = uplink.clone();
         let stop = stop_heartbeat.clone();
         let every = config.heartbeat;
-        move || heartbeat(&uplink, every, &stop)
+        let watched = watched.clone();
+        move || heartbeat(&uplink, every, &stop, &watched)
     })?;
     let node_store = match prepare_store(config, &launch, store_listener) {
         Ok(store) => store,
@@ -301,6 +304,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
         ranks: ranks_here.clone(),
         pids: Mutex::new(Vec::new()),
         started: Condvar::new(),
+        watched: watched.clone(),
     });
     spawn_thread("relay-accept", {
         let relay = relay.clone();
@@ -318,7 +322,9 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     );
     let on_exit: crate::ExitCallback = {
         let uplink = uplink.clone();
+        let watched = watched.clone();
         Arc::new(move |exit: RankExit| {
+            watched.ended(exit.rank, exit.pid);
             let state = match exit.status {
                 ExitStatus::Exited(code) => ProcState::Exited(code),
                 ExitStatus::Signaled(signal) => ProcState::Signaled(signal),
@@ -658,11 +664,17 @@ fn read_coordinator(stream: &TcpStream, events: &Sender<Event>) {
     }
 }
 
-fn heartbeat(uplink: &Uplink, every: Duration, stop: &AtomicBool) {
+/// Sends a heartbeat every `every`, each with what the ranks use now (read just before, so
+/// the coordinator's receipt time is the reading's time to within the network's delay).
+fn heartbeat(uplink: &Uplink, every: Duration, stop: &AtomicBool, watched: &Watched) {
     let mut seq = 0;
     while !stop.load(Ordering::SeqCst) {
         seq += 1;
-        if uplink.send(&Message::Heartbeat(Heartbeat { seq })).is_err() {
+        let usage = watched.usage(wire::MAX_HEARTBEAT_USAGE);
+        if uplink
+            .send(&Message::Heartbeat(Heartbeat { seq, usage }))
+            .is_err()
+        {
             return;
         }
         thread::sleep(every);
@@ -678,10 +690,13 @@ struct Relay {
     /// `(rank, pid)` of every rank started so far.
     pids: Mutex<Vec<(u32, u32)>>,
     started: Condvar,
+    /// The processes the heartbeats report on.
+    watched: Arc<Watched>,
 }
 
 impl Relay {
     fn started_rank(&self, rank: u32, pid: u32) {
+        self.watched.started(rank, pid);
         self.pids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -781,6 +796,7 @@ fn relay_one(unix: &UnixStream, relay: &Relay) -> Result<(), String> {
                 register.pid
             ));
         }
+        relay.watched.registered(register.rank, register.pid);
     }
     unix.set_read_timeout(None).map_err(|e| e.to_string())?;
     let tcp = TcpStream::connect_timeout(&relay.coordinator, CONNECT_TIMEOUT)

@@ -15,6 +15,7 @@ mod migrate;
 pub mod node_store;
 mod output;
 mod proc_tree;
+pub mod procstat;
 pub mod program;
 mod ranks;
 mod signals;

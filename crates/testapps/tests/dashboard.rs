@@ -50,6 +50,44 @@ fn metric(dash: &Dashboard, line: &str) {
     assert!(text.contains(line), "no `{line}` in the metrics:\n{text}");
 }
 
+/// Waits (up to 30 s: the cluster's daemons send a heartbeat every 5 s) until every rank of
+/// job `name` runs and shows a positive resident memory and a CPU time in the dashboard's JSON
+/// of the job; ranks on namespace nodes are not local, so the numbers are those their daemons
+/// reported. `mpicr status --json` shows the same reports.
+fn every_rank_shows_its_usage(sandbox: &Sandbox, dash: &Dashboard, name: &str) {
+    let start = Instant::now();
+    loop {
+        let shown = dash.get(&format!("/api/job/{name}")).json();
+        let ranks = shown["ranks"].as_array().expect("ranks").clone();
+        let reported = |r: &Value| {
+            r["state"] == "running"
+                && r["rss_bytes"].as_u64().is_some_and(|b| b > 0)
+                && r["cpu_seconds"].as_f64().is_some()
+        };
+        if !ranks.is_empty() && ranks.iter().all(reported) {
+            assert!(
+                ranks.iter().all(|r| r["local"] == false),
+                "ranks on namespace nodes are not local: {shown}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not every rank shows its usage: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = sandbox.mpicr(&["status", name, "--json"]);
+    let status: Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    let ranks = status["ranks"].as_array().expect("ranks");
+    assert!(
+        ranks
+            .iter()
+            .all(|r| r["rss_bytes"].as_u64().is_some_and(|b| b > 0)),
+        "{status}"
+    );
+}
+
 fn refused(dash: &Dashboard, path: &str, body: &str, status: u16, says: &str) {
     let reply = dash.post(path, body);
     assert_eq!(reply.status, status, "{body}: {reply:?}");
@@ -216,8 +254,9 @@ fn a_rank_migrates_through_the_dashboard() {
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
 
-/// A `self` job on 3 nodes with `--storage` and `--mirror 1`: a checkpoint through the
-/// dashboard is shown as mirrored once and complete, `/metrics` counts the bytes copied (each
+/// A `self` job on 3 nodes with `--storage` and `--mirror 1`: every rank shows the CPU time
+/// and memory its node daemon reported; a checkpoint through the dashboard is shown as
+/// mirrored once and complete, `/metrics` counts the bytes copied (each
 /// part once, as the manifest's holders say), and the job offers no migration (it does not
 /// use the `image` checkpointer).
 #[test]
@@ -245,6 +284,7 @@ fn a_mirrored_snapshot_shows_its_redundancy_and_the_bytes_copied() {
         ],
     );
     placement(&sandbox, name);
+    every_rank_shows_its_usage(&sandbox, &dash, name);
     let shown = dash.get(&format!("/api/job/{name}")).json();
     assert_eq!(
         shown["actions"],

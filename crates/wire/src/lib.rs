@@ -27,11 +27,11 @@ pub use frame::{
 };
 pub use message::{
     Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
-    CheckpointRequest, Exit, Heartbeat, HelloRole, Message, NodeChallenge, NodeHello, NodeLaunch,
-    NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, ParityBuild, ParityStored, PartAck, PartDone,
-    PartGet, PartKeep, PartPut, PartSource, PartStored, ProcEntry, ProcState, RankEnded,
-    RankOutput, RankStarted, Rebuild, Refresh, Register, SafepointCount, StatusReply, StoreBegin,
-    StoreKeep, StorePeer, StoreReady,
+    CheckpointRequest, Exit, Heartbeat, HelloRole, MAX_HEARTBEAT_USAGE, Message, NodeChallenge,
+    NodeHello, NodeLaunch, NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, ParityBuild,
+    ParityStored, PartAck, PartDone, PartGet, PartKeep, PartPut, PartSource, PartStored, ProcEntry,
+    ProcState, RankEnded, RankOutput, RankStarted, RankUsage, Rebuild, Refresh, Register,
+    ReportedUsage, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer, StoreReady,
 };
 pub use migrate::{
     MIGRATION_MARK, MigrateArrived, MigrateCaptured, MigrateDone, MigrateFailed, MigrateImage,

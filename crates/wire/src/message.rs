@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{Command, FrameError, encode_frame};
+use crate::frame::{Command, FORMAT_VERSION, FrameError, encode_frame};
 
 /// A rank's self-introduction, sent once at MPI initialisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +81,43 @@ pub struct StatusReply {
     /// Seconds since the Unix epoch when the job started.
     pub started_at: u64,
     pub ranks: Vec<ProcEntry>,
+    /// The latest CPU time and memory the node daemons of a job on several nodes reported
+    /// (at most one per rank, and only for the process the rank's row names), so that a tool
+    /// on the coordinator's machine can show what it cannot read from its own `/proc`.
+    pub usage: Vec<ReportedUsage>,
+}
+
+/// [`StatusReply`] of wire format 2, which had no usage.
+#[derive(Deserialize)]
+struct StatusReplyV2 {
+    job: String,
+    launcher_pid: u32,
+    command: Vec<String>,
+    started_at: u64,
+    ranks: Vec<ProcEntry>,
+}
+
+/// What one rank's process has used, as its node daemon read it from `/proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankUsage {
+    pub rank: u32,
+    /// The process measured: the rank's registered process (or the started one before it
+    /// registered), so that a reader can tell a report about a process that is gone.
+    pub pid: u32,
+    /// User and system CPU time so far, in microseconds (the node's clock-tick rate is not
+    /// the reader's to know).
+    pub cpu_us: u64,
+    /// Resident memory.
+    pub rss_bytes: u64,
+}
+
+/// A rank's usage as the coordinator last heard it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedUsage {
+    pub usage: RankUsage,
+    /// When the coordinator received it, milliseconds since the Unix epoch on the
+    /// coordinator's clock: a reader computes a CPU share from two reports' difference.
+    pub at_ms: u64,
 }
 
 /// A request for a global checkpoint.
@@ -385,10 +422,23 @@ pub struct NodeSignal {
     pub signal: i32,
 }
 
-/// A node daemon's sign of life.
+/// The most ranks a HEARTBEAT reports usage for: more than any node runs, and a bound on what
+/// a peer can make the coordinator keep.
+pub const MAX_HEARTBEAT_USAGE: usize = 4096;
+
+/// A node daemon's sign of life, with what its ranks use (riding on the heartbeat costs no
+/// message of its own and arrives as often as the node is watched anyway).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub seq: u64,
+    /// At most [`MAX_HEARTBEAT_USAGE`] entries, one per running rank of the node.
+    pub usage: Vec<RankUsage>,
+}
+
+/// [`Heartbeat`] of wire format 2, which had no usage.
+#[derive(Deserialize)]
+struct HeartbeatV2 {
+    seq: u64,
 }
 
 /// Every control message, decoded.
@@ -582,8 +632,64 @@ impl Message {
         encode_frame(self.command(), &payload)
     }
 
-    /// Decodes the payload of a frame whose header said `command`.
+    /// Decodes the payload of a frame of this build's format whose header said `command`.
     pub fn decode(command: Command, payload: &[u8]) -> Result<Self, FrameError> {
+        Self::decode_version(FORMAT_VERSION, command, payload)
+    }
+
+    /// Decodes the payload of a frame whose header said `version` and `command` (a version
+    /// this build reads: the frame's header was checked). Format 2 differs only in HEARTBEAT
+    /// and STATUS_REPLY, which had no usage.
+    pub fn decode_version(
+        version: u16,
+        command: Command,
+        payload: &[u8],
+    ) -> Result<Self, FrameError> {
+        if version < 3 {
+            match command {
+                Command::Heartbeat => {
+                    let old: HeartbeatV2 = from_payload(command, payload)?;
+                    return Ok(Self::Heartbeat(Heartbeat {
+                        seq: old.seq,
+                        usage: Vec::new(),
+                    }));
+                }
+                Command::StatusReply => {
+                    let old: StatusReplyV2 = from_payload(command, payload)?;
+                    return Ok(Self::StatusReply(StatusReply {
+                        job: old.job,
+                        launcher_pid: old.launcher_pid,
+                        command: old.command,
+                        started_at: old.started_at,
+                        ranks: old.ranks,
+                        usage: Vec::new(),
+                    }));
+                }
+                _ => {}
+            }
+        }
+        let message = Self::decode_current(command, payload)?;
+        match &message {
+            Self::Heartbeat(h) if h.usage.len() > MAX_HEARTBEAT_USAGE => Err(FrameError::Payload {
+                command,
+                reason: format!(
+                    "usage for {} ranks, more than the {MAX_HEARTBEAT_USAGE} allowed",
+                    h.usage.len()
+                ),
+            }),
+            Self::StatusReply(r) if r.usage.len() > r.ranks.len() => Err(FrameError::Payload {
+                command,
+                reason: format!(
+                    "usage for {} ranks in a table of {}",
+                    r.usage.len(),
+                    r.ranks.len()
+                ),
+            }),
+            _ => Ok(message),
+        }
+    }
+
+    fn decode_current(command: Command, payload: &[u8]) -> Result<Self, FrameError> {
         Ok(match command {
             Command::Register => Self::Register(from_payload(command, payload)?),
             Command::Refresh => Self::Refresh(from_payload(command, payload)?),
@@ -778,7 +884,37 @@ mod tests {
             state: ProcState::Exited(1),
         }));
         round_trip(Message::NodeSignal(NodeSignal { signal: 15 }));
-        round_trip(Message::Heartbeat(Heartbeat { seq: 7 }));
+        round_trip(Message::Heartbeat(Heartbeat {
+            seq: 7,
+            usage: vec![RankUsage {
+                rank: 3,
+                pid: 9,
+                cpu_us: 1_500_000,
+                rss_bytes: 4096,
+            }],
+        }));
+        round_trip(Message::StatusReply(StatusReply {
+            job: "j".into(),
+            launcher_pid: 5,
+            command: vec!["p".into()],
+            started_at: 1,
+            ranks: vec![ProcEntry {
+                rank: 3,
+                node: "n2".into(),
+                pid: 9,
+                state: ProcState::Running,
+                data_addr: String::new(),
+            }],
+            usage: vec![ReportedUsage {
+                usage: RankUsage {
+                    rank: 3,
+                    pid: 9,
+                    cpu_us: 7,
+                    rss_bytes: 8192,
+                },
+                at_ms: 1_700_000_000_000,
+            }],
+        }));
         round_trip(Message::NodeShutdown);
         round_trip(Message::NodeChallenge(NodeChallenge {
             nonce: "n".into(),
@@ -857,6 +993,80 @@ mod tests {
         }));
     }
 
+    fn usage(n: usize) -> Vec<RankUsage> {
+        (0..n as u32)
+            .map(|rank| RankUsage {
+                rank,
+                pid: 100 + rank,
+                cpu_us: 1,
+                rss_bytes: 2,
+            })
+            .collect()
+    }
+
+    fn decoded(m: &Message) -> Result<Message, FrameError> {
+        let bytes = m.encode();
+        let frame = decode_frame(&bytes).unwrap().unwrap();
+        Message::decode(frame.header.command, frame.payload)
+    }
+
+    #[test]
+    fn oversized_usage_lists_are_refused() {
+        let full = Message::Heartbeat(Heartbeat {
+            seq: 1,
+            usage: usage(MAX_HEARTBEAT_USAGE),
+        });
+        assert_eq!(decoded(&full).unwrap(), full);
+        let over = Message::Heartbeat(Heartbeat {
+            seq: 1,
+            usage: usage(MAX_HEARTBEAT_USAGE + 1),
+        });
+        let err = decoded(&over).unwrap_err();
+        assert!(err.to_string().contains("more than the 4096"), "{err}");
+        // A status reply cannot report more ranks' usage than its table has.
+        let reply = Message::StatusReply(StatusReply {
+            job: "j".into(),
+            launcher_pid: 1,
+            command: Vec::new(),
+            started_at: 0,
+            ranks: Vec::new(),
+            usage: vec![ReportedUsage {
+                usage: usage(1)[0],
+                at_ms: 0,
+            }],
+        });
+        assert!(decoded(&reply).is_err());
+    }
+
+    #[test]
+    fn format_2_heartbeats_and_status_replies_still_decode() {
+        let heartbeat = 7u64.to_le_bytes();
+        assert_eq!(
+            Message::decode_version(2, Command::Heartbeat, &heartbeat).unwrap(),
+            Message::Heartbeat(Heartbeat {
+                seq: 7,
+                usage: Vec::new()
+            })
+        );
+        // The same bytes are too short for a format-3 heartbeat.
+        assert!(Message::decode(Command::Heartbeat, &heartbeat).is_err());
+        let reply = StatusReply {
+            job: "j".into(),
+            launcher_pid: 1,
+            command: vec!["a".into()],
+            started_at: 2,
+            ranks: Vec::new(),
+            usage: Vec::new(),
+        };
+        let mut old = to_payload(&reply);
+        // Format 2 ends after the table: drop the empty usage list's length.
+        old.truncate(old.len() - 8);
+        assert_eq!(
+            Message::decode_version(2, Command::StatusReply, &old).unwrap(),
+            Message::StatusReply(reply)
+        );
+    }
+
     #[test]
     fn garbage_payloads_are_errors_not_panics() {
         let mut seed = 0x1234_5678_u32;
@@ -869,9 +1079,9 @@ mod tests {
                     seed as u8
                 })
                 .collect();
-            for code in 1..=37 {
-                let command = Command::from_code(code).unwrap();
+            for command in (1..=64).filter_map(Command::from_code) {
                 let _ = Message::decode(command, &payload);
+                let _ = Message::decode_version(2, command, &payload);
             }
         }
     }

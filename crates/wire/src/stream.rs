@@ -25,7 +25,9 @@ pub enum ReadError {
 pub fn read_message(r: &mut impl Read) -> Result<Message, ReadError> {
     let mut frame = Vec::new();
     let (command, payload) = read_frame_into(r, &mut frame)?;
-    Ok(Message::decode(command, &frame[payload])?)
+    // The header was checked: bytes 4..6 are a version this build reads.
+    let version = u16::from_le_bytes([frame[4], frame[5]]);
+    Ok(Message::decode_version(version, command, &frame[payload])?)
 }
 
 /// Reads exactly one frame into `frame` and checks it as [`read_message`] does (size cap before
