@@ -3,6 +3,7 @@
 
 mod harness;
 
+use harness::snap::{kill_rank, rank_pid, wait_for_snapshots};
 use harness::{Out, Sandbox, result_line};
 
 const STEPS: &str = "120";
@@ -212,51 +213,6 @@ fn safepoints_that_messages_cross_fail_the_checkpoint_instead_of_hanging() {
         "the job still gets its result: {}",
         done.stderr
     );
-}
-
-/// The pid of `rank` of job `name`, from `mpicr status --json`, once the rank is registered
-/// (and is not the process `not`, one killed before).
-fn rank_pid(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
-    for _ in 0..1000 {
-        let out = sandbox.mpicr(&["status", name, "--json"]);
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
-            && v["ranks"][rank]["state"] == "running"
-            && let Some(pid) = v["ranks"][rank]["pid"].as_u64()
-            && pid as u32 != not
-        {
-            return pid as u32;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("rank {rank} of job {name} never ran");
-}
-
-/// Waits until job `name` has committed at least `epochs` snapshots.
-fn wait_for_snapshots(sandbox: &Sandbox, name: &str, epochs: usize) {
-    for _ in 0..1000 {
-        let dir = sandbox.snapshots().join(name);
-        let count = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().parse::<u64>().is_ok())
-                    .count()
-            })
-            .unwrap_or(0);
-        if count >= epochs {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("job {name} never committed {epochs} snapshots");
-}
-
-/// SIGKILLs `rank` of job `name` (not the process `not`); returns the pid it killed.
-fn kill_rank(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
-    let pid = rank_pid(sandbox, name, rank, not);
-    let target = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
-    rustix::process::kill_process(target, rustix::process::Signal::KILL)
-        .expect("the rank can be killed");
-    pid
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use harness::snap::wait_for_snapshots;
 use harness::{Out, Sandbox, leftovers, result_line, strs};
 use netns::{Cluster, signal};
 
@@ -51,28 +52,6 @@ fn running_table(sandbox: &Sandbox, name: &str, rank: usize, not: u64) -> serde_
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "job {name} never ran"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits until job `name` has committed at least `epochs` snapshots.
-fn wait_for_snapshots(sandbox: &Sandbox, name: &str, epochs: usize) {
-    let start = Instant::now();
-    loop {
-        let count = std::fs::read_dir(sandbox.snapshots().join(name))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().parse::<u64>().is_ok())
-                    .count()
-            })
-            .unwrap_or(0);
-        if count >= epochs {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "job {name} never committed {epochs} snapshots"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -49,6 +49,7 @@ pub fn rank_pid(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
     panic!("rank {rank} of job {name} never ran");
 }
 
+/// SIGKILLs `rank` of job `name` (not the process `not`); returns the pid it killed.
 pub fn kill_rank(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
     let pid = rank_pid(sandbox, name, rank, not);
     let target = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
@@ -57,6 +58,7 @@ pub fn kill_rank(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
     pid
 }
 
+/// Waits until job `name` has committed at least `epochs` snapshots.
 pub fn wait_for_snapshots(sandbox: &Sandbox, name: &str, epochs: usize) {
     for _ in 0..3000 {
         let count = std::fs::read_dir(sandbox.snapshots().join(name))
