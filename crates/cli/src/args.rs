@@ -272,6 +272,13 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, value_name = "KIND", default_value_t = TransportArg::Shm)]
     pub(crate) transport: TransportArg,
 
+    /// Bind each rank to the CPUs of one physical core (`core`) or to one logical CPU
+    /// (`hwthread`), in rank order on each node among the CPUs `mpicr` may use there, wrapping
+    /// around when there are more ranks; `none` lets the kernel place them. Also `-bind-to`.
+    /// The ranks get it as MPICR_BIND_TO
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = BindArg::None)]
+    pub(crate) bind_to: BindArg,
+
     /// Name of the job, for `mpicr status NAME` [default: job-<pid of mpicr run>]
     #[arg(long, value_name = "NAME", value_parser = JobName::parse)]
     pub(crate) job_name: Option<JobName>,
@@ -334,6 +341,24 @@ pub(crate) struct CheckpointOptions {
     /// this run (or the one a restart began from) and go on, up to N times
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) max_restarts: u32,
+}
+
+/// `--bind-to` values (`node::binding::BindTo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BindArg {
+    None,
+    Core,
+    Hwthread,
+}
+
+impl From<BindArg> for node::binding::BindTo {
+    fn from(arg: BindArg) -> Self {
+        match arg {
+            BindArg::None => Self::None,
+            BindArg::Core => Self::Core,
+            BindArg::Hwthread => Self::Hwthread,
+        }
+    }
 }
 
 /// `--crs` values.

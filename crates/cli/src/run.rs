@@ -64,22 +64,27 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_MPICR_ERROR);
         }
     };
-    // The image options reach the ranks (and the snapshot's recorded environment) as variables.
-    let mut image_env: Vec<(OsString, OsString)> = Vec::new();
+    // The image and binding options reach the ranks (and the snapshot's recorded environment)
+    // as variables.
+    let mut rank_env: Vec<(OsString, OsString)> = Vec::new();
+    let bind = node::binding::BindTo::from(args.bind_to);
+    if bind != node::binding::BindTo::None {
+        rank_env.push((node::binding::BIND_VAR.into(), bind.as_str().into()));
+    }
     if let Some(codec) = &args.compress {
-        image_env.push(("MPICR_IMAGE_COMPRESS".into(), codec.into()));
+        rank_env.push(("MPICR_IMAGE_COMPRESS".into(), codec.into()));
     }
     if let Some(k) = args.full_every {
-        image_env.push(("MPICR_IMAGE_FULL_EVERY".into(), k.to_string().into()));
+        rank_env.push(("MPICR_IMAGE_FULL_EVERY".into(), k.to_string().into()));
     }
-    let env = (!image_env.is_empty()).then(|| {
+    let env = (!rank_env.is_empty()).then(|| {
         std::env::vars_os()
             .filter(|(k, _)| {
                 k != "MPICR_RESTART_DIR"
                     && k != "MPICR_RESTART_EPOCH"
-                    && !image_env.iter().any(|(n, _)| n == k)
+                    && !rank_env.iter().any(|(n, _)| n == k)
             })
-            .chain(image_env.iter().cloned())
+            .chain(rank_env.iter().cloned())
             .collect()
     });
     let config = LaunchConfig {

@@ -114,6 +114,69 @@ fn ranks_get_the_launch_environment() {
     assert_eq!(sockets(&sandbox.runtime_dir()), Vec::<String>::new());
 }
 
+/// The CPUs this process may run on, as `Cpus_allowed_list` writes them, expanded.
+fn allowed_cpus(status: &str) -> Vec<u32> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in the status")
+        .trim();
+    let cpu = |s: &str| s.parse::<u32>().expect("a CPU number");
+    list.split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (cpu(a)..=cpu(b)).collect::<Vec<u32>>(),
+            None => vec![cpu(part)],
+        })
+        .collect()
+}
+
+#[test]
+fn bind_to_places_the_ranks_on_the_launchers_cpus_in_rank_order() {
+    let sandbox = Sandbox::new("bind");
+    let ours = allowed_cpus(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let script = "echo \"$MPICR_RANK|${MPICR_BIND_TO-unset}|$MPICR_NODE_CPUS|\
+                  $(grep Cpus_allowed_list /proc/self/status | cut -f2)\"";
+    let ranks = ours.len() + 1;
+    let n = ranks.to_string();
+    let bound = sandbox.run_command(
+        sandbox.command(
+            "mpirun",
+            &["-bind-to", "hwthread", "-np", &n, "sh", "-c", script],
+        ),
+        None,
+    );
+    assert_eq!(bound.code, Some(0), "{bound:?}");
+    let unbound = sandbox.run(&["run", "-n", &n, "--", "sh", "-c", script]);
+    assert_eq!(unbound.code, Some(0), "{unbound:?}");
+    let all = ours
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    for (done, bind) in [(&bound, "hwthread"), (&unbound, "unset")] {
+        let mut lines = done.lines();
+        lines.sort_unstable_by_key(|l| l.split('|').next().unwrap().parse::<usize>().unwrap());
+        assert_eq!(lines.len(), ranks, "{done:?}");
+        for (rank, line) in lines.iter().enumerate() {
+            let fields: Vec<&str> = line.split('|').collect();
+            assert_eq!(
+                fields[..3],
+                [&rank.to_string(), bind, &ours.len().to_string()][..]
+            );
+            let cpus = allowed_cpus(&format!("Cpus_allowed_list:{}", fields[3]));
+            if bind == "unset" {
+                assert_eq!(
+                    cpus, ours,
+                    "rank {rank} is not bound: {line} (launcher: {all})"
+                );
+            } else {
+                // One CPU each, in order, wrapping around after the last.
+                assert_eq!(cpus, [ours[rank % ours.len()]], "rank {rank}: {line}");
+            }
+        }
+    }
+}
+
 #[test]
 fn the_first_failing_rank_sets_the_exit_status() {
     let sandbox = Sandbox::new("exit3");
@@ -189,6 +252,11 @@ fn bad_input_gives_one_line_and_a_nonzero_status() {
             &["run", "-n", "2", "--transport", "udp", "true"],
             2,
             "invalid value 'udp'",
+        ),
+        (
+            &["run", "-n", "2", "--bind-to", "socket", "true"],
+            2,
+            "invalid value 'socket'",
         ),
         (
             &[

@@ -168,9 +168,15 @@ const SHARED: Patience = Patience {
 const CLOCK_EVERY: u32 = 16;
 
 /// The waiting policy for `local_ranks` ranks on this node; `MPICR_SPIN_US` sets the time to
-/// sleep after (for experiments).
+/// sleep after (for experiments). The node's CPUs are those its launcher was given
+/// (`MPICR_NODE_CPUS`, set by the node): a rank bound to one core (`--bind-to`) sees only
+/// that core in its own affinity mask, yet it has it to itself.
 fn patience(local_ranks: usize) -> Patience {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let cores = std::env::var("MPICR_NODE_CPUS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let base = if local_ranks > cores {
         SHARED
     } else {

@@ -7,9 +7,11 @@
 //! helper processes a rank starts, can be signalled as a whole. Every rank also carries
 //! `PR_SET_PDEATHSIG = SIGKILL`, so that a launcher killed with `kill -9` leaves no rank behind.
 //!
-//! The only `unsafe` code is the `pre_exec` hook in `spawn.rs`.
+//! The only `unsafe` code is the `pre_exec` hook in `spawn.rs` (parent-death signal and CPU
+//! binding, between fork and exec).
 #![deny(unsafe_code)]
 
+pub mod binding;
 pub mod daemon;
 mod migrate;
 pub mod node_store;

@@ -13,6 +13,7 @@ use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus, WaitOptions};
 use thiserror::Error;
 
+use crate::binding::{BIND_VAR, BindTo, Binding, NODE_CPUS_VAR};
 use crate::output::{self, OutputCopy, RemotePiece, Sink};
 use crate::spawn::{self, RankCommand};
 use crate::status::ExitStatus;
@@ -90,6 +91,10 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
+    #[error("{var}={value:?} is not a binding; use none, core or hwthread", var = BIND_VAR)]
+    BadBinding { value: String },
+    #[error("reading the CPUs this node may use failed")]
+    Affinity(#[source] io::Error),
 }
 
 /// Called from a watcher thread each time a rank ends.
@@ -109,6 +114,8 @@ pub struct Ranks {
     output_done: Receiver<()>,
     output_token: Option<Sender<()>>,
     finished: bool,
+    /// The CPUs each rank is bound to, by the order ranks are started here.
+    binding: Binding,
 }
 
 impl std::fmt::Debug for Ranks {
@@ -131,6 +138,16 @@ impl Ranks {
         on_exit: ExitCallback,
     ) -> Result<Self, SpawnError> {
         let (output_token, output_done) = mpsc::channel();
+        let bind = match spec.env.iter().find(|(k, _)| k == BIND_VAR) {
+            None => BindTo::None,
+            Some((_, value)) => {
+                let value = value.to_string_lossy();
+                BindTo::parse(&value).ok_or_else(|| SpawnError::BadBinding {
+                    value: value.into_owned(),
+                })?
+            }
+        };
+        let binding = Binding::new(bind).map_err(SpawnError::Affinity)?;
         let mut ranks = Self {
             pids: Vec::with_capacity(spec.size as usize),
             alive: Arc::new(Mutex::new(Vec::with_capacity(spec.size as usize))),
@@ -138,6 +155,7 @@ impl Ranks {
             output_done,
             output_token: Some(output_token),
             finished: false,
+            binding,
         };
         for rank in spec.ranks.clone() {
             let pid = ranks.start(spec, rank, &on_exit)?;
@@ -161,6 +179,7 @@ impl Ranks {
             ("MPICR_NODE", spec.node_name.clone()),
             ("PMI_RANK", rank.to_string()),
             ("PMI_SIZE", spec.size.to_string()),
+            (NODE_CPUS_VAR, self.binding.node_cpus().to_string()),
         ] {
             env.push((key.into(), value.into()));
         }
@@ -172,6 +191,7 @@ impl Ranks {
             clear_env: spec.clear_env,
             cwd: spec.cwd.as_deref(),
             process_group: self.pids.first().map_or(0, |leader| leader.as_raw_pid()),
+            cpus: self.binding.for_index(self.pids.len()),
             stdin: if rank == 0 && spec.stdin_to_rank0 {
                 Stdio::piped()
             } else {

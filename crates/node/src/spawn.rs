@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use rustix::process::{Pid, Signal};
+use rustix::thread::CpuSet;
 
 /// Everything needed to start one rank.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub(crate) struct RankCommand<'a> {
     /// 0 makes the new process the leader of a new process group; otherwise the group to join.
     pub(crate) process_group: i32,
     pub(crate) stdin: Stdio,
+    /// The CPUs the rank may run on (`--bind-to`); `None` leaves the launcher's.
+    pub(crate) cpus: Option<CpuSet>,
 }
 
 /// Starts the rank with piped stdout and stderr. The child dies with SIGKILL when the thread
@@ -44,14 +47,22 @@ pub(crate) fn spawn(rank: RankCommand<'_>) -> io::Result<Child> {
         .stderr(Stdio::piped())
         .process_group(rank.process_group);
     let parent = rustix::process::getpid();
+    let cpus = rank.cpus;
     // SAFETY: the hook runs in the child between fork and exec, where only async-signal-safe
     // work is allowed because another thread of the parent may have held a lock (of the
-    // allocator, say) at the moment of the fork. `die_with_parent` captures a plain `Pid` and
-    // makes two system calls, prctl(PR_SET_PDEATHSIG) and getppid, through rustix's raw
-    // syscall wrappers; on failure it builds an `io::Error` from an errno, which does not
-    // allocate. Nothing else runs in the hook.
+    // allocator, say) at the moment of the fork. The hook captures a plain `Pid` and a
+    // `CpuSet` (a fixed-size bit array, `Copy`) and makes at most three system calls,
+    // prctl(PR_SET_PDEATHSIG), getppid and sched_setaffinity, through rustix's raw syscall
+    // wrappers; on failure it builds an `io::Error` from an errno, which does not allocate.
+    // Nothing else runs in the hook.
     unsafe {
-        command.pre_exec(move || die_with_parent(parent));
+        command.pre_exec(move || {
+            die_with_parent(parent)?;
+            match &cpus {
+                Some(set) => rustix::thread::sched_setaffinity(None, set).map_err(io::Error::from),
+                None => Ok(()),
+            }
+        });
     }
     command.spawn()
 }
