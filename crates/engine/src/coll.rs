@@ -8,7 +8,7 @@
 //! commutative. Counts and displacements are in bytes.
 
 use crate::EngineError;
-use crate::buffer::{In, Out, exchange};
+use crate::buffer::{self, In, Out, exchange};
 use crate::comm::Comm;
 use crate::engine::Engine;
 
@@ -63,6 +63,8 @@ impl Scratch {
     }
 }
 
+/// One blocking send on the collective context: no request list, no allocation (a 2-rank
+/// broadcast is one of these per call).
 fn send(
     engine: &mut Engine,
     comm: &Comm,
@@ -71,9 +73,10 @@ fn send(
     data: &[u8],
 ) -> Result<(), EngineError> {
     let dest = comm.world_rank(i64::from(to))?;
-    exchange(engine, comm.coll_ctx(), &[Out { dest, tag, data }], &mut []).map(drop)
+    buffer::send(engine, comm.coll_ctx(), dest, tag, data)
 }
 
+/// One blocking receive on the collective context, as [`send`].
 fn recv(
     engine: &mut Engine,
     comm: &Comm,
@@ -82,7 +85,7 @@ fn recv(
     buf: &mut [u8],
 ) -> Result<(), EngineError> {
     let source = comm.world_rank(i64::from(from))?;
-    exchange(engine, comm.coll_ctx(), &[], &mut [In { source, tag, buf }]).map(drop)
+    buffer::recv(engine, comm.coll_ctx(), Some(source), Some(tag), buf).map(drop)
 }
 
 fn sendrecv(

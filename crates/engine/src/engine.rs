@@ -601,8 +601,18 @@ impl Engine {
                 self.progress_or_idle(&mut idle)?;
             }
         }
-        let results: Vec<_> = ids.iter().map(|&id| self.take(id)).collect();
-        results.into_iter().collect()
+        // One pass and one allocation: every request is taken, the first error is kept.
+        let mut statuses = Vec::with_capacity(ids.len());
+        let mut first_error = None;
+        for &id in ids {
+            match self.take(id) {
+                Ok(status) => statuses.push(status),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(statuses), Err)
     }
 
     /// Blocks until one of `ids` completes; returns its index and status.
