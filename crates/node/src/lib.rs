@@ -10,6 +10,7 @@
 //! The only `unsafe` code is the `pre_exec` hook in `spawn.rs`.
 #![deny(unsafe_code)]
 
+mod bundle;
 pub mod daemon;
 mod migrate;
 pub mod node_store;

@@ -14,7 +14,7 @@
 //! PART_GET (answered by PART_PUT + PART_DATA…, or ERROR).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -22,13 +22,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use image::ImageRef;
 use store::{PartReader, part_file_name};
 use thiserror::Error;
-use wire::stream::{read_frame_into, read_message, write_frame, write_message};
-use wire::{
-    Command, HelloRole, Message, PART_DATA_MAX, PartAck, PartGet, PartPut, PartSource, Rebuild,
-    StorePeer,
-};
+use wire::stream::{read_message, write_message};
+use wire::{HelloRole, Message, PartAck, PartGet, PartPut, PartSource, Rebuild, StorePeer};
+
+use crate::bundle;
+pub use crate::bundle::BundleFile;
 
 /// How long connecting to another daemon may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,14 +83,20 @@ pub enum NodeStoreError {
     NoCopy { rank: u32, tried: String },
     #[error("the job's name cannot name a directory of the node store")]
     JobName(#[source] store::StoreError),
+    #[error("the process image of rank {rank} is not usable: {why}")]
+    Image { rank: u32, why: String },
 }
 
-/// A checked part: what the manifest records about it.
+/// A checked part: what the manifest records about it, and its bundle.
 #[derive(Debug, Clone)]
 pub struct CheckedPart {
     pub path: PathBuf,
     pub checkpointer: String,
     pub sections: Vec<(String, u64, u32)>,
+    /// The image the part names (parts of the `image` checkpointer).
+    pub image: Option<ImageRef>,
+    /// The rank's bundle: the part, then its image and chain (empty until checked in place).
+    pub files: Vec<BundleFile>,
 }
 
 /// This node's store for one job, and the identity its store connections prove.
@@ -170,8 +177,10 @@ impl NodeStore {
         Ok(dir)
     }
 
-    /// Checks rank `rank`'s part of `epoch` in this store: complete, its whole-file checksum
-    /// right, and the size and checksum its writer reported.
+    /// Checks rank `rank`'s bundle of `epoch` in this store: the part complete, its whole-file
+    /// checksum right, the size and checksum its writer reported; the image it names and that
+    /// image's chain there with their recorded sizes and trailer checksums (not read whole:
+    /// the restorer does that before it changes anything).
     pub fn check(
         &self,
         epoch: u64,
@@ -179,8 +188,14 @@ impl NodeStore {
         size: u64,
         crc: u32,
     ) -> Result<CheckedPart, NodeStoreError> {
-        let path = self.epoch_dir(epoch).join(part_file_name(rank));
-        check_file(&path, &self.job, epoch, rank, size, crc)
+        let dir = self.epoch_dir(epoch);
+        let path = dir.join(part_file_name(rank));
+        let mut part = check_file(&path, &self.job, epoch, rank, size, crc)?;
+        let images = bundle::image_files(&dir, rank, part.image.as_ref())?;
+        part.files = std::iter::once(BundleFile { path, size })
+            .chain(images)
+            .collect();
+        Ok(part)
     }
 
     /// Removes every epoch directory of the job that `keep` does not name.
@@ -229,7 +244,7 @@ impl NodeStore {
                 node: peer.node.clone(),
                 why,
             };
-            send_part(&stream, &part.path, epoch, rank, size, crc)
+            bundle::send(&stream, &part.files, epoch, rank, size, crc)
                 .map_err(|e| fail(e.to_string()))?;
             match read_message(&mut &stream) {
                 Ok(Message::PartAck(ack)) if ack.epoch == epoch && ack.rank == rank => {}
@@ -241,7 +256,7 @@ impl NodeStore {
                 epoch,
                 rank,
                 node = peer.node,
-                bytes = size,
+                bytes = bundle::total(&part.files),
                 micros = started.elapsed().as_micros() as u64,
                 "part mirrored"
             );
@@ -329,16 +344,17 @@ impl NodeStore {
             epoch,
             rank = source.rank,
             from = holder.node,
-            bytes = source.size,
+            bytes = put.total,
             micros = started.elapsed().as_micros() as u64,
             "part fetched"
         );
         Ok(())
     }
 
-    /// The bytes of a part (`file` empty) or parity file of `epoch`: this store's own when it
-    /// is `peer`, else fetched from `peer` (which checks them before it sends them).
-    fn bytes(
+    /// The bundle of a rank (`file` empty) or parity file `file` of `epoch` as a stream, with
+    /// its length: this store's own files when it is `peer`, else fetched from `peer` (which
+    /// checks them before it sends them).
+    fn open_bundle(
         &self,
         peer: &StorePeer,
         epoch: u64,
@@ -346,14 +362,17 @@ impl NodeStore {
         size: u64,
         crc: u32,
         file: &str,
-    ) -> Result<Vec<u8>, NodeStoreError> {
+    ) -> Result<(Box<dyn Read + Send>, u64), NodeStoreError> {
         if peer.node == self.node {
-            let path = if file.is_empty() {
-                self.check(epoch, rank, size, crc)?.path
+            let files = if file.is_empty() {
+                self.check(epoch, rank, size, crc)?.files
             } else {
-                self.check_parity(epoch, file, size, crc)?
+                vec![BundleFile {
+                    path: self.check_parity(epoch, file, size, crc)?,
+                    size,
+                }]
             };
-            return fs::read(&path).map_err(io_error("read", &path));
+            return Ok((bundle::reader(&files)?, bundle::total(&files)));
         }
         let stream = self.connect(peer)?;
         let fail = |why: String| NodeStoreError::Copy {
@@ -368,33 +387,19 @@ impl NodeStore {
             file: file.to_owned(),
         };
         write_message(&mut &stream, &Message::PartGet(get)).map_err(|e| fail(e.to_string()))?;
-        match read_message(&mut &stream) {
-            Ok(Message::PartPut(put)) if put.size == size && put.crc32c == crc => {}
+        let total = match read_message(&mut &stream) {
+            Ok(Message::PartPut(put)) if put.size == size && put.crc32c == crc => put.total,
             Ok(Message::PartPut(_)) => return Err(fail("it sent another part".to_owned())),
             Ok(Message::Error(why)) => return Err(fail(why)),
             Ok(other) => return Err(fail(format!("it answered {:?}", other.command()))),
             Err(e) => return Err(fail(crate::error_chain(&e))),
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        while (bytes.len() as u64) < size {
-            match read_message(&mut &stream) {
-                Ok(Message::PartData(piece))
-                    if (bytes.len() + piece.len()) as u64 <= size && !piece.is_empty() =>
-                {
-                    bytes.extend_from_slice(&piece);
-                }
-                Ok(other) => {
-                    return Err(fail(format!("it sent {:?} inside a part", other.command())));
-                }
-                Err(e) => return Err(fail(crate::error_chain(&e))),
-            }
-        }
-        Ok(bytes)
+        };
+        Ok((Box::new(bundle::Frames::new(stream, total)), total))
     }
 
-    /// Builds parity file `name` of `epoch`: the XOR of the members' parts (zero-padded to
-    /// the longest), written under a temporary name, fsynced and renamed. Returns its size and
-    /// the crc32c of its bytes.
+    /// Builds parity file `name` of `epoch`: the XOR of the members' bundles (each zero-padded
+    /// to the longest), streamed into a temporary file, fsynced and renamed. Returns its size
+    /// and the crc32c of its bytes.
     pub fn build_parity(
         &self,
         epoch: u64,
@@ -402,26 +407,38 @@ impl NodeStore {
         members: &[PartSource],
     ) -> Result<(u64, u32), NodeStoreError> {
         check_parity_name(name)?;
-        let mut parity: Vec<u8> = Vec::new();
-        for member in members {
-            let holder = member
-                .holders
-                .first()
-                .ok_or_else(|| NodeStoreError::NoCopy {
-                    rank: member.rank,
-                    tried: "no node was named".to_owned(),
-                })?;
-            let bytes = self.bytes(holder, epoch, member.rank, member.size, member.crc32c, "")?;
-            xor_into(&mut parity, &bytes);
-        }
         let dir = self.begin(epoch)?;
+        let mut built = (0, 0);
         write_durably(
             &dir,
             name,
-            |file, tmp| file.write_all(&parity).map_err(io_error("write", tmp)),
-            |_| Ok(()),
+            |file, tmp| {
+                for member in members {
+                    let holder = member
+                        .holders
+                        .first()
+                        .ok_or_else(|| NodeStoreError::NoCopy {
+                            rank: member.rank,
+                            tried: "no node was named".to_owned(),
+                        })?;
+                    let (mut from, len) = self.open_bundle(
+                        holder,
+                        epoch,
+                        member.rank,
+                        member.size,
+                        member.crc32c,
+                        "",
+                    )?;
+                    bundle::xor_into_file(file, &mut from, len, tmp)?;
+                }
+                Ok(())
+            },
+            |tmp| {
+                built = bundle::size_and_crc(tmp)?;
+                Ok(())
+            },
         )?;
-        Ok((parity.len() as u64, crc32c::crc32c(&parity)))
+        Ok(built)
     }
 
     /// The path of parity file `name` of `epoch`, once its size and checksum are right.
@@ -434,23 +451,22 @@ impl NodeStore {
     ) -> Result<PathBuf, NodeStoreError> {
         check_parity_name(name)?;
         let path = self.epoch_dir(epoch).join(name);
-        let bytes = fs::read(&path).map_err(io_error("read", &path))?;
-        let actual = crc32c::crc32c(&bytes);
-        if bytes.len() as u64 != size || actual != crc {
+        let (actual_size, actual) = bundle::size_and_crc(&path)?;
+        if actual_size != size || actual != crc {
             return Err(NodeStoreError::Copy {
                 node: self.node.clone(),
                 why: format!(
-                    "{} has {} bytes and checksum {actual:08x}, {size} bytes and {crc:08x} were expected",
+                    "{} has {actual_size} bytes and checksum {actual:08x}, {size} bytes and {crc:08x} were expected",
                     path.display(),
-                    bytes.len()
                 ),
             });
         }
         Ok(path)
     }
 
-    /// Rebuilds `source`'s part from its group's parity and the group's other parts, checks
-    /// it like a received copy and gives it its final name.
+    /// Rebuilds `source`'s bundle from its group's parity and the group's other bundles, in a
+    /// temporary file of the epoch's directory, then splits it into the part and its images,
+    /// each checked like a received copy.
     fn rebuild(
         &self,
         epoch: u64,
@@ -458,61 +474,76 @@ impl NodeStore {
         rebuild: &Rebuild,
     ) -> Result<(), NodeStoreError> {
         let started = std::time::Instant::now();
-        let mut bytes = self.bytes(
-            &rebuild.holder,
-            epoch,
-            source.rank,
-            rebuild.size,
-            rebuild.crc32c,
-            &rebuild.name,
-        )?;
-        for other in &rebuild.others {
-            let mut got = None;
-            let mut why = Vec::new();
-            for holder in &other.holders {
-                match self.bytes(holder, epoch, other.rank, other.size, other.crc32c, "") {
-                    Ok(b) => {
-                        got = Some(b);
-                        break;
-                    }
-                    Err(e) => why.push(crate::error_chain(&e)),
-                }
-            }
-            let other_bytes = got.ok_or_else(|| NodeStoreError::NoCopy {
-                rank: other.rank,
-                tried: why.join("; "),
-            })?;
-            xor_into(&mut bytes, &other_bytes);
-        }
-        bytes.truncate(source.size as usize);
         let dir = self.begin(epoch)?;
-        write_durably(
-            &dir,
-            &part_file_name(source.rank),
-            |file, tmp| file.write_all(&bytes).map_err(io_error("write", tmp)),
-            |tmp| {
-                check_file(
-                    tmp,
-                    &self.job,
+        let tmp = dir.join(format!(
+            ".rebuild-{}.{}.{}.tmp",
+            source.rank,
+            std::process::id(),
+            thread_id()
+        ));
+        let result = (|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_error("create", &tmp))?;
+            let (mut parity, len) = self.open_bundle(
+                &rebuild.holder,
+                epoch,
+                source.rank,
+                rebuild.size,
+                rebuild.crc32c,
+                &rebuild.name,
+            )?;
+            bundle::xor_into_file(&file, &mut parity, len, &tmp)?;
+            for other in &rebuild.others {
+                let mut why = Vec::new();
+                let mut opened = None;
+                for holder in &other.holders {
+                    match self.open_bundle(holder, epoch, other.rank, other.size, other.crc32c, "")
+                    {
+                        Ok(got) => {
+                            opened = Some(got);
+                            break;
+                        }
+                        Err(e) => why.push(crate::error_chain(&e)),
+                    }
+                }
+                let (mut from, len) = opened.ok_or_else(|| NodeStoreError::NoCopy {
+                    rank: other.rank,
+                    tried: why.join("; "),
+                })?;
+                bundle::xor_into_file(&file, &mut from, len, &tmp)?;
+            }
+            // The bundle is the start of the XOR; what follows it is the others' padding.
+            let mut from = io::BufReader::new(File::open(&tmp).map_err(io_error("open", &tmp))?);
+            bundle::split(
+                &mut from,
+                &dir,
+                &bundle::Expected {
+                    job: &self.job,
                     epoch,
-                    source.rank,
-                    source.size,
-                    source.crc32c,
-                )
-                .map(drop)
-            },
-        )?;
+                    rank: source.rank,
+                    size: source.size,
+                    crc: source.crc32c,
+                },
+            )
+        })();
+        let _ = fs::remove_file(&tmp);
+        let bytes = result?;
         tracing::info!(
             epoch,
             rank = source.rank,
             parity = rebuild.name,
-            bytes = source.size,
+            bytes,
             micros = started.elapsed().as_micros() as u64,
             "part rebuilt from parity"
         );
         Ok(())
     }
-
     fn connect(&self, peer: &StorePeer) -> Result<TcpStream, NodeStoreError> {
         let connect_error = |source| NodeStoreError::Connect {
             node: peer.node.clone(),
@@ -543,47 +574,33 @@ impl NodeStore {
         Ok(stream)
     }
 
-    /// Receives the data of `put` into a temporary file, checks it, makes it durable and gives
-    /// it its final name.
+    /// Receives the bundle `put` announces, splitting it into the part and its images, each
+    /// checked, made durable and given its final name.
     fn receive(&self, stream: &TcpStream, put: &PartPut) -> Result<(), NodeStoreError> {
         let dir = self.begin(put.epoch)?;
-        let fill = |file: &mut File, tmp: &Path| {
-            let mut left = put.size;
-            // One buffer for every frame: the bytes go from the socket into it and from it
-            // into the file, with no allocation or copy per frame.
-            let mut frame = Vec::new();
-            while left > 0 {
-                let bytes = match read_frame_into(&mut &*stream, &mut frame) {
-                    Ok((Command::PartData, payload)) => &frame[payload],
-                    Ok((other, _)) => {
-                        return Err(NodeStoreError::Copy {
-                            node: "the peer".into(),
-                            why: format!("it sent {other:?} inside a part"),
-                        });
-                    }
-                    Err(e) => {
-                        return Err(NodeStoreError::Copy {
-                            node: "the peer".into(),
-                            why: crate::error_chain(&e),
-                        });
-                    }
-                };
-                if bytes.len() as u64 > left || bytes.is_empty() {
-                    return Err(NodeStoreError::Copy {
-                        node: "the peer".into(),
-                        why: "it sent more bytes than announced".into(),
-                    });
-                }
-                left -= bytes.len() as u64;
-                file.write_all(bytes).map_err(io_error("write", tmp))?;
-            }
-            Ok(())
-        };
-        write_durably(&dir, &part_file_name(put.rank), fill, |tmp| {
-            check_file(tmp, &self.job, put.epoch, put.rank, put.size, put.crc32c).map(drop)
-        })
+        let mut frames = bundle::Frames::new(stream, put.total);
+        let taken = bundle::split(
+            &mut frames,
+            &dir,
+            &bundle::Expected {
+                job: &self.job,
+                epoch: put.epoch,
+                rank: put.rank,
+                size: put.size,
+                crc: put.crc32c,
+            },
+        )?;
+        if taken != put.total || frames.left() != 0 {
+            return Err(NodeStoreError::Copy {
+                node: "the peer".into(),
+                why: format!(
+                    "it announced {} bytes for the files of rank {}, which have {taken}",
+                    put.total, put.rank
+                ),
+            });
+        }
+        Ok(())
     }
-
     /// Serves other daemons' store connections on `listener` until the process ends.
     pub fn serve(self: Arc<Self>, listener: TcpListener) {
         for connection in listener.incoming() {
@@ -629,14 +646,20 @@ impl NodeStore {
                 }
                 Ok(Message::MigrateImage(m)) => crate::migrate::receive(stream, &m)?,
                 Ok(Message::PartGet(get)) => {
-                    let path = if get.file.is_empty() {
+                    let files = if get.file.is_empty() {
                         self.check(get.epoch, get.rank, get.size, get.crc32c)
-                            .map(|part| part.path)
+                            .map(|part| part.files)
                     } else {
                         self.check_parity(get.epoch, &get.file, get.size, get.crc32c)
+                            .map(|path| {
+                                vec![BundleFile {
+                                    path,
+                                    size: get.size,
+                                }]
+                            })
                     }
                     .map_err(|e| crate::error_chain(&e))?;
-                    send_part(stream, &path, get.epoch, get.rank, get.size, get.crc32c)
+                    bundle::send(stream, &files, get.epoch, get.rank, get.size, get.crc32c)
                         .map_err(|e| e.to_string())?;
                 }
                 Ok(other) => {
@@ -714,16 +737,6 @@ pub(crate) fn accept_peer(stream: &TcpStream, job: &str, secret: &str) -> Result
     Ok(true)
 }
 
-/// XORs `bytes` into `acc`, growing `acc` with zeros to the longer length.
-fn xor_into(acc: &mut Vec<u8>, bytes: &[u8]) {
-    if acc.len() < bytes.len() {
-        acc.resize(bytes.len(), 0);
-    }
-    for (a, b) in acc.iter_mut().zip(bytes) {
-        *a ^= b;
-    }
-}
-
 /// A parity file's name: `parity-<group>-<slot>`, nothing that could leave the directory.
 fn check_parity_name(name: &str) -> Result<(), NodeStoreError> {
     let ok = name.starts_with("parity-")
@@ -743,7 +756,7 @@ fn check_parity_name(name: &str) -> Result<(), NodeStoreError> {
 /// writes it under a temporary name (`.<name>.<pid>.<thread>.tmp`), it is fsynced, `check`
 /// looks at it, and only then is it renamed into place and the directory fsynced. On any
 /// failure the temporary file is removed.
-fn write_durably(
+pub(crate) fn write_durably(
     dir: &Path,
     name: &str,
     fill: impl FnOnce(&mut File, &Path) -> Result<(), NodeStoreError>,
@@ -755,7 +768,9 @@ fn write_durably(
         thread_id()
     ));
     let result = (|| {
+        // Readable too: parity is XORed into the file in place.
         let mut file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
@@ -784,7 +799,9 @@ fn thread_id() -> u64 {
     h.finish()
 }
 
-fn check_file(
+/// Checks the part at `path`: complete, its whole-file checksum right, of `job`, `epoch` and
+/// `rank`, with the size and checksum expected; reads the image section of an `image` part.
+pub(crate) fn check_file(
     path: &Path,
     job: &str,
     epoch: u64,
@@ -814,6 +831,14 @@ fn check_file(
             expected_crc: crc,
         });
     }
+    let image = if reader.checkpointer() == "image" {
+        let bytes = reader
+            .section(image::partref::SECTION)
+            .map_err(|source| NodeStoreError::Part { rank, source })?;
+        Some(ImageRef::decode(&bytes).map_err(|why| NodeStoreError::Image { rank, why })?)
+    } else {
+        None
+    };
     Ok(CheckedPart {
         path: path.to_owned(),
         checkpointer: reader.checkpointer().to_owned(),
@@ -821,38 +846,9 @@ fn check_file(
             .section_infos()
             .map(|s| (s.name.clone(), s.len, s.crc32c))
             .collect(),
+        image,
+        files: Vec::new(),
     })
-}
-
-/// Sends PART_PUT and the file's bytes in PART_DATA frames.
-fn send_part(
-    stream: &TcpStream,
-    path: &Path,
-    epoch: u64,
-    rank: u32,
-    size: u64,
-    crc: u32,
-) -> io::Result<()> {
-    let mut file = File::open(path)?;
-    write_message(
-        &mut &*stream,
-        &Message::PartPut(PartPut {
-            epoch,
-            rank,
-            size,
-            crc32c: crc,
-        }),
-    )?;
-    let mut left = size;
-    let mut buf = vec![0u8; PART_DATA_MAX.min(size.max(1) as usize)];
-    while left > 0 {
-        let n = (left as usize).min(buf.len());
-        file.read_exact(&mut buf[..n])?;
-        // PART_DATA's payload is the bytes themselves: the frame goes out around the buffer.
-        write_frame(&mut &*stream, Command::PartData, &buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
