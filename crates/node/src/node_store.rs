@@ -3,15 +3,17 @@
 //! "RAID-like" mirroring) and serves copies to a node that restarts ranks whose parts it lacks.
 //!
 //! Layout: `<storage>/<job>/<epoch>/rank-<r>.part` (the same file names as a snapshot
-//! directory), plus the snapshot's `manifest` when a restart needs it. A copy arrives under a
-//! temporary name (`.rank-<r>.part.<pid>.tmp`), is checked (whole-file crc32c, rank, epoch, job,
-//! size) and fsynced, and only then renamed to its final name: a part under its final name is
-//! always complete. Which epochs are committed is the coordinator's knowledge (its manifest is
+//! directory), with an `image` part's `rank-<r>.image` and chain beside it, plus the snapshot's
+//! `manifest` when a restart needs it. What is checked, copied, XORed and fetched is a rank's
+//! bundle (`bundle.rs`). A copy arrives under temporary names (`.rank-<r>.part.<pid>.…tmp`), is
+//! checked (whole-file crc32c, rank, epoch, job, size; an image's size and trailer checksum)
+//! and fsynced, and only then renamed to its final name: a file under its final name is always
+//! complete. Which epochs are committed is the coordinator's knowledge (its manifest is
 //! the commit point); it tells the daemons which epochs to keep (STORE_KEEP).
 //!
 //! Daemon-to-daemon connections are authenticated like every control connection
-//! (`wire::auth`, role Store), then carry PART_PUT + PART_DATA… (answered by PART_ACK) or
-//! PART_GET (answered by PART_PUT + PART_DATA…, or ERROR).
+//! (`wire::auth`, role Store), then carry PART_PUT + PART_DATA… (a bundle, answered by
+//! PART_ACK) or PART_GET (answered by PART_PUT + PART_DATA…, or ERROR).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -482,14 +484,7 @@ impl NodeStore {
             thread_id()
         ));
         let result = (|| {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_error("create", &tmp))?;
+            let file = create_private(&tmp)?;
             let (mut parity, len) = self.open_bundle(
                 &rebuild.holder,
                 epoch,
@@ -768,15 +763,7 @@ pub(crate) fn write_durably(
         thread_id()
     ));
     let result = (|| {
-        // Readable too: parity is XORed into the file in place.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_error("create", &tmp))?;
+        let mut file = create_private(&tmp)?;
         fill(&mut file, &tmp)?;
         file.sync_all().map_err(io_error("fsync", &tmp))?;
         drop(file);
@@ -790,6 +777,19 @@ pub(crate) fn write_durably(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates (or empties) `path` with mode 0600, readable too: parity is XORed into a file in
+/// place.
+fn create_private(path: &Path) -> Result<File, NodeStoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error("create", path))
 }
 
 fn thread_id() -> u64 {
