@@ -874,6 +874,160 @@ mod tests {
         }
     }
 
+    /// Writes a file that passes as a process image for the checks of a bundle (header,
+    /// META, LAYOUT and PARENT sections, `filler` bytes, trailer with checksum `crc`); the
+    /// restorer's full read is not part of them.
+    fn fake_image(path: &Path, parent: Option<&image::format::Parent>, filler: usize, crc: u32) {
+        use image::format::{TAG_LAYOUT, TAG_META, TAG_PARENT, TRAILER_LEN, encode_parent};
+        let mut bytes = image::encode_header().to_vec();
+        for tag in [TAG_META, TAG_LAYOUT] {
+            bytes.extend_from_slice(&tag.to_le_bytes());
+            bytes.extend_from_slice(&0u64.to_le_bytes());
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+        }
+        let body = encode_parent(parent);
+        let mut head = TAG_PARENT.to_le_bytes().to_vec();
+        head.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        let section_crc = crc32c::crc32c_append(crc32c::crc32c(&head), &body);
+        bytes.extend_from_slice(&head);
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&section_crc.to_le_bytes());
+        bytes.extend((0..filler).map(|i| (i % 251) as u8));
+        let body_len = bytes.len() as u64;
+        bytes.extend_from_slice(&image::encode_trailer_prefix(0, body_len));
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(bytes.len() as u64, body_len + TRAILER_LEN as u64);
+        fs::write(path, bytes).unwrap();
+    }
+
+    /// Rank `rank`'s image part of `epoch` in `store`, naming `rank-R.image`, whose parent is
+    /// `rank-R.base-4.image` (named `link` in the PARENT section); returns the part's size and
+    /// checksum.
+    fn image_bundle(store: &NodeStore, epoch: u64, rank: u32, link: &str) -> (u64, u32) {
+        let dir = store.begin(epoch).unwrap();
+        let base = dir.join(format!("rank-{rank}.base-4.image"));
+        fake_image(&base, None, 3 << 20, 0xb45e);
+        let base_ref = ImageRef::of_file(&base).unwrap();
+        let parent = image::format::Parent {
+            path: link.to_owned(),
+            size: base_ref.size,
+            crc32c: base_ref.crc32c,
+            depth: 1,
+        };
+        let top = dir.join(image::image_file_name(rank));
+        fake_image(&top, Some(&parent), 5 << 20, 0x70b);
+        let top_ref = ImageRef::of_file(&top).unwrap();
+        let mut writer = store::PartWriter::create(&dir, "job", epoch, rank, "image").unwrap();
+        writer
+            .section(image::partref::SECTION, &top_ref.encode())
+            .unwrap();
+        let info = writer.finish().unwrap();
+        (info.size, info.crc32c)
+    }
+
+    #[test]
+    fn an_image_part_moves_with_its_image_and_chain_and_a_foreign_link_is_refused() {
+        let names = ["ia", "ib", "ic", "id"];
+        let [a, b, c, d] = names.map(|n| NodeStore::open(&temp(n), "job", n, "secret").unwrap());
+        let (size, crc) = image_bundle(&a, 5, 1, "rank-1.base-4.image");
+        let part = a.check(5, 1, size, crc).unwrap();
+        let files: Vec<String> = part
+            .files
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            files,
+            ["rank-1.part", "rank-1.image", "rank-1.base-4.image"]
+        );
+        // Mirrored: b holds the same three files.
+        let b_peer = serving(&b);
+        a.mirror(5, 1, &part, size, crc, std::slice::from_ref(&b_peer))
+            .unwrap();
+        for f in &files {
+            assert_eq!(
+                fs::read(b.epoch_dir(5).join(f)).unwrap(),
+                fs::read(a.epoch_dir(5).join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        // A missing link fails the check, and a fetch brings it back from the mirror.
+        fs::remove_file(a.epoch_dir(5).join(&files[2])).unwrap();
+        assert!(a.check(5, 1, size, crc).is_err());
+        let source = PartSource {
+            rank: 1,
+            size,
+            crc32c: crc,
+            holders: vec![b_peer.clone()],
+            rebuild: None,
+        };
+        assert_eq!(a.fetch(5, &source).unwrap(), Some("from a mirror"));
+        assert!(a.check(5, 1, size, crc).is_ok());
+        // Parity of the image bundle and a shorter `self` part; the bundle rebuilt on d.
+        let dir = b.begin(5).unwrap();
+        let mut writer = store::PartWriter::create(&dir, "job", 5, 2, "self").unwrap();
+        writer.section("data", &[9u8; 1000]).unwrap();
+        let other = writer.finish().unwrap();
+        let a_peer = serving(&a);
+        let c_peer = serving(&c);
+        let member = |rank, size, crc32c, holder: &StorePeer| PartSource {
+            rank,
+            size,
+            crc32c,
+            holders: vec![holder.clone()],
+            rebuild: None,
+        };
+        let (psize, pcrc) = c
+            .build_parity(
+                5,
+                "parity-0-0",
+                &[
+                    member(1, size, crc, &a_peer),
+                    member(2, other.size, other.crc32c, &b_peer),
+                ],
+            )
+            .unwrap();
+        assert_eq!(psize, bundle::total(&part.files));
+        let lost = PartSource {
+            rank: 1,
+            size,
+            crc32c: crc,
+            holders: Vec::new(),
+            rebuild: Some(Box::new(Rebuild {
+                name: "parity-0-0".into(),
+                size: psize,
+                crc32c: pcrc,
+                holder: c_peer,
+                others: vec![member(2, other.size, other.crc32c, &b_peer)],
+            })),
+        };
+        assert_eq!(d.fetch(5, &lost).unwrap(), Some("from its group's parity"));
+        for f in &files {
+            assert_eq!(
+                fs::read(d.epoch_dir(5).join(f)).unwrap(),
+                fs::read(a.epoch_dir(5).join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        // A PARENT that names a file outside the epoch's directory is refused, even where the
+        // file is there (as the chain check alone would accept it): a bundle stays in its
+        // directory.
+        let (size, crc) = image_bundle(&a, 6, 3, "../rank-3.base-4.image");
+        fs::copy(
+            a.epoch_dir(6).join("rank-3.base-4.image"),
+            a.root.join("rank-3.base-4.image"),
+        )
+        .unwrap();
+        let err = a.check(6, 3, size, crc).unwrap_err();
+        assert!(
+            crate::error_chain(&err).contains("is not a chain file of rank 3"),
+            "{err}"
+        );
+        for n in names {
+            let _ = fs::remove_dir_all(temp(n));
+        }
+    }
+
     #[test]
     fn a_part_is_checked_mirrored_fetched_and_pruned() {
         let (da, db, dc) = (temp("a"), temp("b"), temp("c"));
