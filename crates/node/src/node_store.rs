@@ -926,7 +926,8 @@ mod tests {
     }
 
     #[test]
-    fn an_image_part_moves_with_its_image_and_chain_and_a_foreign_link_is_refused() {
+    fn an_image_part_moves_with_its_image_and_chain_outlives_its_parent_s_epoch_and_a_foreign_link_is_refused()
+     {
         let names = ["ia", "ib", "ic", "id"];
         let [a, b, c, d] = names.map(|n| NodeStore::open(&temp(n), "job", n, "secret").unwrap());
         let (size, crc) = image_bundle(&a, 5, 1, "rank-1.base-4.image");
@@ -1009,16 +1010,40 @@ mod tests {
                 "{f}"
             );
         }
+        // Epoch 7 continues the chain: its parent is epoch 5's image, hard-linked beside it with
+        // the rest of the chain, as the writer does. Pruning epoch 5 (STORE_KEEP, node-prune)
+        // leaves epoch 7 complete.
+        let (dir5, dir7) = (a.epoch_dir(5), a.begin(7).unwrap());
+        fs::hard_link(dir5.join(&files[1]), dir7.join("rank-1.base-5.image")).unwrap();
+        fs::hard_link(dir5.join(&files[2]), dir7.join(&files[2])).unwrap();
+        let parent = ImageRef::of_file(&dir5.join(&files[1])).unwrap();
+        let parent = image::format::Parent {
+            path: "rank-1.base-5.image".into(),
+            size: parent.size,
+            crc32c: parent.crc32c,
+            depth: 2,
+        };
+        fake_image(&dir7.join(&files[1]), Some(&parent), 1 << 20, 0x7);
+        let top = ImageRef::of_file(&dir7.join(&files[1])).unwrap();
+        let mut writer = store::PartWriter::create(&dir7, "job", 7, 1, "image").unwrap();
+        writer
+            .section(image::partref::SECTION, &top.encode())
+            .unwrap();
+        let seven = writer.finish().unwrap();
+        a.keep_only(&[7]);
+        assert!(!dir5.exists());
+        let kept = a.check(7, 1, seven.size, seven.crc32c).unwrap();
+        assert_eq!(kept.files.len(), 4, "{kept:?}");
         // A PARENT that names a file outside the epoch's directory is refused, even where the
         // file is there (as the chain check alone would accept it): a bundle stays in its
         // directory.
-        let (size, crc) = image_bundle(&a, 6, 3, "../rank-3.base-4.image");
+        let (size, crc) = image_bundle(&a, 8, 3, "../rank-3.base-4.image");
         fs::copy(
-            a.epoch_dir(6).join("rank-3.base-4.image"),
+            a.epoch_dir(8).join("rank-3.base-4.image"),
             a.root.join("rank-3.base-4.image"),
         )
         .unwrap();
-        let err = a.check(6, 3, size, crc).unwrap_err();
+        let err = a.check(8, 3, size, crc).unwrap_err();
         assert!(
             crate::error_chain(&err).contains("is not a chain file of rank 3"),
             "{err}"
