@@ -240,7 +240,12 @@ pub(crate) fn split(
     )?;
     let mut taken = expected.size;
     let mut next = image;
+    let mut hops = 0;
     while let Some(link) = next.take() {
+        hops += 1;
+        if hops > image::format::MAX_CHAIN + 1 {
+            return Err(bad(rank, "the chain of images does not end".into()));
+        }
         write_durably(
             dir,
             &link.file,
