@@ -149,7 +149,8 @@ pub(crate) struct NodeOptions {
     pub(crate) heartbeat: Duration,
 
     /// Each node's checkpoint store ({node} is replaced by the node's name): the ranks write
-    /// their parts there, their daemon checks them [default: the snapshot directory]
+    /// their parts there (and with --crs image their process images), their daemon checks them
+    /// [default: the snapshot directory]
     #[arg(long, value_name = "DIR")]
     pub(crate) storage: Option<String>,
 

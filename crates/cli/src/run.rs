@@ -29,16 +29,6 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         say("--storage, --mirror and --spares need --hosts or --hostfile");
         return ExitCode::from(EXIT_USAGE);
     }
-    if args.crs == CrsArg::Image && args.nodes.storage.is_some() {
-        // Node stores keep, mirror and fetch parts, but not the process images those parts
-        // name, so such a snapshot could be committed and never restarted.
-        say(
-            "--crs image cannot be combined with --storage yet: node stores keep and mirror \
-             the parts but not the process images, so no snapshot could be restarted; leave out \
-             --storage to keep images in the shared snapshot directory (--snapshot-dir)",
-        );
-        return ExitCode::from(EXIT_USAGE);
-    }
     let mut command = args.command.into_iter();
     let Some(program) = command.next() else {
         say("no program to run was given; usage: mpicr run -n N [--] PROGRAM [ARGS]...");

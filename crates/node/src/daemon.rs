@@ -597,6 +597,11 @@ fn job_spec(
         "MPICR_TRANSPORT",
         "MPICR_BIND_ADDR",
     ];
+    let snapshot_dir = launch
+        .env
+        .iter()
+        .find(|(k, _)| k == "MPICR_RESTART_DIR")
+        .map(|(_, v)| v);
     let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = launch
         .env
         .iter()
@@ -617,7 +622,16 @@ fn job_spec(
     JobSpec {
         program: PathBuf::from(&launch.program),
         arg0: launch.arg0.clone().into(),
-        args: launch.args.iter().map(Into::into).collect(),
+        args: launch
+            .args
+            .iter()
+            .map(|arg| match restart_dir {
+                // The snapshot directory, wherever the command names it (the restorer's
+                // `--rank-image DIR`), is this node's copy: its images are there.
+                Some(dir) if snapshot_dir == Some(arg) => dir.into(),
+                _ => arg.into(),
+            })
+            .collect(),
         size: launch.size,
         ranks,
         output: OutputTo::Remote(pieces),

@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod binding;
+mod bundle;
 pub mod daemon;
 mod migrate;
 pub mod node_store;

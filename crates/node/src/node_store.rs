@@ -3,18 +3,20 @@
 //! "RAID-like" mirroring) and serves copies to a node that restarts ranks whose parts it lacks.
 //!
 //! Layout: `<storage>/<job>/<epoch>/rank-<r>.part` (the same file names as a snapshot
-//! directory), plus the snapshot's `manifest` when a restart needs it. A copy arrives under a
-//! temporary name (`.rank-<r>.part.<pid>.tmp`), is checked (whole-file crc32c, rank, epoch, job,
-//! size) and fsynced, and only then renamed to its final name: a part under its final name is
-//! always complete. Which epochs are committed is the coordinator's knowledge (its manifest is
+//! directory), with an `image` part's `rank-<r>.image` and chain beside it, plus the snapshot's
+//! `manifest` when a restart needs it. What is checked, copied, XORed and fetched is a rank's
+//! bundle (`bundle.rs`). A copy arrives under temporary names (`.rank-<r>.part.<pid>.…tmp`), is
+//! checked (whole-file crc32c, rank, epoch, job, size; an image's size and trailer checksum)
+//! and fsynced, and only then renamed to its final name: a file under its final name is always
+//! complete. Which epochs are committed is the coordinator's knowledge (its manifest is
 //! the commit point); it tells the daemons which epochs to keep (STORE_KEEP).
 //!
 //! Daemon-to-daemon connections are authenticated like every control connection
-//! (`wire::auth`, role Store), then carry PART_PUT + PART_DATA… (answered by PART_ACK) or
-//! PART_GET (answered by PART_PUT + PART_DATA…, or ERROR).
+//! (`wire::auth`, role Store), then carry PART_PUT + PART_DATA… (a bundle, answered by
+//! PART_ACK) or PART_GET (answered by PART_PUT + PART_DATA…, or ERROR).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -22,13 +24,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use image::ImageRef;
 use store::{PartReader, part_file_name};
 use thiserror::Error;
-use wire::stream::{read_frame_into, read_message, write_frame, write_message};
-use wire::{
-    Command, HelloRole, Message, PART_DATA_MAX, PartAck, PartGet, PartPut, PartSource, Rebuild,
-    StorePeer,
-};
+use wire::stream::{read_message, write_message};
+use wire::{HelloRole, Message, PartAck, PartGet, PartPut, PartSource, Rebuild, StorePeer};
+
+use crate::bundle;
+pub use crate::bundle::BundleFile;
 
 /// How long connecting to another daemon may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,14 +85,20 @@ pub enum NodeStoreError {
     NoCopy { rank: u32, tried: String },
     #[error("the job's name cannot name a directory of the node store")]
     JobName(#[source] store::StoreError),
+    #[error("the process image of rank {rank} is not usable: {why}")]
+    Image { rank: u32, why: String },
 }
 
-/// A checked part: what the manifest records about it.
+/// A checked part: what the manifest records about it, and its bundle.
 #[derive(Debug, Clone)]
 pub struct CheckedPart {
     pub path: PathBuf,
     pub checkpointer: String,
     pub sections: Vec<(String, u64, u32)>,
+    /// The image the part names (parts of the `image` checkpointer).
+    pub image: Option<ImageRef>,
+    /// The rank's bundle: the part, then its image and chain (empty until checked in place).
+    pub files: Vec<BundleFile>,
 }
 
 /// This node's store for one job, and the identity its store connections prove.
@@ -170,8 +179,10 @@ impl NodeStore {
         Ok(dir)
     }
 
-    /// Checks rank `rank`'s part of `epoch` in this store: complete, its whole-file checksum
-    /// right, and the size and checksum its writer reported.
+    /// Checks rank `rank`'s bundle of `epoch` in this store: the part complete, its whole-file
+    /// checksum right, the size and checksum its writer reported; the image it names and that
+    /// image's chain there with their recorded sizes and trailer checksums (not read whole:
+    /// the restorer does that before it changes anything).
     pub fn check(
         &self,
         epoch: u64,
@@ -179,8 +190,14 @@ impl NodeStore {
         size: u64,
         crc: u32,
     ) -> Result<CheckedPart, NodeStoreError> {
-        let path = self.epoch_dir(epoch).join(part_file_name(rank));
-        check_file(&path, &self.job, epoch, rank, size, crc)
+        let dir = self.epoch_dir(epoch);
+        let path = dir.join(part_file_name(rank));
+        let mut part = check_file(&path, &self.job, epoch, rank, size, crc)?;
+        let images = bundle::image_files(&dir, rank, part.image.as_ref())?;
+        part.files = std::iter::once(BundleFile { path, size })
+            .chain(images)
+            .collect();
+        Ok(part)
     }
 
     /// Removes every epoch directory of the job that `keep` does not name.
@@ -229,7 +246,7 @@ impl NodeStore {
                 node: peer.node.clone(),
                 why,
             };
-            send_part(&stream, &part.path, epoch, rank, size, crc)
+            bundle::send(&stream, &part.files, epoch, rank, size, crc)
                 .map_err(|e| fail(e.to_string()))?;
             match read_message(&mut &stream) {
                 Ok(Message::PartAck(ack)) if ack.epoch == epoch && ack.rank == rank => {}
@@ -241,7 +258,7 @@ impl NodeStore {
                 epoch,
                 rank,
                 node = peer.node,
-                bytes = size,
+                bytes = bundle::total(&part.files),
                 micros = started.elapsed().as_micros() as u64,
                 "part mirrored"
             );
@@ -329,16 +346,17 @@ impl NodeStore {
             epoch,
             rank = source.rank,
             from = holder.node,
-            bytes = source.size,
+            bytes = put.total,
             micros = started.elapsed().as_micros() as u64,
             "part fetched"
         );
         Ok(())
     }
 
-    /// The bytes of a part (`file` empty) or parity file of `epoch`: this store's own when it
-    /// is `peer`, else fetched from `peer` (which checks them before it sends them).
-    fn bytes(
+    /// The bundle of a rank (`file` empty) or parity file `file` of `epoch` as a stream, with
+    /// its length: this store's own files when it is `peer`, else fetched from `peer` (which
+    /// checks them before it sends them).
+    fn open_bundle(
         &self,
         peer: &StorePeer,
         epoch: u64,
@@ -346,14 +364,17 @@ impl NodeStore {
         size: u64,
         crc: u32,
         file: &str,
-    ) -> Result<Vec<u8>, NodeStoreError> {
+    ) -> Result<(Box<dyn Read + Send>, u64), NodeStoreError> {
         if peer.node == self.node {
-            let path = if file.is_empty() {
-                self.check(epoch, rank, size, crc)?.path
+            let files = if file.is_empty() {
+                self.check(epoch, rank, size, crc)?.files
             } else {
-                self.check_parity(epoch, file, size, crc)?
+                vec![BundleFile {
+                    path: self.check_parity(epoch, file, size, crc)?,
+                    size,
+                }]
             };
-            return fs::read(&path).map_err(io_error("read", &path));
+            return Ok((bundle::reader(&files)?, bundle::total(&files)));
         }
         let stream = self.connect(peer)?;
         let fail = |why: String| NodeStoreError::Copy {
@@ -368,33 +389,19 @@ impl NodeStore {
             file: file.to_owned(),
         };
         write_message(&mut &stream, &Message::PartGet(get)).map_err(|e| fail(e.to_string()))?;
-        match read_message(&mut &stream) {
-            Ok(Message::PartPut(put)) if put.size == size && put.crc32c == crc => {}
+        let total = match read_message(&mut &stream) {
+            Ok(Message::PartPut(put)) if put.size == size && put.crc32c == crc => put.total,
             Ok(Message::PartPut(_)) => return Err(fail("it sent another part".to_owned())),
             Ok(Message::Error(why)) => return Err(fail(why)),
             Ok(other) => return Err(fail(format!("it answered {:?}", other.command()))),
             Err(e) => return Err(fail(crate::error_chain(&e))),
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        while (bytes.len() as u64) < size {
-            match read_message(&mut &stream) {
-                Ok(Message::PartData(piece))
-                    if (bytes.len() + piece.len()) as u64 <= size && !piece.is_empty() =>
-                {
-                    bytes.extend_from_slice(&piece);
-                }
-                Ok(other) => {
-                    return Err(fail(format!("it sent {:?} inside a part", other.command())));
-                }
-                Err(e) => return Err(fail(crate::error_chain(&e))),
-            }
-        }
-        Ok(bytes)
+        };
+        Ok((Box::new(bundle::Frames::new(stream, total)), total))
     }
 
-    /// Builds parity file `name` of `epoch`: the XOR of the members' parts (zero-padded to
-    /// the longest), written under a temporary name, fsynced and renamed. Returns its size and
-    /// the crc32c of its bytes.
+    /// Builds parity file `name` of `epoch`: the XOR of the members' bundles (each zero-padded
+    /// to the longest), streamed into a temporary file, fsynced and renamed. Returns its size
+    /// and the crc32c of its bytes.
     pub fn build_parity(
         &self,
         epoch: u64,
@@ -402,26 +409,38 @@ impl NodeStore {
         members: &[PartSource],
     ) -> Result<(u64, u32), NodeStoreError> {
         check_parity_name(name)?;
-        let mut parity: Vec<u8> = Vec::new();
-        for member in members {
-            let holder = member
-                .holders
-                .first()
-                .ok_or_else(|| NodeStoreError::NoCopy {
-                    rank: member.rank,
-                    tried: "no node was named".to_owned(),
-                })?;
-            let bytes = self.bytes(holder, epoch, member.rank, member.size, member.crc32c, "")?;
-            xor_into(&mut parity, &bytes);
-        }
         let dir = self.begin(epoch)?;
+        let mut built = (0, 0);
         write_durably(
             &dir,
             name,
-            |file, tmp| file.write_all(&parity).map_err(io_error("write", tmp)),
-            |_| Ok(()),
+            |file, tmp| {
+                for member in members {
+                    let holder = member
+                        .holders
+                        .first()
+                        .ok_or_else(|| NodeStoreError::NoCopy {
+                            rank: member.rank,
+                            tried: "no node was named".to_owned(),
+                        })?;
+                    let (mut from, len) = self.open_bundle(
+                        holder,
+                        epoch,
+                        member.rank,
+                        member.size,
+                        member.crc32c,
+                        "",
+                    )?;
+                    bundle::xor_into_file(file, &mut from, len, tmp)?;
+                }
+                Ok(())
+            },
+            |tmp| {
+                built = bundle::size_and_crc(tmp)?;
+                Ok(())
+            },
         )?;
-        Ok((parity.len() as u64, crc32c::crc32c(&parity)))
+        Ok(built)
     }
 
     /// The path of parity file `name` of `epoch`, once its size and checksum are right.
@@ -434,23 +453,22 @@ impl NodeStore {
     ) -> Result<PathBuf, NodeStoreError> {
         check_parity_name(name)?;
         let path = self.epoch_dir(epoch).join(name);
-        let bytes = fs::read(&path).map_err(io_error("read", &path))?;
-        let actual = crc32c::crc32c(&bytes);
-        if bytes.len() as u64 != size || actual != crc {
+        let (actual_size, actual) = bundle::size_and_crc(&path)?;
+        if actual_size != size || actual != crc {
             return Err(NodeStoreError::Copy {
                 node: self.node.clone(),
                 why: format!(
-                    "{} has {} bytes and checksum {actual:08x}, {size} bytes and {crc:08x} were expected",
+                    "{} has {actual_size} bytes and checksum {actual:08x}, {size} bytes and {crc:08x} were expected",
                     path.display(),
-                    bytes.len()
                 ),
             });
         }
         Ok(path)
     }
 
-    /// Rebuilds `source`'s part from its group's parity and the group's other parts, checks
-    /// it like a received copy and gives it its final name.
+    /// Rebuilds `source`'s bundle from its group's parity and the group's other bundles, in a
+    /// temporary file of the epoch's directory, then splits it into the part and its images,
+    /// each checked like a received copy.
     fn rebuild(
         &self,
         epoch: u64,
@@ -458,61 +476,69 @@ impl NodeStore {
         rebuild: &Rebuild,
     ) -> Result<(), NodeStoreError> {
         let started = std::time::Instant::now();
-        let mut bytes = self.bytes(
-            &rebuild.holder,
-            epoch,
-            source.rank,
-            rebuild.size,
-            rebuild.crc32c,
-            &rebuild.name,
-        )?;
-        for other in &rebuild.others {
-            let mut got = None;
-            let mut why = Vec::new();
-            for holder in &other.holders {
-                match self.bytes(holder, epoch, other.rank, other.size, other.crc32c, "") {
-                    Ok(b) => {
-                        got = Some(b);
-                        break;
-                    }
-                    Err(e) => why.push(crate::error_chain(&e)),
-                }
-            }
-            let other_bytes = got.ok_or_else(|| NodeStoreError::NoCopy {
-                rank: other.rank,
-                tried: why.join("; "),
-            })?;
-            xor_into(&mut bytes, &other_bytes);
-        }
-        bytes.truncate(source.size as usize);
         let dir = self.begin(epoch)?;
-        write_durably(
-            &dir,
-            &part_file_name(source.rank),
-            |file, tmp| file.write_all(&bytes).map_err(io_error("write", tmp)),
-            |tmp| {
-                check_file(
-                    tmp,
-                    &self.job,
+        let tmp = dir.join(format!(
+            ".rebuild-{}.{}.{}.tmp",
+            source.rank,
+            std::process::id(),
+            thread_id()
+        ));
+        let result = (|| {
+            let file = create_private(&tmp)?;
+            let (mut parity, len) = self.open_bundle(
+                &rebuild.holder,
+                epoch,
+                source.rank,
+                rebuild.size,
+                rebuild.crc32c,
+                &rebuild.name,
+            )?;
+            bundle::xor_into_file(&file, &mut parity, len, &tmp)?;
+            for other in &rebuild.others {
+                let mut why = Vec::new();
+                let mut opened = None;
+                for holder in &other.holders {
+                    match self.open_bundle(holder, epoch, other.rank, other.size, other.crc32c, "")
+                    {
+                        Ok(got) => {
+                            opened = Some(got);
+                            break;
+                        }
+                        Err(e) => why.push(crate::error_chain(&e)),
+                    }
+                }
+                let (mut from, len) = opened.ok_or_else(|| NodeStoreError::NoCopy {
+                    rank: other.rank,
+                    tried: why.join("; "),
+                })?;
+                bundle::xor_into_file(&file, &mut from, len, &tmp)?;
+            }
+            // The bundle is the start of the XOR; what follows it is the others' padding.
+            let mut from = io::BufReader::new(File::open(&tmp).map_err(io_error("open", &tmp))?);
+            bundle::split(
+                &mut from,
+                &dir,
+                &bundle::Expected {
+                    job: &self.job,
                     epoch,
-                    source.rank,
-                    source.size,
-                    source.crc32c,
-                )
-                .map(drop)
-            },
-        )?;
+                    rank: source.rank,
+                    size: source.size,
+                    crc: source.crc32c,
+                },
+            )
+        })();
+        let _ = fs::remove_file(&tmp);
+        let bytes = result?;
         tracing::info!(
             epoch,
             rank = source.rank,
             parity = rebuild.name,
-            bytes = source.size,
+            bytes,
             micros = started.elapsed().as_micros() as u64,
             "part rebuilt from parity"
         );
         Ok(())
     }
-
     fn connect(&self, peer: &StorePeer) -> Result<TcpStream, NodeStoreError> {
         let connect_error = |source| NodeStoreError::Connect {
             node: peer.node.clone(),
@@ -543,47 +569,33 @@ impl NodeStore {
         Ok(stream)
     }
 
-    /// Receives the data of `put` into a temporary file, checks it, makes it durable and gives
-    /// it its final name.
+    /// Receives the bundle `put` announces, splitting it into the part and its images, each
+    /// checked, made durable and given its final name.
     fn receive(&self, stream: &TcpStream, put: &PartPut) -> Result<(), NodeStoreError> {
         let dir = self.begin(put.epoch)?;
-        let fill = |file: &mut File, tmp: &Path| {
-            let mut left = put.size;
-            // One buffer for every frame: the bytes go from the socket into it and from it
-            // into the file, with no allocation or copy per frame.
-            let mut frame = Vec::new();
-            while left > 0 {
-                let bytes = match read_frame_into(&mut &*stream, &mut frame) {
-                    Ok((Command::PartData, payload)) => &frame[payload],
-                    Ok((other, _)) => {
-                        return Err(NodeStoreError::Copy {
-                            node: "the peer".into(),
-                            why: format!("it sent {other:?} inside a part"),
-                        });
-                    }
-                    Err(e) => {
-                        return Err(NodeStoreError::Copy {
-                            node: "the peer".into(),
-                            why: crate::error_chain(&e),
-                        });
-                    }
-                };
-                if bytes.len() as u64 > left || bytes.is_empty() {
-                    return Err(NodeStoreError::Copy {
-                        node: "the peer".into(),
-                        why: "it sent more bytes than announced".into(),
-                    });
-                }
-                left -= bytes.len() as u64;
-                file.write_all(bytes).map_err(io_error("write", tmp))?;
-            }
-            Ok(())
-        };
-        write_durably(&dir, &part_file_name(put.rank), fill, |tmp| {
-            check_file(tmp, &self.job, put.epoch, put.rank, put.size, put.crc32c).map(drop)
-        })
+        let mut frames = bundle::Frames::new(stream, put.total);
+        let taken = bundle::split(
+            &mut frames,
+            &dir,
+            &bundle::Expected {
+                job: &self.job,
+                epoch: put.epoch,
+                rank: put.rank,
+                size: put.size,
+                crc: put.crc32c,
+            },
+        )?;
+        if taken != put.total || frames.left() != 0 {
+            return Err(NodeStoreError::Copy {
+                node: "the peer".into(),
+                why: format!(
+                    "it announced {} bytes for the files of rank {}, which have {taken}",
+                    put.total, put.rank
+                ),
+            });
+        }
+        Ok(())
     }
-
     /// Serves other daemons' store connections on `listener` until the process ends.
     pub fn serve(self: Arc<Self>, listener: TcpListener) {
         for connection in listener.incoming() {
@@ -629,14 +641,20 @@ impl NodeStore {
                 }
                 Ok(Message::MigrateImage(m)) => crate::migrate::receive(stream, &m)?,
                 Ok(Message::PartGet(get)) => {
-                    let path = if get.file.is_empty() {
+                    let files = if get.file.is_empty() {
                         self.check(get.epoch, get.rank, get.size, get.crc32c)
-                            .map(|part| part.path)
+                            .map(|part| part.files)
                     } else {
                         self.check_parity(get.epoch, &get.file, get.size, get.crc32c)
+                            .map(|path| {
+                                vec![BundleFile {
+                                    path,
+                                    size: get.size,
+                                }]
+                            })
                     }
                     .map_err(|e| crate::error_chain(&e))?;
-                    send_part(stream, &path, get.epoch, get.rank, get.size, get.crc32c)
+                    bundle::send(stream, &files, get.epoch, get.rank, get.size, get.crc32c)
                         .map_err(|e| e.to_string())?;
                 }
                 Ok(other) => {
@@ -714,16 +732,6 @@ pub(crate) fn accept_peer(stream: &TcpStream, job: &str, secret: &str) -> Result
     Ok(true)
 }
 
-/// XORs `bytes` into `acc`, growing `acc` with zeros to the longer length.
-fn xor_into(acc: &mut Vec<u8>, bytes: &[u8]) {
-    if acc.len() < bytes.len() {
-        acc.resize(bytes.len(), 0);
-    }
-    for (a, b) in acc.iter_mut().zip(bytes) {
-        *a ^= b;
-    }
-}
-
 /// A parity file's name: `parity-<group>-<slot>`, nothing that could leave the directory.
 fn check_parity_name(name: &str) -> Result<(), NodeStoreError> {
     let ok = name.starts_with("parity-")
@@ -743,7 +751,7 @@ fn check_parity_name(name: &str) -> Result<(), NodeStoreError> {
 /// writes it under a temporary name (`.<name>.<pid>.<thread>.tmp`), it is fsynced, `check`
 /// looks at it, and only then is it renamed into place and the directory fsynced. On any
 /// failure the temporary file is removed.
-fn write_durably(
+pub(crate) fn write_durably(
     dir: &Path,
     name: &str,
     fill: impl FnOnce(&mut File, &Path) -> Result<(), NodeStoreError>,
@@ -755,13 +763,7 @@ fn write_durably(
         thread_id()
     ));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_error("create", &tmp))?;
+        let mut file = create_private(&tmp)?;
         fill(&mut file, &tmp)?;
         file.sync_all().map_err(io_error("fsync", &tmp))?;
         drop(file);
@@ -777,6 +779,19 @@ fn write_durably(
     result
 }
 
+/// Creates (or empties) `path` with mode 0600, readable too: parity is XORed into a file in
+/// place.
+fn create_private(path: &Path) -> Result<File, NodeStoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error("create", path))
+}
+
 fn thread_id() -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -784,7 +799,9 @@ fn thread_id() -> u64 {
     h.finish()
 }
 
-fn check_file(
+/// Checks the part at `path`: complete, its whole-file checksum right, of `job`, `epoch` and
+/// `rank`, with the size and checksum expected; reads the image section of an `image` part.
+pub(crate) fn check_file(
     path: &Path,
     job: &str,
     epoch: u64,
@@ -814,6 +831,14 @@ fn check_file(
             expected_crc: crc,
         });
     }
+    let image = if reader.checkpointer() == "image" {
+        let bytes = reader
+            .section(image::partref::SECTION)
+            .map_err(|source| NodeStoreError::Part { rank, source })?;
+        Some(ImageRef::decode(&bytes).map_err(|why| NodeStoreError::Image { rank, why })?)
+    } else {
+        None
+    };
     Ok(CheckedPart {
         path: path.to_owned(),
         checkpointer: reader.checkpointer().to_owned(),
@@ -821,38 +846,9 @@ fn check_file(
             .section_infos()
             .map(|s| (s.name.clone(), s.len, s.crc32c))
             .collect(),
+        image,
+        files: Vec::new(),
     })
-}
-
-/// Sends PART_PUT and the file's bytes in PART_DATA frames.
-fn send_part(
-    stream: &TcpStream,
-    path: &Path,
-    epoch: u64,
-    rank: u32,
-    size: u64,
-    crc: u32,
-) -> io::Result<()> {
-    let mut file = File::open(path)?;
-    write_message(
-        &mut &*stream,
-        &Message::PartPut(PartPut {
-            epoch,
-            rank,
-            size,
-            crc32c: crc,
-        }),
-    )?;
-    let mut left = size;
-    let mut buf = vec![0u8; PART_DATA_MAX.min(size.max(1) as usize)];
-    while left > 0 {
-        let n = (left as usize).min(buf.len());
-        file.read_exact(&mut buf[..n])?;
-        // PART_DATA's payload is the bytes themselves: the frame goes out around the buffer.
-        write_frame(&mut &*stream, Command::PartData, &buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -875,6 +871,185 @@ mod tests {
         StorePeer {
             node: store.node.clone(),
             addr,
+        }
+    }
+
+    /// Writes a file that passes as a process image for the checks of a bundle (header,
+    /// META, LAYOUT and PARENT sections, `filler` bytes, trailer with checksum `crc`); the
+    /// restorer's full read is not part of them.
+    fn fake_image(path: &Path, parent: Option<&image::format::Parent>, filler: usize, crc: u32) {
+        use image::format::{TAG_LAYOUT, TAG_META, TAG_PARENT, TRAILER_LEN, encode_parent};
+        let mut bytes = image::encode_header().to_vec();
+        for tag in [TAG_META, TAG_LAYOUT] {
+            bytes.extend_from_slice(&tag.to_le_bytes());
+            bytes.extend_from_slice(&0u64.to_le_bytes());
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+        }
+        let body = encode_parent(parent);
+        let mut head = TAG_PARENT.to_le_bytes().to_vec();
+        head.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        let section_crc = crc32c::crc32c_append(crc32c::crc32c(&head), &body);
+        bytes.extend_from_slice(&head);
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&section_crc.to_le_bytes());
+        bytes.extend((0..filler).map(|i| (i % 251) as u8));
+        let body_len = bytes.len() as u64;
+        bytes.extend_from_slice(&image::encode_trailer_prefix(0, body_len));
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(bytes.len() as u64, body_len + TRAILER_LEN as u64);
+        fs::write(path, bytes).unwrap();
+    }
+
+    /// Rank `rank`'s image part of `epoch` in `store`, naming `rank-R.image`, whose parent is
+    /// `rank-R.base-4.image` (named `link` in the PARENT section); returns the part's size and
+    /// checksum.
+    fn image_bundle(store: &NodeStore, epoch: u64, rank: u32, link: &str) -> (u64, u32) {
+        let dir = store.begin(epoch).unwrap();
+        let base = dir.join(format!("rank-{rank}.base-4.image"));
+        fake_image(&base, None, 3 << 20, 0xb45e);
+        let base_ref = ImageRef::of_file(&base).unwrap();
+        let parent = image::format::Parent {
+            path: link.to_owned(),
+            size: base_ref.size,
+            crc32c: base_ref.crc32c,
+            depth: 1,
+        };
+        let top = dir.join(image::image_file_name(rank));
+        fake_image(&top, Some(&parent), 5 << 20, 0x70b);
+        let top_ref = ImageRef::of_file(&top).unwrap();
+        let mut writer = store::PartWriter::create(&dir, "job", epoch, rank, "image").unwrap();
+        writer
+            .section(image::partref::SECTION, &top_ref.encode())
+            .unwrap();
+        let info = writer.finish().unwrap();
+        (info.size, info.crc32c)
+    }
+
+    #[test]
+    fn an_image_part_moves_with_its_image_and_chain_outlives_its_parent_s_epoch_and_a_foreign_link_is_refused()
+     {
+        let names = ["ia", "ib", "ic", "id"];
+        let [a, b, c, d] = names.map(|n| NodeStore::open(&temp(n), "job", n, "secret").unwrap());
+        let (size, crc) = image_bundle(&a, 5, 1, "rank-1.base-4.image");
+        let part = a.check(5, 1, size, crc).unwrap();
+        let files: Vec<String> = part
+            .files
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            files,
+            ["rank-1.part", "rank-1.image", "rank-1.base-4.image"]
+        );
+        // Mirrored: b holds the same three files.
+        let b_peer = serving(&b);
+        a.mirror(5, 1, &part, size, crc, std::slice::from_ref(&b_peer))
+            .unwrap();
+        for f in &files {
+            assert_eq!(
+                fs::read(b.epoch_dir(5).join(f)).unwrap(),
+                fs::read(a.epoch_dir(5).join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        // A missing link fails the check, and a fetch brings it back from the mirror.
+        fs::remove_file(a.epoch_dir(5).join(&files[2])).unwrap();
+        assert!(a.check(5, 1, size, crc).is_err());
+        let source = PartSource {
+            rank: 1,
+            size,
+            crc32c: crc,
+            holders: vec![b_peer.clone()],
+            rebuild: None,
+        };
+        assert_eq!(a.fetch(5, &source).unwrap(), Some("from a mirror"));
+        assert!(a.check(5, 1, size, crc).is_ok());
+        // Parity of the image bundle and a shorter `self` part; the bundle rebuilt on d.
+        let dir = b.begin(5).unwrap();
+        let mut writer = store::PartWriter::create(&dir, "job", 5, 2, "self").unwrap();
+        writer.section("data", &[9u8; 1000]).unwrap();
+        let other = writer.finish().unwrap();
+        let a_peer = serving(&a);
+        let c_peer = serving(&c);
+        let member = |rank, size, crc32c, holder: &StorePeer| PartSource {
+            rank,
+            size,
+            crc32c,
+            holders: vec![holder.clone()],
+            rebuild: None,
+        };
+        let (psize, pcrc) = c
+            .build_parity(
+                5,
+                "parity-0-0",
+                &[
+                    member(1, size, crc, &a_peer),
+                    member(2, other.size, other.crc32c, &b_peer),
+                ],
+            )
+            .unwrap();
+        assert_eq!(psize, bundle::total(&part.files));
+        let lost = PartSource {
+            rank: 1,
+            size,
+            crc32c: crc,
+            holders: Vec::new(),
+            rebuild: Some(Box::new(Rebuild {
+                name: "parity-0-0".into(),
+                size: psize,
+                crc32c: pcrc,
+                holder: c_peer,
+                others: vec![member(2, other.size, other.crc32c, &b_peer)],
+            })),
+        };
+        assert_eq!(d.fetch(5, &lost).unwrap(), Some("from its group's parity"));
+        for f in &files {
+            assert_eq!(
+                fs::read(d.epoch_dir(5).join(f)).unwrap(),
+                fs::read(a.epoch_dir(5).join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        // Epoch 7 continues the chain: its parent is epoch 5's image, hard-linked beside it with
+        // the rest of the chain, as the writer does. Pruning epoch 5 (STORE_KEEP, node-prune)
+        // leaves epoch 7 complete.
+        let (dir5, dir7) = (a.epoch_dir(5), a.begin(7).unwrap());
+        fs::hard_link(dir5.join(&files[1]), dir7.join("rank-1.base-5.image")).unwrap();
+        fs::hard_link(dir5.join(&files[2]), dir7.join(&files[2])).unwrap();
+        let parent = ImageRef::of_file(&dir5.join(&files[1])).unwrap();
+        let parent = image::format::Parent {
+            path: "rank-1.base-5.image".into(),
+            size: parent.size,
+            crc32c: parent.crc32c,
+            depth: 2,
+        };
+        fake_image(&dir7.join(&files[1]), Some(&parent), 1 << 20, 0x7);
+        let top = ImageRef::of_file(&dir7.join(&files[1])).unwrap();
+        let mut writer = store::PartWriter::create(&dir7, "job", 7, 1, "image").unwrap();
+        writer
+            .section(image::partref::SECTION, &top.encode())
+            .unwrap();
+        let seven = writer.finish().unwrap();
+        a.keep_only(&[7]);
+        assert!(!dir5.exists());
+        let kept = a.check(7, 1, seven.size, seven.crc32c).unwrap();
+        assert_eq!(kept.files.len(), 4, "{kept:?}");
+        // A PARENT that names a file outside the epoch's directory is refused, even where the
+        // file is there (as the chain check alone would accept it): a bundle stays in its
+        // directory.
+        let (size, crc) = image_bundle(&a, 8, 3, "../rank-3.base-4.image");
+        fs::copy(
+            a.epoch_dir(8).join("rank-3.base-4.image"),
+            a.root.join("rank-3.base-4.image"),
+        )
+        .unwrap();
+        let err = a.check(8, 3, size, crc).unwrap_err();
+        assert!(
+            crate::error_chain(&err).contains("is not a chain file of rank 3"),
+            "{err}"
+        );
+        for n in names {
+            let _ = fs::remove_dir_all(temp(n));
         }
     }
 

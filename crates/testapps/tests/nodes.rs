@@ -330,10 +330,30 @@ fn recovers_on(
     extra: &[&str],
     inject: impl FnOnce(&Cluster, &Sandbox, &str),
 ) -> String {
+    recovers_running(
+        k,
+        name_prefix,
+        extra,
+        (&["ckpt-ring", "200"], &["ckpt-ring", "200", "15"]),
+        inject,
+    )
+}
+
+/// [`recovers_on`] with another program: `program.0` runs uninterrupted for the expected
+/// result, `program.1` is the job that is hurt.
+fn recovers_running(
+    k: usize,
+    name_prefix: &str,
+    extra: &[&str],
+    program: (&[&str], &[&str]),
+    inject: impl FnOnce(&Cluster, &Sandbox, &str),
+) -> String {
     let Some((_guard, cluster, sandbox)) = netns::setup(k) else {
         return String::new();
     };
-    let expected = result_line(&sandbox.mpicr(&["run", "-n", "6", "--", "ckpt-ring", "200"]));
+    let mut reference = vec!["run", "-n", "6", "--"];
+    reference.extend_from_slice(program.0);
+    let expected = result_line(&sandbox.mpicr(&reference));
     let name = format!("{name_prefix}-{}", cluster.nodes[0].name);
     let storage = sandbox.dir().join("store-{node}").display().to_string();
     let mut rest: Vec<&str> = extra
@@ -348,10 +368,8 @@ fn recovers_on(
         "--max-restarts",
         "2",
         "--",
-        "ckpt-ring",
-        "200",
-        "15",
     ]);
+    rest.extend_from_slice(program.1);
     let args = node_args(sandbox.dir(), &cluster, &rest);
     let job = sandbox.start_job(&name, &strs(&args));
     running_table(&sandbox, &name, 0, 0);
@@ -1120,4 +1138,193 @@ fn the_slurm_launcher_runs_daemons_and_gc_with_srun_and_the_secret_on_stdin_only
             "--input=all".to_owned(),
         ]
     });
+}
+
+/// `mpicr-image-ring` (no checkpoint code: the `image` checkpointer's program), uninterrupted
+/// and slowed down for a job that is hurt.
+const IMAGE_RING: (&[&str], &[&str]) = (&["image-ring", "300"], &["image-ring", "300", "10"]);
+
+/// Every committed snapshot of `name` keeps its ranks' process images in the node stores
+/// that hold their parts (the first `holders` of each), not in the snapshot directory: on each
+/// holder the image beside the part and every link of its chain the rank's own node has
+/// (`rank-R.base-E.image`), of the same size. Returns how many chain links the snapshots hold
+/// in all.
+fn assert_images_held(cluster: &Cluster, sandbox: &Sandbox, name: &str, holders: usize) -> usize {
+    let store = store::Store::open(Some(&sandbox.snapshots())).expect("the snapshot directory");
+    let mut links = 0;
+    for epoch in store.epochs(name).expect("the epochs") {
+        let snapshot = store
+            .resolve(&format!("{name}.{epoch}"))
+            .expect("a committed snapshot");
+        let manifest = snapshot.manifest();
+        for part in &manifest.parts {
+            assert_eq!(part.checkpointer, "image", "{part:?}");
+            let image = format!("rank-{}.image", part.rank);
+            assert!(
+                !snapshot.path().join(&image).exists(),
+                "an image in the snapshot directory"
+            );
+            let dir_on = |node: &String| {
+                let k = cluster
+                    .nodes
+                    .iter()
+                    .position(|n| &n.name == node)
+                    .expect("a node")
+                    + 1;
+                node_store(sandbox, cluster, k)
+                    .join(name)
+                    .join(epoch.to_string())
+            };
+            let home = dir_on(&part.nodes[0]);
+            let chain: Vec<String> = std::fs::read_dir(&home)
+                .expect("the epoch on the rank's node")
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|f| f.starts_with(&format!("rank-{}.base-", part.rank)))
+                .collect();
+            links += chain.len();
+            for node in part.nodes.iter().take(holders) {
+                let dir = dir_on(node);
+                for file in std::iter::once(&part.file).chain([&image]).chain(&chain) {
+                    let size =
+                        |d: &std::path::Path| std::fs::metadata(d.join(file)).map(|m| m.len());
+                    assert_eq!(
+                        size(&dir).ok(),
+                        size(&home).ok(),
+                        "{file} of epoch {epoch} on node {node}"
+                    );
+                    assert!(size(&dir).is_ok(), "{file} of epoch {epoch} on node {node}");
+                }
+            }
+        }
+    }
+    links
+}
+
+/// [`recovers_running`] of [`IMAGE_RING`] with `--crs image --full-every 3 --storage` and
+/// `redundancy`: once `snapshots` snapshots exist, checks that the node stores hold the images
+/// (with some incremental chain when `chains`) and hurts the job with `inject`.
+fn image_recovers(
+    name_prefix: &str,
+    redundancy: &[&str],
+    snapshots: usize,
+    chains: bool,
+    inject: impl FnOnce(&Cluster, &Sandbox, &str),
+) -> String {
+    let mut extra = vec![
+        "--crs",
+        "image",
+        "--full-every",
+        "3",
+        "--storage",
+        "STORAGE",
+    ];
+    extra.extend_from_slice(redundancy);
+    recovers_running(
+        3,
+        name_prefix,
+        &extra,
+        IMAGE_RING,
+        |cluster, sandbox, name| {
+            wait_for_snapshots(sandbox, name, snapshots);
+            let links = assert_images_held(cluster, sandbox, name, usize::MAX);
+            assert!(!chains || links > 0, "no incremental image");
+            inject(cluster, sandbox, name);
+        },
+    )
+}
+
+#[test]
+fn an_image_job_s_lost_node_is_recovered_from_its_mirrored_images_and_chains() {
+    let stderr = image_recovers("imgmirror", &["--mirror", "1"], 2, true, |c, s, _| {
+        wipe_node(c, s, 2, false);
+    });
+    if !stderr.is_empty() {
+        assert!(stderr.contains("-n2 failed"), "{stderr}");
+        assert!(stderr.contains("from a mirror"), "{stderr}");
+    }
+}
+
+#[test]
+fn an_image_job_s_lost_node_is_rebuilt_from_its_group_s_parity() {
+    let stderr = image_recovers("imgparity", &["--parity", "2"], 2, true, |c, s, _| {
+        wipe_node(c, s, 2, false);
+    });
+    if !stderr.is_empty() {
+        assert!(stderr.contains("-n2 failed"), "{stderr}");
+        assert!(stderr.contains("from its group's parity"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_killed_rank_of_an_image_job_with_node_stores_and_incremental_images_is_recovered() {
+    let stderr = image_recovers("imgrank", &[], 3, true, |_, sandbox, name| {
+        let table = running_table(sandbox, name, 4, 0);
+        let pid = table["ranks"][4]["pid"].as_u64().expect("a pid");
+        signal(pid as i32, rustix::process::Signal::KILL);
+    });
+    if !stderr.is_empty() {
+        assert!(stderr.contains("after rank 4 (pid"), "{stderr}");
+    }
+}
+
+#[test]
+fn an_image_snapshot_in_node_stores_restarts_with_hosts_and_gc_removes_its_images() {
+    let Some((_guard, cluster, sandbox)) = setup() else {
+        return;
+    };
+    let mut reference = vec!["run", "-n", "6", "--"];
+    reference.extend_from_slice(IMAGE_RING.0);
+    let expected = result_line(&sandbox.mpicr(&reference));
+    let name = format!("imgagain-{}", cluster.nodes[0].name);
+    let storage = sandbox.dir().join("store-{node}").display().to_string();
+    let mut rest = vec![
+        "--crs",
+        "image",
+        "--full-every",
+        "3",
+        "--storage",
+        &storage,
+        "--mirror",
+        "1",
+        "-n",
+        "6",
+        "--checkpoint-every",
+        "300ms",
+        "--",
+    ];
+    rest.extend_from_slice(IMAGE_RING.1);
+    let job = sandbox.start_job(&name, &strs(&node_args(sandbox.dir(), &cluster, &rest)));
+    wait_for_snapshots(&sandbox, &name, 2);
+    // A rank killed without --max-restarts ends the job (which cleans up after itself).
+    harness::snap::kill_rank(&sandbox, &name, 4, 0);
+    let out = job.finish();
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    let store = store::Store::open(Some(&sandbox.snapshots())).expect("the snapshot directory");
+    let committed = store.epochs(&name).expect("the epochs");
+    assert_images_held(&cluster, &sandbox, &name, usize::MAX);
+    let newest = *committed.last().expect("a snapshot");
+    let snapshot = format!("{name}.{newest}");
+    // Node 1 lost its store: its ranks' parts, images and chains come from node 2's mirrors.
+    std::fs::remove_dir_all(node_store(&sandbox, &cluster, 1)).expect("the store is there");
+    let mut all = vec!["restart".to_owned()];
+    all.extend(node_args(sandbox.dir(), &cluster, &[snapshot.as_str()]));
+    let out = sandbox.mpicr(&strs(&all));
+    assert_eq!(result_line(&out), expected, "{}", out.stderr);
+    assert!(out.stderr.contains("from a mirror"), "{}", out.stderr);
+    assert_nothing_left(&sandbox, leftovers(&sandbox), &name);
+    assert!(committed.len() >= 2, "{committed:?}");
+    // gc outside the job removes the older snapshots' parts and images from every node.
+    let out = sandbox.mpicr(&["gc", "--keep", "1", &name]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for k in 1..=3 {
+        let held = stored_epochs(&sandbox, &cluster, k, &name);
+        assert!(
+            committed.iter().all(|e| *e == newest || !held.contains(e)),
+            "node {k} holds {held:?}, only {newest} of {committed:?} was kept"
+        );
+    }
+    assert_eq!(store.epochs(&name).expect("the epochs"), [newest]);
+    // The kept snapshot's images are where its ranks restart (node 1's fetched back; the
+    // mirrors node 1 held went with its store).
+    assert_images_held(&cluster, &sandbox, &name, 1);
 }

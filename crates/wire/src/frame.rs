@@ -5,8 +5,9 @@ use thiserror::Error;
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"MPCR";
 /// The wire format version this build writes. Independent of the crate version.
-pub const FORMAT_VERSION: u16 = 3;
-/// The oldest wire format version this build still reads (N-1 once there is an N).
+pub const FORMAT_VERSION: u16 = 4;
+/// The oldest wire format version this build still reads (N-2: format 3 changed only HEARTBEAT
+/// and STATUS_REPLY, format 4 only PART_PUT, and both decode the older payloads).
 pub const MIN_FORMAT_VERSION: u16 = 2;
 /// Bytes before the payload: magic, version, command and payload length.
 pub const HEADER_LEN: usize = 12;

@@ -288,14 +288,26 @@ pub struct StoreKeep {
     pub epochs: Vec<u64>,
 }
 
-/// A copy of a part follows in PART_DATA frames of at most [`PART_DATA_MAX`] bytes, `size`
-/// bytes in all.
+/// A copy of a rank's files follows in PART_DATA frames of at most [`PART_DATA_MAX`] bytes,
+/// `total` bytes in all: the part (`size` bytes, this `crc32c`), then for an `image` part the
+/// image it names and every link of that image's chain, newest first, each of the size its
+/// reference records (the rank's *bundle*). For a parity file, `total` is its size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartPut {
     pub epoch: u64,
     pub rank: u32,
     pub size: u64,
     pub crc32c: u32,
+    pub total: u64,
+}
+
+/// [`PartPut`] of wire formats 2 and 3, which carried parts only (`total` = `size`).
+#[derive(Deserialize)]
+struct PartPutV3 {
+    epoch: u64,
+    rank: u32,
+    size: u64,
+    crc32c: u32,
 }
 
 /// The largest PART_DATA payload a writer sends.
@@ -638,13 +650,23 @@ impl Message {
     }
 
     /// Decodes the payload of a frame whose header said `version` and `command` (a version
-    /// this build reads: the frame's header was checked). Format 2 differs only in HEARTBEAT
-    /// and STATUS_REPLY, which had no usage.
+    /// this build reads: the frame's header was checked). Format 2 differs in HEARTBEAT and
+    /// STATUS_REPLY, which had no usage; formats 2 and 3 in PART_PUT, which had no total.
     pub fn decode_version(
         version: u16,
         command: Command,
         payload: &[u8],
     ) -> Result<Self, FrameError> {
+        if version < 4 && command == Command::PartPut {
+            let old: PartPutV3 = from_payload(command, payload)?;
+            return Ok(Self::PartPut(PartPut {
+                epoch: old.epoch,
+                rank: old.rank,
+                size: old.size,
+                crc32c: old.crc32c,
+                total: old.size,
+            }));
+        }
         if version < 3 {
             match command {
                 Command::Heartbeat => {
@@ -954,6 +976,7 @@ mod tests {
             rank: 1,
             size: 9,
             crc32c: 2,
+            total: 30,
         }));
         round_trip(Message::PartData(vec![0, 1, 2]));
         round_trip(Message::PartGet(PartGet {
@@ -1036,6 +1059,25 @@ mod tests {
             }],
         });
         assert!(decoded(&reply).is_err());
+    }
+
+    #[test]
+    fn a_format_3_part_put_decodes_as_a_part_alone() {
+        let put = PartPut {
+            epoch: 3,
+            rank: 1,
+            size: 9,
+            crc32c: 2,
+            total: 9,
+        };
+        let mut old = to_payload(&put);
+        // Format 3 ends after the checksum: drop the total.
+        old.truncate(old.len() - 8);
+        assert_eq!(
+            Message::decode_version(3, Command::PartPut, &old).unwrap(),
+            Message::PartPut(put)
+        );
+        assert!(Message::decode(Command::PartPut, &old).is_err());
     }
 
     #[test]
