@@ -115,6 +115,13 @@ fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
         .iter()
         .map(|m| m.as_ref().map(|m| m.range().0))
         .collect();
+    let in_place = img
+        .regions
+        .iter()
+        .zip(&at)
+        .filter(|(r, a)| **a == Some(r.desc.start))
+        .count();
+    stats::placement(at.iter().flatten().count(), in_place);
 
     // Where the plan region goes: free in the image, off the staged pages and (checked by
     // mapping it) free now.

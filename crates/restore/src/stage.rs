@@ -240,7 +240,12 @@ fn sink(msg: String) -> FormatError {
 }
 
 fn region_name(d: &RegionDesc) -> String {
-    format!("{:#x}-{:#x} {}", d.start, d.end, d.name)
+    let range = format!("{:#x}-{:#x}", d.start, d.end);
+    if d.name.is_empty() {
+        range
+    } else {
+        format!("{range} {}", d.name)
+    }
 }
 
 /// The staging mapping of `slot`, made on its first stored page; none when its pages are not
@@ -282,7 +287,12 @@ fn mapping(
                 },
             ),
         };
-        let m = made.map_err(|e| sink(format!("cannot stage region {}: {e}", slot.here)))?;
+        let m = made.map_err(|e| {
+            sink(format!(
+                "cannot stage the {len} bytes of region {}: {e}",
+                slot.here
+            ))
+        })?;
         slot.mapping = Some(m);
     }
     Ok(slot.mapping.as_mut())

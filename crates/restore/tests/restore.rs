@@ -192,6 +192,88 @@ fn round_trip(scenario: &str, mode: &str) {
     assert_eq!(out.stdout, expected, "restored {scenario}/{mode} differs");
 }
 
+/// `cmd` run with address-space randomisation off (`setarch -R`, util-linux).
+fn without_aslr(cmd: &Command) -> Command {
+    let mut c = Command::new("setarch");
+    c.arg("-R").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// With randomisation off, the program and the restorer (both position-independent) load at
+/// the same addresses, so most regions cannot be staged in place: the restorer stages them
+/// elsewhere and its routine moves them into place. The restored program must not notice.
+fn round_trip_over_the_restorer(scenario: &str) {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let ref_dir = tmp.path().join("ref");
+    std::fs::create_dir_all(&ref_dir).expect("test harness");
+    let plain = finish(
+        without_aslr(&imgtest_cmd(
+            scenario,
+            "plain",
+            &ref_dir,
+            &ref_dir.join("unused"),
+        ))
+        .spawn()
+        .expect("test harness"),
+    );
+    assert!(plain.ok, "reference run failed: {}", plain.stderr);
+    let at = plain.stdout.find(MARKER).expect("no checkpoint line");
+    let mut expected = plain.stdout[at + MARKER.len()..].to_string();
+    if !may_set_exe() {
+        expected = expected.replace("exe \"imgtest\"", "exe \"mpicr-restore\"");
+    }
+    let dir = tmp.path().join("run");
+    std::fs::create_dir_all(&dir).expect("test harness");
+    let image = dir.join("image");
+    let after = run_until_captured(without_aslr(&imgtest_cmd(scenario, "stop", &dir, &image)));
+    let at = after.find(MARKER).expect("no checkpoint line");
+    assert_eq!(
+        &after[at + MARKER.len()..],
+        "",
+        "the original printed past its checkpoint"
+    );
+    let mut cmd = Command::new(restorer());
+    cmd.arg(&image)
+        .current_dir("/")
+        .env("MPICR_IMAGE_STATS", "1");
+    let out = finish(without_aslr(&cmd).spawn().expect("test harness"));
+    assert!(
+        out.ok,
+        "restore of {scenario} failed ({:?}): {}",
+        out.code, out.stderr
+    );
+    assert_eq!(out.stdout, expected, "restored {scenario} differs");
+    let placed = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once(" staged=").map(|(_, v)| v.to_string()))
+        .expect("the restorer reports where it staged");
+    let (staged, in_place) = placed
+        .split_once(" in_place=")
+        .expect("staged=N in_place=M");
+    let staged: usize = staged.parse().expect("a count");
+    let in_place: usize = in_place.parse().expect("a count");
+    assert!(
+        in_place < staged,
+        "no region of {scenario} had to be moved ({placed}): the test did not test that"
+    );
+}
+
+#[test]
+fn regions_staged_where_the_restorer_was_are_moved_into_place() {
+    for scenario in ["brk", "mmap", "stack", "filemap", "shared"] {
+        round_trip_over_the_restorer(scenario);
+    }
+}
+
 #[test]
 fn heap_grown_by_brk() {
     round_trip("brk", "stop");
@@ -337,6 +419,42 @@ fn damaged_images_are_refused_before_anything_runs() {
         assert!(out.ok, "{}", out.stderr);
         assert_eq!(out.stdout, expected);
     }
+}
+
+/// Staging needs the image's memory before the point of no return: when it cannot have it
+/// (here an address-space limit), the restorer refuses with status 1 and nothing runs, where
+/// mapping the image after its own memory was gone could only fail half-way (status 70).
+#[test]
+fn an_image_that_does_not_fit_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let dir = tmp.path().join("run");
+    let image = dir.join("image");
+    capture_and_kill("mmap", "stop", &dir, &image);
+    let limited = finish(
+        Command::new("prlimit")
+            .arg(format!("--as={}:unlimited", 32 << 20))
+            .arg(restorer())
+            .arg(&image)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("prlimit (util-linux) runs"),
+    );
+    assert_eq!(limited.code, Some(1), "stderr: {}", limited.stderr);
+    assert_eq!(limited.stdout, "", "the image's code ran");
+    assert!(
+        limited
+            .stderr
+            .starts_with("mpicr-restore: cannot stage the ")
+            && limited.stderr.contains("Cannot allocate memory"),
+        "{}",
+        limited.stderr
+    );
+    // Without the limit the same image restores.
+    let out = restore(&image);
+    assert!(out.ok, "{}", out.stderr);
 }
 
 #[test]
