@@ -318,6 +318,11 @@ impl PageSink for Stager {
         if let Some(last) = self.cur.last_mut() {
             last.finish();
         }
+        // Regions come in address order, so a parent's region that ends here can no longer be
+        // the base of a delta: its pages go now, not after the whole link.
+        for p in self.prev.iter_mut().filter(|p| p.desc.end <= d.start) {
+            p.mapping = None;
+        }
         let mut slot = Slot {
             desc: d.clone(),
             here: region_name(d),
