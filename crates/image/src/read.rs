@@ -171,6 +171,9 @@ impl CrcReader {
     }
 }
 
+/// The read buffer for everything but page data.
+const META_BUFFER: usize = 64 << 10;
+
 /// Page data is read and checksummed this many bytes at a time.
 const DATA_CHUNK: usize = 1 << 20;
 
@@ -248,7 +251,9 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
 pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, FormatError> {
     let actual_len = file.metadata()?.len();
     let mut r = CrcReader {
-        inner: BufReader::with_capacity(1 << 20, file),
+        // Small: the buffer holds the records between runs, and the start of the next run's
+        // data, which is copied out of it; the rest of a run is read straight into place.
+        inner: BufReader::with_capacity(META_BUFFER, file),
         file_crc: 0,
         sec_crc: 0,
         sec_len: 0,
