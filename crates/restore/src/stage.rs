@@ -331,6 +331,14 @@ impl PageSink for Stager {
             own: Vec::new(),
         };
         if d.flags & RFLAG_DELTA != 0 {
+            // The writer makes only anonymous regions deltas; the pages of a file region's
+            // parent below the image restored are not staged.
+            if d.kind.is_file() {
+                return Err(FormatError::Invalid(format!(
+                    "region {}: a file region marked delta",
+                    slot.here
+                )));
+            }
             let base = self
                 .prev
                 .iter_mut()
