@@ -584,6 +584,107 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `b` (a full version-3 image) made an incremental image based on `base_name`, the file
+/// holding `b` itself; with `delta_kind`, the first region of that kind is marked delta.
+fn incremental_on(b: &[u8], base_name: &str, delta_kind: Option<u32>) -> Vec<u8> {
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let section = |tag: &[u8], body: &[u8]| {
+        let mut sec = tag.to_vec();
+        sec.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        sec.extend_from_slice(body);
+        let crc = crc32c::crc32c(&sec);
+        sec.extend_from_slice(&crc.to_le_bytes());
+        sec
+    };
+    assert_eq!(u32_at(8), 3, "a version-3 image");
+    let mut out = image::encode_header_flags(image::HFLAG_INCREMENTAL).to_vec();
+    let mut at = 32;
+    let mut n_regions = 0;
+    for _ in 0..3 {
+        let len = u64_at(at + 4) as usize;
+        match &b[at..at + 4] {
+            b"PRNT" => {
+                let parent = image::format::Parent {
+                    path: base_name.into(),
+                    size: b.len() as u64,
+                    crc32c: u32_at(b.len() - 4),
+                    depth: 1,
+                };
+                let body = image::format::encode_parent(Some(&parent));
+                out.extend_from_slice(&section(b"PRNT", &body));
+            }
+            tag => {
+                if tag == b"LAYT" {
+                    n_regions = u32_at(at + 12 + len - 4);
+                }
+                out.extend_from_slice(&b[at..at + 12 + len + 4]);
+            }
+        }
+        at += 12 + len + 4;
+    }
+    let mut marked = delta_kind.is_none();
+    for _ in 0..n_regions {
+        let start = out.len();
+        let name_len = u32_at(at + 76) as usize;
+        let mut record = b[at..at + 80 + name_len].to_vec();
+        if !marked && Some(u32_at(at + 4)) == delta_kind {
+            let flags = u32_at(at + 28) | image::format::RFLAG_DELTA;
+            record[28..32].copy_from_slice(&flags.to_le_bytes());
+            marked = true;
+        }
+        out.extend_from_slice(&record);
+        at += 80 + name_len;
+        loop {
+            if u64_at(at) == u64::MAX {
+                out.extend_from_slice(&b[at..at + 16]);
+                at += 16;
+                break;
+            }
+            // page u64, npages u64, enc u32, len u64, crc u32, data[len]
+            let len = u64_at(at + 20) as usize;
+            out.extend_from_slice(&b[at..at + 32 + len]);
+            at += 32 + len;
+        }
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        at += 4;
+    }
+    assert!(marked, "no region of kind {delta_kind:?}");
+    let body_len = out.len() as u64;
+    out.extend_from_slice(&image::encode_trailer_prefix(n_regions, body_len));
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Only anonymous regions are deltas: the restorer does not keep a parent's file pages, so
+/// an image with a file region marked delta is refused, while the same image with nothing
+/// marked restores (so the refusal is the mark's).
+#[test]
+fn a_file_region_marked_delta_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let expected = reference("filemap", &tmp.path().join("ref"));
+    let dir = tmp.path().join("map");
+    let image = dir.join("image");
+    capture_and_kill("filemap", "stop", &dir, &image);
+    let full = std::fs::read(&image).expect("test harness");
+    let file_private = 3;
+    let marked = dir.join("marked");
+    std::fs::write(&marked, incremental_on(&full, "image", Some(file_private)))
+        .expect("test harness");
+    assert_refused(&marked, "a file region marked delta");
+    let plain = dir.join("plain");
+    std::fs::write(&plain, incremental_on(&full, "image", None)).expect("test harness");
+    let out = restore(&plain);
+    assert!(out.ok, "{}", out.stderr);
+    let mut expected = expected;
+    if !may_set_exe() {
+        expected = expected.replace("exe \"imgtest\"", "exe \"mpicr-restore\"");
+    }
+    assert_eq!(out.stdout, expected);
+}
+
 #[test]
 fn a_version_1_image_still_restores() {
     let tmp = tempfile::tempdir().expect("test harness");
