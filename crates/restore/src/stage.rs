@@ -93,18 +93,21 @@ struct Link {
     expect: Option<Parent>,
     /// The child's path, for messages.
     child: PathBuf,
+    /// What its own PARENT section said when the chain was followed.
+    parent: Option<Parent>,
 }
 
 /// The image at `path` (open as `file`) and the images it is based on, the image first,
 /// each opened and its PARENT section checked, without reading the rest.
 fn chain(path: &Path, file: File) -> Result<Vec<Link>, String> {
+    let mut parent = read_parent_ref(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut links = vec![Link {
         path: path.to_path_buf(),
         file,
         expect: None,
         child: path.to_path_buf(),
+        parent: parent.clone(),
     }];
-    let mut parent = read_parent_ref(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut depth = parent.as_ref().map_or(0, |p| p.depth);
     let mut child_path = path.to_path_buf();
     while let Some(p) = parent {
@@ -137,6 +140,7 @@ fn chain(path: &Path, file: File) -> Result<Vec<Link>, String> {
             file,
             expect: Some(p),
             child: child_path,
+            parent: next.clone(),
         });
         child_path = ppath;
         parent = next;
@@ -175,6 +179,13 @@ pub(crate) fn stage(path: &Path, file: File, check_only: bool) -> Result<Staged,
             Err(e) if k == 0 => return Err(format!("{}: {e}", link.path.display())),
             Err(e) => return Err(unusable(&link.child, &link.path, &e)),
         };
+        // The chain was followed by path; what was read is the file opened then.
+        if img.parent != link.parent {
+            return Err(format!(
+                "{}: the image was replaced while it was read",
+                link.path.display()
+            ));
+        }
         if let Some(p) = &link.expect
             && (img.file_len != p.size || img.crc32c != p.crc32c)
         {
