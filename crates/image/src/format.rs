@@ -464,6 +464,9 @@ pub enum FormatError {
     Checksum(String),
     #[error("image is corrupt: {0}")]
     Invalid(String),
+    /// A [`crate::read::PageSink`] refused what it was given; the message is the sink's.
+    #[error("{0}")]
+    Sink(String),
 }
 
 /// Little-endian decoder over a byte slice; every read is bounds-checked.

@@ -4,7 +4,8 @@
 //!   image of it (memory, registers at the capture point, thread pointer, mm fields, signal
 //!   state, fd table, cwd, umask, rlimits). The call returns [`Outcome::Captured`] in the
 //!   original process and [`Outcome::Restored`] in a process `mpicr-restore` brought back.
-//! - [`read_image`]: read and fully validate an image (the restorer's first step).
+//! - [`read_image`]: read and fully validate an image; [`read_image_into`] also hands each
+//!   run's pages to a [`PageSink`] as they pass (the restorer stages them in place).
 //! - [`restart`]: the restorer's hand-over of the new job's environment
 //!   ([`take_restart_env`]) and keeping old descriptor numbers for the objects that hold them.
 //! - [`format`]: the on-disk format, specified in `docs/image-format.md`.
@@ -37,8 +38,9 @@ pub use format::FormatError;
 pub use incr::Chain;
 pub use partref::{ImageRef, image_file_name};
 pub use read::{
-    HFLAG_INCREMENTAL, Image, Region, RunLoc, encode_header, encode_header_flags,
-    encode_trailer_prefix, read_image, read_image_from, read_parent_ref,
+    HFLAG_INCREMENTAL, Image, PageSink, Region, RunData, RunLoc, encode_header,
+    encode_header_flags, encode_trailer_prefix, read_image, read_image_from, read_image_into,
+    read_parent_ref,
 };
 pub use restart::{RESTART_ENV_FD, replace_placeholder, reserve_fds, take_restart_env};
 pub use stats::{StallTimes, WriterReport};

@@ -1,9 +1,11 @@
 //! Reading and validating an image. [`read_image`] streams the whole file once, checks every
 //! checksum, cap and invariant, and returns the decoded state with, for each region, where its
-//! stored pages are in the file (the restorer reads them straight into place later).
+//! stored pages are in the file. [`read_image_into`] does the same and hands each run's data
+//! to a [`PageSink`] as it passes: the restorer reads every byte of an image once, straight
+//! into the memory it restores, and the checksums are those of the bytes it keeps.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use crate::codec::{ENC_LZ4, ENC_RAW, ENC_ZERO, ENC_ZSTD};
@@ -90,6 +92,7 @@ pub fn encode_trailer_prefix(n_regions: u32, body_len: u64) -> [u8; TRAILER_LEN 
 
 /// Reads the file in order and checksums every byte once: bytes are added to the current
 /// section's crc32c, which joins the file's (`crc32c_combine`) when the section ends.
+#[derive(Debug)]
 struct CrcReader {
     inner: BufReader<File>,
     /// The crc32c of the file up to the current section's start.
@@ -143,12 +146,87 @@ impl CrcReader {
         self.file_crc();
         Ok(())
     }
-    fn skip_data(&mut self, mut n: u64, buf: &mut [u8]) -> Result<(), FormatError> {
-        while n > 0 {
-            let k = n.min(buf.len() as u64) as usize;
-            self.exact(&mut buf[..k], "page data")?;
-            n -= k as u64;
+    /// Reads page data into `buf`: what the buffer holds first, the rest straight from the
+    /// file (no copy through the buffer), checksummed in slices that are still in the cache.
+    fn data(&mut self, buf: &mut [u8]) -> Result<(), FormatError> {
+        let held = self.inner.buffer();
+        let n = held.len().min(buf.len());
+        buf[..n].copy_from_slice(&held[..n]);
+        self.inner.consume(n);
+        self.sec_crc = crc32c::crc32c_append(self.sec_crc, &buf[..n]);
+        for chunk in buf[n..].chunks_mut(DATA_CHUNK) {
+            // The buffer is empty, so the file's offset is the reader's.
+            self.inner.get_mut().read_exact(chunk).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    FormatError::Truncated("page data")
+                } else {
+                    FormatError::Io(e)
+                }
+            })?;
+            self.sec_crc = crc32c::crc32c_append(self.sec_crc, chunk);
         }
+        self.sec_len += buf.len();
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// The read buffer for everything but page data.
+const META_BUFFER: usize = 64 << 10;
+
+/// Page data is read and checksummed this many bytes at a time.
+const DATA_CHUNK: usize = 1 << 20;
+
+/// The data of one run, read in order by a [`PageSink`]; what it does not read is skipped
+/// (and still checksummed).
+#[derive(Debug)]
+pub struct RunData<'a> {
+    reader: &'a mut CrcReader,
+    left: u64,
+}
+
+impl RunData<'_> {
+    /// Reads the next `buf.len()` bytes of the run (at most what is left of it).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<(), FormatError> {
+        if buf.len() as u64 > self.left {
+            return Err(FormatError::Sink(format!(
+                "a reader asked for {} bytes of a run that has {} left",
+                buf.len(),
+                self.left
+            )));
+        }
+        self.reader.data(buf)?;
+        self.left -= buf.len() as u64;
+        Ok(())
+    }
+
+    fn skip(&mut self, scratch: &mut [u8]) -> Result<(), FormatError> {
+        while self.left > 0 {
+            let k = self.left.min(scratch.len() as u64) as usize;
+            self.read(&mut scratch[..k])?;
+        }
+        Ok(())
+    }
+}
+
+/// Where [`read_image_into`] delivers each run's data while it validates the image.
+/// Nothing delivered is known good before the whole read returned `Ok`.
+pub trait PageSink {
+    /// Region `index`, described by `desc`, starts; its runs follow.
+    fn region(&mut self, index: usize, desc: &RegionDesc) -> Result<(), FormatError>;
+    /// One run of the current region: `data` reads its `run.len` bytes (raw or compressed,
+    /// as `run.enc` says); bytes left unread are skipped.
+    fn run(&mut self, run: &RunLoc, data: &mut RunData<'_>) -> Result<(), FormatError>;
+}
+
+/// The sink that keeps nothing: [`read_image_from`] only validates.
+struct Discard;
+
+impl PageSink for Discard {
+    fn region(&mut self, _: usize, _: &RegionDesc) -> Result<(), FormatError> {
+        Ok(())
+    }
+    fn run(&mut self, _: &RunLoc, _: &mut RunData<'_>) -> Result<(), FormatError> {
         Ok(())
     }
 }
@@ -166,9 +244,16 @@ pub fn read_image(path: &Path) -> Result<Image, FormatError> {
 /// [`read_image`] from an open file, read from its current offset (the start). The restorer
 /// validates the very file it later reads pages from, not whatever the path names by then.
 pub fn read_image_from(file: File) -> Result<Image, FormatError> {
+    read_image_into(file, &mut Discard)
+}
+
+/// [`read_image_from`], handing every run's data to `sink` as the read passes it.
+pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, FormatError> {
     let actual_len = file.metadata()?.len();
     let mut r = CrcReader {
-        inner: BufReader::with_capacity(1 << 20, file),
+        // Small: the buffer holds the records between runs, and the start of the next run's
+        // data, which is copied out of it; the rest of a run is read straight into place.
+        inner: BufReader::with_capacity(META_BUFFER, file),
         file_crc: 0,
         sec_crc: 0,
         sec_len: 0,
@@ -318,6 +403,7 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
         if kind.is_file() && !desc.name.starts_with('/') {
             return Err(invalid(format!("{here}: file region without a path")));
         }
+        sink.region(i as usize, &desc)?;
         let mut runs = Vec::new();
         let mut next_page = 0u64;
         loop {
@@ -354,15 +440,21 @@ pub fn read_image_from(file: File) -> Result<Image, FormatError> {
                     "{here}: bad run {page}+{npages} (encoding {enc}, {len} bytes)"
                 )));
             }
-            runs.push(RunLoc {
+            let run = RunLoc {
                 page,
                 npages,
                 file_offset: r.pos,
                 enc,
                 len,
                 raw_crc,
-            });
-            r.skip_data(len, &mut scratch)?;
+            };
+            let mut data = RunData {
+                reader: &mut r,
+                left: len,
+            };
+            sink.run(&run, &mut data)?;
+            data.skip(&mut scratch)?;
+            runs.push(run);
             next_page = page + npages;
         }
         r.check_section(|| here.clone())?;

@@ -4,8 +4,8 @@
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use image::format::{FdKind, FileIdentity, PAGE_SIZE, RegionKind};
-use image::{Image, read_image_from};
+use image::Image;
+use image::format::{FdKind, FileIdentity, PAGE_SIZE, RegionDesc, RegionKind};
 
 /// The current process's vdso area: (vvar, vvar_vclock, vdso) ranges, (0, 0) when absent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,7 +48,7 @@ fn major_minor(release: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-fn same_contents(id: &FileIdentity, st: &rustix::fs::Stat) -> bool {
+pub(crate) fn same_contents(id: &FileIdentity, st: &rustix::fs::Stat) -> bool {
     st.st_size as u64 == id.size
         && st.st_mtime == id.mtime_sec
         && st.st_mtime_nsec as u32 == id.mtime_nsec
@@ -58,13 +58,8 @@ fn len(r: (u64, u64)) -> u64 {
     r.1 - r.0
 }
 
-/// Reads and validates `path` completely against this machine.
-pub(crate) fn check(path: &Path, file: &std::fs::File) -> Result<(Image, OwnVdso), String> {
-    let img = file
-        .try_clone()
-        .map_err(image::FormatError::from)
-        .and_then(read_image_from)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+/// Validates an image (read and checksummed by `stage`) against this machine.
+pub(crate) fn check(img: &Image) -> Result<OwnVdso, String> {
     let m = &img.meta;
     let uts = rustix::system::uname();
     let machine = uts.machine().to_string_lossy().into_owned();
@@ -125,32 +120,7 @@ pub(crate) fn check(path: &Path, file: &std::fs::File) -> Result<(Image, OwnVdso
         ));
     }
     for r in &img.regions {
-        let d = &r.desc;
-        if !d.kind.is_file() {
-            continue;
-        }
-        let st = rustix::fs::stat(d.name.as_str())
-            .map_err(|e| format!("file {} mapped at {:#x} is missing: {e}", d.name, d.start))?;
-        if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
-            return Err(format!("{} is no longer a regular file", d.name));
-        }
-        // A shared mapping's contents are the file's, which others may legitimately change;
-        // only its size matters (pages past the end would fault). A private mapping's
-        // unchanged pages come from the file, so it must be the same file version.
-        let unchanged = if d.kind == RegionKind::FileShared {
-            st.st_size as u64 == d.identity.size
-        } else {
-            same_contents(&d.identity, &st)
-        };
-        if !unchanged {
-            return Err(format!(
-                "file {} mapped at {:#x} changed since the checkpoint (size {} -> {}, or mtime)",
-                d.name, d.start, d.identity.size, st.st_size
-            ));
-        }
-        if d.file_offset % PAGE_SIZE != 0 {
-            return Err(format!("{}: bad file offset", d.name));
-        }
+        file_region(&r.desc)?;
     }
     for f in &m.fds {
         if f.kind != FdKind::Regular {
@@ -178,7 +148,37 @@ pub(crate) fn check(path: &Path, file: &std::fs::File) -> Result<(Image, OwnVdso
             ));
         }
     }
-    Ok((img, own))
+    Ok(own)
+}
+
+/// A file mapped by region `d` (nothing to check for other kinds) is still the one it was.
+pub(crate) fn file_region(d: &RegionDesc) -> Result<(), String> {
+    if !d.kind.is_file() {
+        return Ok(());
+    }
+    let st = rustix::fs::stat(d.name.as_str())
+        .map_err(|e| format!("file {} mapped at {:#x} is missing: {e}", d.name, d.start))?;
+    if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
+        return Err(format!("{} is no longer a regular file", d.name));
+    }
+    // A shared mapping's contents are the file's, which others may legitimately change;
+    // only its size matters (pages past the end would fault). A private mapping's
+    // unchanged pages come from the file, so it must be the same file version.
+    let unchanged = if d.kind == RegionKind::FileShared {
+        st.st_size as u64 == d.identity.size
+    } else {
+        same_contents(&d.identity, &st)
+    };
+    if !unchanged {
+        return Err(format!(
+            "file {} mapped at {:#x} changed since the checkpoint (size {} -> {}, or mtime)",
+            d.name, d.start, d.identity.size, st.st_size
+        ));
+    }
+    if !d.file_offset.is_multiple_of(PAGE_SIZE) {
+        return Err(format!("{}: bad file offset", d.name));
+    }
+    Ok(())
 }
 
 pub(crate) fn resource(r: u32) -> Result<rustix::process::Resource, String> {

@@ -4,19 +4,24 @@
 //!
 //! 1. Re-executes itself with glibc's rseq registration off (its own rseq area would vanish
 //!    with its memory, and the kernel would kill the process on the next preemption).
-//! 2. Reads and validates the whole image against this machine (`check`). Any problem: one
-//!    line on stderr, exit status 1, nothing changed.
+//! 2. Reads the image and the chain it is based on once, checking every checksum, straight
+//!    into staging mappings away from the image's addresses (`stage`), then validates the
+//!    image against this machine (`check`). Any problem: one line on stderr, exit status 1,
+//!    nothing changed but the staging mappings, which die with the process.
 //! 3. Prepares the kernel-side state (`prep`) with all signals blocked.
-//! 4. Builds the restore program (`plan`), maps it with the routine (`blob`) at an address the
-//!    image does not use, and jumps there. The routine unmaps the restorer, moves the vdso,
-//!    maps the image, sets the mm fields and the thread pointer, the signal mask, and returns
-//!    into the captured context. A failure from there on exits with status 70.
+//! 4. Builds the restore program (`plan`), maps it with the routine (`blob`) at an address
+//!    neither the image nor the staging mappings use, and jumps there: the point of no return.
+//!    The routine unmaps the restorer, moves the vdso, moves each staging mapping into place
+//!    with `mremap` (no page is read or copied again) and maps the rest, sets the mm fields, the
+//!    thread pointer, the signal mask, and returns into the captured context. A failure from
+//!    there on exits with status 70.
 
 mod blob;
 mod check;
 mod plan;
 mod prep;
 mod stage;
+mod stats;
 mod sys;
 
 use std::ffi::OsString;
@@ -52,6 +57,7 @@ fn main() {
         _ => usage(),
     };
     if sys::rseq_registered() {
+        stats::mark("exec");
         let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
         if tunables.contains(RSEQ_OFF) {
             fail("glibc registered rseq although GLIBC_TUNABLES disables it");
@@ -68,6 +74,7 @@ fn main() {
             .exec();
         fail(&format!("cannot re-execute itself: {err}"));
     }
+    stats::mark("rseq-off");
     if let Err(e) = run(check_only, path, rank_mode) {
         fail(&e);
     }
@@ -80,20 +87,16 @@ fn fail(msg: &str) -> ! {
 
 fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (img, own) = check::check(&path, &file)?;
-    let chain = stage::read_chain(&path, &img)?;
-    let links = chain.len();
-    // Decompressing and resolving the chain happen here, before anything changes.
-    let staged = stage::stage(&img, file, chain)?;
+    // Reading, checksumming, decompressing and resolving the chain happen here, before
+    // anything but the staging mappings changes.
+    let staged = stage::stage(&path, file, check_only)?;
+    stats::mark("stage");
+    let img = &staged.img;
+    let own = check::check(img)?;
+    stats::mark("check");
     if check_only {
-        let stored: u64 = staged
-            .pieces
-            .iter()
-            .flatten()
-            .map(|p| p.npages * 4096)
-            .sum();
-        let chain = if links > 0 {
-            format!(", incremental on {links} earlier image(s)")
+        let chain = if staged.links > 0 {
+            format!(", incremental on {} earlier image(s)", staged.links)
         } else {
             String::new()
         };
@@ -101,23 +104,36 @@ fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
             "{}: valid image, {} regions, {} bytes of memory stored ({} compressed), program {}{chain}",
             path.display(),
             img.regions.len(),
-            stored,
-            staged.staged_bytes,
+            staged.stored_bytes,
+            staged.decompressed_bytes,
             img.meta.exe_path
         );
         return Ok(());
     }
+    let at: Vec<Option<u64>> = staged
+        .regions
+        .iter()
+        .map(|m| m.as_ref().map(|m| m.range().0))
+        .collect();
+    let in_place = img
+        .regions
+        .iter()
+        .zip(&at)
+        .filter(|(r, a)| **a == Some(r.desc.start))
+        .count();
+    stats::placement(at.iter().flatten().count(), in_place);
 
-    // Where the plan region goes: free in the image and (checked by mapping it) free now.
-    let taken = plan::image_ranges(&img);
+    // Where the plan region goes: free in the image, off the staged pages and (checked by
+    // mapping it) free now.
+    let mut taken = plan::image_ranges(img);
+    taken.extend(plan::staged_ranges(img, &at));
     let dummy = plan::Fds {
-        sources: vec![0; staged.sources.len()],
         region: vec![-1; img.regions.len()],
         exe: None,
         close: Vec::new(),
     };
     // The size does not depend on the descriptor numbers' values, only on their count.
-    let size_guess = plan::build(&img, &staged.pieces, &own, &dummy, 0, 0).len + 64 * 1024;
+    let size_guess = plan::build(img, &at, &own, &dummy, 0, 0).len + 64 * 1024;
     let mut chosen = None;
     let mut cand = 0x1000_0000u64;
     while cand + size_guess < plan::TASK_END && chosen.is_none() {
@@ -141,13 +157,12 @@ fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
         temp += 0x1000_0000;
     }
 
-    let stage::Staged {
-        sources, pieces, ..
-    } = staged;
-    let fds = prep::prepare(&img, sources, quiet)?;
-    let built = plan::build(&img, &pieces, &own, &fds, base, temp);
+    let fds = prep::prepare(img, quiet)?;
+    let built = plan::build(img, &at, &own, &fds, base, temp);
     if built.len > size_guess {
         return Err("internal error: the restore program outgrew its region".into());
     }
+    stats::mark("launch");
+    // The staging mappings stay mapped (`staged` is alive) for the routine to move.
     blob::launch(base, &built)
 }

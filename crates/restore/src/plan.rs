@@ -12,7 +12,6 @@ use image::Image;
 use image::format::{PAGE_SIZE, RFLAG_STACK, RegionKind};
 
 use crate::check::OwnVdso;
-use crate::stage::Piece;
 
 pub(crate) const RECORD_WORDS: usize = 11;
 pub(crate) const JUMP: u64 = u64::MAX;
@@ -21,13 +20,10 @@ pub(crate) const CODE_LEN: u64 = 4096;
 pub(crate) const STACK_LEN: u64 = 64 << 10;
 /// The top of the user address space (47-bit).
 pub(crate) const TASK_END: u64 = 0x7fff_ffff_f000;
-const MAX_PREAD: u64 = 1 << 30;
 
 /// Descriptors the program uses, opened by `prep`.
 #[derive(Debug)]
 pub(crate) struct Fds {
-    /// The sources pieces are read from (`stage::Staged::sources`), by index.
-    pub(crate) sources: Vec<i32>,
     /// Per region (same order as the image's), the file descriptor to map, or -1.
     pub(crate) region: Vec<i32>,
     /// The program file for PR_SET_MM_MAP's exe_fd, if this process may change it.
@@ -84,9 +80,11 @@ fn page_up(v: u64) -> u64 {
     v.div_ceil(PAGE_SIZE) * PAGE_SIZE
 }
 
-/// The ranges that survive the big unmap: the plan region and the vdso area.
-fn keep_ranges(base: u64, len: u64, own: &OwnVdso) -> Vec<(u64, u64)> {
+/// The ranges that survive the big unmap: the plan region, the vdso area and the staging
+/// mappings.
+fn keep_ranges(base: u64, len: u64, own: &OwnVdso, staged: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut keep = vec![(base, base + len)];
+    keep.extend_from_slice(staged);
     for r in [own.vvar, own.vvar_vclock, own.vdso] {
         if r.1 > r.0 {
             keep.push(r);
@@ -97,23 +95,33 @@ fn keep_ranges(base: u64, len: u64, own: &OwnVdso) -> Vec<(u64, u64)> {
 }
 
 /// Builds the program for plan region `base`; `temp` is a free area for moving the vdso
-/// when its old and new places overlap.
+/// when its old and new places overlap. `staged`: per region of the image, the address of the
+/// mapping that holds its pages (`stage`), which the program moves into place.
 pub(crate) fn build(
     img: &Image,
-    pieces: &[Vec<Piece>],
+    staged: &[Option<u64>],
     own: &OwnVdso,
     fds: &Fds,
     base: u64,
     temp: u64,
 ) -> Built {
     // Pass 1 measures, pass 2 uses the real length (the length does not depend on it).
-    let first = build_at(img, pieces, own, fds, base, temp, 0);
-    build_at(img, pieces, own, fds, base, temp, first.len)
+    let first = build_at(img, staged, own, fds, base, temp, 0);
+    build_at(img, staged, own, fds, base, temp, first.len)
+}
+
+/// The ranges of the staging mappings.
+pub(crate) fn staged_ranges(img: &Image, staged: &[Option<u64>]) -> Vec<(u64, u64)> {
+    img.regions
+        .iter()
+        .zip(staged)
+        .filter_map(|(r, a)| a.map(|a| (a, a + r.desc.len())))
+        .collect()
 }
 
 fn build_at(
     img: &Image,
-    pieces: &[Vec<Piece>],
+    staged: &[Option<u64>],
     own: &OwnVdso,
     fds: &Fds,
     base: u64,
@@ -127,10 +135,10 @@ fn build_at(
     };
     let l = &img.layout;
 
-    // 1. Let go of everything but the plan region and the vdso area.
+    // 1. Let go of everything but the plan region, the vdso area and the staged pages.
     let m = b.msg("unmapping the restorer failed");
     let mut at = 0u64;
-    for (s, e) in keep_ranges(base, len.max(1), own) {
+    for (s, e) in keep_ranges(base, len.max(1), own, &staged_ranges(img, staged)) {
         if s > at {
             b.call(libc::SYS_munmap, [at, s - at, 0, 0, 0, 0], None, m);
         }
@@ -189,7 +197,9 @@ fn build_at(
         }
     }
 
-    // 3. The image's memory.
+    // 3. The image's memory: staged regions are in place or moved there (their pages move
+    // with them, readable and writable until their protection is set), the others mapped
+    // fresh.
     for (i, r) in img.regions.iter().enumerate() {
         let d = &r.desc;
         let m = b.msg(&format!(
@@ -197,12 +207,33 @@ fn build_at(
             d.start, d.end, d.name
         ));
         let prot = u64::from(d.prot);
-        let fill = !pieces[i].is_empty();
-        let map_prot = if fill {
-            prot | (libc::PROT_READ | libc::PROT_WRITE) as u64
-        } else {
-            prot
-        };
+        let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        if let Some(from) = staged[i] {
+            if from != d.start {
+                b.call(
+                    libc::SYS_mremap,
+                    [
+                        from,
+                        d.len(),
+                        d.len(),
+                        (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                        d.start,
+                        0,
+                    ],
+                    Some(d.start),
+                    m,
+                );
+            }
+            if prot != rw {
+                b.call(
+                    libc::SYS_mprotect,
+                    [d.start, d.len(), prot, 0, 0, 0],
+                    None,
+                    m,
+                );
+            }
+            continue;
+        }
         let mut flags = libc::MAP_FIXED as u64;
         let mut fd = u64::MAX; // -1
         let mut off = 0;
@@ -226,39 +257,10 @@ fn build_at(
         }
         b.call(
             libc::SYS_mmap,
-            [d.start, d.len(), map_prot, flags, fd, off],
+            [d.start, d.len(), prot, flags, fd, off],
             Some(d.start),
             m,
         );
-        for run in &pieces[i] {
-            let mut done = 0;
-            let total = run.npages * PAGE_SIZE;
-            while done < total {
-                let n = (total - done).min(MAX_PREAD);
-                b.call(
-                    libc::SYS_pread64,
-                    [
-                        fds.sources[run.src] as u64,
-                        d.start + run.page * PAGE_SIZE + done,
-                        n,
-                        run.off + done,
-                        0,
-                        0,
-                    ],
-                    Some(n),
-                    m,
-                );
-                done += n;
-            }
-        }
-        if map_prot != prot {
-            b.call(
-                libc::SYS_mprotect,
-                [d.start, d.len(), prot, 0, 0, 0],
-                None,
-                m,
-            );
-        }
     }
 
     // 4. mm fields, auxv and (if allowed) the exe link.

@@ -4,7 +4,6 @@
 //! that fails here still ends with a clean message: the image's code has not run.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use image::Image;
@@ -42,7 +41,7 @@ fn lift(fd: OwnedFd, min: RawFd) -> Result<RawFd, String> {
 
 /// `quiet`: do not list the descriptors that are not restored (a rank of an MPI job, whose
 /// sockets its MPI layer rebuilds).
-pub(crate) fn prepare(img: &Image, sources: Vec<File>, quiet: bool) -> Result<Fds, String> {
+pub(crate) fn prepare(img: &Image, quiet: bool) -> Result<Fds, String> {
     let m = &img.meta;
     sys::block_all_signals().map_err(io("cannot block signals"))?;
 
@@ -84,12 +83,6 @@ pub(crate) fn prepare(img: &Image, sources: Vec<File>, quiet: bool) -> Result<Fd
     } else {
         None
     };
-    let mut source_fds = Vec::with_capacity(sources.len());
-    for f in sources {
-        let fd = lift(OwnedFd::from(f), high)?;
-        ours.push(fd);
-        source_fds.push(fd);
-    }
 
     // Close every other descriptor but stdio.
     let mut open: Vec<RawFd> = Vec::new();
@@ -185,7 +178,6 @@ pub(crate) fn prepare(img: &Image, sources: Vec<File>, quiet: bool) -> Result<Fd
         }
     }
     Ok(Fds {
-        sources: source_fds,
         region,
         exe,
         close: ours,

@@ -1,58 +1,117 @@
-//! Where every restored page comes from, decided before the point of no return.
+//! Reading an image (and the chain of images it is based on) once, into the memory it restores,
+//! before the point of no return.
 //!
-//! The routine that unmaps the restorer can only issue system calls (see `plan`): it cannot
-//! decompress, and it cannot walk a chain of incremental images. So everything that needs code
-//! happens here, in ordinary Rust, while a failure still ends with a clean message:
+//! Each image is streamed in file order by `image::read_image_into`, which checksums every byte
+//! as it passes; this module is its [`PageSink`] and puts each run's pages into a *staging*
+//! mapping per region, at an address the kernel chose (moved, if needed, off every range the
+//! image occupies):
 //!
-//! - compressed runs (format version 2) are decompressed into a *staging* memfd, and the
-//!   routine `pread`s them from there like raw runs from an image file; zero runs of an
-//!   incremental image read from a hole at the end of the staging file;
-//! - for an incremental image the chain is followed to its full image: every link is read and
-//!   validated completely, each must be the very file (size and crc32c) its child names, and a
-//!   region marked delta takes the pages it does not store from the same region of its parent.
+//! - the staging mapping is at the region's own address when the restorer does not use it
+//!   (`sys::Mapping` says why that is better), else anywhere;
+//! - raw runs are read straight into the staging mapping (no copy through a buffer);
+//! - compressed runs (format version 2) are decompressed into it, and checked against the
+//!   crc32c of their pages;
+//! - a region with stored pages is staged in the kind of memory it is restored as: private
+//!   anonymous (growing down for the main stack), shared anonymous, or a private mapping of
+//!   its file whose changed pages are written over the file's;
+//! - a chain of incremental images is read from its full image up to the image restored: a
+//!   `delta` region takes over the staging mapping of its parent's region with the same bounds
+//!   and kind, and its runs overwrite (or zero) the pages they store. Every link is read and
+//!   validated completely and must be the very file (size and crc32c) its child names.
 //!
-//! The result is, per region of the image restored, a list of pieces: page ranges with the
-//! source descriptor and offset to `pread` them from. Raw runs are read straight from their
-//! image file (no copy), so a full uncompressed image restores as fast as before.
+//! Nothing changes in the process but these mappings until every check has passed; a refused
+//! image only unmaps them. After the point of no return the relocated routine (`plan`, `blob`)
+//! moves each staging mapping to its region's address with `mremap` and sets its protection:
+//! page tables move, no page is read or copied again, and the memory never needs twice the
+//! image's size. Regions without stored pages are mapped fresh by the routine.
+//!
+//! Why not map the image file itself: raw runs are not page-aligned in the file, the file is
+//! shared (a private mapping of it would still read each page on its first fault, after the
+//! point of no return), and compressed runs and chains need code anyway.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use image::codec::{ENC_RAW, ENC_ZERO, decompress};
-use image::format::{MAX_CHAIN, PAGE_SIZE, RFLAG_DELTA};
-use image::{Image, read_image_from};
+use image::format::{
+    FormatError, MAX_CHAIN, PAGE_SIZE, Parent, RFLAG_DELTA, RFLAG_STACK, RegionDesc, RegionKind,
+};
+use image::{Image, PageSink, RunData, RunLoc, read_image_into, read_parent_ref};
 
-/// A range of a region's pages and where to read them.
+use crate::check;
+use crate::sys::{Backing, Mapping};
+
+/// A range of a region's pages (for the account of what is stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Piece {
-    /// First page within the region.
-    pub(crate) page: u64,
-    pub(crate) npages: u64,
-    /// Index into [`Staged::sources`].
-    pub(crate) src: usize,
-    pub(crate) off: u64,
+struct Pages {
+    page: u64,
+    npages: u64,
 }
 
-/// The sources (every link's image file, then the staging file) and each region's pieces.
+/// One region of the link being read: its description, its staging mapping (none while
+/// nothing is stored) and which pages the images store for it.
+#[derive(Debug)]
+struct Slot {
+    desc: RegionDesc,
+    /// How messages name it.
+    here: String,
+    mapping: Option<Mapping>,
+    /// Pages stored by the links below (sorted, disjoint).
+    stored: Vec<Pages>,
+    /// Pages stored by this link (in run order), laid over `stored` when the region ends.
+    own: Vec<Pages>,
+}
+
+impl Slot {
+    fn finish(&mut self) {
+        if !self.own.is_empty() {
+            self.stored = overlay(&self.stored, &self.own);
+            self.own.clear();
+        }
+    }
+}
+
+/// The image restored, read and staged.
 #[derive(Debug)]
 pub(crate) struct Staged {
-    pub(crate) sources: Vec<File>,
-    /// Per region of the restored image, its pieces in page order.
-    pub(crate) pieces: Vec<Vec<Piece>>,
-    /// Bytes decompressed into the staging file.
-    pub(crate) staged_bytes: u64,
+    pub(crate) img: Image,
+    /// Per region of `img`, the mapping holding its pages (none: the routine maps it fresh).
+    pub(crate) regions: Vec<Option<Mapping>>,
+    /// Bytes of memory the images store for the regions restored.
+    pub(crate) stored_bytes: u64,
+    /// Bytes decompressed from compressed runs.
+    pub(crate) decompressed_bytes: u64,
+    /// Images below `img` in its chain.
+    pub(crate) links: usize,
 }
 
-/// Reads the chain below `img` (found at `path`): its parent, the parent's parent, … up to the
-/// full image, each validated and matched against the reference its child holds.
-pub(crate) fn read_chain(path: &Path, img: &Image) -> Result<Vec<(Image, File)>, String> {
-    let mut out: Vec<(Image, File)> = Vec::new();
-    let mut child_path: PathBuf = path.to_path_buf();
-    let mut parent = img.parent.clone();
+/// A link of the chain: its file and what its child says it must be.
+struct Link {
+    path: PathBuf,
+    file: File,
+    /// The reference the child holds (none for the image restored).
+    expect: Option<Parent>,
+    /// The child's path, for messages.
+    child: PathBuf,
+    /// What its own PARENT section said when the chain was followed.
+    parent: Option<Parent>,
+}
+
+/// The image at `path` (open as `file`) and the images it is based on, the image first,
+/// each opened and its PARENT section checked, without reading the rest.
+fn chain(path: &Path, file: File) -> Result<Vec<Link>, String> {
+    let mut parent = read_parent_ref(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut links = vec![Link {
+        path: path.to_path_buf(),
+        file,
+        expect: None,
+        child: path.to_path_buf(),
+        parent: parent.clone(),
+    }];
     let mut depth = parent.as_ref().map_or(0, |p| p.depth);
+    let mut child_path = path.to_path_buf();
     while let Some(p) = parent {
-        if out.len() as u32 >= MAX_CHAIN || p.depth != depth {
+        if links.len() as u32 > MAX_CHAIN || p.depth != depth {
             return Err(format!(
                 "{}: the chain of incremental images is inconsistent (depth {} where {depth} was expected)",
                 child_path.display(),
@@ -68,44 +127,306 @@ pub(crate) fn read_chain(path: &Path, img: &Image) -> Result<Vec<(Image, File)>,
                 ppath.display()
             )
         })?;
-        let link = file
-            .try_clone()
-            .map_err(image::FormatError::from)
-            .and_then(read_image_from)
-            .map_err(|e| {
-                format!(
-                    "{}: the image it is based on, {}, is unusable: {e}",
-                    child_path.display(),
-                    ppath.display()
-                )
-            })?;
-        if link.file_len != p.size || link.crc32c != p.crc32c {
-            return Err(format!(
-                "{}: the image it is based on, {}, is not the one it was taken against \
-                 (size or checksum differ)",
-                child_path.display(),
-                ppath.display()
-            ));
-        }
-        parent = link.parent.clone();
+        let next = read_parent_ref(&ppath).map_err(|e| unusable(&child_path, &ppath, &e))?;
         depth -= 1;
-        if parent.is_none() && depth != 0 {
+        if next.is_none() && depth != 0 {
             return Err(format!(
                 "{}: the chain ends {depth} links early",
                 ppath.display()
             ));
         }
+        links.push(Link {
+            path: ppath.clone(),
+            file,
+            expect: Some(p),
+            child: child_path,
+            parent: next.clone(),
+        });
         child_path = ppath;
-        out.push((link, file));
+        parent = next;
     }
-    Ok(out)
+    Ok(links)
+}
+
+fn unusable(child: &Path, link: &Path, e: &FormatError) -> String {
+    format!(
+        "{}: the image it is based on, {}, is unusable: {e}",
+        child.display(),
+        link.display()
+    )
+}
+
+/// Reads the image at `path` (open as `file`) and its chain, each byte once, and stages the
+/// pages of the regions restored. `check_only`: validate everything, stage nothing.
+pub(crate) fn stage(path: &Path, file: File, check_only: bool) -> Result<Staged, String> {
+    let links = chain(path, file)?;
+    let n = links.len();
+    let mut sink = Stager {
+        check_only,
+        top: false,
+        prev: Vec::new(),
+        cur: Vec::new(),
+        buf: Vec::new(),
+        decompressed: 0,
+    };
+    let mut top_img = None;
+    for (k, link) in links.into_iter().enumerate().rev() {
+        sink.top = k == 0;
+        let read = read_image_into(link.file, &mut sink);
+        let img = match read {
+            Ok(img) => img,
+            Err(FormatError::Sink(msg)) => return Err(msg),
+            Err(e) if k == 0 => return Err(format!("{}: {e}", link.path.display())),
+            Err(e) => return Err(unusable(&link.child, &link.path, &e)),
+        };
+        // The chain was followed by path; what was read is the file opened then.
+        if img.parent != link.parent {
+            return Err(format!(
+                "{}: the image was replaced while it was read",
+                link.path.display()
+            ));
+        }
+        if let Some(p) = &link.expect
+            && (img.file_len != p.size || img.crc32c != p.crc32c)
+        {
+            return Err(format!(
+                "{}: the image it is based on, {}, is not the one it was taken against \
+                 (size or checksum differ)",
+                link.child.display(),
+                link.path.display()
+            ));
+        }
+        if let Some(last) = sink.cur.last_mut() {
+            last.finish();
+        }
+        sink.prev = std::mem::take(&mut sink.cur);
+        top_img = Some(img);
+    }
+    let img = top_img.ok_or("an image chain without images")?;
+    let stored_bytes = sink
+        .prev
+        .iter()
+        .flat_map(|s| &s.stored)
+        .map(|p| p.npages * PAGE_SIZE)
+        .sum();
+    // Each either in place or off every range the image occupies, so the routine can move
+    // each into place in any order.
+    let avoid = crate::plan::image_ranges(&img);
+    let mut regions = Vec::with_capacity(sink.prev.len());
+    for slot in sink.prev {
+        let mut m = slot.mapping;
+        if let Some(m) = &mut m {
+            let (s, e) = m.range();
+            if s != slot.desc.start && crate::plan::overlaps(s, e, &avoid) {
+                m.move_off(&avoid)
+                    .map_err(|e| format!("cannot move a staging mapping aside: {e}"))?;
+            }
+        }
+        regions.push(m);
+    }
+    Ok(Staged {
+        img,
+        regions,
+        stored_bytes,
+        decompressed_bytes: sink.decompressed,
+        links: n - 1,
+    })
+}
+
+/// The [`PageSink`] that stages one link after the other.
+struct Stager {
+    check_only: bool,
+    /// Whether the link being read is the image restored (only its file regions are staged:
+    /// deltas are anonymous).
+    top: bool,
+    /// The previous (parent) link's regions, taken over by the current link's deltas.
+    prev: Vec<Slot>,
+    cur: Vec<Slot>,
+    buf: Vec<u8>,
+    decompressed: u64,
+}
+
+fn sink(msg: String) -> FormatError {
+    FormatError::Sink(msg)
+}
+
+fn region_name(d: &RegionDesc) -> String {
+    let range = format!("{:#x}-{:#x}", d.start, d.end);
+    if d.name.is_empty() {
+        range
+    } else {
+        format!("{range} {}", d.name)
+    }
+}
+
+/// The staging mapping of `slot`, made on its first stored page; none when its pages are not
+/// kept (`--check`, or a file region of a link below the image restored).
+fn mapping(
+    slot: &mut Slot,
+    check_only: bool,
+    top: bool,
+) -> Result<Option<&mut Mapping>, FormatError> {
+    let d = &slot.desc;
+    let staged = match d.kind {
+        RegionKind::Anon | RegionKind::AnonShared => true,
+        RegionKind::FilePrivate => top,
+        RegionKind::FileShared => false,
+    };
+    if check_only || !staged {
+        return Ok(None);
+    }
+    if slot.mapping.is_none() {
+        let (at, len) = (d.start, d.end - d.start);
+        let made = match d.kind {
+            RegionKind::FilePrivate => {
+                let file = open_unchanged(d)?;
+                Mapping::new(
+                    at,
+                    len,
+                    Backing::FilePrivate {
+                        file: &file,
+                        offset: d.file_offset,
+                    },
+                )
+            }
+            RegionKind::AnonShared => Mapping::new(at, len, Backing::AnonShared),
+            _ => Mapping::new(
+                at,
+                len,
+                Backing::Anon {
+                    stack: d.flags & RFLAG_STACK != 0,
+                },
+            ),
+        };
+        let m = made.map_err(|e| {
+            sink(format!(
+                "cannot stage the {len} bytes of region {}: {e}",
+                slot.here
+            ))
+        })?;
+        slot.mapping = Some(m);
+    }
+    Ok(slot.mapping.as_mut())
+}
+
+/// Opens the file of a private file region after checking it is the version the image was
+/// taken with, and checks the descriptor too (the path may have been replaced in between).
+fn open_unchanged(d: &RegionDesc) -> Result<File, FormatError> {
+    check::file_region(d).map_err(sink)?;
+    let file = File::open(&d.name).map_err(|e| sink(format!("cannot open {}: {e}", d.name)))?;
+    let st = rustix::fs::fstat(&file).map_err(|e| sink(format!("{}: {e}", d.name)))?;
+    if !check::same_contents(&d.identity, &st) {
+        return Err(sink(format!(
+            "file {} mapped at {:#x} changed since the checkpoint",
+            d.name, d.start
+        )));
+    }
+    Ok(file)
+}
+
+impl PageSink for Stager {
+    fn region(&mut self, _: usize, d: &RegionDesc) -> Result<(), FormatError> {
+        if let Some(last) = self.cur.last_mut() {
+            last.finish();
+        }
+        // Regions come in address order, so a parent's region that ends here can no longer be
+        // the base of a delta: its pages go now, not after the whole link.
+        for p in self.prev.iter_mut().filter(|p| p.desc.end <= d.start) {
+            p.mapping = None;
+        }
+        let mut slot = Slot {
+            desc: d.clone(),
+            here: region_name(d),
+            mapping: None,
+            stored: Vec::new(),
+            own: Vec::new(),
+        };
+        if d.flags & RFLAG_DELTA != 0 {
+            // The writer makes only anonymous regions deltas; the pages of a file region's
+            // parent below the image restored are not staged.
+            if d.kind.is_file() {
+                return Err(FormatError::Invalid(format!(
+                    "region {}: a file region marked delta",
+                    slot.here
+                )));
+            }
+            let base = self
+                .prev
+                .iter_mut()
+                .find(|p| p.desc.start == d.start && p.desc.end == d.end && p.desc.kind == d.kind)
+                .ok_or_else(|| {
+                    sink(format!(
+                        "the incremental image's region {} is not in the image it is based on",
+                        slot.here
+                    ))
+                })?;
+            slot.mapping = base.mapping.take();
+            slot.stored = std::mem::take(&mut base.stored);
+        }
+        self.cur.push(slot);
+        Ok(())
+    }
+
+    fn run(&mut self, run: &RunLoc, data: &mut RunData<'_>) -> Result<(), FormatError> {
+        let (check_only, top) = (self.check_only, self.top);
+        let Some(slot) = self.cur.last_mut() else {
+            return Err(sink("a page run outside any region".into()));
+        };
+        slot.own.push(Pages {
+            page: run.page,
+            npages: run.npages,
+        });
+        let off = run.page * PAGE_SIZE;
+        let bytes = run.npages * PAGE_SIZE;
+        let here = slot.here.clone();
+        let corrupt = move |e: String| FormatError::Invalid(format!("region {here}: {e}"));
+        let outside = || FormatError::Sink("internal error: a run outside its region".into());
+        match run.enc {
+            ENC_ZERO => {
+                if let Some(m) = mapping(slot, check_only, top)? {
+                    m.bytes(off, bytes).ok_or_else(outside)?.fill(0);
+                }
+            }
+            ENC_RAW => {
+                if let Some(m) = mapping(slot, check_only, top)? {
+                    data.read(m.bytes(off, bytes).ok_or_else(outside)?)?;
+                }
+            }
+            enc => {
+                let mut raw = std::mem::take(&mut self.buf);
+                raw.resize(run.len as usize, 0);
+                data.read(&mut raw)?;
+                let mut scratch = Vec::new();
+                let dest = match mapping(slot, check_only, top)? {
+                    Some(m) => m.bytes(off, bytes).ok_or_else(outside)?,
+                    None => {
+                        scratch.resize(bytes as usize, 0);
+                        &mut scratch[..]
+                    }
+                };
+                decompress(enc, &raw, dest).map_err(|e| {
+                    corrupt(format!("the compressed run at page {}: {e}", run.page))
+                })?;
+                if crc32c::crc32c(dest) != run.raw_crc {
+                    return Err(corrupt(format!(
+                        "the compressed run at page {} does not decompress to the pages it \
+                         holds (checksum mismatch)",
+                        run.page
+                    )));
+                }
+                self.buf = raw;
+                self.decompressed += bytes;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Cuts `base` where `top` covers it and merges both (both sorted, each non-overlapping).
-fn overlay(base: &[Piece], top: &[Piece]) -> Vec<Piece> {
+fn overlay(base: &[Pages], top: &[Pages]) -> Vec<Pages> {
     let mut out = Vec::with_capacity(base.len() + top.len());
     for b in base {
-        // The parts of b not covered by any top piece.
+        // The parts of b not covered by any top range.
         let mut at = b.page;
         let end = b.page + b.npages;
         for t in top {
@@ -114,21 +435,17 @@ fn overlay(base: &[Piece], top: &[Piece]) -> Vec<Piece> {
                 continue;
             }
             if ts > at {
-                out.push(Piece {
+                out.push(Pages {
                     page: at,
                     npages: ts - at,
-                    src: b.src,
-                    off: b.off + (at - b.page) * PAGE_SIZE,
                 });
             }
             at = at.max(te);
         }
         if at < end {
-            out.push(Piece {
+            out.push(Pages {
                 page: at,
                 npages: end - at,
-                src: b.src,
-                off: b.off + (at - b.page) * PAGE_SIZE,
             });
         }
     }
@@ -137,151 +454,21 @@ fn overlay(base: &[Piece], top: &[Piece]) -> Vec<Piece> {
     out
 }
 
-/// Decides every region's pieces, decompressing what must be into a staging memfd.
-/// `main` is the image restored, read from `main_file`; `chain` its parents (from
-/// [`read_chain`]).
-pub(crate) fn stage(
-    main: &Image,
-    main_file: File,
-    chain: Vec<(Image, File)>,
-) -> Result<Staged, String> {
-    let staging_src = chain.len() + 1;
-    // Zero pieces point here until the hole's offset is known; their offset is within it.
-    let zero_src = staging_src + 1;
-    let (chain_imgs, chain_files): (Vec<Image>, Vec<File>) = chain.into_iter().unzip();
-    let mut links: Vec<&Image> = vec![main];
-    links.extend(chain_imgs.iter());
-    let mut files: Vec<File> = vec![main_file];
-    files.extend(chain_files);
-    let staging = image::restart::memfd_with("mpicr-restore-staging", &[])
-        .map_err(|e| format!("cannot create the staging file: {e}"))?;
-    let staging = File::from(staging);
-    let mut staged = 0u64;
-    let mut max_zero = 0u64;
-    let mut raw = Vec::new();
-    let mut buf = Vec::new();
-
-    // Pieces of region `ri` of link `k`, resolved through its parents.
-    let mut resolved: Vec<Vec<Vec<Piece>>> = vec![Vec::new(); links.len()];
-    for k in (0..links.len()).rev() {
-        let img = links[k];
-        let mut per_region = Vec::with_capacity(img.regions.len());
-        for r in &img.regions {
-            let d = &r.desc;
-            let mut own = Vec::with_capacity(r.runs.len());
-            for run in &r.runs {
-                let bytes = run.npages * PAGE_SIZE;
-                let (src, off) = match run.enc {
-                    ENC_RAW => (k, run.file_offset),
-                    ENC_ZERO => {
-                        max_zero = max_zero.max(bytes);
-                        (zero_src, 0)
-                    }
-                    enc => {
-                        raw.resize(run.len as usize, 0);
-                        files[k]
-                            .read_exact_at(&mut raw, run.file_offset)
-                            .map_err(|e| format!("cannot read the image: {e}"))?;
-                        buf.resize(bytes as usize, 0);
-                        let corrupt = |e: String| {
-                            format!(
-                                "image is corrupt: region {:#x}-{:#x} {}: {e}",
-                                d.start, d.end, d.name
-                            )
-                        };
-                        decompress(enc, &raw, &mut buf).map_err(|e| {
-                            corrupt(format!("the compressed run at page {}: {e}", run.page))
-                        })?;
-                        if crc32c::crc32c(&buf) != run.raw_crc {
-                            return Err(corrupt(format!(
-                                "the compressed run at page {} does not decompress to the pages \
-                                 it holds (checksum mismatch)",
-                                run.page
-                            )));
-                        }
-                        staging
-                            .write_all_at(&buf, staged)
-                            .map_err(|e| format!("cannot write the staging file: {e}"))?;
-                        staged += bytes;
-                        (staging_src, staged - bytes)
-                    }
-                };
-                own.push(Piece {
-                    page: run.page,
-                    npages: run.npages,
-                    src,
-                    off,
-                });
-            }
-            let pieces = if d.flags & RFLAG_DELTA != 0 {
-                let parent = links.get(k + 1).ok_or_else(|| {
-                    "image is corrupt: a delta region without a parent image".to_string()
-                })?;
-                let pi = parent
-                    .regions
-                    .iter()
-                    .position(|p| {
-                        p.desc.start == d.start && p.desc.end == d.end && p.desc.kind == d.kind
-                    })
-                    .ok_or_else(|| {
-                        format!(
-                            "the incremental image's region {:#x}-{:#x} {} is not in the image it is based on",
-                            d.start, d.end, d.name
-                        )
-                    })?;
-                overlay(&resolved[k + 1][pi], &own)
-            } else {
-                own
-            };
-            per_region.push(pieces);
-        }
-        resolved[k] = per_region;
-    }
-    let mut pieces = std::mem::take(&mut resolved[0]);
-    // Zero runs read from the hole after the staged data.
-    for p in pieces.iter_mut().flatten() {
-        if p.src == zero_src {
-            p.src = staging_src;
-            p.off += staged;
-        }
-    }
-    staging
-        .set_len(staged + max_zero)
-        .map_err(|e| format!("cannot size the staging file: {e}"))?;
-    files.push(staging);
-    Ok(Staged {
-        sources: files,
-        pieces,
-        staged_bytes: staged,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(page: u64, npages: u64, src: usize, off: u64) -> Piece {
-        Piece {
-            page,
-            npages,
-            src,
-            off,
-        }
+    fn p(page: u64, npages: u64) -> Pages {
+        Pages { page, npages }
     }
 
     #[test]
     fn overlay_cuts_the_base_where_the_top_covers_it() {
-        let base = [p(0, 10, 1, 0), p(20, 2, 1, 40960)];
-        let top = [p(2, 3, 0, 7), p(9, 12, 0, 9)];
+        let base = [p(0, 10), p(20, 2)];
+        let top = [p(2, 3), p(9, 12)];
         assert_eq!(
             overlay(&base, &top),
-            vec![
-                p(0, 2, 1, 0),
-                p(2, 3, 0, 7),
-                p(5, 4, 1, 5 * 4096),
-                p(9, 12, 0, 9),
-                p(21, 1, 1, 40960 + 4096),
-            ]
+            vec![p(0, 2), p(2, 3), p(5, 4), p(9, 12), p(21, 1)]
         );
     }
 }

@@ -157,3 +157,158 @@ pub(crate) fn dup_onto(src: &OwnedFd, target: i32, cloexec: bool) -> std::io::Re
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// A mapping the restorer stages a region's pages in: at the region's own address when that
+/// is free in the restorer, else where the kernel put it (or [`Mapping::move_off`] moved it);
+/// unmapped when dropped. The restore routine leaves it or moves it into place with `mremap`
+/// (`plan`), so its pages are never copied again.
+///
+/// In place is better than anywhere: the kernel records a private anonymous mapping's page
+/// offset from the address it was created at and `mremap` keeps it, so a region created
+/// elsewhere and moved would not merge with its neighbours later (the brk heap would grow as
+/// a second mapping).
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    addr: u64,
+    len: u64,
+}
+
+/// What a [`Mapping`] maps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Backing<'a> {
+    /// Private anonymous memory; `stack`: grows down (mremap keeps the flag).
+    Anon { stack: bool },
+    /// Shared anonymous memory (shmem, which mremap keeps).
+    AnonShared,
+    /// A private mapping of `file` from `offset`: the pages not written are the file's.
+    FilePrivate {
+        file: &'a std::fs::File,
+        offset: u64,
+    },
+}
+
+impl Mapping {
+    /// Maps `len` bytes readable and writable at `at` if that range is free, else wherever
+    /// the kernel puts them.
+    pub(crate) fn new(at: u64, len: u64, backing: Backing<'_>) -> std::io::Result<Self> {
+        let (flags, fd, off) = match backing {
+            Backing::Anon { stack } => (
+                libc::MAP_PRIVATE
+                    | libc::MAP_ANONYMOUS
+                    | if stack { libc::MAP_GROWSDOWN } else { 0 },
+                -1,
+                0,
+            ),
+            Backing::AnonShared => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0),
+            Backing::FilePrivate { file, offset } => {
+                (libc::MAP_PRIVATE, file.as_raw_fd(), offset as libc::off_t)
+            }
+        };
+        let map = |addr: u64, fixed: i32| {
+            // SAFETY: either no address is requested or MAP_FIXED_NOREPLACE refuses a range
+            // in use, so no existing mapping is affected; `fd` is open for the call.
+            unsafe {
+                libc::mmap(
+                    addr as *mut libc::c_void,
+                    len as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    flags | fixed,
+                    fd,
+                    off,
+                )
+            }
+        };
+        let mut r = map(at, libc::MAP_FIXED_NOREPLACE);
+        if r == libc::MAP_FAILED {
+            r = map(0, 0);
+        }
+        if r == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            addr: r as u64,
+            len,
+        })
+    }
+
+    /// Its range.
+    pub(crate) fn range(&self) -> (u64, u64) {
+        (self.addr, self.addr + self.len)
+    }
+
+    /// Bytes `off..off + n` of the mapping (`None` when outside it).
+    pub(crate) fn bytes(&mut self, off: u64, n: u64) -> Option<&mut [u8]> {
+        if off.checked_add(n)? > self.len {
+            return None;
+        }
+        // SAFETY: the range lies inside this mapping, which is readable and writable, lives
+        // as long as `self` and is referenced by nothing else (`&mut self`).
+        Some(unsafe { std::slice::from_raw_parts_mut((self.addr + off) as *mut u8, n as usize) })
+    }
+
+    /// Moves the mapping (its pages, not copies) to a range that overlaps none of `avoid`.
+    pub(crate) fn move_off(&mut self, avoid: &[(u64, u64)]) -> std::io::Result<()> {
+        let hits = |s: u64| avoid.iter().any(|&(a, b)| s < b && a < s + self.len);
+        let mut held: Vec<Mapping> = Vec::new();
+        let mut result = Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        // Each reservation that overlaps is held, so the kernel offers another range next.
+        for _ in 0..64 {
+            let spot = Mapping::reserve(self.len)?;
+            if hits(spot.addr) {
+                held.push(spot);
+                continue;
+            }
+            // SAFETY: both ranges are this program's own mappings (`self` and the fresh
+            // reservation, which mremap replaces); nothing references the moved pages but
+            // `self`, whose address is updated.
+            let r = unsafe {
+                libc::mremap(
+                    self.addr as *mut libc::c_void,
+                    self.len as usize,
+                    self.len as usize,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                    spot.addr as *mut libc::c_void,
+                )
+            };
+            result = if r == libc::MAP_FAILED {
+                Err(std::io::Error::last_os_error())
+            } else {
+                self.addr = r as u64;
+                // The reservation's range now belongs to `self`.
+                std::mem::forget(spot);
+                Ok(())
+            };
+            break;
+        }
+        result
+    }
+
+    /// An inaccessible range of `len` bytes wherever the kernel puts it.
+    fn reserve(len: u64) -> std::io::Result<Self> {
+        // SAFETY: no address is requested, so no existing mapping is affected.
+        let r = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            addr: r as u64,
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the range is this mapping's own; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
+    }
+}

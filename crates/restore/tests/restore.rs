@@ -192,6 +192,88 @@ fn round_trip(scenario: &str, mode: &str) {
     assert_eq!(out.stdout, expected, "restored {scenario}/{mode} differs");
 }
 
+/// `cmd` run with address-space randomisation off (`setarch -R`, util-linux).
+fn without_aslr(cmd: &Command) -> Command {
+    let mut c = Command::new("setarch");
+    c.arg("-R").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// With randomisation off, the program and the restorer (both position-independent) load at
+/// the same addresses, so most regions cannot be staged in place: the restorer stages them
+/// elsewhere and its routine moves them into place. The restored program must not notice.
+fn round_trip_over_the_restorer(scenario: &str) {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let ref_dir = tmp.path().join("ref");
+    std::fs::create_dir_all(&ref_dir).expect("test harness");
+    let plain = finish(
+        without_aslr(&imgtest_cmd(
+            scenario,
+            "plain",
+            &ref_dir,
+            &ref_dir.join("unused"),
+        ))
+        .spawn()
+        .expect("test harness"),
+    );
+    assert!(plain.ok, "reference run failed: {}", plain.stderr);
+    let at = plain.stdout.find(MARKER).expect("no checkpoint line");
+    let mut expected = plain.stdout[at + MARKER.len()..].to_string();
+    if !may_set_exe() {
+        expected = expected.replace("exe \"imgtest\"", "exe \"mpicr-restore\"");
+    }
+    let dir = tmp.path().join("run");
+    std::fs::create_dir_all(&dir).expect("test harness");
+    let image = dir.join("image");
+    let after = run_until_captured(without_aslr(&imgtest_cmd(scenario, "stop", &dir, &image)));
+    let at = after.find(MARKER).expect("no checkpoint line");
+    assert_eq!(
+        &after[at + MARKER.len()..],
+        "",
+        "the original printed past its checkpoint"
+    );
+    let mut cmd = Command::new(restorer());
+    cmd.arg(&image)
+        .current_dir("/")
+        .env("MPICR_IMAGE_STATS", "1");
+    let out = finish(without_aslr(&cmd).spawn().expect("test harness"));
+    assert!(
+        out.ok,
+        "restore of {scenario} failed ({:?}): {}",
+        out.code, out.stderr
+    );
+    assert_eq!(out.stdout, expected, "restored {scenario} differs");
+    let placed = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once(" staged=").map(|(_, v)| v.to_string()))
+        .expect("the restorer reports where it staged");
+    let (staged, in_place) = placed
+        .split_once(" in_place=")
+        .expect("staged=N in_place=M");
+    let staged: usize = staged.parse().expect("a count");
+    let in_place: usize = in_place.parse().expect("a count");
+    assert!(
+        in_place < staged,
+        "no region of {scenario} had to be moved ({placed}): the test did not test that"
+    );
+}
+
+#[test]
+fn regions_staged_where_the_restorer_was_are_moved_into_place() {
+    for scenario in ["brk", "mmap", "stack", "filemap", "shared"] {
+        round_trip_over_the_restorer(scenario);
+    }
+}
+
 #[test]
 fn heap_grown_by_brk() {
     round_trip("brk", "stop");
@@ -339,6 +421,42 @@ fn damaged_images_are_refused_before_anything_runs() {
     }
 }
 
+/// Staging needs the image's memory before the point of no return: when it cannot have it
+/// (here an address-space limit), the restorer refuses with status 1 and nothing runs, where
+/// mapping the image after its own memory was gone could only fail half-way (status 70).
+#[test]
+fn an_image_that_does_not_fit_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let dir = tmp.path().join("run");
+    let image = dir.join("image");
+    capture_and_kill("mmap", "stop", &dir, &image);
+    let limited = finish(
+        Command::new("prlimit")
+            .arg(format!("--as={}:unlimited", 32 << 20))
+            .arg(restorer())
+            .arg(&image)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("prlimit (util-linux) runs"),
+    );
+    assert_eq!(limited.code, Some(1), "stderr: {}", limited.stderr);
+    assert_eq!(limited.stdout, "", "the image's code ran");
+    assert!(
+        limited
+            .stderr
+            .starts_with("mpicr-restore: cannot stage the ")
+            && limited.stderr.contains("Cannot allocate memory"),
+        "{}",
+        limited.stderr
+    );
+    // Without the limit the same image restores.
+    let out = restore(&image);
+    assert!(out.ok, "{}", out.stderr);
+}
+
 #[test]
 fn changed_files_are_refused() {
     let tmp = tempfile::tempdir().expect("test harness");
@@ -464,6 +582,107 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// `b` (a full version-3 image) made an incremental image based on `base_name`, the file
+/// holding `b` itself; with `delta_kind`, the first region of that kind is marked delta.
+fn incremental_on(b: &[u8], base_name: &str, delta_kind: Option<u32>) -> Vec<u8> {
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let section = |tag: &[u8], body: &[u8]| {
+        let mut sec = tag.to_vec();
+        sec.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        sec.extend_from_slice(body);
+        let crc = crc32c::crc32c(&sec);
+        sec.extend_from_slice(&crc.to_le_bytes());
+        sec
+    };
+    assert_eq!(u32_at(8), 3, "a version-3 image");
+    let mut out = image::encode_header_flags(image::HFLAG_INCREMENTAL).to_vec();
+    let mut at = 32;
+    let mut n_regions = 0;
+    for _ in 0..3 {
+        let len = u64_at(at + 4) as usize;
+        match &b[at..at + 4] {
+            b"PRNT" => {
+                let parent = image::format::Parent {
+                    path: base_name.into(),
+                    size: b.len() as u64,
+                    crc32c: u32_at(b.len() - 4),
+                    depth: 1,
+                };
+                let body = image::format::encode_parent(Some(&parent));
+                out.extend_from_slice(&section(b"PRNT", &body));
+            }
+            tag => {
+                if tag == b"LAYT" {
+                    n_regions = u32_at(at + 12 + len - 4);
+                }
+                out.extend_from_slice(&b[at..at + 12 + len + 4]);
+            }
+        }
+        at += 12 + len + 4;
+    }
+    let mut marked = delta_kind.is_none();
+    for _ in 0..n_regions {
+        let start = out.len();
+        let name_len = u32_at(at + 76) as usize;
+        let mut record = b[at..at + 80 + name_len].to_vec();
+        if !marked && Some(u32_at(at + 4)) == delta_kind {
+            let flags = u32_at(at + 28) | image::format::RFLAG_DELTA;
+            record[28..32].copy_from_slice(&flags.to_le_bytes());
+            marked = true;
+        }
+        out.extend_from_slice(&record);
+        at += 80 + name_len;
+        loop {
+            if u64_at(at) == u64::MAX {
+                out.extend_from_slice(&b[at..at + 16]);
+                at += 16;
+                break;
+            }
+            // page u64, npages u64, enc u32, len u64, crc u32, data[len]
+            let len = u64_at(at + 20) as usize;
+            out.extend_from_slice(&b[at..at + 32 + len]);
+            at += 32 + len;
+        }
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        at += 4;
+    }
+    assert!(marked, "no region of kind {delta_kind:?}");
+    let body_len = out.len() as u64;
+    out.extend_from_slice(&image::encode_trailer_prefix(n_regions, body_len));
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Only anonymous regions are deltas: the restorer does not keep a parent's file pages, so
+/// an image with a file region marked delta is refused, while the same image with nothing
+/// marked restores (so the refusal is the mark's).
+#[test]
+fn a_file_region_marked_delta_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let expected = reference("filemap", &tmp.path().join("ref"));
+    let dir = tmp.path().join("map");
+    let image = dir.join("image");
+    capture_and_kill("filemap", "stop", &dir, &image);
+    let full = std::fs::read(&image).expect("test harness");
+    let file_private = 3;
+    let marked = dir.join("marked");
+    std::fs::write(&marked, incremental_on(&full, "image", Some(file_private)))
+        .expect("test harness");
+    assert_refused(&marked, "a file region marked delta");
+    let plain = dir.join("plain");
+    std::fs::write(&plain, incremental_on(&full, "image", None)).expect("test harness");
+    let out = restore(&plain);
+    assert!(out.ok, "{}", out.stderr);
+    let mut expected = expected;
+    if !may_set_exe() {
+        expected = expected.replace("exe \"imgtest\"", "exe \"mpicr-restore\"");
+    }
+    assert_eq!(out.stdout, expected);
 }
 
 #[test]
