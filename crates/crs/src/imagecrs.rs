@@ -243,6 +243,7 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
         let options = CaptureOptions {
             exclude_dirs: request.exclude_dirs.to_vec(),
             compress: self.compress.clone()?,
+            background: request.background,
         };
         let captured = {
             let mut chain = self.chain.borrow_mut();
@@ -303,6 +304,7 @@ impl Checkpointer for ImageCheckpointer {
             rank: part.rank,
             dir: &dir,
             exclude_dirs: &[],
+            background: false,
         };
         match engine::ImageCheckpointer::capture(self, request).map_err(CrsError::Image)? {
             ImageCapture::Writing(mut writer) => {

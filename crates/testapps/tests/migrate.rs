@@ -124,9 +124,10 @@ fn a_rank_migrates_twice_and_back_during_a_message_heavy_run() {
 
 /// Quasi-asynchrony: while rank 3 migrates to node 2 (whose daemon is stopped, so the
 /// migration cannot complete), rank 0 (node 1) keeps printing its progress; a second
-/// migration of the same rank, or of another one, is refused meanwhile; once the daemon
-/// runs again the migration completes and the job's result is the uninterrupted one's.
-/// Then `mpicr drain` empties node 1.
+/// migration of the same rank, or of another one, is refused meanwhile; the source daemon's
+/// copy of the image runs at nice 19, below the ranks; once the daemon runs again the
+/// migration completes and the job's result is the uninterrupted one's. Then `mpicr drain`
+/// empties node 1.
 #[test]
 fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     let Some((_guard, cluster, sandbox)) = setup(3) else {
@@ -167,6 +168,11 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     // message for rank 3 every step.
     let seen = job.lines();
     job.wait_for_lines(seen + 30);
+    assert_eq!(
+        copy_thread_nice(cluster.daemon_pid(3)),
+        19,
+        "the source daemon's copy thread yields to the ranks"
+    );
     signal(target, rustix::process::Signal::CONT);
     migrated(&request.finish(), "the migration during the run");
     assert_eq!(placement(&sandbox, name)[3], nodes[1]);
@@ -194,6 +200,34 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     let out = job.finish();
     assert_eq!(result_line(&out), expected, "the migrated run's result");
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+}
+
+/// The nice value of daemon `pid`'s thread that sends a migration's image (`migrate-send`),
+/// once it runs (it waits for the stopped target meanwhile).
+fn copy_thread_nice(pid: i32) -> i64 {
+    let start = Instant::now();
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon runs");
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Field 19 of stat, counted after the command's closing parenthesis (field 2).
+            let nice = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+                .and_then(|v| v.parse().ok());
+            if comm.trim() == "migrate-send"
+                && let Some(nice) = nice
+            {
+                return nice;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "daemon {pid} never started the copy of the image"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until the coordinator of job `name` has a migration of rank 3 under way (a second
