@@ -325,7 +325,7 @@ impl Engine {
             rank,
             dir,
             exclude_dirs: &exclude,
-            background: true,
+            migration: true,
         };
         let mut checkpointer = self.ckpt.image.take().expect("an image job");
         let captured = checkpointer.capture(request);

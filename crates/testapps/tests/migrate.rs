@@ -459,6 +459,67 @@ fn a_job_checkpointed_after_a_migration_restarts_to_the_uninterrupted_result() {
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
 
+/// A migration after a checkpoint moves a full image: with incremental images (`--full-every`)
+/// and the snapshot directory on the file system of the nodes' shared-memory directories
+/// (where the migrating rank writes its image), an incremental image would name parents that
+/// only the source node has, and the restore on the target would fail. Rank 3 is
+/// checkpointed, moves to node 1, the job is checkpointed again and ends with the
+/// uninterrupted result.
+#[test]
+fn a_migration_after_a_checkpoint_moves_a_full_image() {
+    let Some((_guard, cluster, sandbox)) = setup(3) else {
+        return;
+    };
+    // The nodes' shared-memory directories are in /dev/shm, or in their runtime directory
+    // (the sandbox) where there is none.
+    let shm = std::path::Path::new("/dev/shm");
+    let parent = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        sandbox.dir().to_path_buf()
+    };
+    let snapshots = tempfile::Builder::new()
+        .prefix("mpicr-migrate-snapshots")
+        .tempdir_in(parent)
+        .expect("a snapshot directory");
+    // mpicr refuses a snapshot directory open to other users.
+    std::fs::set_permissions(
+        snapshots.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("the snapshot directory made private");
+    let dir = snapshots.path().display().to_string();
+    let name = "fullmig";
+    let (job, nodes, expected) = ring_job(
+        &sandbox,
+        &cluster,
+        name,
+        LAUNCHER,
+        &["--full-every", "8", "--snapshot-dir", &dir],
+    );
+    job.wait_for_lines(10);
+    for round in ["before", "after"] {
+        let checkpoint = sandbox.mpicr(&["checkpoint", name]);
+        assert_eq!(
+            checkpoint.code,
+            Some(0),
+            "the checkpoint {round} the migration: {}{}",
+            checkpoint.stdout,
+            checkpoint.stderr
+        );
+        if round == "before" {
+            migrated(
+                &migrate(&sandbox, name, 3, &nodes[0]),
+                "the migration after a checkpoint",
+            );
+            assert_eq!(placement(&sandbox, name)[3], nodes[0]);
+        }
+    }
+    let out = job.finish();
+    assert_eq!(result_line(&out), expected, "the migrated run's result");
+    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+}
+
 /// A job on one machine cannot migrate: the request is refused with a sentence and the job
 /// runs on to its result. (No namespaces needed.)
 #[test]
