@@ -243,9 +243,15 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
         let options = CaptureOptions {
             exclude_dirs: request.exclude_dirs.to_vec(),
             compress: self.compress.clone()?,
+            background: request.migration,
         };
         let captured = {
             let mut chain = self.chain.borrow_mut();
+            if request.migration {
+                // Full: the target gets this one file, not the parents an incremental image
+                // would name. The next checkpoint's image is full as well.
+                chain.failed();
+            }
             image::capture_in_child_chained(&path, &options, &mut chain)
         };
         match captured {
@@ -303,6 +309,7 @@ impl Checkpointer for ImageCheckpointer {
             rank: part.rank,
             dir: &dir,
             exclude_dirs: &[],
+            migration: false,
         };
         match engine::ImageCheckpointer::capture(self, request).map_err(CrsError::Image)? {
             ImageCapture::Writing(mut writer) => {

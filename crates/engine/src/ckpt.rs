@@ -50,6 +50,10 @@ pub struct ImageRequest<'a> {
     pub dir: &'a str,
     /// Directories whose shared files (the rings and doorbells) stay out of the image.
     pub exclude_dirs: &'a [PathBuf],
+    /// A migration's capture: a full image (the target node has none of the chain's
+    /// parents), whose writer yields to every other process (the ranks compute on while it
+    /// writes, and nothing waits for it but the migrating rank).
+    pub migration: bool,
 }
 
 /// What a capture gave.
@@ -670,6 +674,7 @@ impl Engine {
             rank: self.rank(),
             dir: &dir,
             exclude_dirs: &exclude,
+            migration: false,
         };
         let mut checkpointer = self.ckpt.image.take().expect("an image job");
         let captured = checkpointer.capture(request);

@@ -71,6 +71,11 @@ impl ControlLink {
         Ok(write_message(&mut self.stream, message)?)
     }
 
+    /// The connection, for a poll that must wake when the coordinator writes.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.stream)
+    }
+
     /// The connection's descriptor number.
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.stream)

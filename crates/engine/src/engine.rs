@@ -725,12 +725,17 @@ impl Engine {
             return Ok(());
         }
         self.poll_control()?;
-        self.sleep();
+        if self.sleep() {
+            self.poll_control()?;
+        }
         Ok(())
     }
 
-    /// Sleeps until a peer wakes us or a short timeout passes.
-    fn sleep(&mut self) {
+    /// Sleeps until a peer wakes us or a short timeout passes. Returns whether the coordinator
+    /// wrote meanwhile: a rank with TCP links waits for its control link in the same poll, so
+    /// that a REFRESH or a migration's message is handled at once, not after the timeout (100
+    /// ms for a rank without a doorbell, such as a migrated one).
+    fn sleep(&mut self) -> bool {
         use rustix::event::{PollFd, PollFlags, poll};
         // A link frozen at its marker writes nothing more and a paused one reads nothing (a
         // checkpoint's or a migration's drain): waiting for them would return at once and
@@ -762,13 +767,16 @@ impl Engine {
         if tcp {
             let mut fds: Vec<PollFd<'_>> =
                 sockets.iter().map(|(fd, f)| PollFd::new(fd, *f)).collect();
+            if let Some(c) = &self.control {
+                fds.push(PollFd::from_borrowed_fd(c.as_fd(), PollFlags::IN));
+            }
             let ms = if self.idle.bell.is_some() { 1 } else { 100 };
             let ts = rustix::time::Timespec {
                 tv_sec: 0,
                 tv_nsec: ms * 1_000_000,
             };
             let _ = poll(&mut fds, Some(&ts));
-            return;
+            return self.control.is_some() && fds.last().is_some_and(|f| !f.revents().is_empty());
         }
         if let Some(bell) = self.idle.bell.clone() {
             let channels = &self.channels;
@@ -778,6 +786,7 @@ impl Engine {
         } else {
             std::thread::yield_now();
         }
+        false
     }
 
     /// One pass over every link: write what is queued, read what arrived. Returns whether

@@ -325,6 +325,7 @@ impl Engine {
             rank,
             dir,
             exclude_dirs: &exclude,
+            migration: true,
         };
         let mut checkpointer = self.ckpt.image.take().expect("an image job");
         let captured = checkpointer.capture(request);
@@ -457,6 +458,7 @@ impl Engine {
             Err(e) => return Err(EngineError::Checkpoint(format!("no process table: {e}"))),
         };
         self.mig.addrs = table.iter().map(|e| e.data_addr.clone()).collect();
+        let registered = Instant::now();
         // Every peer connects once it has read this rank's marker and the new address.
         let me = self.rank();
         let mut links: Vec<Option<Link>> = (0..self.size()).map(|_| None).collect();
@@ -507,6 +509,13 @@ impl Engine {
             links[peer as usize] =
                 Some(Link::Tcp(TcpLink::new(stream).map_err(|e| err("link", e))?));
             missing -= 1;
+        }
+        if std::env::var_os("MPICR_IMAGE_STATS").is_some_and(|v| v == "1") {
+            // How long the peers took to act on the REFRESH that gave them this address.
+            eprintln!(
+                "mpicr-image-stats rank={me} migration={seq} peers_connected_us={}",
+                registered.elapsed().as_micros()
+            );
         }
         place_control(&control, &fds)?;
         drop(control);

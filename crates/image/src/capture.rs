@@ -55,6 +55,11 @@ pub struct CaptureOptions {
     pub exclude_dirs: Vec<PathBuf>,
     /// How page runs are compressed.
     pub compress: Codec,
+    /// The forked writer runs with SCHED_IDLE and the idle I/O class: it takes only the CPU
+    /// time and disk no other process of the machine wants (a migration's writer, which must
+    /// not slow the ranks that compute on; a checkpoint's writer keeps the normal priority
+    /// because the job waits for its commit).
+    pub background: bool,
 }
 
 /// A failed system call while memory was being written (no allocation to describe it).
@@ -355,6 +360,7 @@ struct Job {
     /// Address ranges of the tables, left out of the image.
     excluded_tables: [(u64, u64); 2],
     fork: bool,
+    background: bool,
     child_pid: i32,
     fork_errno: i32,
     error: Option<WriteError>,
@@ -411,6 +417,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         next_table: None,
         excluded_tables: [(0, 0); 2],
         fork,
+        background: options.background,
         child_pid: 0,
         fork_errno: 0,
         error: None,
@@ -552,6 +559,9 @@ extern "C" fn capture_cb(arg: *mut c_void, rsp: u64, rip: u64) -> u64 {
                 // The scheduler lets a new child run before its parent; the rank's stall
                 // ends only when the parent runs again, so the writer gives way at once.
                 rustix::thread::sched_yield();
+                if job.background {
+                    sys::background();
+                }
                 let code = match write_image(job, rsp, rip) {
                     Ok(()) => 0,
                     Err(e) => {

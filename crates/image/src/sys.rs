@@ -151,6 +151,21 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Puts the calling process in SCHED_IDLE and the idle I/O class, so that every other
+/// process of the machine that wants a core or the disk gets it first (a migration's forked
+/// writer). Only a hint: an error leaves the normal priority. Async-signal-safe (two system
+/// calls), as the forked writer needs.
+pub(crate) fn background() {
+    /// `IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0)` and `IOPRIO_WHO_PROCESS` (linux/ioprio.h).
+    const IOPRIO_IDLE: libc::c_long = 3 << 13;
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param`, which lives across the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    // SAFETY: ioprio_set takes no pointers.
+    unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_IDLE) };
+}
+
 /// Starts the write-back of `len` bytes of `fd` from `off` without waiting for it, so that
 /// the disk writes while the image writer reads on. Only a hint: an error changes nothing
 /// (the final fsync reports real ones).

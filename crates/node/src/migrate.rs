@@ -3,7 +3,9 @@
 //! same service and proof as the copies of `--mirror`), MIGRATE_IMAGE then PART_DATA frames;
 //! the target writes it into its private directory, starts `mpicr-restore IMAGE` as the rank
 //! (in the job's process group, watched like every rank) and answers MIGRATE_SENT, or
-//! MIGRATE_FAILED with the reason. No shared file system is involved.
+//! MIGRATE_FAILED with the reason. No shared file system is involved. Both ends of the copy
+//! run at the lowest priority (nice 19): the ranks that compute on during the migration get a
+//! core first.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -97,10 +99,18 @@ fn serve_one(stream: &TcpStream) -> Result<(), String> {
     }
 }
 
+/// Lowers the calling thread (the copy's, which ends with it) to nice 19. The restorer, which
+/// becomes the rank, is started by the daemon's main thread at the normal priority.
+fn background() {
+    // Only a hint: the copy works at any priority.
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+}
+
 /// Receives the image announced by `m`, has it restored, answers MIGRATE_SENT or
 /// MIGRATE_FAILED. An error is a broken connection.
 pub(crate) fn receive(stream: &TcpStream, m: &MigrateImage) -> Result<(), String> {
     let target = TARGET.get().ok_or("this daemon takes no migrations")?;
+    background();
     let path = target
         .dir
         .join(format!("migrate-{}-rank-{}.image", m.seq, m.rank));
@@ -229,6 +239,7 @@ fn restore(target: &Target, rank: u32, image: &Path) -> Result<u32, String> {
 /// `report` (MIGRATE_SENT with the copy's duration, or MIGRATE_FAILED). The image's
 /// directory on this node is removed afterwards.
 pub(crate) fn send(m: MigrateSend, job: &str, node: &str, secret: &str, report: &dyn Fn(&Message)) {
+    background();
     let started = Instant::now();
     let result = send_image(&m, job, node, secret);
     if let Some(dir) = Path::new(&m.path).parent() {

@@ -194,6 +194,7 @@ impl Rank {
         let options = CaptureOptions {
             exclude_dirs: Vec::new(),
             compress: codec,
+            background: false,
         };
         let sigchld = sys::ChildSignal::default_while_writing();
         let captured = image::capture_in_child_chained(&path, &options, &mut self.chain);

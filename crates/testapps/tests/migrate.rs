@@ -124,9 +124,10 @@ fn a_rank_migrates_twice_and_back_during_a_message_heavy_run() {
 
 /// Quasi-asynchrony: while rank 3 migrates to node 2 (whose daemon is stopped, so the
 /// migration cannot complete), rank 0 (node 1) keeps printing its progress; a second
-/// migration of the same rank, or of another one, is refused meanwhile; once the daemon
-/// runs again the migration completes and the job's result is the uninterrupted one's.
-/// Then `mpicr drain` empties node 1.
+/// migration of the same rank, or of another one, is refused meanwhile; the source daemon's
+/// copy of the image runs at nice 19, below the ranks; once the daemon runs again the
+/// migration completes and the job's result is the uninterrupted one's. Then `mpicr drain`
+/// empties node 1.
 #[test]
 fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     let Some((_guard, cluster, sandbox)) = setup(3) else {
@@ -167,6 +168,11 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     // message for rank 3 every step.
     let seen = job.lines();
     job.wait_for_lines(seen + 30);
+    assert_eq!(
+        copy_thread_nice(cluster.daemon_pid(3)),
+        19,
+        "the source daemon's copy thread yields to the ranks"
+    );
     signal(target, rustix::process::Signal::CONT);
     migrated(&request.finish(), "the migration during the run");
     assert_eq!(placement(&sandbox, name)[3], nodes[1]);
@@ -194,6 +200,34 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     let out = job.finish();
     assert_eq!(result_line(&out), expected, "the migrated run's result");
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+}
+
+/// The nice value of daemon `pid`'s thread that sends a migration's image (`migrate-send`),
+/// once it runs (it waits for the stopped target meanwhile).
+fn copy_thread_nice(pid: i32) -> i64 {
+    let start = Instant::now();
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon runs");
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Field 19 of stat, counted after the command's closing parenthesis (field 2).
+            let nice = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+                .and_then(|v| v.parse().ok());
+            if comm.trim() == "migrate-send"
+                && let Some(nice) = nice
+            {
+                return nice;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "daemon {pid} never started the copy of the image"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until the coordinator of job `name` has a migration of rank 3 under way (a second
@@ -422,6 +456,67 @@ fn a_job_checkpointed_after_a_migration_restarts_to_the_uninterrupted_result() {
         "the restarted job began again instead of going on: {}",
         out.stdout
     );
+    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+}
+
+/// A migration after a checkpoint moves a full image: with incremental images (`--full-every`)
+/// and the snapshot directory on the file system of the nodes' shared-memory directories
+/// (where the migrating rank writes its image), an incremental image would name parents that
+/// only the source node has, and the restore on the target would fail. Rank 3 is
+/// checkpointed, moves to node 1, the job is checkpointed again and ends with the
+/// uninterrupted result.
+#[test]
+fn a_migration_after_a_checkpoint_moves_a_full_image() {
+    let Some((_guard, cluster, sandbox)) = setup(3) else {
+        return;
+    };
+    // The nodes' shared-memory directories are in /dev/shm, or in their runtime directory
+    // (the sandbox) where there is none.
+    let shm = std::path::Path::new("/dev/shm");
+    let parent = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        sandbox.dir().to_path_buf()
+    };
+    let snapshots = tempfile::Builder::new()
+        .prefix("mpicr-migrate-snapshots")
+        .tempdir_in(parent)
+        .expect("a snapshot directory");
+    // mpicr refuses a snapshot directory open to other users.
+    std::fs::set_permissions(
+        snapshots.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("the snapshot directory made private");
+    let dir = snapshots.path().display().to_string();
+    let name = "fullmig";
+    let (job, nodes, expected) = ring_job(
+        &sandbox,
+        &cluster,
+        name,
+        LAUNCHER,
+        &["--full-every", "8", "--snapshot-dir", &dir],
+    );
+    job.wait_for_lines(10);
+    for round in ["before", "after"] {
+        let checkpoint = sandbox.mpicr(&["checkpoint", name]);
+        assert_eq!(
+            checkpoint.code,
+            Some(0),
+            "the checkpoint {round} the migration: {}{}",
+            checkpoint.stdout,
+            checkpoint.stderr
+        );
+        if round == "before" {
+            migrated(
+                &migrate(&sandbox, name, 3, &nodes[0]),
+                "the migration after a checkpoint",
+            );
+            assert_eq!(placement(&sandbox, name)[3], nodes[0]);
+        }
+    }
+    let out = job.finish();
+    assert_eq!(result_line(&out), expected, "the migrated run's result");
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
 

@@ -8,7 +8,11 @@
 //! zero, so it is in its image), and rank 0 ends with `steps median_us M max_us X` and
 //! `slow_steps END_US:DURATION_US,…` (the steps over twice the median, each with its end in
 //! microseconds since the Unix epoch) on stderr: `bench/migrate` takes the stall of the other
-//! ranks from them, overall and during the migration.
+//! ranks from them, overall and during the migration. With `MIGRATE_RING_DETAIL=1` as well,
+//! every sending rank ends with `rank R detail END_US:DURATION_US:RUNQ_US:TO_LAST_US:RING_US,…`
+//! for its slow steps: how long the step waited for a core (the run-queue delay of
+//! `/proc/thread-self/schedstat`), spent in its send to the last rank and in its exchange
+//! with the ring: what a stall during a migration waits on.
 #![forbid(unsafe_code)]
 
 use mpicr::SystemOperation;
@@ -17,6 +21,24 @@ fn mix(acc: u64, v: u64) -> u64 {
     (acc.rotate_left(7) ^ v)
         .wrapping_mul(0x100_0000_01b3)
         .wrapping_add(0x9e37_79b9)
+}
+
+/// This thread's time spent waiting for a core so far, in microseconds (0 where the kernel
+/// does not say).
+fn runq_us() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .map_or(0, |ns: u64| ns / 1000)
+}
+
+/// Where one step of a sending rank went, in microseconds.
+struct Step {
+    end: u64,
+    total: u64,
+    runq: u64,
+    to_last: u64,
+    ring: u64,
 }
 
 fn main() {
@@ -37,8 +59,8 @@ fn run(steps: u64, pause_ms: u64, state_mib: usize) -> Result<(), mpicr::Error> 
     assert!(size >= 3, "needs 3 ranks or more");
     let last = size - 1;
     let mut acc = rank as u64 + 1;
-    let mut step_us: Vec<u64> = Vec::new();
-    let mut step_end_us: Vec<u64> = Vec::new();
+    let detail = state_mib > 0 && std::env::var("MIGRATE_RING_DETAIL").is_ok_and(|v| v == "1");
+    let mut record: Vec<Step> = Vec::new();
     if rank == last {
         let state: Vec<u64> = (0..(state_mib << 20) / 8)
             .map(|i| mix(acc, i as u64) | 1)
@@ -64,22 +86,29 @@ fn run(steps: u64, pause_ms: u64, state_mib: usize) -> Result<(), mpicr::Error> 
         let block = 50_000 / 8;
         for step in 0..steps {
             let began = std::time::Instant::now();
+            let runq = if detail { runq_us() } else { 0 };
             world
                 .process_at_rank(last)
                 .send_with_tag(&[mix(acc, step), step][..], 5)?;
+            let to_last = began.elapsed().as_micros() as u64;
             let out: Vec<u64> = (0..block as u64).map(|i| mix(acc, i)).collect();
             let mut from_prev = vec![0u64; block];
+            let ring_began = std::time::Instant::now();
             world.send_receive_into(&out[..], next, 6, &mut from_prev[..], prev, 6)?;
+            let ring_us = ring_began.elapsed().as_micros() as u64;
             acc = mix(acc, from_prev[block - 1]);
             if rank == 0 {
                 println!("progress {step}");
             }
-            step_us.push(began.elapsed().as_micros() as u64);
-            step_end_us.push(
-                std::time::SystemTime::now()
+            record.push(Step {
+                end: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as u64),
-            );
+                total: began.elapsed().as_micros() as u64,
+                runq: if detail { runq_us() - runq } else { 0 },
+                to_last,
+                ring: ring_us,
+            });
             if pause_ms > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(pause_ms));
             }
@@ -87,19 +116,27 @@ fn run(steps: u64, pause_ms: u64, state_mib: usize) -> Result<(), mpicr::Error> 
     }
     let mut total = 0u64;
     world.all_reduce_into(&acc, &mut total, SystemOperation::sum())?;
-    if rank == 0 && state_mib > 0 && !step_us.is_empty() {
-        let mut sorted = step_us.clone();
+    if state_mib > 0 && !record.is_empty() {
+        let mut sorted: Vec<u64> = record.iter().map(|s| s.total).collect();
         sorted.sort_unstable();
         let median = sorted[sorted.len() / 2];
         let max = sorted[sorted.len() - 1];
-        eprintln!("steps median_us {median} max_us {max}");
-        let slow: Vec<String> = step_us
-            .iter()
-            .zip(&step_end_us)
-            .filter(|(d, _)| **d > 2 * median)
-            .map(|(d, end)| format!("{end}:{d}"))
-            .collect();
-        eprintln!("slow_steps {}", slow.join(","));
+        let slow: Vec<&Step> = record.iter().filter(|s| s.total > 2 * median).collect();
+        if rank == 0 {
+            eprintln!("steps median_us {median} max_us {max}");
+            let list: Vec<String> = slow
+                .iter()
+                .map(|s| format!("{}:{}", s.end, s.total))
+                .collect();
+            eprintln!("slow_steps {}", list.join(","));
+        }
+        if detail {
+            let list: Vec<String> = slow
+                .iter()
+                .map(|s| format!("{}:{}:{}:{}:{}", s.end, s.total, s.runq, s.to_last, s.ring))
+                .collect();
+            eprintln!("rank {rank} detail {}", list.join(","));
+        }
     }
     if rank == 0 {
         println!("result {total:016x} after {steps} steps on {size} ranks");
