@@ -12,10 +12,23 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
     "--transport",
     "--job-name",
     "--crs",
+    "--compress",
+    "--full-every",
     "--checkpoint-every",
     "--snapshot-dir",
     "--keep",
     "--checkpoint-timeout",
+    "--max-restarts",
+    "--hosts",
+    "--hostfile",
+    "--launcher",
+    "--coordinator-addr",
+    "--heartbeat",
+    "--storage",
+    "--mirror",
+    "--parity",
+    "--spares",
+    "--dashboard",
 ];
 
 /// Where the options of `mpicr run` start in `argv`, if the subcommand is `run`.
@@ -104,6 +117,31 @@ mod tests {
         assert_eq!(
             rewrite(&["mpirun", "-np", "4", "a"], |_| Some(1)),
             ["mpirun", "--np", "4", "a"]
+        );
+        assert_eq!(
+            rewrite(
+                &[
+                    "mpirun",
+                    "--compress",
+                    "zstd",
+                    "--full-every",
+                    "4",
+                    "-np",
+                    "2",
+                    "a"
+                ],
+                |_| Some(1)
+            ),
+            [
+                "mpirun",
+                "--compress",
+                "zstd",
+                "--full-every",
+                "4",
+                "--np",
+                "2",
+                "a"
+            ]
         );
     }
 }

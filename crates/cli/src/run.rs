@@ -29,13 +29,15 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         say("--storage, --mirror and --spares need --hosts or --hostfile");
         return ExitCode::from(EXIT_USAGE);
     }
-    if args.crs == CrsArg::Image && args.nodes.storage.is_some() {
+    let crs = args.crs.unwrap_or(CrsArg::Image);
+    if crs == CrsArg::Image && args.nodes.storage.is_some() {
         // Node stores keep, mirror and fetch parts, but not the process images those parts
         // name, so such a snapshot could be committed and never restarted.
         say(
-            "--crs image cannot be combined with --storage yet: node stores keep and mirror \
-             the parts but not the process images, so no snapshot could be restarted; leave out \
-             --storage to keep images in the shared snapshot directory (--snapshot-dir)",
+            "--crs image (the default) cannot be combined with --storage yet: node stores \
+             keep and mirror the parts but not the process images, so no snapshot could be \
+             restarted; pass --crs self for node stores, or leave out --storage to keep images \
+             in the shared snapshot directory (--snapshot-dir)",
         );
         return ExitCode::from(EXIT_USAGE);
     }
@@ -44,7 +46,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         say("no program to run was given; usage: mpicr run -n N [--] PROGRAM [ARGS]...");
         return ExitCode::from(EXIT_USAGE);
     };
-    let crs = match args.crs {
+    let crs = match crs {
         CrsArg::SelfCrs => "self",
         CrsArg::Image => "image",
     };
@@ -97,6 +99,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         nodes,
         recoveries: Default::default(),
         recovering_since: None,
+        preload: args.crs == Some(CrsArg::Image),
     };
     // `--dashboard ADDR`: served until the job (with its recoveries) is over.
     let dashboard = match crate::dashboard::for_run(args.dashboard, &config) {
