@@ -239,8 +239,8 @@ pub(crate) const RESTART_ABOUT: &str = "Run a job on from a committed global sna
     SNAPSHOT is a snapshot's name (`JOB.EPOCH`, or `JOB` for its newest snapshot) in the \
     snapshot directory, or a snapshot's path. Every part is verified first: a damaged \
     snapshot is refused and nothing is started. The job then runs in the foreground exactly \
-    like `mpicr run`, with the snapshot's command, number of ranks, transport, working \
-    directory and environment, and the same job name (so its checkpoints continue the \
+    like `mpicr run`, with the snapshot's command, number of ranks, transport, checkpointer \
+    (whatever the default of `run`), working directory and environment, and the same job name (so its checkpoints continue the \
     epochs); every rank also gets MPICR_RESTART_DIR (the snapshot's path) and \
     MPICR_RESTART_EPOCH.";
 
