@@ -32,7 +32,8 @@ pub enum CaptureError {
     Io(&'static str, std::io::Error),
     #[error(
         "glibc registered rseq for this thread; run the program with \
-         GLIBC_TUNABLES=glibc.pthread.rseq=0 (see docs/image-format.md)"
+         GLIBC_TUNABLES=glibc.pthread.rseq=0 (see docs/image-format.md) or checkpoint it with \
+         --crs self"
     )]
     RseqRegistered,
     #[error("writing the image failed: {0}")]
@@ -40,7 +41,8 @@ pub enum CaptureError {
     #[error("the image writer process failed ({0})")]
     Child(String),
     #[error(
-        "descriptor {} is open; it is reserved for the restorer's hand-over (see docs/image-format.md)",
+        "descriptor {} is open; it is reserved for the restorer's hand-over (see \
+         docs/image-format.md), so checkpoint this program with --crs self",
         crate::restart::RESTART_ENV_FD
     )]
     ReservedFd,
