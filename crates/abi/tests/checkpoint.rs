@@ -4,7 +4,8 @@
 //! snapshot (`mpicr restart NAME.1`), and the result must equal an uninterrupted run's; on
 //! 1, 2 and 4 ranks over shared memory and TCP, in C and Fortran. Then the rest of the API:
 //! the program's own request, the restarted flag, recover, its errors, and a safepoint with an
-//! outstanding request.
+//! outstanding request. These jobs run with `--crs self`; the Fortran ring is also restarted
+//! from process images under the default checkpointer (`image`), which ignores the API.
 //!
 //! Every test runs in a sandbox: private XDG_RUNTIME_DIR and XDG_STATE_HOME, and a marker in
 //! the environment of everything it starts, so that whatever is still alive when the test ends
@@ -366,13 +367,26 @@ fn marked(marker: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The checkpointer of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crs {
+    /// `--crs self`: the program's safepoints and regions.
+    SelfCrs,
+    /// No `--crs`: process images.
+    Default,
+}
+
 /// Uninterrupted; then slowed down, checkpointed, killed with SIGKILL, restarted: the same
 /// result line.
-fn kill_and_restart(program: &Path, n: u32, transport: &str) {
+fn kill_and_restart(program: &Path, n: u32, transport: &str, crs: Crs) {
     let sandbox = Sandbox::new();
     let prog = program.to_str().expect("a UTF-8 path");
     let ranks = n.to_string();
-    let common = ["-n", &ranks, "--transport", transport, "--", prog, STEPS];
+    let mut common = vec!["-n", &ranks, "--transport", transport];
+    if crs == Crs::SelfCrs {
+        common.extend(["--crs", "self"]);
+    }
+    common.extend(["--", prog, STEPS]);
     let mut run = vec!["run"];
     run.extend_from_slice(&common);
     let expected = sandbox.mpicr(&run).result();
@@ -402,9 +416,12 @@ fn kill_and_restart(program: &Path, n: u32, transport: &str) {
         program.display(),
         restarted.stderr
     );
-    assert!(
+    // Only the `self` checkpointer's restart goes through MPIX_Ckpt_recover; a restored
+    // image goes on inside the call it was captured in.
+    assert_eq!(
         restarted.stderr.contains("restarted at step"),
-        "the restarted ranks recovered their state: {}",
+        crs == Crs::SelfCrs,
+        "how the restarted ranks got their state: {}",
         restarted.stderr
     );
 }
@@ -412,14 +429,14 @@ fn kill_and_restart(program: &Path, n: u32, transport: &str) {
 #[test]
 fn c_ring_restarts_to_the_uninterrupted_result_over_shm() {
     for n in [1, 2, 4] {
-        kill_and_restart(&built().ring_c, n, "shm");
+        kill_and_restart(&built().ring_c, n, "shm", Crs::SelfCrs);
     }
 }
 
 #[test]
 fn c_ring_restarts_to_the_uninterrupted_result_over_tcp() {
     for n in [1, 2, 4] {
-        kill_and_restart(&built().ring_c, n, "tcp");
+        kill_and_restart(&built().ring_c, n, "tcp", Crs::SelfCrs);
     }
 }
 
@@ -435,7 +452,7 @@ fn fortran_ring() -> Option<&'static Path> {
 fn fortran_ring_restarts_to_the_uninterrupted_result_over_shm() {
     if let Some(f) = fortran_ring() {
         for n in [1, 2, 4] {
-            kill_and_restart(f, n, "shm");
+            kill_and_restart(f, n, "shm", Crs::SelfCrs);
         }
     }
 }
@@ -444,8 +461,17 @@ fn fortran_ring_restarts_to_the_uninterrupted_result_over_shm() {
 fn fortran_ring_restarts_to_the_uninterrupted_result_over_tcp() {
     if let Some(f) = fortran_ring() {
         for n in [1, 2, 4] {
-            kill_and_restart(f, n, "tcp");
+            kill_and_restart(f, n, "tcp", Crs::SelfCrs);
         }
+    }
+}
+
+#[test]
+fn fortran_ring_restarts_from_its_images_under_the_default_checkpointer() {
+    if let Some(f) = fortran_ring() {
+        kill_and_restart(f, 1, "shm", Crs::Default);
+        kill_and_restart(f, 2, "tcp", Crs::Default);
+        kill_and_restart(f, 4, "shm", Crs::Default);
     }
 }
 
@@ -460,10 +486,17 @@ fn request_restarted_recover_and_recover_mismatches() {
     let modefile = modefile.to_str().expect("a UTF-8 path");
     let steps = "400";
     let expected = sandbox
-        .mpicr(&["run", "-n", "2", "--", prog, steps, "0", "-1", modefile])
+        .mpicr(&[
+            "run", "-n", "2", "--crs", "self", "--", prog, steps, "0", "-1", modefile,
+        ])
         .result();
 
-    let mut job = sandbox.start_job("self", &["-n", "2", "--", prog, steps, "20", "3", modefile]);
+    let mut job = sandbox.start_job(
+        "self",
+        &[
+            "-n", "2", "--crs", "self", "--", prog, steps, "20", "3", modefile,
+        ],
+    );
     sandbox.wait_for_snapshot("self.1", &mut job);
     sandbox.kill(job);
 
@@ -517,7 +550,10 @@ fn request_restarted_recover_and_recover_mismatches() {
 fn a_safepoint_with_an_outstanding_request_returns_mpi_err_pending() {
     let sandbox = Sandbox::new();
     let prog = built().selftest.to_str().expect("a UTF-8 path");
-    let job = sandbox.start_job("pending", &["-n", "2", "--", prog, "pending"]);
+    let job = sandbox.start_job(
+        "pending",
+        &["-n", "2", "--crs", "self", "--", prog, "pending"],
+    );
     let ckpt = sandbox.mpicr(&["checkpoint", "pending"]);
     assert_eq!(ckpt.code, Some(1), "{}{}", ckpt.stdout, ckpt.stderr);
     assert!(

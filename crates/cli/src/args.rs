@@ -211,8 +211,13 @@ pub(crate) const RUN_ABOUT: &str = "Start N ranks of a program on this machine (
     SIGKILL; Ctrl-C, SIGTERM and SIGHUP end the whole job the same way. docs/launch.md has \
     the details.\n\n\
     Checkpoints: `mpicr checkpoint JOB` (or --checkpoint-every) takes a global snapshot into \
-    the snapshot directory; the ranks get MPICR_CRS and MPICR_SNAPSHOT_DIR. Only MPI \
-    programs that take part in checkpoints can be checkpointed.\n\n\
+    the snapshot directory; the ranks get MPICR_CRS and MPICR_SNAPSHOT_DIR. The default \
+    checkpointer, `image`, saves every rank's whole process: any single-threaded MPI program \
+    built with our mpicc/mpif90 or on the mpicr crate. A one-rank program without MPI can be \
+    checkpointed too when `--crs image` is given explicitly (the runtime is preloaded into \
+    it; the program must be started directly, not through a wrapper such as `sh -c`). A \
+    multi-threaded program, or one that saves its own state through the checkpoint \
+    callbacks, needs `--crs self`.\n\n\
     Several nodes: with --hosts or --hostfile, a node daemon (`mpicr node`) is started on \
     every node through --launcher and starts that node's block of ranks; ranks use shared \
     memory within a node and TCP between nodes. A node whose daemon dies or misses three \
@@ -235,8 +240,8 @@ pub(crate) const RESTART_ABOUT: &str = "Run a job on from a committed global sna
     SNAPSHOT is a snapshot's name (`JOB.EPOCH`, or `JOB` for its newest snapshot) in the \
     snapshot directory, or a snapshot's path. Every part is verified first: a damaged \
     snapshot is refused and nothing is started. The job then runs in the foreground exactly \
-    like `mpicr run`, with the snapshot's command, number of ranks, transport, working \
-    directory and environment, and the same job name (so its checkpoints continue the \
+    like `mpicr run`, with the snapshot's command, number of ranks, transport, checkpointer \
+    (whatever the default of `run`), working directory and environment, and the same job name (so its checkpoints continue the \
     epochs); every rank also gets MPICR_RESTART_DIR (the snapshot's path) and \
     MPICR_RESTART_EPOCH.";
 
@@ -246,9 +251,10 @@ pub(crate) const DEMO_ABOUT: &str = "Show checkpoint, failure and recovery on a 
     serial computation; it must be next to the mpicr binary. The demo runs it three times, \
     narrating on stdout (mpicr's own messages go to stderr as usual): (1) straight through, \
     noting its result; (2) slowed down, under a job name, with a checkpoint taken through the \
-    job's coordinator as `mpicr checkpoint` does, after which one rank is killed with SIGKILL \
-    and the job fails naming that rank; (3) restarted from the snapshot as `mpicr restart` \
-    does, to the end. It then compares the restarted run's result with the first one. The \
+    job's coordinator as `mpicr checkpoint` does (with the default checkpointer, `image`: every \
+    rank's whole process), after which one rank is killed with SIGKILL and the job fails naming \
+    that rank; (3) restarted from the snapshot as `mpicr restart` does (mpicr-restore, next to \
+    mpicr, brings every rank's process back), to the end. It then compares the restarted run's result with the first one. The \
     snapshots go to a private directory in the runtime directory, removed at the end. It takes 10 \
     to 20 seconds. The status is 0 only when every step behaved as described and the results \
     are the same; 1 otherwise, with the reason on stderr; 130/143/129 after \
@@ -284,20 +290,22 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "NAME", value_parser = JobName::parse)]
     pub(crate) job_name: Option<JobName>,
 
-    /// The checkpointer of the ranks: `self` (the application saves its own state) or
-    /// `image` (transparent process images of MPI ranks, restored by mpicr-restore; a
-    /// single-threaded program without MPI gets the runtime through LD_PRELOAD)
-    #[arg(long, value_enum, value_name = "CRS", default_value_t = CrsArg::SelfCrs)]
-    pub(crate) crs: CrsArg,
+    /// The checkpointer of the ranks: `image` (transparent process images of single-threaded
+    /// MPI ranks, restored by mpicr-restore; given explicitly, a one-rank program without MPI
+    /// also gets the runtime through LD_PRELOAD) or `self` (the program saves and restores
+    /// its own state through the checkpoint callbacks; also for multi-threaded programs and
+    /// --storage) [default: image]
+    #[arg(long, value_enum, value_name = "CRS")]
+    pub(crate) crs: Option<CrsArg>,
 
-    /// With --crs image: how page runs of the images are compressed (zstd, lz4 or none);
-    /// the ranks get it as MPICR_IMAGE_COMPRESS
+    /// How page runs of the images are compressed (zstd, lz4 or none; ignored with --crs
+    /// self); the ranks get it as MPICR_IMAGE_COMPRESS [default: none]
     #[arg(long, value_name = "CODEC", value_parser = ["zstd", "lz4", "none"])]
     pub(crate) compress: Option<String>,
 
-    /// With --crs image: every checkpoint but every K-th stores only the pages written since
-    /// the one before (incremental images chained to a full one); 1 makes every image full;
-    /// the ranks get it as MPICR_IMAGE_FULL_EVERY [default: 8]
+    /// Every checkpoint but every K-th stores only the pages written since the one before
+    /// (incremental images chained to a full one); 1 makes every image full (ignored with
+    /// --crs self); the ranks get it as MPICR_IMAGE_FULL_EVERY [default: 8]
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) full_every: Option<u32>,
 
@@ -368,8 +376,8 @@ pub(crate) enum CrsArg {
     /// The application saves and restores its own state at its safepoints
     #[value(name = "self")]
     SelfCrs,
-    /// Transparent process images of whole ranks (single-threaded programs, with or without
-    /// MPI)
+    /// Transparent process images of whole single-threaded ranks (the default; a program
+    /// without MPI in a one-rank job when given explicitly)
     Image,
 }
 

@@ -121,6 +121,31 @@ mod tests {
             rewrite(&["mpirun", "-np", "4", "a"], |_| Some(1)),
             ["mpirun", "--np", "4", "a"]
         );
+        assert_eq!(
+            rewrite(
+                &[
+                    "mpirun",
+                    "--compress",
+                    "zstd",
+                    "--full-every",
+                    "4",
+                    "-np",
+                    "2",
+                    "a"
+                ],
+                |_| Some(1)
+            ),
+            [
+                "mpirun",
+                "--compress",
+                "zstd",
+                "--full-every",
+                "4",
+                "--np",
+                "2",
+                "a"
+            ]
+        );
     }
 
     #[test]

@@ -213,6 +213,7 @@ pub(crate) fn from_snapshot(
         nodes: None,
         recoveries: Default::default(),
         recovering_since: None,
+        preload: false,
     })
 }
 

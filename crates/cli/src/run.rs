@@ -29,12 +29,13 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         say("--storage, --mirror and --spares need --hosts or --hostfile");
         return ExitCode::from(EXIT_USAGE);
     }
+    let crs = args.crs.unwrap_or(CrsArg::Image);
     let mut command = args.command.into_iter();
     let Some(program) = command.next() else {
         say("no program to run was given; usage: mpicr run -n N [--] PROGRAM [ARGS]...");
         return ExitCode::from(EXIT_USAGE);
     };
-    let crs = match args.crs {
+    let crs = match crs {
         CrsArg::SelfCrs => "self",
         CrsArg::Image => "image",
     };
@@ -92,6 +93,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         nodes,
         recoveries: Default::default(),
         recovering_since: None,
+        preload: args.crs == Some(CrsArg::Image),
     };
     // `--dashboard ADDR`: served until the job (with its recoveries) is over.
     let dashboard = match crate::dashboard::for_run(args.dashboard, &config) {

@@ -1,7 +1,9 @@
 //! Coordinated checkpoints as a user drives them: `mpicr checkpoint`, `restart`, `snapshots`,
 //! `gc`, `--checkpoint-every`/`--keep`, and their refusals. The ranks are the fake
 //! `mpicr-test-rank` in its checkpoint mode (`MPICR_TEST_CHECKPOINT=1`), which speaks the
-//! rank side of the protocol and writes real parts with the store crate.
+//! rank side of the protocol and writes real parts with the store crate: parts of the `self`
+//! checkpointer, so its jobs run with `--crs self` (a restart of an `image` job would look
+//! for process images).
 
 mod common;
 
@@ -16,8 +18,8 @@ fn job_name(test: &str) -> String {
     format!("{test}-{}", std::process::id())
 }
 
-/// `mpicr run` of `n` checkpointing test ranks, with `env` added, started in the background
-/// and waited for until every rank has registered.
+/// `mpicr run --crs self` of `n` checkpointing test ranks, with `env` added, started in the
+/// background and waited for until every rank has registered.
 fn checkpointing_job(
     sandbox: &Sandbox,
     name: &str,
@@ -26,7 +28,7 @@ fn checkpointing_job(
     env: &[(&str, &str)],
 ) -> Running {
     let ranks = n.to_string();
-    let mut args = vec!["run", "-n", &ranks, "--job-name", name];
+    let mut args = vec!["run", "-n", &ranks, "--job-name", name, "--crs", "self"];
     args.extend_from_slice(extra_args);
     args.extend_from_slice(&["--", "mpicr-test-rank"]);
     let mut command = sandbox.command(MPICR, &args);
@@ -523,8 +525,9 @@ fn ranks_get_the_checkpoint_environment() {
     command.env("MPICR_RESTART_DIR", "/not/a/snapshot");
     let done = sandbox.run_command(command, None);
     assert_eq!(done.code, Some(0), "{done:?}");
-    // A restart variable of the launcher's own environment does not leak to the ranks.
-    assert_eq!(done.lines(), [format!("self|{dir}|unset").as_str()]);
+    // The default checkpointer; a restart variable of the launcher's own environment does not
+    // leak to the ranks.
+    assert_eq!(done.lines(), [format!("image|{dir}|unset").as_str()]);
 }
 
 #[test]

@@ -55,6 +55,9 @@ fn progress_is_plain_lines_off_a_terminal() {
             "2",
             "--job-name",
             &name,
+            // The test ranks write parts of the `self` checkpointer.
+            "--crs",
+            "self",
             "--",
             "mpicr-test-rank",
         ],

@@ -267,8 +267,6 @@ fn bad_input_gives_one_line_and_a_nonzero_status() {
                 "a,b",
                 "--storage",
                 "s/{node}",
-                "--crs",
-                "image",
                 "true",
             ],
             1,
@@ -406,6 +404,29 @@ fn ranks_register_and_receive_the_process_table() {
             );
         }
     }
+}
+
+/// The default checkpointer (`image`) preloads nothing: a rank started through a wrapper in a
+/// one-rank job registers itself. With `--crs image` given, the preloaded runtime registers the
+/// wrapper first, which is why only an explicit `--crs image` preloads.
+#[test]
+fn a_one_rank_job_through_a_wrapper_registers_its_rank_under_the_default() {
+    let sandbox = Sandbox::new("wrapper");
+    let wrapped = ["-n", "1", "--", "sh", "-c", "exec mpicr-test-rank"];
+    let done = sandbox.run(&[&["run"][..], &wrapped].concat());
+    assert_eq!(done.code, Some(0), "{done:?}");
+    let line = done
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("rank 0 sees rank 0: pid "));
+    assert!(line.is_some(), "{done:?}");
+    let preloaded = sandbox.run(&[&["run", "--crs", "image"][..], &wrapped].concat());
+    assert_ne!(preloaded.code, Some(0), "{preloaded:?}");
+    assert!(
+        preloaded.stderr.contains("rank 0 has already registered"),
+        "{preloaded:?}"
+    );
+    sandbox.assert_nothing_left();
 }
 
 #[test]

@@ -568,7 +568,8 @@ impl Service {
                     } else {
                         Err(Stop::Failed(format!(
                             "job {} has no MPI ranks: none of its ranks registered with the \
-                             coordinator, and only MPI programs can be checkpointed",
+                             coordinator, and only MPI programs can be checkpointed (a \
+                             one-rank program without MPI too when started with --crs image)",
                             self.shared.job_name()
                         )))
                     };

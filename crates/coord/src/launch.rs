@@ -75,6 +75,11 @@ pub struct LaunchConfig {
     /// This start recovers from a failure detected at this moment: once every rank has
     /// registered, the time to recover is reported and recorded in the last recovery.
     pub recovering_since: Option<Instant>,
+    /// Start a one-rank job of the `image` checkpointer with the preloaded runtime, so that
+    /// a program without MPI can be checkpointed (`--crs image` given explicitly). Not for
+    /// the default: the runtime registers the first program the rank starts, so a wrapper
+    /// (`sh -c`, `env X=1`) would take the place of the MPI program it starts.
+    pub preload: bool,
 }
 
 /// The snapshot a restarted job continues from, given to every rank as `MPICR_RESTART_DIR`
@@ -332,7 +337,7 @@ impl Launch {
             // program the rank starts, so in a job of MPI ranks started through a wrapper
             // (`env X=1 ./prog`, `numactl … ./prog`) it would register the wrapper as the rank
             // before the MPI program it executes could.
-            if config.restart.is_none() && config.size == 1 {
+            if config.preload && config.restart.is_none() && config.size == 1 {
                 preload(&mut env);
             }
         }

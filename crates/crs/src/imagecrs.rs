@@ -280,7 +280,7 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
                     .map(ImageCapture::Restored)
                     .ok_or_else(|| "restored without the restorer's environment hand-over".into())
             }
-            Err(e) => Err(format!("capturing rank {}: {e}", request.rank)),
+            Err(e) => Err(format!("capturing its image failed: {e}")),
         }
     }
 }

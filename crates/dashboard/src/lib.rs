@@ -174,14 +174,34 @@ impl Server {
             .map_err(DashboardError::Serve)?;
         let listener =
             tokio::net::TcpListener::from_std(self.listener).map_err(DashboardError::Serve)?;
-        let server = axum::serve(listener, api::router(self.state));
-        // Not a graceful shutdown: event streams never end on their own.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = stopping.send(true);
+        });
+        let mut accepting = stopped.clone();
+        let mut draining = stopped;
+        // Requests in progress when the dashboard stops are answered (the answer to a
+        // checkpoint that ended the job of `mpicr run --dashboard`); event streams never end
+        // on their own, so that wait is bounded.
+        let server =
+            axum::serve(listener, api::router(self.state)).with_graceful_shutdown(async move {
+                let _ = accepting.wait_for(|s| *s).await;
+            });
         tokio::select! {
-            served = server => served.map_err(DashboardError::Serve),
-            () = stop => Ok(()),
+            served = std::future::IntoFuture::into_future(server) => {
+                served.map_err(DashboardError::Serve)
+            }
+            () = async move {
+                let _ = draining.wait_for(|s| *s).await;
+                tokio::time::sleep(ANSWER_GRACE).await;
+            } => Ok(()),
         }
     }
 }
+
+/// How long a stopping dashboard waits for the answers to requests in progress.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a stopping dashboard waits for blocking work in progress.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -6,10 +6,11 @@
 //! At the end rank 0 collects the plate and recomputes it alone: the parallel result must be
 //! identical bit for bit, which is what "verified" means in the output.
 //!
-//! Every sweep starts at a safepoint of the `self` checkpointer with the rank's band as its
-//! state, so the job can be checkpointed, killed and restarted (`mpicr checkpoint`,
-//! `mpicr restart`) and still end with the same verified plate. `PAUSE_MS` slows each sweep
-//! down, to leave time for that in a demonstration.
+//! The job can be checkpointed, killed and restarted (`mpicr checkpoint`, `mpicr restart`)
+//! and still end with the same verified plate: with the default `image` checkpointer as any
+//! program can, and with `--crs self` because every sweep starts at a safepoint with the
+//! rank's band as its state. `PAUSE_MS` slows each sweep down, to leave time for that in a
+//! demonstration (`mpicr demo`).
 #![forbid(unsafe_code)]
 
 use mpicr::{Checkpointing, Communicator, SystemOperation};

@@ -32,7 +32,8 @@ pub enum CaptureError {
     Io(&'static str, std::io::Error),
     #[error(
         "glibc registered rseq for this thread; run the program with \
-         GLIBC_TUNABLES=glibc.pthread.rseq=0 (see docs/image-format.md)"
+         GLIBC_TUNABLES=glibc.pthread.rseq=0 (see docs/image-format.md) or checkpoint it with \
+         --crs self"
     )]
     RseqRegistered,
     #[error("writing the image failed: {0}")]
@@ -40,10 +41,16 @@ pub enum CaptureError {
     #[error("the image writer process failed ({0})")]
     Child(String),
     #[error(
-        "descriptor {} is open; it is reserved for the restorer's hand-over (see docs/image-format.md)",
+        "descriptor {} is open; it is reserved for the restorer's hand-over (see \
+         docs/image-format.md), so checkpoint this program with --crs self",
         crate::restart::RESTART_ENV_FD
     )]
     ReservedFd,
+    #[error(
+        "the process has {0} threads, and an image holds a single-threaded process only; \
+         checkpoint this program with --crs self"
+    )]
+    MultiThreaded(usize),
 }
 
 /// What a capture leaves out besides its own buffers.
@@ -373,6 +380,12 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
     if crate::restart::fd_open(crate::restart::RESTART_ENV_FD) {
         return Err(CaptureError::ReservedFd);
     }
+    // Only the calling thread's registers and stack are captured: any other thread would be
+    // missing from the restored process, so such a process is refused rather than broken.
+    let threads = thread_count().map_err(|e| CaptureError::Io("listing the threads", e))?;
+    if threads > 1 {
+        return Err(CaptureError::MultiThreaded(threads));
+    }
     let exclude: Vec<Vec<u8>> = options
         .exclude_dirs
         .iter()
@@ -485,6 +498,23 @@ fn identity_from_stat(st: &rustix::fs::Stat) -> FileIdentity {
         mtime_sec: st.st_mtime,
         mtime_nsec: st.st_mtime_nsec as u32,
     }
+}
+
+/// The threads of this process (the entries of /proc/self/task), listed with getdents for
+/// the same reason as the descriptors in [`collect_fds`].
+fn thread_count() -> std::io::Result<usize> {
+    let dir = rustix::fs::open(
+        "/proc/self/task",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut threads = 0;
+    for e in rustix::fs::Dir::new(dir)? {
+        if !e?.file_name().to_bytes().starts_with(b".") {
+            threads += 1;
+        }
+    }
+    Ok(threads)
 }
 
 fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEntry>> {

@@ -1,5 +1,8 @@
 //! Coordinated checkpoints of real MPI programs: checkpointed at arbitrary moments, killed
-//! with SIGKILL, restarted; the result must equal an uninterrupted run's.
+//! with SIGKILL, restarted; the result must equal an uninterrupted run's. The jobs run with
+//! the default checkpointer (`image`), although `ckpt-ring` and `selftest` can also save
+//! their own state; the tests about what only the `self` checkpointer has (safepoints, the
+//! messages in transit a part holds) run with `--crs self`.
 
 mod harness;
 
@@ -126,7 +129,10 @@ fn terminate_ends_the_job_after_the_commit_and_restart_finishes_it() {
 #[test]
 fn a_message_heavy_job_has_messages_in_transit_in_its_snapshot() {
     let sandbox = Sandbox::new();
-    let job = sandbox.start_job("transit", &["-n", "4", "--", "ckpt-ring", STEPS, "15"]);
+    let job = sandbox.start_job(
+        "transit",
+        &["-n", "4", "--crs", "self", "--", "ckpt-ring", STEPS, "15"],
+    );
     committed(&sandbox.mpicr(&["checkpoint", "transit"]));
     job.kill();
     let list = sandbox.mpicr(&["snapshots", "--json"]);
@@ -178,7 +184,10 @@ fn a_rank_blocked_in_a_receive_does_not_deadlock_a_checkpoint() {
 #[test]
 fn an_outstanding_request_at_the_safepoint_fails_the_checkpoint_and_names_it() {
     let sandbox = Sandbox::new();
-    let job = sandbox.start_job("pending", &["-n", "2", "--", "selftest", "outstanding"]);
+    let job = sandbox.start_job(
+        "pending",
+        &["-n", "2", "--crs", "self", "--", "selftest", "outstanding"],
+    );
     let out = sandbox.mpicr(&["checkpoint", "pending"]);
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     assert!(
@@ -198,7 +207,10 @@ fn an_outstanding_request_at_the_safepoint_fails_the_checkpoint_and_names_it() {
 #[test]
 fn safepoints_that_messages_cross_fail_the_checkpoint_instead_of_hanging() {
     let sandbox = Sandbox::new();
-    let job = sandbox.start_job("cross", &["-n", "2", "--", "selftest", "crossing"]);
+    let job = sandbox.start_job(
+        "cross",
+        &["-n", "2", "--crs", "self", "--", "selftest", "crossing"],
+    );
     let out = sandbox.mpicr(&["checkpoint", "cross"]);
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     assert!(

@@ -275,6 +275,8 @@ fn a_mirrored_snapshot_shows_its_redundancy_and_the_bytes_copied() {
             &storage,
             "--mirror",
             "1",
+            "--crs",
+            "self",
             "-n",
             "6",
             "--",

@@ -190,26 +190,57 @@ fn a_corrupted_image_is_refused_before_anything_runs() {
 /// `tests/c/image_ring.c` built with our `mpicc` (once per test process).
 fn c_ring() -> &'static str {
     static BUILT: OnceLock<String> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        harness::build_libmpi();
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/image_ring.c");
-        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("image_ring_c-{}", std::process::id()));
-        let out = std::process::Command::new(bin("mpicc"))
-            .arg("-O1")
-            .arg(&src)
-            .arg("-o")
-            .arg(&exe)
-            .output()
-            .expect("mpicc runs (gcc is required)");
-        assert!(
-            out.status.success(),
-            "building {} failed:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        exe.display().to_string()
-    })
+    BUILT.get_or_init(|| mpicc("image_ring", &[]))
+}
+
+/// `tests/c/NAME.c` built with our `mpicc` and `flags`; the executable's path.
+fn mpicc(name: &str, flags: &[&str]) -> String {
+    harness::build_libmpi();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let exe =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}_c-{}", std::process::id()));
+    let out = std::process::Command::new(bin("mpicc"))
+        .arg("-O1")
+        .args(flags)
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("mpicc runs (gcc is required)");
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe.display().to_string()
+}
+
+/// A rank with a second thread cannot be saved as an image: the default checkpointer refuses
+/// the checkpoint with that reason and names `--crs self`, and the job computes on to the
+/// result of an uninterrupted run.
+#[test]
+fn a_multi_threaded_rank_is_refused_naming_crs_self_and_the_job_goes_on() {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("threaded", &["-pthread"]);
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, "500"]);
+    ok(&reference, "the uninterrupted run");
+    let job = sandbox.start_job("threads", &["-n", "2", "--", &prog, "500", "10"]);
+    job.wait_for_lines(1);
+    let refused = sandbox.mpicr(&["checkpoint", "threads"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    let reason = refused.stderr.lines().last().unwrap_or_default();
+    assert!(
+        reason.starts_with("mpicr: checkpoint 1 of job threads failed: rank ")
+            && reason.contains("the process has 2 threads")
+            && reason.contains("single-threaded")
+            && reason.ends_with("checkpoint this program with --crs self"),
+        "{}",
+        refused.stderr
+    );
+    let finished = job.finish();
+    ok(&finished, "the job after the refused checkpoint");
+    assert_eq!(finished.stdout, reference.stdout);
 }
 
 /// The C program through libmpi: checkpointed at a random moment, a rank killed, restarted.

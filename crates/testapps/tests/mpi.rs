@@ -210,11 +210,13 @@ fn the_demo_verifies_its_result() {
     let out = harness::mpicr_plain(&["demo"]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("verified"), "{}", out.stdout);
-    // The demo checkpoints the job, kills a rank, restarts and compares the results.
+    // The demo checkpoints the job (the default image checkpointer), kills a rank, restarts
+    // it from its images and compares the results.
     for expected in [
+        "The job runs with mpicr's default checkpointer, `image`",
         "is committed; the job computes on",
         "the job failed, as it should: rank 2 (pid ",
-        "restarted from a snapshot at sweep ",
+        "the restarted job went on from the snapshot: its first report was sweep ",
         "same result as the uninterrupted run",
         "snapshot directory",
     ] {

@@ -3,7 +3,9 @@
 //! within a node and TCP between nodes. Each run must give the one-node result, also after a
 //! rank or a daemon was killed; a wrong secret on the control port is refused while the job
 //! runs on; nothing is left behind. The tests are skipped (with a line on stderr) where
-//! namespaces cannot be made (not root).
+//! namespaces cannot be made (not root). Jobs with node stores (`--storage`) run with
+//! `--crs self`, since the default `image` checkpointer cannot use node stores yet; the
+//! others run with the default.
 
 mod harness;
 mod netns;
@@ -186,6 +188,8 @@ fn a_wrong_secret_on_the_control_port_is_refused_and_logged_while_the_job_runs_o
         &[
             "--storage",
             &storage,
+            "--crs",
+            "self",
             "-n",
             "3",
             "--",
@@ -360,6 +364,9 @@ fn recovers_running(
         .iter()
         .map(|a| if *a == "STORAGE" { storage.as_str() } else { a })
         .collect();
+    if extra.contains(&"--storage") {
+        rest.extend(["--crs", "self"]);
+    }
     rest.extend([
         "-n",
         "6",
@@ -764,7 +771,7 @@ fn without_restarts_a_failed_node_ends_the_job_with_its_name() {
 }
 
 /// Runs ckpt-ring (`steps` steps of 15 ms) on 6 ranks over the 3 nodes as job `name`, with
-/// `--storage`, `--mirror 1`, a checkpoint every 300 ms and `extra` options, waits for
+/// `--storage`, `--mirror 1`, `--crs self`, a checkpoint every 300 ms and `extra` options, waits for
 /// `snapshots` committed snapshots and for its end; returns how it ended and the committed
 /// epochs.
 fn mirrored_job(
@@ -776,7 +783,7 @@ fn mirrored_job(
     snapshots: usize,
 ) -> (Out, Vec<u64>) {
     let storage = sandbox.dir().join("store-{node}").display().to_string();
-    let mut rest = vec!["--storage", &storage, "--mirror", "1"];
+    let mut rest = vec!["--storage", &storage, "--mirror", "1", "--crs", "self"];
     rest.extend_from_slice(extra);
     rest.extend([
         "-n",
@@ -1021,6 +1028,8 @@ fn launcher_test(launcher: &str, program: &str, prefix: impl Fn(&str) -> Vec<Str
             &storage,
             "--mirror",
             "1",
+            "--crs",
+            "self",
             "-n",
             "4",
             "--checkpoint-every",
