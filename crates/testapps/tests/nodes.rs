@@ -364,7 +364,8 @@ fn recovers_running(
         .iter()
         .map(|a| if *a == "STORAGE" { storage.as_str() } else { a })
         .collect();
-    if extra.contains(&"--storage") {
+    // Node-store jobs that name no checkpointer keep the `self` one they were written for.
+    if extra.contains(&"--storage") && !extra.contains(&"--crs") {
         rest.extend(["--crs", "self"]);
     }
     rest.extend([

@@ -157,12 +157,25 @@ impl Sandbox {
         }
     }
 
-    /// Starts `mpicr run ARGS` in the background as job `name` and waits until it is there.
+    /// Starts `mpicr run ARGS` in the background as job `name` and waits until it is there;
+    /// a launcher that ends first (a refused option, say) fails the test with its stderr at
+    /// once.
     pub fn start_job(&self, name: &str, args: &[&str]) -> Job {
         let mut all = vec!["run", "--job-name", name];
         all.extend_from_slice(args);
-        let job = self.start(&all);
-        self.wait_for_job(name);
+        let mut job = self.start(&all);
+        let start = Instant::now();
+        while self.mpicr(&["status", name]).code != Some(0) {
+            if job.has_ended() {
+                let out = job.finish();
+                panic!(
+                    "job {name} ended before it appeared (status {:?}): {}",
+                    out.code, out.stderr
+                );
+            }
+            assert!(start.elapsed() < LIMIT, "job {name} never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         job
     }
 
@@ -304,6 +317,13 @@ impl Job {
     }
 
     /// Waits for the job to end by itself.
+    /// Whether the launcher has ended (it is reaped by [`Job::finish`]).
+    pub fn has_ended(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     pub fn finish(mut self) -> Out {
         self.wait_out()
     }
