@@ -36,6 +36,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a registration waits for the node to finish starting its rank (a rank can
 /// register before `spawn` has returned its pid to us).
 const SPAWN_WAIT: Duration = Duration::from_secs(10);
+/// How long the end of a job waits for the answers its requesters are owed.
+pub(crate) const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// What a status request reports about the job besides the table.
 #[derive(Debug, Clone)]
@@ -120,6 +122,46 @@ enum Refusal {
     Write(#[source] io::Error),
 }
 
+/// The connections that may still owe their peer an answer: every connection until its first
+/// message, and a checkpoint's or migration's requester until its answer is written. The end
+/// of a job waits for them ([`Owing::wait_paid`]), so that `mpicr run` does not exit (which
+/// would close those connections unanswered) right after the job's end failed a checkpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Owing {
+    count: Mutex<usize>,
+    paid: Condvar,
+}
+
+impl Owing {
+    /// One more connection that may owe an answer, until the returned guard is dropped.
+    pub(crate) fn owe(self: &Arc<Self>) -> Owed {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Owed(self.clone())
+    }
+
+    /// Waits until no connection owes an answer, at most `limit`; false if some still do.
+    pub(crate) fn wait_paid(&self, limit: Duration) -> bool {
+        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        let (count, _) = self
+            .paid
+            .wait_timeout_while(count, limit, |n| *n > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *count == 0
+    }
+}
+
+/// A connection that may owe its peer an answer (see [`Owing`]).
+#[derive(Debug)]
+pub(crate) struct Owed(Arc<Owing>);
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        self.0.paid.notify_all();
+    }
+}
+
 /// A control connection: on the job's Unix socket, or relayed by a node daemon over TCP.
 #[derive(Debug)]
 pub(crate) enum Link {
@@ -197,6 +239,8 @@ pub(crate) struct Shared {
     /// The latest usage each rank's node daemon reported, with that node: rank → report.
     /// Apart from `state` so that heartbeats never wait for a registration or a checkpoint.
     usage: Mutex<HashMap<u32, (String, ReportedUsage)>>,
+    /// The connections that still owe an answer.
+    pub(crate) owing: Arc<Owing>,
 }
 
 pub(crate) struct State {
@@ -232,6 +276,7 @@ impl Shared {
             migrations: crate::migrate::Migrations::default(),
             board,
             usage: Mutex::new(HashMap::new()),
+            owing: Arc::new(Owing::default()),
         }
     }
 
@@ -554,10 +599,13 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, shared: &Arc<Shared>)
         }
         match connection {
             Ok(stream) => {
+                // Counted from here: a request that is still unread when the job ends is
+                // answered too.
+                let owed = shared.owing.owe();
                 let shared = shared.clone();
                 let spawned = thread::Builder::new()
                     .name("control-conn".into())
-                    .spawn(move || serve(stream, &shared));
+                    .spawn(move || serve(stream, &shared, owed));
                 if let Err(e) = spawned {
                     tracing::warn!("cannot start a thread for a control connection: {e}");
                 }
@@ -571,18 +619,19 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, shared: &Arc<Shared>)
     }
 }
 
-fn serve(stream: UnixStream, shared: &Shared) {
-    refuse_on_error(&Link::Unix(stream), shared, None);
+fn serve(stream: UnixStream, shared: &Shared, owed: Owed) {
+    refuse_on_error(&Link::Unix(stream), shared, None, owed);
 }
 
 /// A connection a node daemon relays for a rank (or tool) of node `node`, already
 /// authenticated with the job's secret.
 pub(crate) fn serve_relayed(stream: TcpStream, shared: &Shared, node: &str) {
-    refuse_on_error(&Link::Tcp(stream), shared, Some(node));
+    let owed = shared.owing.owe();
+    refuse_on_error(&Link::Tcp(stream), shared, Some(node), owed);
 }
 
-fn refuse_on_error(stream: &Link, shared: &Shared, relayed_from: Option<&str>) {
-    if let Err(refusal) = converse(stream, shared, relayed_from) {
+fn refuse_on_error(stream: &Link, shared: &Shared, relayed_from: Option<&str>, owed: Owed) {
+    if let Err(refusal) = converse(stream, shared, relayed_from, owed) {
         let sentence = error_chain(&refusal);
         say(&format!("refused a control connection: {sentence}"));
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
@@ -590,7 +639,13 @@ fn refuse_on_error(stream: &Link, shared: &Shared, relayed_from: Option<&str>) {
     }
 }
 
-fn converse(stream: &Link, shared: &Shared, relayed_from: Option<&str>) -> Result<(), Refusal> {
+/// `owed` is held until a checkpoint's or migration's requester is answered.
+fn converse(
+    stream: &Link,
+    shared: &Shared,
+    relayed_from: Option<&str>,
+    owed: Owed,
+) -> Result<(), Refusal> {
     if let Link::Unix(unix) = stream {
         let peer = rustix::net::sockopt::socket_peercred(unix)
             .map_err(|e| Refusal::Credentials(e.into()))?;
@@ -608,7 +663,15 @@ fn converse(stream: &Link, shared: &Shared, relayed_from: Option<&str>) -> Resul
     stream
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .map_err(Refusal::Write)?;
-    match read_message(&mut &*stream) {
+    let first = read_message(&mut &*stream);
+    if !matches!(
+        first,
+        Ok(Message::CheckpointRequest(_) | Message::MigrateRequest(_))
+    ) {
+        // Ranks and status tools stay connected for as long as they like; nothing is owed.
+        drop(owed);
+    }
+    match first {
         // A connection that closes without a word: a liveness probe.
         Err(ReadError::Closed) => Ok(()),
         Err(e) => Err(e.into()),
