@@ -53,37 +53,43 @@ fn refused(out: &Out, says: &str) {
     );
 }
 
-/// What migrations of job `name` left on its nodes: entries named `migrate-*` (the source's
-/// capture directory, the target's received image) or holding an image or a part, in the
-/// daemons' private directories (inside the sandbox's runtime directory) and shared-memory
-/// directories.
-fn migration_files(sandbox: &Sandbox, cluster: &Cluster, name: &str) -> Vec<PathBuf> {
+/// The directories the daemons of job `name` keep (`node::daemon`): each node's private
+/// directory and, where there is /dev/shm, its shared-memory directory.
+fn node_dirs(sandbox: &Sandbox, cluster: &Cluster, name: &str) -> Vec<PathBuf> {
     let uid = rustix::process::getuid().as_raw();
     let runtime = sandbox.dir().join("mpicr");
-    let mut dirs = vec![runtime.clone()];
+    let mut dirs = Vec::new();
     for (k, node) in cluster.nodes.iter().enumerate() {
         let pid = cluster.daemon_pid(k + 1);
-        // Where the daemon keeps its directories (`node::daemon`), checked so that a search
-        // in the wrong place cannot pass.
         let private = [
             format!("{name}.{}.{pid}.node", node.name),
             format!("{pid}.node"),
-        ];
-        assert!(
-            private.iter().any(|d| runtime.join(d).is_dir()),
-            "node {}'s daemon has no private directory in {}",
-            node.name,
-            runtime.display()
-        );
+        ]
+        .into_iter()
+        .map(|d| runtime.join(d))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| panic!("node {}'s daemon has no private directory", node.name));
+        dirs.push(private);
         if std::path::Path::new("/dev/shm").is_dir() {
             let shm = PathBuf::from(format!("/dev/shm/mpicr-{uid}-{name}-{}-{pid}", node.name));
             assert!(shm.is_dir(), "{} is missing", shm.display());
             dirs.push(shm);
         }
     }
+    dirs
+}
+
+/// What migrations left in `dirs`: entries named `migrate-*` (the source's capture
+/// directory, the target's received image) or holding an image or a part; `None` once one of
+/// `dirs` is gone (the job ended).
+fn migration_files(dirs: &[PathBuf]) -> Option<Vec<PathBuf>> {
     let mut found = Vec::new();
-    while let Some(dir) = dirs.pop() {
+    let mut todo = dirs.to_vec();
+    while let Some(dir) = todo.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
+            if dirs.contains(&dir) {
+                return None;
+            }
             continue;
         };
         for entry in entries.flatten() {
@@ -91,20 +97,25 @@ fn migration_files(sandbox: &Sandbox, cluster: &Cluster, name: &str) -> Vec<Path
             if file.starts_with("migrate-") || file.ends_with(".image") || file.ends_with(".part") {
                 found.push(entry.path());
             } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(entry.path());
+                todo.push(entry.path());
             }
         }
     }
-    found
+    Some(found)
 }
 
 /// Waits until nothing of the migrations of job `name` is left on its nodes. The source
 /// removes its copy of the image once the target has started the restorer, which may be just
 /// after the requester was answered; a leftover that stays fails the test.
 fn nothing_left_on_the_nodes(sandbox: &Sandbox, cluster: &Cluster, name: &str, after: &str) {
+    let dirs = node_dirs(sandbox, cluster, name);
     let start = Instant::now();
+    let mut left = Vec::new();
     loop {
-        let left = migration_files(sandbox, cluster, name);
+        let Some(now) = migration_files(&dirs) else {
+            panic!("job {name} ended while {after} had left on the nodes: {left:?}");
+        };
+        left = now;
         if left.is_empty() {
             return;
         }
@@ -241,7 +252,8 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
     );
     // The copy waits for the stopped target: the source's capture is complete, and it is the
     // image alone (a migration writes no part).
-    let captured: Vec<String> = migration_files(&sandbox, &cluster, name)
+    let captured: Vec<String> = migration_files(&node_dirs(&sandbox, &cluster, name))
+        .expect("the job runs")
         .iter()
         .filter(|p| p.is_dir())
         .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
