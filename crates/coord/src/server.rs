@@ -36,6 +36,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a registration waits for the node to finish starting its rank (a rank can
 /// register before `spawn` has returned its pid to us).
 const SPAWN_WAIT: Duration = Duration::from_secs(10);
+/// How long a rank's closed control connection waits for the report of its process's end,
+/// which says more (`was killed by signal 9`) to a checkpoint that the rank leaves.
+const END_REPORT_WAIT: Duration = Duration::from_secs(1);
 /// How long the end of a job waits for the answers its requesters are owed.
 pub(crate) const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
@@ -549,6 +552,23 @@ impl Shared {
             *link = None;
         }
     }
+
+    /// Whether the end of `rank`'s process is (or, within `within`, gets) reported.
+    fn ended_soon(&self, rank: u32, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let ended = self
+                .lock()
+                .table
+                .entries()
+                .get(rank as usize)
+                .is_some_and(|e| matches!(e.state, ProcState::Exited(_) | ProcState::Signaled(_)));
+            if ended || Instant::now() >= deadline {
+                return ended;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// The accepting thread. Dropping the server stops it.
@@ -747,10 +767,14 @@ fn serve_rank(
         return result;
     }
     shared.disconnect(rank);
-    shared.checkpoint_event(CkptEvent::RankGone {
-        rank,
-        why: "closed its control connection".into(),
-    });
+    // The report of the process's end tells the checkpoint service why it left (with the
+    // status); only a connection that closes while the process runs on is news of its own.
+    if !shared.ended_soon(rank, END_REPORT_WAIT) {
+        shared.checkpoint_event(CkptEvent::RankGone {
+            rank,
+            why: "closed its control connection".into(),
+        });
+    }
     result
 }
 

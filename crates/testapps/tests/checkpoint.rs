@@ -381,7 +381,12 @@ fn checkpoint_cut_short(name: &str, cut: Cut, says: &str, job_code: i32) {
 
 #[test]
 fn a_checkpoint_cut_short_by_a_killed_rank_tells_the_requester_why() {
-    checkpoint_cut_short("cutkill", Cut::KillRank, "rank 1 ", 137);
+    checkpoint_cut_short(
+        "cutkill",
+        Cut::KillRank,
+        "rank 1 was killed by signal 9 (SIGKILL)",
+        137,
+    );
 }
 
 #[test]
