@@ -232,8 +232,8 @@ pub(crate) const CHECKPOINT_ABOUT: &str = "Take a globally consistent checkpoint
     snapshot's name (`JOB.EPOCH`, for `mpicr restart`) is the last line of stdout. The status \
     is 0 once the snapshot is committed, 1 with a one-line reason otherwise (no such job, a \
     job that does not use MPI, a job that is shutting down, a rank that failed or did not \
-    answer in time; the job then keeps running). Requests to one job are served one after \
-    the other.";
+    answer in time, after which the job keeps running; or the job ended before the commit, \
+    and the line says what ended it). Requests to one job are served one after the other.";
 
 /// The long help of `mpicr restart` and `mpi_restart`.
 pub(crate) const RESTART_ABOUT: &str = "Run a job on from a committed global snapshot.\n\n\

@@ -93,8 +93,10 @@ pub(crate) enum CkptEvent {
         rank: u32,
         why: String,
     },
-    /// The launcher is ending the job: refuse everything from now on.
-    JobEnding,
+    /// The launcher is ending the job (`why`: what ended it): refuse everything from now on.
+    JobEnding {
+        why: String,
+    },
     /// Stop the service (the job is over).
     Shutdown,
 }
@@ -469,7 +471,9 @@ impl Service {
                     self.queue.push_back(request);
                 }
             }
-            CkptEvent::JobEnding => self.set_ending(),
+            CkptEvent::JobEnding { why } => {
+                self.set_ending(&why);
+            }
             CkptEvent::Shutdown => return false,
             // Late answers of a cancelled checkpoint, and ranks leaving between checkpoints.
             CkptEvent::Count(_)
@@ -483,10 +487,12 @@ impl Service {
         true
     }
 
-    fn set_ending(&mut self) {
-        if self.ending.is_none() {
-            self.ending = Some(format!("job {} is ending", self.shared.job_name()));
-        }
+    /// From now on requests are refused with the returned sentence (the first reason given).
+    fn set_ending(&mut self, why: &str) -> String {
+        let job = self.shared.job_name();
+        self.ending
+            .get_or_insert_with(|| format!("job {job} is ending: {why}"))
+            .clone()
     }
 
     /// Serves the first queued request. Err: the service must stop.
@@ -613,13 +619,7 @@ impl Service {
                 }
                 Ok(())
             }
-            CkptEvent::JobEnding => {
-                self.set_ending();
-                Err(Stop::Failed(format!(
-                    "job {} is ending",
-                    self.shared.job_name()
-                )))
-            }
+            CkptEvent::JobEnding { why } => Err(Stop::Failed(self.set_ending(&why))),
             CkptEvent::Shutdown => Err(Stop::Shutdown),
             CkptEvent::Count(_)
             | CkptEvent::Part(_)

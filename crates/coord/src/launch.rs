@@ -19,7 +19,7 @@ use crate::nodes::{NodeSet, NodeStartError, NodesConfig, RestartParts};
 use crate::outcome::Outcome;
 use crate::report::say;
 use crate::runtime_dir::{RuntimeDir, RuntimeDirError, current_uid};
-use crate::server::{ControlServer, JobInfo, RecoveryWatch, Shared};
+use crate::server::{ANSWER_WAIT, ControlServer, JobInfo, RecoveryWatch, Shared};
 use crate::shm_dir::{ShmDir, ShmDirError};
 use crate::table::ProcessTable;
 
@@ -429,7 +429,7 @@ impl Launch {
         Ok(RunningJob {
             ranks,
             checkpoints: Some(checkpoints),
-            _server: server,
+            server: Some(server),
             shared,
             files,
             shm,
@@ -448,8 +448,9 @@ pub struct RunningJob {
     /// the daemons told which epochs their stores keep while they still listen); on this
     /// machine it is dropped after the ranks, as a field.
     checkpoints: Option<CheckpointService>,
-    /// Held only to be dropped (which stops it) after the ranks have ended.
-    _server: ControlServer,
+    /// Stopped once the ranks have ended and the checkpoint service has answered what
+    /// waited for it; then the requesters still owed an answer are waited for.
+    server: Option<ControlServer>,
     shared: Arc<Shared>,
     files: JobFiles,
     shm: ShmDir,
@@ -583,19 +584,35 @@ impl RunningJob {
                 if let Some(line) = outcome.describe() {
                     say(&line);
                 }
+                self.shared.checkpoint_event(CkptEvent::JobEnding {
+                    why: outcome.cause(),
+                });
                 cause = Some(outcome);
                 cause_at = Some(Instant::now());
-                self.shared.checkpoint_event(CkptEvent::JobEnding);
                 if running > 0 {
                     self.ranks.signal_all(Signal::TERM);
                     kill_at = Some(Instant::now() + TERMINATION_GRACE);
                 }
             }
         }
+        // A migration under way is over; its requester is told so.
+        crate::migrate::job_ended(&self.shared);
         if matches!(self.ranks, Members::Nodes(_)) {
             drop(self.checkpoints.take());
         }
         self.ranks.finish();
+        // Stopping the service answers every checkpoint request that waits (one the job's end
+        // cut short was answered with its reason already); then no new requester is accepted,
+        // and `mpicr run` does not exit before the answers are written.
+        drop(self.checkpoints.take());
+        drop(self.server.take());
+        if !self.shared.owing.wait_paid(ANSWER_WAIT) {
+            tracing::warn!(
+                "a request to job {} was still unanswered {}s after the job ended",
+                self.name,
+                ANSWER_WAIT.as_secs()
+            );
+        }
         (cause.unwrap_or(Outcome::Success), cause_at)
     }
 }

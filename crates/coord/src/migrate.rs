@@ -515,6 +515,24 @@ fn fail(shared: &Shared, rank: u32, why: String) {
     let _ = a.reply.send(Err(sentence));
 }
 
+/// The job ended: a migration under way is over, and its requester is told that the rank
+/// did not move (its waiting connection would otherwise close unanswered).
+pub(crate) fn job_ended(shared: &Shared) {
+    let Some(a) = shared.migrations.lock().active.take() else {
+        return;
+    };
+    let why = format!(
+        "job {} ended during the migration of rank {} from {} to {}; rank {} did not move",
+        shared.job_name(),
+        a.rank,
+        a.from,
+        a.to,
+        a.rank
+    );
+    record(shared, &a, MigrationOutcome::Failed(why.clone()));
+    let _ = a.reply.send(Err(why));
+}
+
 /// Publishes a finished migration (`mpicr status`, the dashboard's metrics).
 fn record(shared: &Shared, a: &Active, outcome: MigrationOutcome) {
     if let Some(board) = shared.board() {

@@ -45,6 +45,16 @@ impl Outcome {
         }
     }
 
+    /// What ended the job, as a clause: the line of [`describe`](Self::describe) without its
+    /// "; ending the job".
+    pub fn cause(&self) -> String {
+        let line = self
+            .describe()
+            .unwrap_or_else(|| "every rank exited with status 0".to_owned());
+        line.strip_suffix("; ending the job")
+            .map_or_else(|| line.clone(), str::to_owned)
+    }
+
     /// The line that tells the user what happened, without the `mpicr: ` prefix.
     pub fn describe(&self) -> Option<String> {
         match self {
@@ -113,6 +123,7 @@ mod tests {
             exited.describe().unwrap(),
             "rank 1 (pid 4710) exited with status 3; ending the job"
         );
+        assert_eq!(exited.cause(), "rank 1 (pid 4710) exited with status 3");
         let abort = |code| Outcome::Aborted {
             rank: 0,
             pid: 1,

@@ -36,6 +36,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a registration waits for the node to finish starting its rank (a rank can
 /// register before `spawn` has returned its pid to us).
 const SPAWN_WAIT: Duration = Duration::from_secs(10);
+/// How long a rank's closed control connection waits for the report of its process's end,
+/// which says more (`was killed by signal 9`) to a checkpoint that the rank leaves.
+const END_REPORT_WAIT: Duration = Duration::from_secs(1);
+/// How long the end of a job waits for the answers its requesters are owed.
+pub(crate) const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// What a status request reports about the job besides the table.
 #[derive(Debug, Clone)]
@@ -120,6 +125,46 @@ enum Refusal {
     Write(#[source] io::Error),
 }
 
+/// The connections that may still owe their peer an answer: every connection until its first
+/// message, and a checkpoint's or migration's requester until its answer is written. The end
+/// of a job waits for them ([`Owing::wait_paid`]), so that `mpicr run` does not exit (which
+/// would close those connections unanswered) right after the job's end failed a checkpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Owing {
+    count: Mutex<usize>,
+    paid: Condvar,
+}
+
+impl Owing {
+    /// One more connection that may owe an answer, until the returned guard is dropped.
+    pub(crate) fn owe(self: &Arc<Self>) -> Owed {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Owed(self.clone())
+    }
+
+    /// Waits until no connection owes an answer, at most `limit`; false if some still do.
+    pub(crate) fn wait_paid(&self, limit: Duration) -> bool {
+        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        let (count, _) = self
+            .paid
+            .wait_timeout_while(count, limit, |n| *n > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *count == 0
+    }
+}
+
+/// A connection that may owe its peer an answer (see [`Owing`]).
+#[derive(Debug)]
+pub(crate) struct Owed(Arc<Owing>);
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        self.0.paid.notify_all();
+    }
+}
+
 /// A control connection: on the job's Unix socket, or relayed by a node daemon over TCP.
 #[derive(Debug)]
 pub(crate) enum Link {
@@ -197,6 +242,8 @@ pub(crate) struct Shared {
     /// The latest usage each rank's node daemon reported, with that node: rank → report.
     /// Apart from `state` so that heartbeats never wait for a registration or a checkpoint.
     usage: Mutex<HashMap<u32, (String, ReportedUsage)>>,
+    /// The connections that still owe an answer.
+    pub(crate) owing: Arc<Owing>,
 }
 
 pub(crate) struct State {
@@ -232,6 +279,7 @@ impl Shared {
             migrations: crate::migrate::Migrations::default(),
             board,
             usage: Mutex::new(HashMap::new()),
+            owing: Arc::new(Owing::default()),
         }
     }
 
@@ -504,6 +552,23 @@ impl Shared {
             *link = None;
         }
     }
+
+    /// Whether the end of `rank`'s process is (or, within `within`, gets) reported.
+    fn ended_soon(&self, rank: u32, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let ended = self
+                .lock()
+                .table
+                .entries()
+                .get(rank as usize)
+                .is_some_and(|e| matches!(e.state, ProcState::Exited(_) | ProcState::Signaled(_)));
+            if ended || Instant::now() >= deadline {
+                return ended;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// The accepting thread. Dropping the server stops it.
@@ -554,10 +619,13 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, shared: &Arc<Shared>)
         }
         match connection {
             Ok(stream) => {
+                // Counted from here: a request that is still unread when the job ends is
+                // answered too.
+                let owed = shared.owing.owe();
                 let shared = shared.clone();
                 let spawned = thread::Builder::new()
                     .name("control-conn".into())
-                    .spawn(move || serve(stream, &shared));
+                    .spawn(move || serve(stream, &shared, owed));
                 if let Err(e) = spawned {
                     tracing::warn!("cannot start a thread for a control connection: {e}");
                 }
@@ -571,18 +639,19 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, shared: &Arc<Shared>)
     }
 }
 
-fn serve(stream: UnixStream, shared: &Shared) {
-    refuse_on_error(&Link::Unix(stream), shared, None);
+fn serve(stream: UnixStream, shared: &Shared, owed: Owed) {
+    refuse_on_error(&Link::Unix(stream), shared, None, owed);
 }
 
 /// A connection a node daemon relays for a rank (or tool) of node `node`, already
 /// authenticated with the job's secret.
 pub(crate) fn serve_relayed(stream: TcpStream, shared: &Shared, node: &str) {
-    refuse_on_error(&Link::Tcp(stream), shared, Some(node));
+    let owed = shared.owing.owe();
+    refuse_on_error(&Link::Tcp(stream), shared, Some(node), owed);
 }
 
-fn refuse_on_error(stream: &Link, shared: &Shared, relayed_from: Option<&str>) {
-    if let Err(refusal) = converse(stream, shared, relayed_from) {
+fn refuse_on_error(stream: &Link, shared: &Shared, relayed_from: Option<&str>, owed: Owed) {
+    if let Err(refusal) = converse(stream, shared, relayed_from, owed) {
         let sentence = error_chain(&refusal);
         say(&format!("refused a control connection: {sentence}"));
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
@@ -590,7 +659,13 @@ fn refuse_on_error(stream: &Link, shared: &Shared, relayed_from: Option<&str>) {
     }
 }
 
-fn converse(stream: &Link, shared: &Shared, relayed_from: Option<&str>) -> Result<(), Refusal> {
+/// `owed` is held until a checkpoint's or migration's requester is answered.
+fn converse(
+    stream: &Link,
+    shared: &Shared,
+    relayed_from: Option<&str>,
+    owed: Owed,
+) -> Result<(), Refusal> {
     if let Link::Unix(unix) = stream {
         let peer = rustix::net::sockopt::socket_peercred(unix)
             .map_err(|e| Refusal::Credentials(e.into()))?;
@@ -608,7 +683,15 @@ fn converse(stream: &Link, shared: &Shared, relayed_from: Option<&str>) -> Resul
     stream
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .map_err(Refusal::Write)?;
-    match read_message(&mut &*stream) {
+    let first = read_message(&mut &*stream);
+    if !matches!(
+        first,
+        Ok(Message::CheckpointRequest(_) | Message::MigrateRequest(_))
+    ) {
+        // Ranks and status tools stay connected for as long as they like; nothing is owed.
+        drop(owed);
+    }
+    match first {
         // A connection that closes without a word: a liveness probe.
         Err(ReadError::Closed) => Ok(()),
         Err(e) => Err(e.into()),
@@ -684,10 +767,14 @@ fn serve_rank(
         return result;
     }
     shared.disconnect(rank);
-    shared.checkpoint_event(CkptEvent::RankGone {
-        rank,
-        why: "closed its control connection".into(),
-    });
+    // The report of the process's end tells the checkpoint service why it left (with the
+    // status); only a connection that closes while the process runs on is news of its own.
+    if !shared.ended_soon(rank, END_REPORT_WAIT) {
+        shared.checkpoint_event(CkptEvent::RankGone {
+            rank,
+            why: "closed its control connection".into(),
+        });
+    }
     result
 }
 

@@ -154,7 +154,7 @@ fn stats_wanted() -> bool {
     std::env::var_os("MPICR_IMAGE_STATS").is_some_and(|v| v == "1")
 }
 
-/// A forked writer at work, then the part.
+/// A forked writer at work; then, for a checkpoint, the part.
 #[derive(Debug)]
 struct PendingImage {
     child: Option<ChildCapture>,
@@ -171,7 +171,7 @@ struct PendingImage {
 }
 
 impl ImageWriter for PendingImage {
-    fn poll(&mut self, block: bool) -> Option<Result<PartDone, String>> {
+    fn poll(&mut self, block: bool) -> Option<Result<(), String>> {
         let child = self.child.as_mut()?;
         let written = if block {
             child.wait()
@@ -186,14 +186,12 @@ impl ImageWriter for PendingImage {
         if written.is_ok() {
             self.report(&mut child);
         }
-        Some(
-            written
-                .map_err(|e| format!("writing the image of rank {} failed: {e}", self.rank))
-                .and_then(|()| {
-                    write_image_part(&self.dir, &self.path, &self.job, self.epoch, self.rank)
-                        .map_err(|e| e.to_string())
-                }),
-        )
+        Some(written.map_err(|e| format!("writing the image of rank {} failed: {e}", self.rank)))
+    }
+
+    fn write_part(&self) -> Result<PartDone, String> {
+        write_image_part(&self.dir, &self.path, &self.job, self.epoch, self.rank)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -316,6 +314,7 @@ impl Checkpointer for ImageCheckpointer {
                 let done = writer
                     .poll(true)
                     .unwrap_or_else(|| Err("the writer reported nothing".into()))
+                    .and_then(|()| writer.write_part())
                     .map_err(CrsError::Image)?;
                 Ok((
                     SnapshotRef {

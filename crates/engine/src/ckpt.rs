@@ -68,9 +68,13 @@ pub enum ImageCapture {
 
 /// An image being written while the rank computes on.
 pub trait ImageWriter: std::fmt::Debug {
-    /// The part's report once the image is written and its part is complete; `None` while the
-    /// writer is still at work (and `block` is false).
-    fn poll(&mut self, block: bool) -> Option<Result<PartDone, String>>;
+    /// Whether the image was written; `None` while the writer is still at work (and `block` is
+    /// false).
+    fn poll(&mut self, block: bool) -> Option<Result<(), String>>;
+
+    /// Writes the part that names the written image, beside it: what PART_DONE reports. A
+    /// checkpoint's image needs it; a migration's moves alone and never gets one.
+    fn write_part(&self) -> Result<PartDone, String>;
 }
 
 /// The transparent (`image`) checkpointer as the engine sees it: the capture of the whole
@@ -313,8 +317,9 @@ impl Engine {
     pub fn begin_finalize(&mut self) -> Result<(), EngineError> {
         self.ckpt.finalizing = true;
         if let Some((epoch, mut writer)) = self.ckpt.writing.take()
-            && let Some(result) = writer.poll(true)
+            && let Some(written) = writer.poll(true)
         {
+            let result = written.and_then(|()| writer.write_part());
             self.report_image(epoch, result)?;
         }
         match self.ckpt.phase {
@@ -638,8 +643,9 @@ impl Engine {
     pub(crate) fn image_step(&mut self) -> Result<bool, EngineError> {
         let mut moved = false;
         if let Some((epoch, writer)) = &mut self.ckpt.writing
-            && let Some(result) = writer.poll(false)
+            && let Some(written) = writer.poll(false)
         {
+            let result = written.and_then(|()| writer.write_part());
             let epoch = *epoch;
             self.ckpt.writing = None;
             self.report_image(epoch, result)?;

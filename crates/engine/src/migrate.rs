@@ -343,13 +343,14 @@ impl Engine {
                 tracing::info!("rank {rank} migrated and joined the job");
                 return Ok(());
             }
+            // The image moves alone: no part is written for it.
             Ok(ImageCapture::Writing(mut writer)) => writer
                 .poll(true)
                 .unwrap_or_else(|| Err("the image writer gave no result".into())),
             Err(why) => Err(why),
         };
         let path = PathBuf::from(dir).join(image::image_file_name(rank));
-        let captured = written.and_then(|_| {
+        let captured = written.and_then(|()| {
             std::fs::metadata(&path)
                 .map(|m| m.len())
                 .map_err(|e| format!("the image {} is missing: {e}", path.display()))

@@ -305,6 +305,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
         pids: Mutex::new(Vec::new()),
         started: Condvar::new(),
         watched: watched.clone(),
+        arrivals: crate::migrate::Arrivals::default(),
     });
     spawn_thread("relay-accept", {
         let relay = relay.clone();
@@ -407,10 +408,14 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
                 restore_spec
                     .env
                     .push(("LD_PRELOAD".into(), std::ffi::OsString::new()));
+                let restorer_exit =
+                    crate::migrate::restorer_exit(restore.image.clone(), on_exit.clone());
                 let started = ranks
-                    .start_extra(&restore_spec, restore.rank, &on_exit)
+                    .start_extra(&restore_spec, restore.rank, &restorer_exit)
                     .map_err(|e| crate::error_chain(&e));
                 if let Ok(pid) = started {
+                    // Before the rank can register (which waits for `started_rank`).
+                    relay.arrivals.restoring(pid, restore.image.clone());
                     relay.started_rank(restore.rank, pid);
                     let _ = uplink.send(&Message::RankStarted(RankStarted {
                         rank: restore.rank,
@@ -706,6 +711,8 @@ struct Relay {
     started: Condvar,
     /// The processes the heartbeats report on.
     watched: Arc<Watched>,
+    /// The images of migrated ranks being restored here.
+    arrivals: crate::migrate::Arrivals,
 }
 
 impl Relay {
@@ -811,6 +818,7 @@ fn relay_one(unix: &UnixStream, relay: &Relay) -> Result<(), String> {
             ));
         }
         relay.watched.registered(register.rank, register.pid);
+        relay.arrivals.registered(spawned);
     }
     unix.set_read_timeout(None).map_err(|e| e.to_string())?;
     let tcp = TcpStream::connect_timeout(&relay.coordinator, CONNECT_TIMEOUT)

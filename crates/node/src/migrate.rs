@@ -6,6 +6,11 @@
 //! MIGRATE_FAILED with the reason. No shared file system is involved. Both ends of the copy
 //! run at the lowest priority (nice 19): the ranks that compute on during the migration get a
 //! core first.
+//!
+//! Nothing of a migration stays on disk: the source removes its image once it is sent (the
+//! rank removes it when the migration fails before), and the target removes the received one
+//! when the restored rank registers ([`Arrivals`]), or when the restorer ends before that, or
+//! at once if the restore cannot start.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -13,7 +18,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,6 +37,57 @@ pub(crate) struct Restore {
     pub rank: u32,
     pub image: PathBuf,
     pub done: Sender<Result<u32, String>>,
+}
+
+/// The images of migrated ranks whose restorers this daemon started, by restorer pid. An image
+/// is removed once its rank registers: the rank computes again, and the restorer, which read
+/// the image into memory, maps nothing of the file. A restorer that ends before it registers
+/// takes its image with it ([`restorer_exit`]).
+#[derive(Debug, Default)]
+pub(crate) struct Arrivals(Mutex<Vec<(u32, PathBuf)>>);
+
+impl Arrivals {
+    /// The restorer `pid` restores `image`.
+    pub(crate) fn restoring(&self, pid: u32, image: PathBuf) {
+        let mut arrivals = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        arrivals.retain(|(p, _)| *p != pid);
+        arrivals.push((pid, image));
+    }
+
+    /// The process `pid` registered as its rank: the image it was restored from, if any, goes.
+    pub(crate) fn registered(&self, pid: u32) {
+        let image = {
+            let mut arrivals = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            arrivals
+                .iter()
+                .position(|(p, _)| *p == pid)
+                .map(|i| arrivals.swap_remove(i).1)
+        };
+        if let Some(image) = image {
+            remove_image(&image);
+        }
+    }
+}
+
+/// What runs when the restorer of `image` (later: the rank it became) ends: the image goes if
+/// it is still there (the restore failed), then `on_exit`.
+pub(crate) fn restorer_exit(image: PathBuf, on_exit: crate::ExitCallback) -> crate::ExitCallback {
+    Arc::new(move |exit: crate::RankExit| {
+        remove_image(&image);
+        on_exit(exit);
+    })
+}
+
+fn remove_image(image: &Path) {
+    match fs::remove_file(image) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!(
+            "mpicr node {}: cannot remove the image of a migration, {}: {e}",
+            TARGET.get().map_or("?", |t| t.node.as_str()),
+            image.display()
+        ),
+    }
 }
 
 /// Hands a restore to the daemon's main thread (which starts ranks).
@@ -116,7 +172,14 @@ pub(crate) fn receive(stream: &TcpStream, m: &MigrateImage) -> Result<(), String
         .join(format!("migrate-{}-rank-{}.image", m.seq, m.rank));
     let started = Instant::now();
     let fault = Fault::injected(m.seq);
-    let outcome = receive_file(stream, &path, m.size, fault == Some(Fault::Copy))?.and_then(|()| {
+    let received = match receive_file(stream, &path, m.size, fault == Some(Fault::Copy)) {
+        Ok(received) => received,
+        Err(broken) => {
+            remove_image(&path);
+            return Err(broken);
+        }
+    };
+    let outcome = received.and_then(|()| {
         if fault == Some(Fault::Restore) {
             spoil(&path, m.size)?;
         }
@@ -130,7 +193,7 @@ pub(crate) fn receive(stream: &TcpStream, m: &MigrateImage) -> Result<(), String
             micros: started.elapsed().as_micros() as u64,
         }),
         Err(reason) => {
-            let _ = fs::remove_file(&path);
+            remove_image(&path);
             Message::MigrateFailed(MigrateFailed {
                 rank: m.rank,
                 seq: m.seq,

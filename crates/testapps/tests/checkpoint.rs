@@ -316,3 +316,85 @@ fn a_failure_with_no_snapshot_or_no_recovery_left_ends_the_job() {
         out.stderr
     );
 }
+
+/// Sends `signal` to process `pid`.
+fn signal(pid: u32, signal: rustix::process::Signal) {
+    let target = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    rustix::process::kill_process(target, signal).expect("the process can be signalled");
+}
+
+/// Waits until job `name` has checkpoint 1 in progress (`mpicr status --json`).
+fn wait_for_checkpoint_in_progress(sandbox: &Sandbox, name: &str) {
+    for _ in 0..3000 {
+        let out = sandbox.mpicr(&["status", name, "--json"]);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            && v["checkpoint"]["in_progress"]["epoch"] == 1
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("job {name} never began its checkpoint");
+}
+
+/// How the job's end cuts a checkpoint short.
+enum Cut {
+    /// Rank 1 is killed (SIGKILL).
+    KillRank,
+    /// `mpicr run` is interrupted (SIGINT).
+    Interrupt,
+}
+
+/// A checkpoint the job's end cuts short: rank 1 is stopped (SIGSTOP) before the checkpoint
+/// is asked for, so that the checkpoint cannot be committed without it, and once the
+/// checkpoint is under way the job is ended by `cut`. The requester must be answered with the
+/// reason (`says`) and exit with status 1; nothing is committed; the job ends with
+/// `job_code`.
+fn checkpoint_cut_short(name: &str, cut: Cut, says: &str, job_code: i32) {
+    let sandbox = Sandbox::new();
+    let job = sandbox.start_job(name, &["-n", "3", "--", "ckpt-ring", "100000", "15"]);
+    let rank1 = rank_pid(&sandbox, name, 1, 0);
+    signal(rank1, rustix::process::Signal::STOP);
+    let request = sandbox.start(&["checkpoint", name]);
+    wait_for_checkpoint_in_progress(&sandbox, name);
+    let ended = match cut {
+        Cut::KillRank => {
+            signal(rank1, rustix::process::Signal::KILL);
+            job.finish().code
+        }
+        Cut::Interrupt => job.interrupt().0,
+    };
+    assert_eq!(ended, Some(job_code), "how job {name} ended");
+    let answer = request.finish();
+    assert_eq!(answer.code, Some(1), "{}{}", answer.stdout, answer.stderr);
+    let reason = format!("mpicr: checkpoint 1 of job {name} failed: {says}");
+    assert!(
+        answer.stderr.contains(&reason),
+        "the requester was not told `{reason}`: {}",
+        answer.stderr
+    );
+    assert!(
+        !sandbox.snapshots().join(name).join("1").exists(),
+        "a snapshot was committed"
+    );
+}
+
+#[test]
+fn a_checkpoint_cut_short_by_a_killed_rank_tells_the_requester_why() {
+    checkpoint_cut_short(
+        "cutkill",
+        Cut::KillRank,
+        "rank 1 was killed by signal 9 (SIGKILL)",
+        137,
+    );
+}
+
+#[test]
+fn a_checkpoint_cut_short_by_the_end_of_the_job_tells_the_requester_why() {
+    checkpoint_cut_short(
+        "cutint",
+        Cut::Interrupt,
+        "job cutint is ending: received SIGINT",
+        130,
+    );
+}

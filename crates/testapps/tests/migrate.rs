@@ -1,11 +1,13 @@
 //! Process migration on namespace nodes (`netns`): `mpicr migrate` moves a rank of a running
 //! `--crs image` job to another node while the others compute on; the job's result is the
-//! uninterrupted run's; bad requests are refused with a sentence; nothing is left behind.
+//! uninterrupted run's; bad requests are refused with a sentence; nothing is left behind (no
+//! process, and no image or part on any node once a migration is over, done or failed).
 //! Skipped (with a line on stderr) where namespaces cannot be made (not root).
 
 mod harness;
 mod netns;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use harness::{Out, Sandbox, leftovers, placement, result_line, strs};
@@ -49,6 +51,80 @@ fn refused(out: &Out, says: &str) {
         "the refusal does not say `{says}`: {}",
         out.stderr
     );
+}
+
+/// The directories the daemons of job `name` keep (`node::daemon`): each node's private
+/// directory and, where there is /dev/shm, its shared-memory directory.
+fn node_dirs(sandbox: &Sandbox, cluster: &Cluster, name: &str) -> Vec<PathBuf> {
+    let uid = rustix::process::getuid().as_raw();
+    let runtime = sandbox.dir().join("mpicr");
+    let mut dirs = Vec::new();
+    for (k, node) in cluster.nodes.iter().enumerate() {
+        let pid = cluster.daemon_pid(k + 1);
+        let private = [
+            format!("{name}.{}.{pid}.node", node.name),
+            format!("{pid}.node"),
+        ]
+        .into_iter()
+        .map(|d| runtime.join(d))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| panic!("node {}'s daemon has no private directory", node.name));
+        dirs.push(private);
+        if std::path::Path::new("/dev/shm").is_dir() {
+            let shm = PathBuf::from(format!("/dev/shm/mpicr-{uid}-{name}-{}-{pid}", node.name));
+            assert!(shm.is_dir(), "{} is missing", shm.display());
+            dirs.push(shm);
+        }
+    }
+    dirs
+}
+
+/// What migrations left in `dirs`: entries named `migrate-*` (the source's capture
+/// directory, the target's received image) or holding an image or a part; `None` once one of
+/// `dirs` is gone (the job ended).
+fn migration_files(dirs: &[PathBuf]) -> Option<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut todo = dirs.to_vec();
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            if dirs.contains(&dir) {
+                return None;
+            }
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.starts_with("migrate-") || file.ends_with(".image") || file.ends_with(".part") {
+                found.push(entry.path());
+            } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            }
+        }
+    }
+    Some(found)
+}
+
+/// Waits until nothing of the migrations of job `name` is left on its nodes. The source
+/// removes its copy of the image once the target has started the restorer, which may be just
+/// after the requester was answered; a leftover that stays fails the test.
+fn nothing_left_on_the_nodes(sandbox: &Sandbox, cluster: &Cluster, name: &str, after: &str) {
+    let dirs = node_dirs(sandbox, cluster, name);
+    let start = Instant::now();
+    let mut left = Vec::new();
+    loop {
+        let Some(now) = migration_files(&dirs) else {
+            panic!("job {name} ended while {after} had left on the nodes: {left:?}");
+        };
+        left = now;
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{after} left on the nodes: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 const STEPS: &str = "300";
@@ -113,6 +189,7 @@ fn a_rank_migrates_twice_and_back_during_a_message_heavy_run() {
             &migrate(&sandbox, name, 3, to),
             &format!("migration {step}"),
         );
+        nothing_left_on_the_nodes(&sandbox, &cluster, name, &format!("migration {step}"));
         let now = placement(&sandbox, name);
         assert_eq!(&now[3], to, "status shows rank 3 on {to}: {now:?}");
         assert_eq!(now[..3], before[..3], "the other ranks stayed");
@@ -173,9 +250,20 @@ fn the_other_ranks_compute_on_while_a_rank_migrates_and_drain_empties_a_node() {
         19,
         "the source daemon's copy thread yields to the ranks"
     );
+    // The copy waits for the stopped target: the source's capture is complete, and it is the
+    // image alone (a migration writes no part).
+    let captured: Vec<String> = migration_files(&node_dirs(&sandbox, &cluster, name))
+        .expect("the job runs")
+        .iter()
+        .filter(|p| p.is_dir())
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(captured, ["rank-3.image"], "what the source captured");
     signal(target, rustix::process::Signal::CONT);
     migrated(&request.finish(), "the migration during the run");
     assert_eq!(placement(&sandbox, name)[3], nodes[1]);
+    nothing_left_on_the_nodes(&sandbox, &cluster, name, "the migration during the run");
 
     let drained = sandbox.mpicr(&["drain", name, &nodes[0]]);
     assert_eq!(
@@ -390,6 +478,7 @@ fn migration_fails_on_the_target(kind: &str, says: &str) {
         failed.stderr
     );
     assert_eq!(placement(&sandbox, &name)[3], nodes[2]);
+    nothing_left_on_the_nodes(&sandbox, &cluster, &name, "the failed migration");
     // The peers' links to rank 3 thawed: the job moves on, and rank 3 can still move.
     let seen = job.lines();
     job.wait_for_lines(seen + 10);
@@ -398,6 +487,7 @@ fn migration_fails_on_the_target(kind: &str, says: &str) {
         "the second migration",
     );
     assert_eq!(placement(&sandbox, &name)[3], nodes[1]);
+    nothing_left_on_the_nodes(&sandbox, &cluster, &name, "the second migration");
     let out = job.finish();
     assert_eq!(result_line(&out), expected, "the job's result");
     assert!(
