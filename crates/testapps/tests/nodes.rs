@@ -1243,26 +1243,26 @@ fn image_recovers(
     )
 }
 
-#[test]
-fn an_image_job_s_lost_node_is_recovered_from_its_mirrored_images_and_chains() {
-    let stderr = image_recovers("imgmirror", &["--mirror", "1"], 2, true, |c, s, _| {
+/// [`image_recovers`] with `redundancy` after node 2 is lost with its store: the recovery
+/// must say it got the node's images `from`.
+fn image_node_lost(name_prefix: &str, redundancy: &[&str], from: &str) {
+    let stderr = image_recovers(name_prefix, redundancy, 2, true, |c, s, _| {
         wipe_node(c, s, 2, false);
     });
     if !stderr.is_empty() {
         assert!(stderr.contains("-n2 failed"), "{stderr}");
-        assert!(stderr.contains("from a mirror"), "{stderr}");
+        assert!(stderr.contains(from), "{stderr}");
     }
 }
 
 #[test]
+fn an_image_job_s_lost_node_is_recovered_from_its_mirrored_images_and_chains() {
+    image_node_lost("imgmirror", &["--mirror", "1"], "from a mirror");
+}
+
+#[test]
 fn an_image_job_s_lost_node_is_rebuilt_from_its_group_s_parity() {
-    let stderr = image_recovers("imgparity", &["--parity", "2"], 2, true, |c, s, _| {
-        wipe_node(c, s, 2, false);
-    });
-    if !stderr.is_empty() {
-        assert!(stderr.contains("-n2 failed"), "{stderr}");
-        assert!(stderr.contains("from its group's parity"), "{stderr}");
-    }
+    image_node_lost("imgparity", &["--parity", "2"], "from its group's parity");
 }
 
 #[test]
