@@ -24,7 +24,7 @@
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wire::stream::{read_message, write_message};
@@ -45,6 +45,8 @@ const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Debug, Default)]
 pub(crate) struct Migrations {
     inner: Mutex<Inner>,
+    /// Signalled when the source daemon reports the copy (MIGRATE_SENT).
+    copied: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +86,8 @@ struct Active {
     new_pid: u32,
     bytes: u64,
     transfer_us: u64,
+    /// The source daemon's MIGRATE_SENT came (`bytes` and `transfer_us` are the copy's).
+    copy_reported: bool,
 }
 
 impl Migrations {
@@ -245,6 +249,7 @@ fn start(
         new_pid: 0,
         bytes: 0,
         transfer_us: 0,
+        copy_reported: false,
     });
     for (r, link) in state.links.iter().enumerate() {
         if let Some(link) = link {
@@ -337,6 +342,8 @@ pub(crate) fn on_daemon_message(shared: &Shared, node: &str, message: Message) {
             if let Some(a) = inner.active.as_mut().filter(|a| a.seq == s.seq) {
                 a.transfer_us = s.micros;
                 a.bytes = s.bytes;
+                a.copy_reported = true;
+                shared.migrations.copied.notify_all();
             }
         }
         Message::MigrateFailed(f) => {
@@ -443,8 +450,33 @@ pub(crate) fn after_register(shared: &Shared, state: &State, rank: u32) {
     }
 }
 
+/// How long the answer to a finished migration waits for the source daemon's report of the
+/// copy: MIGRATE_SENT and the rank's MIGRATE_ARRIVED come on different connections, in
+/// either order, and only the first carries the copy's time.
+const COPY_REPORT_WAIT: Duration = Duration::from_secs(2);
+
 fn arrived(shared: &Shared, rank: u32, seq: u64) {
+    let ours = |inner: &Inner| {
+        inner
+            .active
+            .as_ref()
+            .is_some_and(|a| a.rank == rank && a.seq == seq && !a.copy_reported)
+    };
+    let deadline = Instant::now() + COPY_REPORT_WAIT;
     let mut inner = shared.migrations.lock();
+    while ours(&inner) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!(rank, "the copy of the migration was not reported in time");
+            break;
+        }
+        inner = shared
+            .migrations
+            .copied
+            .wait_timeout(inner, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
     let Some(a) = inner.active.take_if(|a| a.rank == rank && a.seq == seq) else {
         return;
     };

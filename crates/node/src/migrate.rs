@@ -299,15 +299,13 @@ fn restore(target: &Target, rank: u32, image: &Path) -> Result<u32, String> {
 }
 
 /// Sends the image of `m` to the target daemon and reports to the coordinator through
-/// `report` (MIGRATE_SENT with the copy's duration, or MIGRATE_FAILED). The image's
-/// directory on this node is removed afterwards.
+/// `report` (MIGRATE_SENT with the copy's duration, or MIGRATE_FAILED), then removes the
+/// image's directory on this node: the report comes first because the coordinator's answer to
+/// the requester waits for it, and removing a large image takes a while.
 pub(crate) fn send(m: MigrateSend, job: &str, node: &str, secret: &str, report: &dyn Fn(&Message)) {
     background();
     let started = Instant::now();
     let result = send_image(&m, job, node, secret);
-    if let Some(dir) = Path::new(&m.path).parent() {
-        let _ = fs::remove_dir_all(dir);
-    }
     let message = match result {
         Ok(bytes) => Message::MigrateSent(MigrateSent {
             rank: m.rank,
@@ -322,6 +320,9 @@ pub(crate) fn send(m: MigrateSend, job: &str, node: &str, secret: &str, report: 
         }),
     };
     report(&message);
+    if let Some(dir) = Path::new(&m.path).parent() {
+        let _ = fs::remove_dir_all(dir);
+    }
 }
 
 fn send_image(m: &MigrateSend, job: &str, node: &str, secret: &str) -> Result<u64, String> {

@@ -30,6 +30,19 @@ fn migrated(out: &Out, what: &str) {
         "{what} printed no time: {}",
         out.stdout
     );
+    // The copy's time comes from the source daemon, possibly after the rank arrived; the
+    // answer must wait for it rather than say the copy took no time.
+    let copied = out
+        .stdout
+        .split("copied in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse::<f64>().ok());
+    assert!(
+        copied.is_some_and(|ms| ms > 0.0),
+        "{what} printed no copy time: {}",
+        out.stdout
+    );
     // Not on a terminal, the progress of the wait is one plain line on stderr.
     assert!(
         out.stderr.contains("mpicr: migrating rank "),
