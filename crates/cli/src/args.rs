@@ -298,13 +298,13 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, value_name = "CRS")]
     pub(crate) crs: Option<CrsArg>,
 
-    /// How page runs of the images are compressed (zstd, lz4 or none; ignored with --crs
+    /// How page runs of the images are compressed (zstd, lz4 or none; refused with --crs
     /// self); the ranks get it as MPICR_IMAGE_COMPRESS [default: none]
     #[arg(long, value_name = "CODEC", value_parser = ["zstd", "lz4", "none"])]
     pub(crate) compress: Option<String>,
 
     /// Every checkpoint but every K-th stores only the pages written since the one before
-    /// (incremental images chained to a full one); 1 makes every image full (ignored with
+    /// (incremental images chained to a full one); 1 makes every image full (refused with
     /// --crs self); the ranks get it as MPICR_IMAGE_FULL_EVERY [default: 8]
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) full_every: Option<u32>,

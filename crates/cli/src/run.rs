@@ -30,6 +30,20 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let crs = args.crs.unwrap_or(CrsArg::Image);
+    if crs == CrsArg::SelfCrs
+        && let Some(option) = [
+            args.compress.as_ref().map(|_| "--compress"),
+            args.full_every.map(|_| "--full-every"),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        say(&format!(
+            "{option} applies to process images; with --crs self the program writes its own state"
+        ));
+        return ExitCode::from(EXIT_USAGE);
+    }
     let mut command = args.command.into_iter();
     let Some(program) = command.next() else {
         say("no program to run was given; usage: mpicr run -n N [--] PROGRAM [ARGS]...");
