@@ -22,6 +22,7 @@
 //! held message; instead the checkpoint is given up with a message saying so.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use wire::{CheckpointFailed, Message, PartDone, SafepointCount};
 
@@ -104,6 +105,14 @@ pub(crate) enum Phase {
         reported: bool,
         dir: Option<String>,
     },
+    /// An image checkpoint that reached this rank inside a disabled region: peers' markers
+    /// are kept (their links paused), the drain begins when the region ends (`defer.rs`).
+    /// `requested` once CHECKPOINT came; `since` when the first of it or a marker came.
+    Deferred {
+        epoch: u64,
+        requested: bool,
+        since: Instant,
+    },
 }
 
 impl std::fmt::Debug for Phase {
@@ -124,6 +133,9 @@ impl std::fmt::Debug for Phase {
                 "Draining({epoch}, reported {reported}, dir known {})",
                 dir.is_some()
             ),
+            Self::Deferred {
+                epoch, requested, ..
+            } => write!(f, "Deferred({epoch}, requested {requested})"),
         }
     }
 }
@@ -148,12 +160,15 @@ pub(crate) struct CkptState {
     /// Image checkpoints up to this epoch are over (taken, failed or cancelled): their late
     /// markers and requests are ignored.
     pub done_epoch: u64,
+    /// How long an image checkpoint may wait for a disabled region to end (`defer.rs`).
+    pub defer_limit: Duration,
 }
 
 impl CkptState {
     pub(crate) fn new(size: usize) -> Self {
         Self {
             marker_in: vec![false; size],
+            defer_limit: crate::defer::defer_limit(),
             ..Self::default()
         }
     }
@@ -164,7 +179,8 @@ impl CkptState {
             Phase::Requested { epoch, .. }
             | Phase::Scheduled { epoch, .. }
             | Phase::Recording { epoch, .. }
-            | Phase::Draining { epoch, .. } => Some(epoch),
+            | Phase::Draining { epoch, .. }
+            | Phase::Deferred { epoch, .. } => Some(epoch),
             Phase::Idle => None,
         }
     }
@@ -178,15 +194,16 @@ impl CkptState {
         matches!(self.phase, Phase::Draining { .. })
     }
 
-    /// Progress has image work to do: a drain, or a writer to look after.
+    /// Progress has image work to do: a drain, a deferral to bound, or a writer to look
+    /// after.
     pub(crate) fn image_busy(&self) -> bool {
-        self.draining() || self.writing.is_some()
+        self.draining() || matches!(self.phase, Phase::Deferred { .. }) || self.writing.is_some()
     }
 
     /// Messages from `peer` are held: its marker came before our own snapshot. (An image
     /// checkpoint holds nothing: it stops reading the peer's link at the marker instead.)
     pub(crate) fn holds(&self, peer: u32) -> bool {
-        !self.local_taken() && !self.draining() && self.marker_in[peer as usize]
+        self.image.is_none() && !self.local_taken() && self.marker_in[peer as usize]
     }
 
     /// Messages from `peer` are in transit and must be recorded.
@@ -264,6 +281,9 @@ impl Engine {
 
     /// Sends the safepoint count for a pending request, unless checkpoints are disabled here.
     fn report_count(&mut self) -> Result<(), EngineError> {
+        if self.ckpt.image.is_some() {
+            return self.image_answer();
+        }
         let Phase::Requested {
             epoch,
             reported: false,
@@ -274,7 +294,7 @@ impl Engine {
         let rank = self.rank();
         if self.ckpt.finalizing {
             self.ckpt.phase = Phase::Idle;
-            let reason = format!("rank {rank} is finalizing; the job is shutting down");
+            let reason = "it is finalizing; the job is shutting down".to_owned();
             return self.send_control(Message::CheckpointFailed(CheckpointFailed {
                 epoch,
                 rank,
@@ -283,10 +303,6 @@ impl Engine {
         }
         if self.ckpt.disabled > 0 {
             return Ok(());
-        }
-        if self.ckpt.image.is_some() {
-            self.begin_drain(epoch)?;
-            return self.report_drain();
         }
         self.ckpt.phase = Phase::Requested {
             epoch,
@@ -464,7 +480,7 @@ impl Engine {
     }
 
     fn reset_checkpoint(&mut self) {
-        if let Phase::Draining { epoch, .. } = self.ckpt.phase {
+        if let Phase::Draining { epoch, .. } | Phase::Deferred { epoch, .. } = self.ckpt.phase {
             self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
             self.thaw_links();
         }
@@ -556,6 +572,14 @@ impl Engine {
                 self.report_count()
             }
             Phase::Draining { epoch: e, .. } if e == epoch => self.report_drain(),
+            Phase::Deferred {
+                epoch: e,
+                ref mut requested,
+                ..
+            } if e == epoch => {
+                *requested = true;
+                Ok(())
+            }
             ref other => {
                 tracing::warn!("checkpoint {epoch} requested while {other:?}; ignored");
                 Ok(())
@@ -564,7 +588,7 @@ impl Engine {
     }
 
     /// Answers CHECKPOINT once per drain (the count means nothing for image checkpoints).
-    fn report_drain(&mut self) -> Result<(), EngineError> {
+    pub(crate) fn report_drain(&mut self) -> Result<(), EngineError> {
         let Phase::Draining {
             epoch,
             reported: false,
@@ -586,8 +610,9 @@ impl Engine {
     }
 
     /// Starts the drain of image checkpoint `epoch`: markers out, links frozen behind them.
-    fn begin_drain(&mut self, epoch: u64) -> Result<(), EngineError> {
-        self.ckpt.marker_in.iter_mut().for_each(|m| *m = false);
+    /// The markers a deferral kept stay in (every end of a checkpoint or migration clears
+    /// them).
+    pub(crate) fn begin_drain(&mut self, epoch: u64) -> Result<(), EngineError> {
         self.ckpt.phase = Phase::Draining {
             epoch,
             reported: false,
@@ -603,27 +628,25 @@ impl Engine {
             return Ok(());
         }
         match self.ckpt.phase {
-            Phase::Draining { epoch: e, .. } if e == epoch => {}
+            Phase::Draining { epoch: e, .. } | Phase::Deferred { epoch: e, .. } if e == epoch => {}
             Phase::Idle | Phase::Requested { .. } => {
-                if self.ckpt.finalizing || self.ckpt.disabled > 0 {
-                    let why = if self.ckpt.finalizing {
-                        "is finalizing"
-                    } else {
-                        "has checkpoints disabled"
-                    };
-                    let reason = format!("rank {} {why}", self.rank());
+                if self.ckpt.finalizing {
+                    let reason = "it is finalizing; the job is shutting down".to_owned();
                     self.fail_checkpoint(epoch, reason)?;
                     self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
                     return Ok(());
                 }
                 // A peer started first: so does this rank (its count goes out with
-                // CHECKPOINT, or now if that came already).
+                // CHECKPOINT, or now if that came already), or it defers to the end of its
+                // disabled region.
                 let requested =
                     matches!(self.ckpt.phase, Phase::Requested { epoch: e, .. } if e == epoch);
-                self.begin_drain(epoch)?;
-                if requested {
-                    self.report_drain()?;
-                }
+                self.ckpt.phase = Phase::Deferred {
+                    epoch,
+                    requested,
+                    since: Instant::now(),
+                };
+                self.image_answer()?;
             }
             ref other => {
                 let reason = format!(
@@ -650,6 +673,9 @@ impl Engine {
             self.ckpt.writing = None;
             self.report_image(epoch, result)?;
             moved = true;
+        }
+        if self.defer_expired()? {
+            return Ok(true);
         }
         let me = self.rank() as usize;
         let Phase::Draining {

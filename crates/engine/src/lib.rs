@@ -14,6 +14,7 @@ mod ckpt;
 pub mod coll;
 mod comm;
 mod control;
+mod defer;
 mod engine;
 mod error;
 mod migrate;

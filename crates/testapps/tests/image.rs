@@ -518,3 +518,152 @@ fn image_options_reach_the_ranks_and_bad_ones_are_refused() {
         assert_eq!(out.code, Some(2), "{bad:?}: {}", out.stderr);
     }
 }
+
+/// Steps of `tests/c/disabled_region.c`: half before its region, half after.
+const REGION_STEPS: &str = "40";
+
+/// What [`checkpoint_in_region`] saw: the uninterrupted run, the answer to the request and
+/// the checkpointed job's end.
+struct RegionRun {
+    sandbox: Sandbox,
+    reference: Out,
+    answer: Out,
+    finished: Out,
+}
+
+/// Job `name` runs `tests/c/disabled_region.c` on 2 ranks in `mode` with deferrals bounded
+/// by `defer_ms`, after an uninterrupted run (its gate open from the start). Once the job's
+/// stderr says `ready`, a checkpoint is asked for; the gate opens once a rank has answered
+/// (`mpicr status`) or the request has ended. When a rank answers, the coordinator has sent
+/// every rank its request (rank 0, the one in its region, first) and the answering rank has
+/// sent its markers, so rank 0 reads both before it sees the gate.
+fn checkpoint_in_region(mode: &str, name: &str, defer_ms: &str, ready: &str) -> RegionRun {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("disabled_region", &[]);
+    let open = sandbox.dir().join("open");
+    std::fs::write(&open, "").expect("the gate is created");
+    let open = open.display().to_string();
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, mode, &open, REGION_STEPS]);
+    ok(&reference, "the uninterrupted run");
+    let gate = sandbox.dir().join(format!("{name}.gate"));
+    let gate_arg = gate.display().to_string();
+    let run = [
+        "run",
+        "--job-name",
+        name,
+        "-n",
+        "2",
+        "--",
+        &prog,
+        mode,
+        &gate_arg,
+        REGION_STEPS,
+    ];
+    let job = sandbox.start_env(&run, &[("MPICR_CKPT_DEFER_MS", defer_ms.into())]);
+    let start = std::time::Instant::now();
+    while !job.stderr().contains(ready) {
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "job {name} never said `{ready}`: {}",
+            job.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut request = sandbox.start(&["checkpoint", name]);
+    let start = std::time::Instant::now();
+    loop {
+        let out = sandbox.mpicr(&["status", name, "--json"]);
+        let answered = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|v| v["checkpoint"]["in_progress"]["reported"].as_u64() >= Some(1));
+        if answered || request.has_ended() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "no rank of job {name} answered the checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&gate, "").expect("the gate is created");
+    let answer = request.finish();
+    let finished = job.finish();
+    RegionRun {
+        sandbox,
+        reference,
+        answer,
+        finished,
+    }
+}
+
+impl RegionRun {
+    /// The checkpoint failed, its reason (the requester's last line) containing each of
+    /// `says`; nothing was committed; the job ended with the uninterrupted output.
+    fn assert_failed_and_job_went_on(&self, name: &str, says: &[&str]) {
+        let answer = &self.answer;
+        assert_eq!(answer.code, Some(1), "{}{}", answer.stdout, answer.stderr);
+        let reason = answer.stderr.lines().last().unwrap_or_default();
+        for part in says {
+            assert!(
+                reason.contains(part),
+                "`{part}` is not in: {}",
+                answer.stderr
+            );
+        }
+        assert!(
+            !self.sandbox.snapshots().join(name).join("1").exists(),
+            "a snapshot was committed"
+        );
+        ok(&self.finished, "the job after the failed checkpoint");
+        assert_eq!(self.finished.stdout, self.reference.stdout);
+    }
+}
+
+/// A checkpoint that reaches a rank inside MPIX_Ckpt_disable while its peer has begun its
+/// drain waits for the region's end instead of failing; the job then ends as an
+/// uninterrupted run does, and a restart from the snapshot prints the rest of that run.
+#[test]
+fn a_checkpoint_inside_a_disabled_region_is_taken_when_the_region_ends() {
+    let run = checkpoint_in_region("wait", "region", "600000", "rank 0 is in its region");
+    let snapshot = committed(&run.answer);
+    assert_eq!(snapshot, "region.1");
+    ok(&run.finished, "the checkpointed job");
+    assert_eq!(run.finished.stdout, run.reference.stdout);
+    let restarted = run.sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(
+        &run.reference,
+        &restarted,
+        "a restart from the region's end",
+    );
+    assert!(
+        restarted.stdout.len() < run.reference.stdout.len(),
+        "the restart began at the start: {}",
+        restarted.stdout
+    );
+}
+
+/// A region that waits for a message its frozen peer sends only after the checkpoint cannot
+/// end before it: the deferral runs out, the checkpoint fails with that reason, every link
+/// thaws, and the job ends with the uninterrupted output (nothing lost or reordered).
+#[test]
+fn a_region_that_needs_a_frozen_peer_fails_the_checkpoint_after_the_bound() {
+    let run = checkpoint_in_region("needs", "needs", "3000", "rank 0 is in its region");
+    run.assert_failed_and_job_went_on(
+        "needs",
+        &[
+            "mpicr: checkpoint 1 of job needs failed: rank 0: it stayed in a region with \
+             checkpoints disabled",
+            "for 3000 ms after the checkpoint reached it (MPICR_CKPT_DEFER_MS)",
+        ],
+    );
+}
+
+/// A rank in MPI_Finalize never checkpoints again: a checkpoint that reaches it fails at once
+/// with that reason, and the job exits with the uninterrupted output.
+#[test]
+fn a_checkpoint_that_reaches_a_finalizing_rank_fails_and_the_job_exits() {
+    let run = checkpoint_in_region("finalize", "fin", "600000", "rank 1 finalizes");
+    run.assert_failed_and_job_went_on(
+        "fin",
+        &["mpicr: checkpoint 1 of job fin failed: rank 1: it is finalizing"],
+    );
+}
