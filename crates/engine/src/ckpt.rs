@@ -29,6 +29,9 @@ use wire::{CheckpointFailed, Message, PartDone, SafepointCount};
 use crate::EngineError;
 use crate::engine::Engine;
 
+/// Why a finalizing rank fails a checkpoint (the coordinator names the rank).
+pub(crate) const FINALIZING: &str = "it is finalizing; the job is shutting down";
+
 /// A message the snapshot holds: received by this rank but not yet delivered to the
 /// application, or in transit when the snapshot was taken. Sources are world ranks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,7 +297,7 @@ impl Engine {
         let rank = self.rank();
         if self.ckpt.finalizing {
             self.ckpt.phase = Phase::Idle;
-            let reason = "it is finalizing; the job is shutting down".to_owned();
+            let reason = FINALIZING.to_owned();
             return self.send_control(Message::CheckpointFailed(CheckpointFailed {
                 epoch,
                 rank,
@@ -328,8 +331,9 @@ impl Engine {
     }
 
     /// From now on checkpoint requests fail: the rank is leaving (MPI_Finalize). A checkpoint
-    /// whose safepoint this rank will now never reach fails too. An image being written is
-    /// waited for, so that its part is reported before the rank leaves.
+    /// whose safepoint this rank will now never reach fails too, and so does an image
+    /// checkpoint that is deferred or draining. An image being written is waited for, so that
+    /// its part is reported before the rank leaves.
     pub fn begin_finalize(&mut self) -> Result<(), EngineError> {
         self.ckpt.finalizing = true;
         if let Some((epoch, mut writer)) = self.ckpt.writing.take()
@@ -348,6 +352,14 @@ impl Engine {
                     "rank {} is finalizing before reaching the checkpoint's safepoint",
                     self.rank()
                 );
+                self.fail_checkpoint(epoch, reason)
+            }
+            // A capture inside MPI_Finalize would leave its writer behind when the rank exits,
+            // so the part would never be reported: the checkpoint is given up at once.
+            Phase::Draining { epoch, .. }
+                if self.ckpt.image.is_some() && self.mig.outgoing.is_none() =>
+            {
+                let reason = FINALIZING.to_owned();
                 self.fail_checkpoint(epoch, reason)
             }
             _ => self.report_count(),
@@ -631,7 +643,7 @@ impl Engine {
             Phase::Draining { epoch: e, .. } | Phase::Deferred { epoch: e, .. } if e == epoch => {}
             Phase::Idle | Phase::Requested { .. } => {
                 if self.ckpt.finalizing {
-                    let reason = "it is finalizing; the job is shutting down".to_owned();
+                    let reason = FINALIZING.to_owned();
                     self.fail_checkpoint(epoch, reason)?;
                     self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
                     return Ok(());

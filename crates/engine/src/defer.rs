@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use crate::EngineError;
-use crate::ckpt::Phase;
+use crate::ckpt::{FINALIZING, Phase};
 use crate::engine::Engine;
 
 /// The environment variable that bounds a deferral, in milliseconds.
@@ -51,7 +51,7 @@ impl Engine {
             _ => return Ok(()),
         };
         if self.ckpt.finalizing {
-            let reason = "it is finalizing; the job is shutting down".to_owned();
+            let reason = FINALIZING.to_owned();
             self.fail_checkpoint(epoch, reason)?;
             self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
             return Ok(());
