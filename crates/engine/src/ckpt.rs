@@ -558,7 +558,9 @@ impl Engine {
 /// marker is in, every link has written ours, and the coordinator has named the staging
 /// directory (CHECKPOINT_AT), the process is captured: memory then holds the whole channel
 /// state, the links hold nothing, and no message is both sent and unsent. A forked writer
-/// saves the image while the rank computes on; PART_DONE follows when it is done.
+/// saves the image while the rank computes on; PART_DONE follows when it is done. A rank
+/// inside a region with checkpoints disabled begins its drain when the region ends, within a
+/// bound (`defer.rs`).
 ///
 /// In a process restored from the image the capture returns again, with the new job's
 /// environment: the rank joins that job (new links, new registration) and the interrupted MPI
@@ -642,15 +644,9 @@ impl Engine {
         match self.ckpt.phase {
             Phase::Draining { epoch: e, .. } | Phase::Deferred { epoch: e, .. } if e == epoch => {}
             Phase::Idle | Phase::Requested { .. } => {
-                if self.ckpt.finalizing {
-                    let reason = FINALIZING.to_owned();
-                    self.fail_checkpoint(epoch, reason)?;
-                    self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
-                    return Ok(());
-                }
                 // A peer started first: so does this rank (its count goes out with
-                // CHECKPOINT, or now if that came already), or it defers to the end of its
-                // disabled region.
+                // CHECKPOINT, or now if that came already), unless it defers to the end of
+                // its disabled region or fails the checkpoint because it is finalizing.
                 let requested =
                     matches!(self.ckpt.phase, Phase::Requested { epoch: e, .. } if e == epoch);
                 self.ckpt.phase = Phase::Deferred {
@@ -659,6 +655,9 @@ impl Engine {
                     since: Instant::now(),
                 };
                 self.image_answer()?;
+                if self.ckpt.marker_epoch() != Some(epoch) {
+                    return Ok(());
+                }
             }
             ref other => {
                 let reason = format!(
