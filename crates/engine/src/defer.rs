@@ -7,8 +7,9 @@
 //! rank sends in the region, and a peer that has reads it all before this rank's marker.
 //! What can hang is a wait inside the region for a message a draining peer only sends after
 //! its marker; progress therefore gives the checkpoint up after [`DEFER_LIMIT_VAR`]
-//! milliseconds, which unfreezes every link (see `ARCHITECTURE.md`, "Disabled regions under
-//! `image`"). A finalizing rank never checkpoints again: it fails at once.
+//! milliseconds, and the coordinator's cancel that follows unfreezes every link
+//! (`ARCHITECTURE.md`, "Disabled regions under `image`"). A finalizing rank never
+//! checkpoints again: it fails at once.
 
 use std::time::{Duration, Instant};
 
