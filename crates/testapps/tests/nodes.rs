@@ -1210,9 +1210,10 @@ fn assert_images_held(cluster: &Cluster, sandbox: &Sandbox, name: &str, holders:
     links
 }
 
-/// [`recovers_running`] on `nodes` nodes of [`IMAGE_RING`] with `--crs image --full-every 3 --storage` and
-/// `redundancy`: once `snapshots` snapshots exist, checks that the node stores hold the images
-/// (with some incremental chain when `chains`) and hurts the job with `inject`.
+/// [`recovers_running`] on `nodes` nodes of [`IMAGE_RING`] with `--crs image --full-every 3
+/// --storage` and `redundancy`: once `snapshots` snapshots exist, checks that the node stores
+/// hold the images (with some incremental chain when `chains`) and hurts the job with
+/// `inject`.
 fn image_recovers(
     nodes: usize,
     name_prefix: &str,
