@@ -414,7 +414,7 @@ fn ranks_register_and_receive_the_process_table() {
 #[test]
 fn a_one_rank_job_through_a_forking_shell_registers_its_rank_under_the_default() {
     let sandbox = Sandbox::new("wrapper");
-    let wrapped = ["-n", "1", "--", "sh", "-c", "mpicr-test-rank; true"];
+    let wrapped = ["-n", "1", "--", "sh", "-c", "mpicr-test-rank && true"];
     let done = sandbox.run(&[&["run"][..], &wrapped].concat());
     assert_eq!(done.code, Some(0), "{done:?}");
     let line = done
