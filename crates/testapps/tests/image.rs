@@ -8,7 +8,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::snap::{
-    assert_continues, committed, kill_rank, ok, random_moment, wait_for_snapshots,
+    assert_continues, committed, kill_rank, ok, random_moment, rank_pid, wait_for_snapshots,
 };
 use harness::{Out, Sandbox, bin};
 use std::path::PathBuf;
@@ -538,6 +538,47 @@ fn an_mpi_program_executed_by_a_preloaded_wrapper_takes_over_the_registration() 
         let wrapped = sandbox.mpicr(&args);
         ok(&wrapped, "the run through the wrapper");
         assert_eq!(wrapped.stdout, direct.stdout);
+    }
+}
+
+/// A one-rank MPI job started through `sh -c` is checkpointed at a random moment, killed and
+/// restarted to the output of a direct run: under the default checkpointer (nothing preloaded:
+/// the program registers itself), and under `--crs image` (preloaded: the shell registers, and
+/// the program it executes through `env` takes the registration over). A one-rank rank reads
+/// its control link only every few hundred progress rounds, so the ring runs long enough for
+/// the checkpoint to land before its end.
+#[test]
+fn a_one_rank_mpi_job_through_sh_c_is_checkpointed_with_and_without_the_preload() {
+    assert!(bin("mpicr-restore").exists());
+    harness::build_preload();
+    let sandbox = Sandbox::new();
+    let steps = "600";
+    let reference = sandbox.mpicr(&["run", "-n", "1", "--", "image-ring", steps]);
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("shdefault", &[], "\"$0\" \"$@\""),
+        (
+            "shimage",
+            &["--crs", "image"],
+            "exec env RING_WRAPPED=1 \"$0\" \"$@\"",
+        ),
+    ];
+    for (name, crs, script) in cases {
+        let mut args = vec!["-n", "1"];
+        args.extend_from_slice(crs);
+        args.extend_from_slice(&["--", "sh", "-c", script, "image-ring", steps]);
+        let job = sandbox.start_job(name, &args);
+        rank_pid(&sandbox, name, 0, 0);
+        std::thread::sleep(random_moment(MOMENT));
+        let snapshot = committed(&sandbox.mpicr(&["checkpoint", name]));
+        kill_rank(&sandbox, name, 0, 0);
+        let killed = job.finish();
+        assert_ne!(
+            killed.code,
+            Some(0),
+            "{name}: the job ended with its killed rank"
+        );
+        let restarted = sandbox.mpicr(&["restart", &snapshot]);
+        assert_continues(&reference, &restarted, name);
     }
 }
 
