@@ -2,7 +2,7 @@
 //!
 //! A wrapper (`sh -c 'exec ./prog'`, `env X=1 ./prog`, a script ending in `exec ./prog`) is the
 //! rank only until it executes the real program. Every member of the exec family that replaces
-//! this process is wrapped (`exec.c`, in C because stable Rust cannot define the variadic
+//! this process is wrapped (`c/exec.c`, in C because stable Rust cannot define the variadic
 //! `execl`, `execlp` and `execle`); each wrapper calls [`mpicr_preload_exec_begin`] for the
 //! environment the new program gets, the real function, and, if that returns (the exec
 //! failed), [`mpicr_preload_exec_failed`].
@@ -22,7 +22,7 @@
 //! The hand-over happens only when the process is the rank and the new environment names this
 //! rank (`MPICR_RANK`): a forked child executing a program is not the rank, and an environment
 //! without the rank (`env -i`) cannot make the new program one; the connection then closes at
-//! the exec as before (its checkpoints fail: "closed its control connection").
+//! the exec as before (its checkpoints fail: "rank R is not connected to the coordinator").
 
 use rustix::io::FdFlags;
 use std::ffi::{CStr, CString, c_char};

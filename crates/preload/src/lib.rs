@@ -14,7 +14,7 @@
 //!    and has the kernel send that signal whenever the coordinator writes to the control
 //!    connection (`O_ASYNC`, `F_SETOWN`, `F_SETSIG`).
 //!
-//! When the rank executes another program (the exec family, wrapped in `exec.c`), `exec`
+//! When the rank executes another program (the exec family, wrapped in `c/exec.c`), `exec`
 //! hands the connection over to it: the wrapper `sh -c 'exec ./prog'`, `env X=1 ./prog` or a
 //! script ending in `exec ./prog` is the rank only until the program it executes takes over.
 //!
