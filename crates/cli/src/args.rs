@@ -215,7 +215,8 @@ pub(crate) const RUN_ABOUT: &str = "Start N ranks of a program on this machine (
     checkpointer, `image`, saves every rank's whole process: any single-threaded MPI program \
     built with our mpicc/mpif90 or on the mpicr crate. A one-rank program without MPI can be \
     checkpointed too when `--crs image` is given explicitly (the runtime is preloaded into \
-    it; the program must be started directly, not through a wrapper such as `sh -c`). A \
+    it; a wrapper must execute the program, as `env X=1 ./prog` or `sh -c 'exec ./prog'` \
+    do, not fork it). A \
     multi-threaded program, or one that saves its own state through the checkpoint \
     callbacks, needs `--crs self`.\n\n\
     Several nodes: with --hosts or --hostfile, a node daemon (`mpicr node`) is started on \

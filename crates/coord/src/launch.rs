@@ -77,8 +77,9 @@ pub struct LaunchConfig {
     pub recovering_since: Option<Instant>,
     /// Start a one-rank job of the `image` checkpointer with the preloaded runtime, so that
     /// a program without MPI can be checkpointed (`--crs image` given explicitly). Not for
-    /// the default: the runtime registers the first program the rank starts, so a wrapper
-    /// (`sh -c`, `env X=1`) would take the place of the MPI program it starts.
+    /// the default: the runtime registers the first program the rank starts and hands the
+    /// registration over only to a program it executes, so a shell that forks the MPI program
+    /// (`sh -c './setup; ./prog'`) would keep its place.
     pub preload: bool,
 }
 
@@ -333,10 +334,11 @@ impl Launch {
             // Process images need glibc's rseq registration off (docs/image-format.md).
             rseq_off(&mut env);
             // A restart starts the restorer, whose images hold the runtime already. Only a
-            // job of one rank is preloaded: the runtime joins from the constructor of the first
-            // program the rank starts, so in a job of MPI ranks started through a wrapper
-            // (`env X=1 ./prog`, `numactl … ./prog`) it would register the wrapper as the rank
-            // before the MPI program it executes could.
+            // job of one rank is preloaded: the runtime registers the first program the rank
+            // starts and hands the registration over only to a program it executes, so a shell
+            // that forks an MPI program would keep it; and in a job of several ranks the table
+            // would go out with the wrapper's empty address (ARCHITECTURE.md, "Programs
+            // without MPI").
             if config.preload && config.restart.is_none() && config.size == 1 {
                 preload(&mut env);
             }

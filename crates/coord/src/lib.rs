@@ -17,7 +17,6 @@ mod migrate;
 mod node_gc;
 mod nodes;
 mod outcome;
-mod proc_tree;
 mod report;
 mod runtime_dir;
 mod server;

@@ -25,9 +25,9 @@ use wire::{
 
 use crate::checkpoint::{CkptEvent, Origin, Recovery, StatusBoard};
 use crate::launch::Event;
-use crate::proc_tree::is_self_or_descendant;
 use crate::report::{error_chain, say};
 use crate::table::{ProcessTable, RegisterError};
+use node::proc_tree::is_self_or_descendant;
 
 /// How long a new connection may take to say what it wants.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);

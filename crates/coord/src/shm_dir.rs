@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::job_name::JobName;
-use crate::proc_tree::start_time;
 use crate::runtime_dir::{RuntimeDir, current_uid};
+use node::proc_tree::start_time;
 
 const DEV_SHM: &str = "/dev/shm";
 const FALLBACK_SUFFIX: &str = ".shm";

@@ -56,6 +56,12 @@ pub enum BootstrapError {
     },
     #[error("a data-plane connection did not introduce itself as a rank of this job")]
     Handshake,
+    #[error("the control connection the previous program of this process handed over is unusable")]
+    Inherited(#[from] image::InheritError),
+    #[error(
+        "a control connection is handed over across exec only in a job of one rank, and this job has {0}"
+    )]
+    InheritedInLargerJob(u32),
 }
 
 const HANDSHAKE_MAGIC: [u8; 8] = *b"MPCRDATA";
@@ -183,7 +189,11 @@ pub fn join() -> Result<Joined, BootstrapError> {
             table: Vec::new(),
         });
     };
-    let c = connect(&env, &var)?;
+    let inherited = match var(image::CONTROL_FD_VAR) {
+        Some(value) => image::take_inherited_control(&value)?,
+        None => None,
+    };
+    let c = connect(&env, &var, inherited)?;
     let engine_control = c
         .control
         .try_clone()
@@ -229,7 +239,7 @@ impl Engine {
     pub(crate) fn rejoin(&mut self, vars: &[(String, String)]) -> Result<(), EngineError> {
         let lookup = handed_over(vars);
         let (env, fds) = self.restored_env(&lookup)?;
-        let c = connect(&env, &lookup)?;
+        let c = connect(&env, &lookup, None)?;
         place_control(&c.control, &fds)?;
         drop(c.control);
         self.mig.addrs = c.table.iter().map(|e| e.data_addr.clone()).collect();
@@ -288,9 +298,14 @@ pub(crate) fn place_control(control: &UnixStream, fds: &[RawFd]) -> Result<(), E
     Ok(())
 }
 
-/// Creates this rank's inbound links, registers with the coordinator, waits for the process
-/// table and opens a link to every peer.
-fn connect(env: &LaunchEnv, var: Lookup<'_>) -> Result<Connected, BootstrapError> {
+/// Creates this rank's inbound links, registers with the coordinator (or takes over the
+/// registered connection `inherited` from the program this process executed before), waits for
+/// the process table and opens a link to every peer.
+fn connect(
+    env: &LaunchEnv,
+    var: Lookup<'_>,
+    inherited: Option<UnixStream>,
+) -> Result<Connected, BootstrapError> {
     let node = var("MPICR_NODE").unwrap_or_else(|| {
         rustix::system::uname()
             .nodename()
@@ -321,23 +336,15 @@ fn connect(env: &LaunchEnv, var: Lookup<'_>) -> Result<Connected, BootstrapError
     if let Some((_, addr)) = &tcp {
         endpoints.push(format!("tcp:{addr}"));
     }
-    let mut control =
-        UnixStream::connect(&env.control).map_err(|source| BootstrapError::Connect {
-            path: env.control.display().to_string(),
-            source,
-        })?;
     let register = Register {
         rank: env.rank,
         pid,
         host: node.clone(),
         data_addr: endpoints.join(";"),
     };
-    write_message(&mut control, &Message::Register(register))
-        .map_err(BootstrapError::ControlWrite)?;
-    let table = match read_message(&mut control)? {
-        Message::Refresh(r) => r.table,
-        Message::Error(reason) => return Err(BootstrapError::Refused(reason)),
-        other => return Err(BootstrapError::Unexpected(other.command())),
+    let (control, table) = match inherited {
+        Some(control) => (control, taken_over_table(env, register)?),
+        None => register_with(env, register)?,
     };
     if table.len() != env.size as usize {
         return Err(BootstrapError::TableSize {
@@ -370,6 +377,43 @@ fn connect(env: &LaunchEnv, var: Lookup<'_>) -> Result<Connected, BootstrapError
         table,
         local_ranks,
     })
+}
+
+/// Sends REGISTER on a new connection to the coordinator and waits for the process table.
+fn register_with(
+    env: &LaunchEnv,
+    register: Register,
+) -> Result<(UnixStream, Vec<ProcEntry>), BootstrapError> {
+    let mut control =
+        UnixStream::connect(&env.control).map_err(|source| BootstrapError::Connect {
+            path: env.control.display().to_string(),
+            source,
+        })?;
+    write_message(&mut control, &Message::Register(register))
+        .map_err(BootstrapError::ControlWrite)?;
+    let table = match read_message(&mut control)? {
+        Message::Refresh(r) => r.table,
+        Message::Error(reason) => return Err(BootstrapError::Refused(reason)),
+        other => return Err(BootstrapError::Unexpected(other.command())),
+    };
+    Ok((control, table))
+}
+
+/// The process table of a rank whose connection was registered by the program this process
+/// executed before (the preloaded runtime, only ever in a job of one rank): the coordinator
+/// sent it to that program, and with one rank it holds only this process (`exec` keeps the
+/// pid), running.
+fn taken_over_table(env: &LaunchEnv, me: Register) -> Result<Vec<ProcEntry>, BootstrapError> {
+    if env.size != 1 {
+        return Err(BootstrapError::InheritedInLargerJob(env.size));
+    }
+    Ok(vec![ProcEntry {
+        rank: me.rank,
+        node: me.host,
+        pid: me.pid,
+        state: wire::ProcState::Running,
+        data_addr: me.data_addr,
+    }])
 }
 
 /// This rank's TCP listener on the address the launcher chose.

@@ -62,6 +62,15 @@ impl ControlLink {
         Ok(out)
     }
 
+    /// Whether part of a frame has arrived and is held until the rest does (after [`poll`]):
+    /// the preloaded runtime does not execute another program before it has the whole frame,
+    /// since the bytes held here do not survive `exec`.
+    ///
+    /// [`poll`]: Self::poll
+    pub fn has_partial_frame(&self) -> bool {
+        !self.inbuf.is_empty()
+    }
+
     /// Drops a partial frame of a connection that is gone (a rank restored from an image).
     pub fn forget_input(&mut self) {
         self.inbuf.clear();

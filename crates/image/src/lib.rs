@@ -8,6 +8,8 @@
 //!   run's pages to a [`PageSink`] as they pass (the restorer stages them in place).
 //! - [`restart`]: the restorer's hand-over of the new job's environment
 //!   ([`take_restart_env`]) and keeping old descriptor numbers for the objects that hold them.
+//! - [`inherit`]: the rank's control connection handed over across `exec`
+//!   ([`take_inherited_control`]).
 //! - [`format`]: the on-disk format, specified in `docs/image-format.md`.
 //!
 //! - [`codec`]: compressed page runs (`--compress`); [`Chain`]: incremental images by page
@@ -22,6 +24,7 @@ pub mod codec;
 mod ctx;
 pub mod format;
 mod incr;
+pub mod inherit;
 pub mod partref;
 mod procfs;
 mod read;
@@ -36,6 +39,7 @@ pub use capture::{
 pub use codec::Codec;
 pub use format::FormatError;
 pub use incr::Chain;
+pub use inherit::{CONTROL_FD_VAR, InheritError, handover_value, take_inherited_control};
 pub use partref::{ImageRef, image_file_name};
 pub use read::{
     HFLAG_INCREMENTAL, Image, PageSink, Region, RunData, RunLoc, encode_header,

@@ -276,3 +276,12 @@ pub(crate) fn take_restorer_fd(fd: RawFd) -> OwnedFd {
     // the image was captured with that number free, so nothing in this process owns it.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Takes ownership of descriptor `fd`, which this process inherited across `exec` as its
+/// control connection (`inherit`; the caller checked that it is an open socket).
+pub(crate) fn take_inherited_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the descriptor was open before this program's first instruction (the previous
+    // program of the process cleared its close-on-exec and named it), so no object of this
+    // program opened it and none owns it; `inherit::TAKEN` lets it be taken only once.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

@@ -9,6 +9,11 @@
 //! splits the stream as it goes: the part's size is in PART_PUT, the image's in the part's
 //! section, each link's in the PARENT section of the file before it; each file is written under
 //! a temporary name, checked, fsynced and renamed, and no file is held in memory.
+//!
+//! A mirror *offers* its bundle: PART_PUT names the chain's links, the receiver hard-links
+//! those it already holds (from its earlier epochs of the job: a link never changes) and
+//! answers PART_NEED with the others, and only they follow the image. So an incremental
+//! checkpoint mirrors its part, its new image and nothing of the chain the partner already has.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -17,16 +22,19 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use image::ImageRef;
+use wire::stream::read_message;
 use wire::stream::{read_frame_into, write_frame, write_message};
-use wire::{Command, Message, PART_DATA_MAX, PartPut};
+use wire::{ChainLink, Command, Message, PART_DATA_MAX, PartPut};
 
 use crate::node_store::{NodeStoreError, check_file, write_durably};
 
-/// One file of a bundle: where it is and its size.
+/// One file of a bundle: where it is, its size and its checksum (a part's or parity file's
+/// over all its bytes, an image's as its trailer records it).
 #[derive(Debug, Clone)]
 pub struct BundleFile {
     pub path: PathBuf,
     pub size: u64,
+    pub crc32c: u32,
 }
 
 /// The files of rank `rank`'s bundle in `dir` after its part (`image`: what the part's image
@@ -45,6 +53,7 @@ pub(crate) fn image_files(
     let mut files = vec![BundleFile {
         path: dir.join(&image.file),
         size: image.size,
+        crc32c: image.crc32c,
     }];
     let mut parent = parent_of(&dir.join(&image.file), rank)?;
     while let Some(link) = parent {
@@ -53,6 +62,7 @@ pub(crate) fn image_files(
         files.push(BundleFile {
             path,
             size: link.size,
+            crc32c: link.crc32c,
         });
     }
     Ok(files)
@@ -66,12 +76,7 @@ fn parent_of(path: &Path, rank: u32) -> Result<Option<ImageRef>, NodeStoreError>
     let Some(parent) = parent else {
         return Ok(None);
     };
-    let prefix = format!("rank-{rank}.base-");
-    let epoch = parent
-        .path
-        .strip_prefix(&prefix)
-        .and_then(|rest| rest.strip_suffix(".image"));
-    if !epoch.is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())) {
+    if link_epoch(&parent.path, rank).is_none() {
         return Err(bad(
             rank,
             format!(
@@ -86,6 +91,18 @@ fn parent_of(path: &Path, rank: u32) -> Result<Option<ImageRef>, NodeStoreError>
         size: parent.size,
         crc32c: parent.crc32c,
     }))
+}
+
+/// The epoch whose image `name` is, when it is the name of one of `rank`'s chain files
+/// (`rank-<r>.base-<epoch>.image`); any other name, a path in particular, is `None`.
+pub(crate) fn link_epoch(name: &str, rank: u32) -> Option<u64> {
+    let digits = name
+        .strip_prefix(&format!("rank-{rank}.base-"))?
+        .strip_suffix(".image")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 fn bad(rank: u32, why: String) -> NodeStoreError {
@@ -112,7 +129,7 @@ pub(crate) fn total(files: &[BundleFile]) -> u64 {
 }
 
 /// Sends PART_PUT and the bundle's bytes in PART_DATA frames (`size` and `crc` are the
-/// part's, the first file's; for a parity file, the file's).
+/// part's, the first file's; for a parity file, the file's): the answer to PART_GET.
 pub(crate) fn send(
     stream: &TcpStream,
     files: &[BundleFile],
@@ -121,7 +138,6 @@ pub(crate) fn send(
     size: u64,
     crc: u32,
 ) -> io::Result<()> {
-    let total = total(files);
     write_message(
         &mut &*stream,
         &Message::PartPut(PartPut {
@@ -129,10 +145,87 @@ pub(crate) fn send(
             rank,
             size,
             crc32c: crc,
-            total,
+            total: total(files),
+            links: Vec::new(),
         }),
     )?;
-    let mut buf = vec![0u8; PART_DATA_MAX.min(total.max(1) as usize)];
+    stream_files(stream, files)
+}
+
+/// Offers a mirror the bundle `files` of rank `rank` (part, image, chain): PART_PUT names the
+/// chain's links, and when there are any the receiver's PART_NEED says which of them follow
+/// the part and the image. Returns the bytes sent.
+pub(crate) fn offer(
+    stream: &TcpStream,
+    files: &[BundleFile],
+    epoch: u64,
+    rank: u32,
+) -> io::Result<u64> {
+    let (head, chain) = files.split_at(files.len().min(2));
+    let links: Vec<ChainLink> = chain
+        .iter()
+        .map(|f| ChainLink {
+            file: file_name(&f.path),
+            size: f.size,
+            crc32c: f.crc32c,
+        })
+        .collect();
+    let part = head
+        .first()
+        .ok_or_else(|| invalid("a bundle without a part".into()))?;
+    write_message(
+        &mut &*stream,
+        &Message::PartPut(PartPut {
+            epoch,
+            rank,
+            size: part.size,
+            crc32c: part.crc32c,
+            total: total(files),
+            links: links.clone(),
+        }),
+    )?;
+    let needed = if links.is_empty() {
+        Vec::new()
+    } else {
+        match read_message(&mut &*stream) {
+            Ok(Message::PartNeed(need)) if need.epoch == epoch && need.rank == rank => need.files,
+            Ok(Message::Error(why)) => return Err(io::Error::other(why)),
+            Ok(other) => {
+                return Err(invalid(format!(
+                    "it answered {:?} to the offer",
+                    other.command()
+                )));
+            }
+            Err(e) => return Err(invalid(crate::error_chain(&e))),
+        }
+    };
+    if let Some(unknown) = needed.iter().find(|n| !links.iter().any(|l| &l.file == *n)) {
+        return Err(invalid(format!(
+            "it asked for {unknown}, which is not offered"
+        )));
+    }
+    let sent: Vec<BundleFile> = head
+        .iter()
+        .chain(
+            chain
+                .iter()
+                .filter(|f| needed.contains(&file_name(&f.path))),
+        )
+        .cloned()
+        .collect();
+    stream_files(stream, &sent)?;
+    Ok(total(&sent))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The bytes of `files`, one after the other, in PART_DATA frames.
+fn stream_files(stream: &TcpStream, files: &[BundleFile]) -> io::Result<()> {
+    let mut buf = vec![0u8; PART_DATA_MAX.min(total(files).max(1) as usize)];
     for f in files {
         let mut file = File::open(&f.path)?;
         let mut left = f.size;
@@ -212,12 +305,15 @@ pub(crate) struct Expected<'a> {
 /// Splits a bundle read from `from` into its files in `dir`, each written durably and checked
 /// before it gets its final name: the part against `expected`, the image and each link
 /// against the size and trailer checksum their reference records. The part comes first, so
-/// the files it names are known before they arrive. Returns the bytes taken from `from`.
+/// the files it names are known before they arrive. The links named in `held` are in `dir`
+/// already and not in the stream. Returns the names of the chain's links, newest first, and
+/// the bytes taken from `from`.
 pub(crate) fn split(
     from: &mut impl Read,
     dir: &Path,
     expected: &Expected<'_>,
-) -> Result<u64, NodeStoreError> {
+    held: &[String],
+) -> Result<(Vec<String>, u64), NodeStoreError> {
     let rank = expected.rank;
     let part = store::part_file_name(rank);
     let mut image = None;
@@ -239,37 +335,50 @@ pub(crate) fn split(
         },
     )?;
     let mut taken = expected.size;
+    let mut links = Vec::new();
     let mut next = image;
-    let mut hops = 0;
-    while let Some(link) = next.take() {
-        hops += 1;
-        if hops > image::format::MAX_CHAIN + 1 {
+    let mut is_image = true;
+    while let Some(file) = next.take() {
+        if links.len() > image::format::MAX_CHAIN as usize {
             return Err(bad(rank, "the chain of images does not end".into()));
         }
-        write_durably(
-            dir,
-            &link.file,
-            |file, tmp| copy_exactly(from, file, link.size, tmp),
-            |tmp| {
-                let found = ImageRef::of_file(tmp)
-                    .map_err(|e| bad(rank, format!("the copy of {}: {e}", link.file)))?;
-                if found.size == link.size && found.crc32c == link.crc32c {
-                    Ok(())
-                } else {
-                    Err(bad(
-                        rank,
-                        format!(
-                            "the copy of {} has {} bytes and checksum {:08x}, {} bytes and {:08x} were expected",
-                            link.file, found.size, found.crc32c, link.size, link.crc32c
-                        ),
-                    ))
-                }
-            },
-        )?;
-        taken += link.size;
-        next = parent_of(&dir.join(&link.file), rank)?;
+        let path = dir.join(&file.file);
+        if is_image || !held.contains(&file.file) {
+            write_durably(
+                dir,
+                &file.file,
+                |f, tmp| copy_exactly(from, f, file.size, tmp),
+                |tmp| matches_ref(tmp, &file, rank),
+            )?;
+            taken += file.size;
+        } else {
+            matches_ref(&path, &file, rank)?;
+        }
+        if !is_image {
+            links.push(file.file.clone());
+        }
+        is_image = false;
+        next = parent_of(&path, rank)?;
     }
-    Ok(taken)
+    Ok((links, taken))
+}
+
+/// Whether the image file at `path` is the one `expected` names: its size and the checksum
+/// its trailer records.
+fn matches_ref(path: &Path, expected: &ImageRef, rank: u32) -> Result<(), NodeStoreError> {
+    let found = ImageRef::of_file(path)
+        .map_err(|e| bad(rank, format!("the copy of {}: {e}", expected.file)))?;
+    if found.size == expected.size && found.crc32c == expected.crc32c {
+        Ok(())
+    } else {
+        Err(bad(
+            rank,
+            format!(
+                "the copy of {} has {} bytes and checksum {:08x}, {} bytes and {:08x} were expected",
+                expected.file, found.size, found.crc32c, expected.size, expected.crc32c
+            ),
+        ))
+    }
 }
 
 /// Copies exactly `len` bytes of `from` into `file`.

@@ -521,14 +521,7 @@ fn store_work(store: Option<&Arc<NodeStore>>, uplink: &Uplink, message: Message)
                                 .check(keep.epoch, keep.rank, keep.size, keep.crc32c)
                                 .map_err(|e| crate::error_chain(&e))?;
                             let nodes = store
-                                .mirror(
-                                    keep.epoch,
-                                    keep.rank,
-                                    &part,
-                                    keep.size,
-                                    keep.crc32c,
-                                    &keep.mirrors,
-                                )
+                                .mirror(keep.epoch, keep.rank, &part, &keep.mirrors)
                                 .map_err(|e| crate::error_chain(&e))?;
                             Ok((part, nodes))
                         });

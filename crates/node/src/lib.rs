@@ -17,7 +17,7 @@ pub mod daemon;
 mod migrate;
 pub mod node_store;
 mod output;
-mod proc_tree;
+pub mod proc_tree;
 pub mod procstat;
 pub mod program;
 mod ranks;

@@ -28,7 +28,10 @@ use image::ImageRef;
 use store::{PartReader, part_file_name};
 use thiserror::Error;
 use wire::stream::{read_message, write_message};
-use wire::{HelloRole, Message, PartAck, PartGet, PartPut, PartSource, Rebuild, StorePeer};
+use wire::{
+    ChainLink, HelloRole, Message, PartAck, PartGet, PartNeed, PartPut, PartSource, Rebuild,
+    StorePeer,
+};
 
 use crate::bundle;
 pub use crate::bundle::BundleFile;
@@ -194,9 +197,13 @@ impl NodeStore {
         let path = dir.join(part_file_name(rank));
         let mut part = check_file(&path, &self.job, epoch, rank, size, crc)?;
         let images = bundle::image_files(&dir, rank, part.image.as_ref())?;
-        part.files = std::iter::once(BundleFile { path, size })
-            .chain(images)
-            .collect();
+        part.files = std::iter::once(BundleFile {
+            path,
+            size,
+            crc32c: crc,
+        })
+        .chain(images)
+        .collect();
         Ok(part)
     }
 
@@ -210,32 +217,23 @@ impl NodeStore {
             .floor
             .max(pruned.seen)
             .max(keep.iter().copied().max().unwrap_or(0));
-        if let Ok(entries) = fs::read_dir(&self.root) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Ok(epoch) = name.parse::<u64>()
-                    && epoch.to_string() == name
-                {
-                    floor = floor.max(epoch);
-                    if !keep.contains(&epoch) {
-                        let _ = fs::remove_dir_all(entry.path());
-                    }
-                }
+        for epoch in self.epochs() {
+            floor = floor.max(epoch);
+            if !keep.contains(&epoch) {
+                let _ = fs::remove_dir_all(self.epoch_dir(epoch));
             }
         }
         pruned.floor = floor;
         pruned.keep = keep.to_vec();
     }
 
-    /// Copies a checked part to every node of `mirrors`; returns the nodes that now hold it
-    /// (this one first).
+    /// Copies a checked part's bundle to every node of `mirrors` (only the links of its chain
+    /// a mirror does not hold yet); returns the nodes that now hold it (this one first).
     pub fn mirror(
         &self,
         epoch: u64,
         rank: u32,
         part: &CheckedPart,
-        size: u64,
-        crc: u32,
         mirrors: &[StorePeer],
     ) -> Result<Vec<String>, NodeStoreError> {
         let mut nodes = vec![self.node.clone()];
@@ -246,7 +244,7 @@ impl NodeStore {
                 node: peer.node.clone(),
                 why,
             };
-            bundle::send(&stream, &part.files, epoch, rank, size, crc)
+            let bytes = bundle::offer(&stream, &part.files, epoch, rank)
                 .map_err(|e| fail(e.to_string()))?;
             match read_message(&mut &stream) {
                 Ok(Message::PartAck(ack)) if ack.epoch == epoch && ack.rank == rank => {}
@@ -258,7 +256,7 @@ impl NodeStore {
                 epoch,
                 rank,
                 node = peer.node,
-                bytes = bundle::total(&part.files),
+                bytes,
                 micros = started.elapsed().as_micros() as u64,
                 "part mirrored"
             );
@@ -372,6 +370,7 @@ impl NodeStore {
                 vec![BundleFile {
                     path: self.check_parity(epoch, file, size, crc)?,
                     size,
+                    crc32c: crc,
                 }]
             };
             return Ok((bundle::reader(&files)?, bundle::total(&files)));
@@ -525,10 +524,11 @@ impl NodeStore {
                     size: source.size,
                     crc: source.crc32c,
                 },
+                &[],
             )
         })();
         let _ = fs::remove_file(&tmp);
-        let bytes = result?;
+        let (_, bytes) = result?;
         tracing::info!(
             epoch,
             rank = source.rank,
@@ -570,11 +570,50 @@ impl NodeStore {
     }
 
     /// Receives the bundle `put` announces, splitting it into the part and its images, each
-    /// checked, made durable and given its final name.
+    /// checked, made durable and given its final name. When `put` names chain links (a
+    /// mirror's offer), those this store holds are linked into the epoch's directory and
+    /// PART_NEED asks for the others.
     fn receive(&self, stream: &TcpStream, put: &PartPut) -> Result<(), NodeStoreError> {
+        let refused = |why: String| NodeStoreError::Copy {
+            node: "the peer".into(),
+            why,
+        };
         let dir = self.begin(put.epoch)?;
-        let mut frames = bundle::Frames::new(stream, put.total);
-        let taken = bundle::split(
+        let held = if put.links.is_empty() {
+            Vec::new()
+        } else {
+            let held = self.hold_links(&dir, put.rank, &put.links)?;
+            let files = put
+                .links
+                .iter()
+                .filter(|l| !held.contains(&l.file))
+                .map(|l| l.file.clone())
+                .collect();
+            write_message(
+                &mut &*stream,
+                &Message::PartNeed(PartNeed {
+                    epoch: put.epoch,
+                    rank: put.rank,
+                    files,
+                }),
+            )
+            .map_err(|e| refused(e.to_string()))?;
+            held
+        };
+        let held_bytes: u64 = put
+            .links
+            .iter()
+            .filter(|l| held.contains(&l.file))
+            .map(|l| l.size)
+            .sum();
+        let coming = put.total.checked_sub(held_bytes).ok_or_else(|| {
+            refused(format!(
+                "it announced {} bytes for the files of rank {}, fewer than its links",
+                put.total, put.rank
+            ))
+        })?;
+        let mut frames = bundle::Frames::new(stream, coming);
+        let (links, taken) = bundle::split(
             &mut frames,
             &dir,
             &bundle::Expected {
@@ -584,17 +623,85 @@ impl NodeStore {
                 size: put.size,
                 crc: put.crc32c,
             },
+            &held,
         )?;
-        if taken != put.total || frames.left() != 0 {
-            return Err(NodeStoreError::Copy {
-                node: "the peer".into(),
-                why: format!(
-                    "it announced {} bytes for the files of rank {}, which have {taken}",
-                    put.total, put.rank
-                ),
-            });
+        if taken != coming || frames.left() != 0 {
+            return Err(refused(format!(
+                "it announced {} bytes for the files of rank {}, which have {}",
+                put.total,
+                put.rank,
+                taken + held_bytes
+            )));
+        }
+        if !put.links.is_empty() && put.links.iter().map(|l| &l.file).ne(links.iter()) {
+            return Err(refused(format!(
+                "the chain of rank {}'s image is not the one it announced",
+                put.rank
+            )));
         }
         Ok(())
+    }
+
+    /// Links into `dir` (checkpoint `epoch`'s directory) every link of `links` this store
+    /// holds already, as its own image of that epoch or as a link in another epoch's
+    /// directory, matching the announced size and trailer checksum; returns their names. A
+    /// link is never changed once written, so any copy with its checksum is it.
+    fn hold_links(
+        &self,
+        dir: &Path,
+        rank: u32,
+        links: &[ChainLink],
+    ) -> Result<Vec<String>, NodeStoreError> {
+        if links.len() > image::format::MAX_CHAIN as usize {
+            return Err(NodeStoreError::Image {
+                rank,
+                why: format!("a chain of {} links was offered", links.len()),
+            });
+        }
+        let epochs = self.epochs();
+        let mut held = Vec::new();
+        for link in links {
+            let Some(base) = bundle::link_epoch(&link.file, rank) else {
+                return Err(NodeStoreError::Image {
+                    rank,
+                    why: format!("`{}` is not a chain file of rank {rank}", link.file),
+                });
+            };
+            let is_it = |path: &Path| {
+                image::ImageRef::of_file(path)
+                    .is_ok_and(|r| r.size == link.size && r.crc32c == link.crc32c)
+            };
+            let target = dir.join(&link.file);
+            let found = is_it(&target)
+                || std::iter::once(self.epoch_dir(base).join(image::image_file_name(rank)))
+                    .chain(epochs.iter().map(|e| self.epoch_dir(*e).join(&link.file)))
+                    .any(|from| {
+                        is_it(&from) && fs::hard_link(&from, &target).is_ok() && is_it(&target)
+                    });
+            if found {
+                held.push(link.file.clone());
+            }
+        }
+        if !held.is_empty() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error("fsync", dir))?;
+        }
+        Ok(held)
+    }
+
+    /// The epochs this store has a directory for.
+    fn epochs(&self) -> Vec<u64> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.parse::<u64>().ok().filter(|n| n.to_string() == name)
+            })
+            .collect()
     }
     /// Serves other daemons' store connections on `listener` until the process ends.
     pub fn serve(self: Arc<Self>, listener: TcpListener) {
@@ -650,6 +757,7 @@ impl NodeStore {
                                 vec![BundleFile {
                                     path,
                                     size: get.size,
+                                    crc32c: get.crc32c,
                                 }]
                             })
                     }
@@ -854,6 +962,7 @@ pub(crate) fn check_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn temp(name: &str) -> PathBuf {
         let dir =
@@ -928,8 +1037,8 @@ mod tests {
     #[test]
     fn an_image_part_moves_with_its_image_and_chain_outlives_its_parent_s_epoch_and_a_foreign_link_is_refused()
      {
-        let names = ["ia", "ib", "ic", "id"];
-        let [a, b, c, d] = names.map(|n| NodeStore::open(&temp(n), "job", n, "secret").unwrap());
+        let names = ["ia", "ib", "ic", "id", "ie"];
+        let [a, b, c, d, e] = names.map(|n| NodeStore::open(&temp(n), "job", n, "secret").unwrap());
         let (size, crc) = image_bundle(&a, 5, 1, "rank-1.base-4.image");
         let part = a.check(5, 1, size, crc).unwrap();
         let files: Vec<String> = part
@@ -943,7 +1052,7 @@ mod tests {
         );
         // Mirrored: b holds the same three files.
         let b_peer = serving(&b);
-        a.mirror(5, 1, &part, size, crc, std::slice::from_ref(&b_peer))
+        a.mirror(5, 1, &part, std::slice::from_ref(&b_peer))
             .unwrap();
         for f in &files {
             assert_eq!(
@@ -998,7 +1107,7 @@ mod tests {
                 name: "parity-0-0".into(),
                 size: psize,
                 crc32c: pcrc,
-                holder: c_peer,
+                holder: c_peer.clone(),
                 others: vec![member(2, other.size, other.crc32c, &b_peer)],
             })),
         };
@@ -1030,6 +1139,31 @@ mod tests {
             .section(image::partref::SECTION, &top.encode())
             .unwrap();
         let seven = writer.finish().unwrap();
+        // Mirrored, epoch 7 brings only its part and new image to b, which links the chain
+        // from its epoch 5 (its image there is base-5); c holds nothing of rank 1 and gets
+        // the whole bundle; e's epoch-5 image of rank 1 is another one (its checksum differs),
+        // so e gets base-5 too and links only base-4.
+        let e_dir = e.begin(5).unwrap();
+        fake_image(&e_dir.join(&files[1]), None, 1000, 0xe);
+        fs::hard_link(b.epoch_dir(5).join(&files[2]), e_dir.join(&files[2])).unwrap();
+        let e_peer = serving(&e);
+        let seven_part = a.check(7, 1, seven.size, seven.crc32c).unwrap();
+        let chain = ["rank-1.base-5.image", files[2].as_str()];
+        for (store, peer, linked) in [
+            (&b, &b_peer, [true, true]),
+            (&c, &c_peer, [false, false]),
+            (&e, &e_peer, [false, true]),
+        ] {
+            a.mirror(7, 1, &seven_part, std::slice::from_ref(peer))
+                .unwrap();
+            store.check(7, 1, seven.size, seven.crc32c).unwrap();
+            for (f, linked) in chain.iter().zip(linked) {
+                let got = store.epoch_dir(7).join(f);
+                assert_eq!(fs::read(&got).unwrap(), fs::read(dir7.join(f)).unwrap());
+                let links = fs::metadata(&got).unwrap().nlink();
+                assert_eq!(links > 1, linked, "{} {f}: {links} links", store.node);
+            }
+        }
         a.keep_only(&[7]);
         assert!(!dir5.exists());
         let kept = a.check(7, 1, seven.size, seven.crc32c).unwrap();
@@ -1068,14 +1202,7 @@ mod tests {
         let part = a.check(3, 1, info.size, info.crc32c).unwrap();
         let b_peer = serving(&b);
         let nodes = a
-            .mirror(
-                3,
-                1,
-                &part,
-                info.size,
-                info.crc32c,
-                std::slice::from_ref(&b_peer),
-            )
+            .mirror(3, 1, &part, std::slice::from_ref(&b_peer))
             .unwrap();
         assert_eq!(nodes, ["a", "b"]);
         assert!(b.check(3, 1, info.size, info.crc32c).is_ok());

@@ -22,22 +22,28 @@ use crate::job::Launch;
 use crate::sys;
 
 /// The preloaded rank.
-struct Rank {
+pub(crate) struct Rank {
     /// The process that joined: a child the program forks inherits the handler but is no rank.
-    pid: u32,
-    rank: u32,
+    pub(crate) pid: u32,
+    pub(crate) rank: u32,
     job: String,
-    control: ControlLink,
+    pub(crate) control: ControlLink,
     /// The checkpoint whose count went out, waiting for its CHECKPOINT_AT.
-    pending: Option<u64>,
+    pub(crate) pending: Option<u64>,
     codec: Result<Codec, String>,
     chain: Chain,
     /// The connection is gone (the job ends); nothing more is read or sent.
-    closed: bool,
+    pub(crate) closed: bool,
+    /// This library's `LD_PRELOAD` entry, put back for a program the rank executes.
+    pub(crate) library: Option<String>,
+    /// The connection is being handed over to the program an `exec` starts: the handler
+    /// leaves it alone until the exec fails.
+    pub(crate) handover: Option<crate::exec::Handover>,
 }
 
 /// The one rank of this process. Touched only by the handler (which blocks every signal) and
-/// by `start`/`leave`, which block the checkpoint signal; the program is single-threaded.
+/// by `start`/`leave` and the exec hooks (`exec`), which block the checkpoint signal while they
+/// touch it; the program is single-threaded.
 struct Slot(UnsafeCell<Option<Rank>>);
 
 // SAFETY: see `Slot`: no two accesses can overlap.
@@ -45,7 +51,7 @@ unsafe impl Sync for Slot {}
 
 static RANK: Slot = Slot(UnsafeCell::new(None));
 
-fn rank() -> Option<&'static mut Rank> {
+pub(crate) fn rank() -> Option<&'static mut Rank> {
     // SAFETY: see `Slot`; every caller is one of the non-overlapping accessors.
     unsafe { (*RANK.0.get()).as_mut() }
 }
@@ -56,12 +62,14 @@ pub(crate) fn say(line: &str) {
     let _ = rustix::io::write(rustix::stdio::stderr(), text.as_bytes());
 }
 
-/// Joins the job and arms the checkpoint signal (the library's constructor).
-pub(crate) fn start() {
+/// Joins the job, or takes over the connection `inherited` names (the value of
+/// [`image::CONTROL_FD_VAR`]), and arms the checkpoint signal (the library's constructor);
+/// `library` is this library's `LD_PRELOAD` entry.
+pub(crate) fn start(library: Option<String>, inherited: Option<String>) {
     let sig = crate::checkpoint_signal();
     sys::set_blocked(sig, true);
     let joined = Launch::read(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-        .and_then(|launch| Ok((launch.join()?, launch)));
+        .and_then(|launch| Ok((launch.connection(inherited.as_deref())?, launch)));
     let (stream, launch) = match joined {
         Ok(j) => j,
         Err(e) => {
@@ -82,6 +90,8 @@ pub(crate) fn start() {
             codec,
             chain: Chain::new(full_every),
             closed: false,
+            library,
+            handover: None,
         });
     }
     if let Err(e) = sys::install(sig, on_signal).and_then(|()| sys::async_signal(fd, sig, true)) {
@@ -89,6 +99,9 @@ pub(crate) fn start() {
         sys::exit_now(1);
     }
     sys::at_exit(leave);
+    // What arrived before the signal was armed (on a connection handed over across exec)
+    // raised no signal.
+    serve_caught();
     sys::set_blocked(sig, false);
 }
 
@@ -113,11 +126,17 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 extern "C" fn on_signal(_sig: c_int, _info: *mut libc::siginfo_t, _context: *mut c_void) {
     let errno = sys::errno();
+    serve_caught();
+    sys::set_errno(errno);
+}
+
+/// Handles what the coordinator sent (with the checkpoint signal blocked); a panic ends the
+/// process, since it may be inside a signal handler.
+pub(crate) fn serve_caught() {
     if std::panic::catch_unwind(serve).is_err() {
         say("the checkpoint handler failed; ending the process");
         sys::exit_now(70);
     }
-    sys::set_errno(errno);
 }
 
 /// Handles what the coordinator sent.
@@ -125,7 +144,7 @@ fn serve() {
     let Some(r) = rank() else {
         return;
     };
-    if r.pid != std::process::id() || r.closed {
+    if r.pid != std::process::id() || r.closed || r.handover.is_some() {
         return;
     }
     let messages = match r.control.poll() {
@@ -284,7 +303,7 @@ impl Rank {
     }
 
     /// The connection is gone: no more signals for it.
-    fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.closed = true;
         let _ = sys::async_signal(self.control.raw_fd(), crate::checkpoint_signal(), false);
     }
@@ -298,7 +317,7 @@ extern "C" fn leave() {
     let Some(r) = rank() else {
         return;
     };
-    if r.pid != std::process::id() || r.closed {
+    if r.pid != std::process::id() || r.closed || r.handover.is_some() {
         return;
     }
     let requested = r

@@ -34,30 +34,51 @@ pub(crate) enum JoinError {
     Refused(String),
     #[error("the coordinator sent {0:?} where the process table was expected")]
     Unexpected(wire::Command),
+    #[error("the control connection the previous program of this process handed over is unusable")]
+    Inherited(#[from] image::InheritError),
 }
 
 /// Removes this library from `LD_PRELOAD`, so that a program the rank executes is not
-/// preloaded (it would join the job as the same rank).
-pub(crate) fn forget_preload_variable() {
-    let Ok(value) = std::env::var("LD_PRELOAD") else {
-        return;
-    };
-    let rest: Vec<&str> = value
-        .split([':', ' '])
-        .filter(|e| !e.is_empty() && !e.ends_with(LIBRARY_NAME))
-        .collect();
-    if rest.len() == value.split([':', ' ']).filter(|e| !e.is_empty()).count() {
-        return;
-    }
+/// preloaded by accident (it would join the job as the same rank); returns the entry that
+/// named it, which the hand-over across `exec` puts back (`exec`).
+pub(crate) fn forget_preload_variable() -> Option<String> {
+    let value = std::env::var("LD_PRELOAD").ok()?;
+    let (ours, rest) = split_preload(&value);
+    let ours = ours?;
     if rest.is_empty() {
         // SAFETY: this runs in the library's constructor, before `main`, when the process has
         // one thread and nothing else reads the environment.
         unsafe { std::env::remove_var("LD_PRELOAD") };
     } else {
-        let value = rest.join(":");
         // SAFETY: as above.
-        unsafe { std::env::set_var("LD_PRELOAD", value) };
+        unsafe { std::env::set_var("LD_PRELOAD", rest) };
     }
+    Some(ours)
+}
+
+/// The value of [`image::CONTROL_FD_VAR`], taken out of the environment so that the program's
+/// children, which are not the rank, never see it (in the constructor of a program without
+/// MPI, which takes the connection over).
+pub(crate) fn take_inherited_variable() -> Option<String> {
+    let value = std::env::var(image::CONTROL_FD_VAR).ok()?;
+    // SAFETY: as in `forget_preload_variable`, in the constructor.
+    unsafe { std::env::remove_var(image::CONTROL_FD_VAR) };
+    Some(value)
+}
+
+/// An `LD_PRELOAD` value split into this library's entry (the first that names it) and the
+/// other entries, joined by `:`.
+pub(crate) fn split_preload(value: &str) -> (Option<String>, String) {
+    let mut ours = None;
+    let mut rest = Vec::new();
+    for entry in value.split([':', ' ']).filter(|e| !e.is_empty()) {
+        if entry.ends_with(LIBRARY_NAME) {
+            ours.get_or_insert_with(|| entry.to_owned());
+        } else {
+            rest.push(entry);
+        }
+    }
+    (ours, rest.join(":"))
 }
 
 /// What the launcher (or the restorer's hand-over) tells a rank.
@@ -100,6 +121,16 @@ impl Launch {
         })
     }
 
+    /// The rank's control connection: taken over from the program this process executed
+    /// before, if it handed one over (`inherited`: the value of [`image::CONTROL_FD_VAR`]),
+    /// else a new registration.
+    pub(crate) fn connection(&self, inherited: Option<&str>) -> Result<UnixStream, JoinError> {
+        match inherited.map(image::take_inherited_control).transpose()? {
+            Some(Some(stream)) => Ok(stream),
+            _ => self.join(),
+        }
+    }
+
     /// Registers this process as the rank and waits for the process table.
     pub(crate) fn join(&self) -> Result<UnixStream, JoinError> {
         let mut stream =
@@ -119,5 +150,18 @@ impl Launch {
             Message::Error(reason) => Err(JoinError::Refused(reason)),
             other => Err(JoinError::Unexpected(other.command())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_preload;
+
+    #[test]
+    fn the_library_s_entry_is_split_from_the_others() {
+        let (ours, rest) = split_preload("/a/libx.so /opt/libmpicr_preload.so:/b/liby.so");
+        assert_eq!(ours.as_deref(), Some("/opt/libmpicr_preload.so"));
+        assert_eq!(rest, "/a/libx.so:/b/liby.so");
+        assert_eq!(split_preload("/a/libx.so"), (None, "/a/libx.so".into()));
     }
 }

@@ -4,12 +4,19 @@
 //! `mpicr run --crs image` puts this library in the ranks' `LD_PRELOAD`. Its constructor
 //! (`init`) runs before the program's `main`:
 //!
-//! 1. It takes itself out of `LD_PRELOAD`, so that programs the rank executes do not load it.
+//! 1. It takes itself out of `LD_PRELOAD`, so that programs the rank's children execute do
+//!    not load it (the rank's own `exec` puts it back: `exec`).
 //! 2. It stays out of a process that joins the job by itself: one with libmpi loaded, or whose
 //!    executable carries the engine (`detect`).
-//! 3. Otherwise it joins the job as its rank (REGISTER, then REFRESH; `job`), installs the
-//!    handler of the checkpoint signal ([`checkpoint_signal`]) and has the kernel send that signal whenever the
-//!    coordinator writes to the control connection (`O_ASYNC`, `F_SETOWN`, `F_SETSIG`).
+//! 3. Otherwise it joins the job as its rank (REGISTER, then REFRESH; `job`), or takes over the
+//!    registered connection the previous program of this process handed over across `exec`
+//!    (`image::inherit`), installs the handler of the checkpoint signal ([`checkpoint_signal`])
+//!    and has the kernel send that signal whenever the coordinator writes to the control
+//!    connection (`O_ASYNC`, `F_SETOWN`, `F_SETSIG`).
+//!
+//! When the rank executes another program (the exec family, wrapped in `c/exec.c`), `exec`
+//! hands the connection over to it: the wrapper `sh -c 'exec ./prog'`, `env X=1 ./prog` or a
+//! script ending in `exec ./prog` is the rank only until the program it executes takes over.
 //!
 //! A checkpoint request thus interrupts the program wherever it is; the handler (`handler`)
 //! answers it and captures the process image from inside the handler, waiting for the forked
@@ -24,6 +31,7 @@
 //! only by the handler and by `init`/`at_exit`, during which the signal is blocked.
 
 mod detect;
+mod exec;
 mod handler;
 mod job;
 mod sys;
@@ -48,14 +56,15 @@ pub(crate) fn checkpoint_signal() -> i32 {
 static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
-    job::forget_preload_variable();
+    let library = job::forget_preload_variable();
     if std::env::var("MPICR_CRS").as_deref() != Ok("image")
         || std::env::var_os("MPICR_RANK").is_none()
     {
         return;
     }
     if detect::runtime_present() {
+        // `engine::join` takes over a control connection handed over across exec.
         return;
     }
-    handler::start();
+    handler::start(library, job::take_inherited_variable());
 }

@@ -1,7 +1,8 @@
 //! The C library and system calls the preloaded runtime needs that rustix does not cover:
-//! signal actions and masks, asynchronous I/O on a descriptor, errno, atexit, dlsym.
+//! signal actions and masks, asynchronous I/O on a descriptor, errno, atexit, dlsym, and the
+//! environment arrays of the exec family.
 
-use std::ffi::{CStr, c_int, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::os::fd::RawFd;
 
 /// `fcntl` command that sets the signal of asynchronous I/O (Linux, `<fcntl.h>` with
@@ -52,6 +53,71 @@ pub(crate) fn set_blocked(sig: c_int, block: bool) {
     };
     // SAFETY: `set` is initialised; the old mask is not wanted.
     unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+}
+
+/// Blocks `sig` in this thread and returns the mask it replaced, for [`set_mask`].
+pub(crate) fn block(sig: c_int) -> libc::sigset_t {
+    // SAFETY: an all-zero sigset_t is a valid value to fill in.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: as above; `sig` is a valid signal number.
+    unsafe { libc::sigaddset(&mut set, sig) };
+    // SAFETY: both sets are initialised; the kernel writes the old mask into `old`.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    old
+}
+
+/// Sets this thread's signal mask to `mask` (one [`block`] returned).
+pub(crate) fn set_mask(mask: &libc::sigset_t) {
+    // SAFETY: `mask` is an initialised sigset_t; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+}
+
+/// Takes every pending instance of `sig`, which must be blocked, without handling it: after
+/// the control connection stops raising it, what it announced is in the connection itself.
+pub(crate) fn discard_pending(sig: c_int) {
+    // SAFETY: an all-zero sigset_t is a valid value to fill in.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: as above; `sig` is a valid signal number.
+    unsafe { libc::sigaddset(&mut set, sig) };
+    let now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `set` and `now` are initialised; no siginfo is wanted. With a zero timeout the
+    // call only takes an instance already pending.
+    while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &now) } == sig {}
+}
+
+/// The strings of a NULL-terminated array of C strings (an exec's `envp`); none for a null
+/// array.
+///
+/// # Safety
+/// `array` is null or points to a NULL-terminated array of pointers to NUL-terminated
+/// strings, all valid for `'a` (what a C caller passes to `execve`).
+pub(crate) unsafe fn c_string_array<'a>(array: *const *const c_char) -> Vec<&'a CStr> {
+    let mut out = Vec::new();
+    if array.is_null() {
+        return out;
+    }
+    for i in 0.. {
+        // SAFETY: the array is NULL-terminated (the contract) and the loop stops at the NULL,
+        // so entry `i` is inside it.
+        let slot = unsafe { array.add(i) };
+        // SAFETY: as above: `slot` points to an initialised entry of the array.
+        let entry = unsafe { *slot };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: a non-null entry points to a NUL-terminated string valid for 'a.
+        out.push(unsafe { CStr::from_ptr(entry) });
+    }
+    out
 }
 
 /// Has the kernel send `sig` to this process whenever `fd` becomes readable (or is closed by

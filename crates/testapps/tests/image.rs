@@ -8,7 +8,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::snap::{
-    assert_continues, committed, kill_rank, ok, random_moment, wait_for_snapshots,
+    assert_continues, committed, kill_rank, ok, random_moment, rank_pid, wait_for_snapshots,
 };
 use harness::{Out, Sandbox, bin};
 use std::path::PathBuf;
@@ -665,5 +665,84 @@ fn a_checkpoint_that_reaches_a_finalizing_rank_fails_and_the_job_exits() {
     run.assert_failed_and_job_went_on(
         "fin",
         &["mpicr: checkpoint 1 of job fin failed: rank 1: it is finalizing"],
+    );
+}
+
+/// An MPI program that a preloaded wrapper executes takes over the rank's registration in
+/// `engine::join` (ARCHITECTURE.md, "Programs without MPI"): under `--crs image` in a job of
+/// one rank, `sh -c 'exec env X=1 PROG'` (two hand-overs) runs the Rust ring and the C ring
+/// (libmpi, found by the preloaded runtime through `PMPI_Init`) to the output of a direct run.
+/// Without the hand-over the program could not register: the wrapper would have.
+#[test]
+fn an_mpi_program_executed_by_a_preloaded_wrapper_takes_over_the_registration() {
+    harness::build_preload();
+    let sandbox = Sandbox::new();
+    let wrapper = ["sh", "-c", "exec env RING_WRAPPED=1 \"$0\" \"$@\""];
+    for prog in ["image-ring", c_ring()] {
+        let direct = sandbox.mpicr(&["run", "-n", "1", "--", prog, "30"]);
+        ok(&direct, "the direct run");
+        let mut args = vec!["run", "-n", "1", "--crs", "image", "--"];
+        args.extend_from_slice(&wrapper);
+        args.extend_from_slice(&[prog, "30"]);
+        let wrapped = sandbox.mpicr(&args);
+        ok(&wrapped, "the run through the wrapper");
+        assert_eq!(wrapped.stdout, direct.stdout);
+    }
+}
+
+/// A one-rank MPI job started through `sh -c` is checkpointed at a random moment, killed and
+/// restarted to the output of a direct run: under the default checkpointer (nothing preloaded:
+/// the program registers itself), and under `--crs image` (preloaded: the shell registers, and
+/// the program it executes through `env` takes the registration over). A one-rank rank reads
+/// its control link only every few hundred progress rounds, so the ring runs long enough for
+/// the checkpoint to land before its end.
+#[test]
+fn a_one_rank_mpi_job_through_sh_c_is_checkpointed_with_and_without_the_preload() {
+    assert!(bin("mpicr-restore").exists());
+    harness::build_preload();
+    let sandbox = Sandbox::new();
+    let steps = "600";
+    let reference = sandbox.mpicr(&["run", "-n", "1", "--", "image-ring", steps]);
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("shdefault", &[], "\"$0\" \"$@\""),
+        (
+            "shimage",
+            &["--crs", "image"],
+            "exec env RING_WRAPPED=1 \"$0\" \"$@\"",
+        ),
+    ];
+    for (name, crs, script) in cases {
+        let mut args = vec!["-n", "1"];
+        args.extend_from_slice(crs);
+        args.extend_from_slice(&["--", "sh", "-c", script, "image-ring", steps]);
+        let job = sandbox.start_job(name, &args);
+        rank_pid(&sandbox, name, 0, 0);
+        std::thread::sleep(random_moment(MOMENT));
+        let snapshot = committed(&sandbox.mpicr(&["checkpoint", name]));
+        kill_rank(&sandbox, name, 0, 0);
+        let killed = job.finish();
+        assert_ne!(
+            killed.code,
+            Some(0),
+            "{name}: the job ended with its killed rank"
+        );
+        let restarted = sandbox.mpicr(&["restart", &snapshot]);
+        assert_continues(&reference, &restarted, name);
+    }
+}
+
+/// `engine::join` refuses an inherited-connection variable that names a descriptor which is
+/// not a socket, with a message that names it (libmpi's MPI_Init prints it).
+#[test]
+fn an_mpi_program_refuses_an_inherited_descriptor_that_is_not_a_socket() {
+    let sandbox = Sandbox::new();
+    let script = "exec 7</dev/null; MPICR_CONTROL_FD=7:$$ exec \"$0\" 3";
+    let out = sandbox.mpicr(&["run", "-n", "1", "--", "sh", "-c", script, c_ring()]);
+    assert_ne!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("MPICR_CONTROL_FD names descriptor 7, which is not a stream socket"),
+        "{}",
+        out.stderr
     );
 }

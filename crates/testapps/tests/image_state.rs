@@ -3,10 +3,13 @@
 //! under `--crs image`, is checkpointed at a random moment, killed with SIGKILL and restarted;
 //! what the restart prints must be exactly the rest of what the uninterrupted run prints.
 //! The programs print with stdio into a pipe and never flush, so this also checks that
-//! buffered output is written exactly once (the buffer is part of the image).
+//! buffered output is written exactly once (the buffer is part of the image). Programs started
+//! through a wrapper that executes them, and a program that executes itself, check that the
+//! rank's registration is handed over across exec.
 
 mod harness;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,14 +64,26 @@ const PACE: Pace = Pace {
 /// The checkpointed run of `kind` as job `name`, checkpointed once at a random moment and its
 /// rank killed; returns the snapshot and the killed run's output.
 fn checkpoint_and_kill(sandbox: &Sandbox, kind: &Path, name: &str, pace: &Pace) -> (String, Out) {
+    checkpoint_and_kill_through(sandbox, &[], kind, name, pace)
+}
+
+/// [`checkpoint_and_kill`] with `kind` started by the command `wrapper` (followed by the
+/// program and its arguments).
+fn checkpoint_and_kill_through(
+    sandbox: &Sandbox,
+    wrapper: &[&str],
+    kind: &Path,
+    name: &str,
+    pace: &Pace,
+) -> (String, Out) {
     let exe = kind.display().to_string();
     let steps = pace.steps.to_string();
     let slow = pace.slow_ms.to_string();
     let dir = run_dir(sandbox, name);
-    let job = sandbox.start_job(
-        name,
-        &["-n", "1", "--crs", "image", "--", &exe, &steps, &slow, &dir],
-    );
+    let mut args = vec!["-n", "1", "--crs", "image", "--"];
+    args.extend_from_slice(wrapper);
+    args.extend_from_slice(&[&exe, &steps, &slow, &dir]);
+    let job = sandbox.start_job(name, &args);
     rank_pid(sandbox, name, 0, 0);
     std::thread::sleep(random_moment(pace.moment));
     let snapshot = committed(&sandbox.mpicr(&["checkpoint", name]));
@@ -80,9 +95,15 @@ fn checkpoint_and_kill(sandbox: &Sandbox, kind: &Path, name: &str, pace: &Pace) 
 
 /// Uninterrupted; checkpointed at a random moment, killed, restarted: the restart continues.
 fn state_survives(kind: &str, pace: &Pace) {
-    let exe = program(kind);
     let sandbox = Sandbox::new();
-    let reference_dir = run_dir(&sandbox, "reference");
+    state_survives_through(&sandbox, &[], kind, pace);
+}
+
+/// [`state_survives`] with the checkpointed run started by the command `wrapper`, which
+/// executes the program (its uninterrupted run is started directly).
+fn state_survives_through(sandbox: &Sandbox, wrapper: &[&str], kind: &str, pace: &Pace) {
+    let exe = program(kind);
+    let reference_dir = run_dir(sandbox, "reference");
     let steps = pace.steps.to_string();
     let exe_arg = exe.display().to_string();
     let reference = sandbox.mpicr(&[
@@ -97,7 +118,7 @@ fn state_survives(kind: &str, pace: &Pace) {
     ]);
     ok(&reference, &format!("the uninterrupted run of {kind}"));
     let name = format!("st-{}", kind.replace('_', "-"));
-    let (snapshot, _) = checkpoint_and_kill(&sandbox, &exe, &name, pace);
+    let (snapshot, _) = checkpoint_and_kill_through(sandbox, wrapper, &exe, &name, pace);
     let restarted = sandbox.mpicr(&["restart", &snapshot]);
     assert_continues(&reference, &restarted, &format!("the restart of {kind}"));
 }
@@ -270,4 +291,97 @@ fn the_preloaded_runtime_is_invisible_to_the_program() {
     ok(&plain, "the plain run");
     ok(&preloaded, "the run under --crs image");
     assert_eq!(plain.stdout, preloaded.stdout);
+}
+
+/// A wrapper that executes the program registers as the rank and hands its control connection
+/// over at the exec (ARCHITECTURE.md, "Programs without MPI"), so the program is what is
+/// checkpointed. `env` reaches the program through execvp.
+#[test]
+fn a_program_started_through_env_is_checkpointed_and_restarted() {
+    let sandbox = Sandbox::new();
+    state_survives_through(&sandbox, &["env", "STATE_WRAPPED=1"], "heap_brk", &PACE);
+}
+
+/// `sh -c 'exec …'`: the shell's own exec.
+#[test]
+fn a_program_started_through_sh_c_exec_is_checkpointed_and_restarted() {
+    let sandbox = Sandbox::new();
+    state_survives_through(
+        &sandbox,
+        &["sh", "-c", "exec \"$0\" \"$@\""],
+        "heap_brk",
+        &PACE,
+    );
+}
+
+/// A job script that ends by executing the program (the kernel starts the shell for it).
+#[test]
+fn a_program_started_by_a_script_that_executes_it_is_checkpointed_and_restarted() {
+    let sandbox = Sandbox::new();
+    let script = sandbox.dir().join("job.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nSTATE_WRAPPED=1\nexport STATE_WRAPPED\nexec \"$@\"\n",
+    )
+    .expect("the script is written");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .expect("the script is made executable");
+    let script = script.display().to_string();
+    state_survives_through(&sandbox, &[&script], "heap_brk", &PACE);
+}
+
+/// A program that executes itself twice (execv, then execlp) hands the connection over each
+/// time: checkpointed every 250 ms through its three stages, it prints what it prints
+/// uninterrupted. Its first image (stage 0) restarts, with checkpoints again, into a process
+/// that executes the next stages with its new job's connection; the newest image of that job
+/// restarts to the end, and prints no line of stages 0 and 1: it was taken after both execs.
+#[test]
+fn a_program_that_executes_itself_twice_is_checkpointed_in_every_stage() {
+    let exe = program("exec").display().to_string();
+    let sandbox = Sandbox::new();
+    let steps = "30";
+    let reference_dir = run_dir(&sandbox, "reference");
+    let reference = sandbox.mpicr(&["run", "-n", "1", "--", &exe, steps, "0", &reference_dir]);
+    ok(&reference, "the uninterrupted run");
+    let every = ["--checkpoint-every", "250ms"];
+    let dir = run_dir(&sandbox, "stages");
+    let mut args = vec!["run", "--job-name", "stages", "-n", "1", "--crs", "image"];
+    args.extend_from_slice(&every);
+    args.extend_from_slice(&["--", &exe, steps, "200", &dir]);
+    let checkpointed = sandbox.mpicr(&args);
+    ok(&checkpointed, "the checkpointed run");
+    assert_eq!(checkpointed.stdout, reference.stdout);
+    let first = [&["restart", "stages.1"][..], &every].concat();
+    let again = sandbox.mpicr(&first);
+    assert_continues(&reference, &again, "the restart of the first image");
+    let last = sandbox.mpicr(&["restart", "stages"]);
+    assert_continues(&reference, &last, "the restart of the newest image");
+    assert!(
+        !last.stdout.contains("stage 0 ") && !last.stdout.contains("stage 1 "),
+        "the newest image was taken before the second exec:\n{}",
+        last.stdout
+    );
+}
+
+/// A malformed inherited-connection variable stops the rank before the program runs, with a
+/// message that names it.
+#[test]
+fn a_malformed_inherited_connection_variable_is_a_clear_error() {
+    let exe = program("heap_brk").display().to_string();
+    let sandbox = Sandbox::new();
+    let dir = run_dir(&sandbox, "bad");
+    let args = [
+        "run", "-n", "1", "--crs", "image", "--", &exe, "3", "0", &dir,
+    ];
+    let out = sandbox
+        .start_env(&args, &[("MPICR_CONTROL_FD", "banana".into())])
+        .finish();
+    assert_ne!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the program ran: {}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("MPICR_CONTROL_FD is \"banana\", which is not DESCRIPTOR:PID"),
+        "{}",
+        out.stderr
+    );
 }

@@ -530,11 +530,28 @@ fn a_migration_whose_restore_fails_leaves_the_rank_computing_on_its_node() {
 /// uninterrupted run's result.
 #[test]
 fn a_job_checkpointed_after_a_migration_restarts_to_the_uninterrupted_result() {
+    checkpoint_after_migration("ckmig", false);
+}
+
+/// The same with node stores (`--storage`, `--mirror 1`): the migrated rank's part and image
+/// are written into its new node's store and mirrored from there, and the restart fetches
+/// them back to rank 3's node of the host list.
+#[test]
+fn a_migrated_rank_of_a_job_with_node_stores_is_checkpointed_from_its_new_node() {
+    checkpoint_after_migration("ckmigstore", true);
+}
+
+fn checkpoint_after_migration(name: &str, node_stores: bool) {
     let Some((_guard, cluster, sandbox)) = setup(3) else {
         return;
     };
-    let name = "ckmig";
-    let (job, nodes, expected) = ring_job(&sandbox, &cluster, name, LAUNCHER, &[]);
+    let storage = sandbox.dir().join("store-{node}").display().to_string();
+    let stores: &[&str] = if node_stores {
+        &["--storage", &storage, "--mirror", "1"]
+    } else {
+        &[]
+    };
+    let (job, nodes, expected) = ring_job(&sandbox, &cluster, name, LAUNCHER, stores);
     let before = placement(&sandbox, name);
     job.wait_for_lines(10);
     migrated(&migrate(&sandbox, name, 3, &nodes[0]), "the migration");

@@ -1210,10 +1210,12 @@ fn assert_images_held(cluster: &Cluster, sandbox: &Sandbox, name: &str, holders:
     links
 }
 
-/// [`recovers_running`] of [`IMAGE_RING`] with `--crs image --full-every 3 --storage` and
-/// `redundancy`: once `snapshots` snapshots exist, checks that the node stores hold the images
-/// (with some incremental chain when `chains`) and hurts the job with `inject`.
+/// [`recovers_running`] on `nodes` nodes of [`IMAGE_RING`] with `--crs image --full-every 3
+/// --storage` and `redundancy`: once `snapshots` snapshots exist, checks that the node stores
+/// hold the images (with some incremental chain when `chains`) and hurts the job with
+/// `inject`.
 fn image_recovers(
+    nodes: usize,
     name_prefix: &str,
     redundancy: &[&str],
     snapshots: usize,
@@ -1230,7 +1232,7 @@ fn image_recovers(
     ];
     extra.extend_from_slice(redundancy);
     recovers_running(
-        3,
+        nodes,
         name_prefix,
         &extra,
         IMAGE_RING,
@@ -1246,7 +1248,7 @@ fn image_recovers(
 /// [`image_recovers`] with `redundancy` after node 2 is lost with its store: the recovery
 /// must say it got the node's images `from`.
 fn image_node_lost(name_prefix: &str, redundancy: &[&str], from: &str) {
-    let stderr = image_recovers(name_prefix, redundancy, 2, true, |c, s, _| {
+    let stderr = image_recovers(3, name_prefix, redundancy, 2, true, |c, s, _| {
         wipe_node(c, s, 2, false);
     });
     if !stderr.is_empty() {
@@ -1265,9 +1267,24 @@ fn an_image_job_s_lost_node_is_rebuilt_from_its_group_s_parity() {
     image_node_lost("imgparity", &["--parity", "2"], "from its group's parity");
 }
 
+/// Node 2 of an image job is lost with its namespace: its ranks move to the spare node 4,
+/// which fetches their parts, images and chains from the mirrors.
+#[test]
+fn an_image_job_s_lost_node_s_ranks_move_to_a_spare_that_fetches_their_images() {
+    let redundancy = ["--mirror", "1", "--spares", "1"];
+    let stderr = image_recovers(4, "imgspare", &redundancy, 2, true, |c, s, _| {
+        wipe_node(c, s, 2, true);
+    });
+    if !stderr.is_empty() {
+        assert!(stderr.contains("-n2 is lost"), "{stderr}");
+        assert!(stderr.contains("its ranks move to spare node"), "{stderr}");
+        assert!(stderr.contains("from a mirror"), "{stderr}");
+    }
+}
+
 #[test]
 fn a_killed_rank_of_an_image_job_with_node_stores_and_incremental_images_is_recovered() {
-    let stderr = image_recovers("imgrank", &[], 3, true, |_, sandbox, name| {
+    let stderr = image_recovers(3, "imgrank", &[], 3, true, |_, sandbox, name| {
         let table = running_table(sandbox, name, 4, 0);
         let pid = table["ranks"][4]["pid"].as_u64().expect("a pid");
         signal(pid as i32, rustix::process::Signal::KILL);

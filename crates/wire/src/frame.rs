@@ -5,9 +5,9 @@ use thiserror::Error;
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"MPCR";
 /// The wire format version this build writes. Independent of the crate version.
-pub const FORMAT_VERSION: u16 = 4;
-/// The oldest wire format version this build still reads (N-2: format 3 changed only HEARTBEAT
-/// and STATUS_REPLY, format 4 only PART_PUT, and both decode the older payloads).
+pub const FORMAT_VERSION: u16 = 5;
+/// The oldest wire format version this build still reads (format 3 changed only HEARTBEAT and
+/// STATUS_REPLY, formats 4 and 5 only PART_PUT, and each decodes the older payloads).
 pub const MIN_FORMAT_VERSION: u16 = 2;
 /// Bytes before the payload: magic, version, command and payload length.
 pub const HEADER_LEN: usize = 12;
@@ -95,6 +95,8 @@ pub enum Command {
     ParityBuild = 36,
     /// A parity file is durable (or why not).
     ParityStored = 37,
+    /// The links of a chain a mirror's receiver does not hold yet (the sender sends only those).
+    PartNeed = 38,
     /// A tool asks the coordinator to move a rank to another node.
     MigrateRequest = 48,
     /// A migration is over: the rank computes on its new node.
@@ -158,6 +160,7 @@ impl Command {
             35 => Self::PartAck,
             36 => Self::ParityBuild,
             37 => Self::ParityStored,
+            38 => Self::PartNeed,
             48 => Self::MigrateRequest,
             49 => Self::MigrateDone,
             50 => Self::MigrateOut,

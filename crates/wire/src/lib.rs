@@ -26,12 +26,13 @@ pub use frame::{
     MIN_FORMAT_VERSION, TRAILER_LEN, decode_frame, encode_frame, frame_header,
 };
 pub use message::{
-    Abort, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
+    Abort, ChainLink, Checkpoint, CheckpointAt, CheckpointCancel, CheckpointDone, CheckpointFailed,
     CheckpointRequest, Exit, Heartbeat, HelloRole, MAX_HEARTBEAT_USAGE, Message, NodeChallenge,
     NodeHello, NodeLaunch, NodeProof, NodeReady, NodeSignal, PART_DATA_MAX, ParityBuild,
-    ParityStored, PartAck, PartDone, PartGet, PartKeep, PartPut, PartSource, PartStored, ProcEntry,
-    ProcState, RankEnded, RankOutput, RankStarted, RankUsage, Rebuild, Refresh, Register,
-    ReportedUsage, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer, StoreReady,
+    ParityStored, PartAck, PartDone, PartGet, PartKeep, PartNeed, PartPut, PartSource, PartStored,
+    ProcEntry, ProcState, RankEnded, RankOutput, RankStarted, RankUsage, Rebuild, Refresh,
+    Register, ReportedUsage, SafepointCount, StatusReply, StoreBegin, StoreKeep, StorePeer,
+    StoreReady,
 };
 pub use migrate::{
     MIGRATION_MARK, MigrateArrived, MigrateCaptured, MigrateDone, MigrateFailed, MigrateImage,

@@ -288,10 +288,14 @@ pub struct StoreKeep {
     pub epochs: Vec<u64>,
 }
 
-/// A copy of a rank's files follows in PART_DATA frames of at most [`PART_DATA_MAX`] bytes,
-/// `total` bytes in all: the part (`size` bytes, this `crc32c`), then for an `image` part the
-/// image it names and every link of that image's chain, newest first, each of the size its
-/// reference records (the rank's *bundle*). For a parity file, `total` is its size.
+/// A copy of a rank's files follows in PART_DATA frames of at most [`PART_DATA_MAX`] bytes:
+/// the part (`size` bytes, this `crc32c`), then for an `image` part the image it names and
+/// every link of that image's chain, newest first, each of the size its reference records
+/// (the rank's *bundle*, `total` bytes in all). For a parity file, `total` is its size.
+///
+/// A mirror's PART_PUT names the chain's `links` (newest first); its receiver answers
+/// PART_NEED with those it does not hold, and only they follow the image. An answer to
+/// PART_GET names none, and everything follows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartPut {
     pub epoch: u64,
@@ -299,6 +303,34 @@ pub struct PartPut {
     pub size: u64,
     pub crc32c: u32,
     pub total: u64,
+    pub links: Vec<ChainLink>,
+}
+
+/// A link of an image's chain: its file name, size and trailer checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    pub file: String,
+    pub size: u64,
+    pub crc32c: u32,
+}
+
+/// The links of a mirror's PART_PUT that its receiver does not hold, in the announced order:
+/// the sender sends the part, the image and only these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartNeed {
+    pub epoch: u64,
+    pub rank: u32,
+    pub files: Vec<String>,
+}
+
+/// [`PartPut`] of wire format 4, which named no links (the whole bundle followed).
+#[derive(Deserialize)]
+struct PartPutV4 {
+    epoch: u64,
+    rank: u32,
+    size: u64,
+    crc32c: u32,
+    total: u64,
 }
 
 /// [`PartPut`] of wire formats 2 and 3, which carried parts only (`total` = `size`).
@@ -491,6 +523,7 @@ pub enum Message {
     PartData(Vec<u8>),
     PartGet(PartGet),
     PartAck(PartAck),
+    PartNeed(PartNeed),
     ParityBuild(ParityBuild),
     ParityStored(ParityStored),
     MigrateRequest(crate::migrate::MigrateRequest),
@@ -573,6 +606,7 @@ impl Message {
             Self::PartData(_) => Command::PartData,
             Self::PartGet(_) => Command::PartGet,
             Self::PartAck(_) => Command::PartAck,
+            Self::PartNeed(_) => Command::PartNeed,
             Self::ParityBuild(_) => Command::ParityBuild,
             Self::ParityStored(_) => Command::ParityStored,
             Self::MigrateRequest(_) => Command::MigrateRequest,
@@ -628,6 +662,7 @@ impl Message {
             Self::PartData(m) => m.clone(),
             Self::PartGet(m) => to_payload(m),
             Self::PartAck(m) => to_payload(m),
+            Self::PartNeed(m) => to_payload(m),
             Self::ParityBuild(m) => to_payload(m),
             Self::ParityStored(m) => to_payload(m),
             Self::MigrateRequest(m) => to_payload(m),
@@ -651,20 +686,33 @@ impl Message {
 
     /// Decodes the payload of a frame whose header said `version` and `command` (a version
     /// this build reads: the frame's header was checked). Format 2 differs in HEARTBEAT and
-    /// STATUS_REPLY, which had no usage; formats 2 and 3 in PART_PUT, which had no total.
+    /// STATUS_REPLY, which had no usage; formats 2 and 3 in PART_PUT, which had no total, and
+    /// format 4 in PART_PUT, which had no links.
     pub fn decode_version(
         version: u16,
         command: Command,
         payload: &[u8],
     ) -> Result<Self, FrameError> {
-        if version < 4 && command == Command::PartPut {
-            let old: PartPutV3 = from_payload(command, payload)?;
+        if version < 5 && command == Command::PartPut {
+            let old = if version < 4 {
+                let v3: PartPutV3 = from_payload(command, payload)?;
+                PartPutV4 {
+                    epoch: v3.epoch,
+                    rank: v3.rank,
+                    size: v3.size,
+                    crc32c: v3.crc32c,
+                    total: v3.size,
+                }
+            } else {
+                from_payload(command, payload)?
+            };
             return Ok(Self::PartPut(PartPut {
                 epoch: old.epoch,
                 rank: old.rank,
                 size: old.size,
                 crc32c: old.crc32c,
-                total: old.size,
+                total: old.total,
+                links: Vec::new(),
             }));
         }
         if version < 3 {
@@ -764,6 +812,7 @@ impl Message {
             Command::PartData => Self::PartData(payload.to_vec()),
             Command::PartGet => Self::PartGet(from_payload(command, payload)?),
             Command::PartAck => Self::PartAck(from_payload(command, payload)?),
+            Command::PartNeed => Self::PartNeed(from_payload(command, payload)?),
             Command::ParityBuild => Self::ParityBuild(from_payload(command, payload)?),
             Command::ParityStored => Self::ParityStored(from_payload(command, payload)?),
             Command::MigrateRequest => Self::MigrateRequest(from_payload(command, payload)?),
@@ -977,6 +1026,16 @@ mod tests {
             size: 9,
             crc32c: 2,
             total: 30,
+            links: vec![ChainLink {
+                file: "rank-1.base-2.image".into(),
+                size: 11,
+                crc32c: 5,
+            }],
+        }));
+        round_trip(Message::PartNeed(PartNeed {
+            epoch: 3,
+            rank: 1,
+            files: vec!["rank-1.base-2.image".into()],
         }));
         round_trip(Message::PartData(vec![0, 1, 2]));
         round_trip(Message::PartGet(PartGet {
@@ -1062,22 +1121,27 @@ mod tests {
     }
 
     #[test]
-    fn a_format_3_part_put_decodes_as_a_part_alone() {
-        let put = PartPut {
-            epoch: 3,
-            rank: 1,
-            size: 9,
-            crc32c: 2,
-            total: 9,
-        };
-        let mut old = to_payload(&put);
-        // Format 3 ends after the checksum: drop the total.
-        old.truncate(old.len() - 8);
-        assert_eq!(
-            Message::decode_version(3, Command::PartPut, &old).unwrap(),
-            Message::PartPut(put)
-        );
-        assert!(Message::decode(Command::PartPut, &old).is_err());
+    fn older_part_puts_decode_with_no_links_and_formats_2_and_3_as_a_part_alone() {
+        // Format 4 ends after the total (drop the links' u64 count), formats 2 and 3 after the
+        // checksum (drop the total too, which is then the part's size).
+        for (version, total, cut) in [(4, 30, 8), (3, 9, 16), (2, 9, 16)] {
+            let put = PartPut {
+                epoch: 3,
+                rank: 1,
+                size: 9,
+                crc32c: 2,
+                total,
+                links: Vec::new(),
+            };
+            let mut old = to_payload(&put);
+            old.truncate(old.len() - cut);
+            assert_eq!(
+                Message::decode_version(version, Command::PartPut, &old).unwrap(),
+                Message::PartPut(put),
+                "format {version}"
+            );
+            assert!(Message::decode(Command::PartPut, &old).is_err());
+        }
     }
 
     #[test]
