@@ -36,6 +36,10 @@ use crate::server::{Readiness, Shared};
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 /// How often the service looks at the table while it waits for registrations.
 const REGISTRATION_POLL: Duration = Duration::from_millis(50);
+/// How often a checkpoint a rank gave up for a passing reason is taken again.
+const RETRIES: u32 = 5;
+/// The pause before the first retry; the n-th waits n times as long.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Default of `--checkpoint-timeout`: ranks reach their safepoints at their own pace.
 pub const DEFAULT_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -416,6 +420,9 @@ type Saved = (
 enum Stop {
     /// A rank failed or ended, or nobody answered in time: the sentence says which.
     Failed(String),
+    /// A rank gave the checkpoint up for a reason that passes (it was held in a region with
+    /// checkpoints disabled): the request is taken again, a few times.
+    Retry(String),
     /// The service must stop (the job is over).
     Shutdown,
 }
@@ -511,7 +518,7 @@ impl Service {
                 // nothing to report.
                 return Ok(());
             }
-            Err(Stop::Failed(why)) => {
+            Err(Stop::Failed(why) | Stop::Retry(why)) => {
                 request.answer(Err(why));
                 return Ok(());
             }
@@ -524,7 +531,7 @@ impl Service {
         // A checkpoint and a migration do not overlap (both freeze links).
         let shared = self.shared.clone();
         let _no_migration = shared.migrations.hold_for_checkpoint();
-        match self.take(inbox, request.received) {
+        match self.take_with_retries(inbox, request.received) {
             Ok(done) => {
                 let snapshot = done.name.clone();
                 request.answer(Ok(done));
@@ -537,7 +544,7 @@ impl Service {
                 }
                 Ok(())
             }
-            Err(Stop::Failed(why)) => {
+            Err(Stop::Failed(why) | Stop::Retry(why)) => {
                 let timer = matches!(request.origin, Origin::Timer);
                 let at_the_end = self.ending.is_some()
                     || matches!(self.shared.readiness(), Readiness::ShuttingDown(_));
@@ -631,6 +638,49 @@ impl Service {
         }
     }
 
+    /// [`Service::take`], asked again after a pause when a rank gave it up for a reason that
+    /// passes, at most [`RETRIES`] times: a region with checkpoints disabled that waits for a
+    /// message a frozen peer sends only after its capture ends only if the checkpoint is
+    /// given up, and the next attempt usually finds every rank outside such a region.
+    fn take_with_retries(
+        &mut self,
+        inbox: &Receiver<CkptEvent>,
+        received: Instant,
+    ) -> Result<CheckpointDone, Stop> {
+        let mut attempt = 0;
+        loop {
+            match self.take(inbox, received) {
+                Err(Stop::Retry(why)) if attempt < RETRIES => {
+                    attempt += 1;
+                    let pause = RETRY_PAUSE * attempt;
+                    say(&format!(
+                        "{why}; asking again in {} ms ({attempt} of {RETRIES})",
+                        pause.as_millis()
+                    ));
+                    self.pause(inbox, pause)?;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Waits `pause`, queueing the requests that come meanwhile.
+    fn pause(&mut self, inbox: &Receiver<CkptEvent>, pause: Duration) -> Result<(), Stop> {
+        let until = Instant::now() + pause;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            match inbox.recv_timeout(left) {
+                Ok(CkptEvent::RankGone { rank, why }) => self.gone.push((rank, why)),
+                Ok(event) => self.handle_during(event)?,
+                Err(RecvTimeoutError::Timeout) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => return Err(Stop::Shutdown),
+            }
+        }
+    }
+
     /// Takes one global checkpoint of a request received at `received`.
     fn take(
         &mut self,
@@ -682,10 +732,10 @@ impl Service {
                     .send_all_quietly(&Message::CheckpointCancel(CheckpointCancel { epoch }));
                 pending.abandon();
                 keep_node_stores(&store);
+                let failed = |why| format!("checkpoint {epoch} of job {job} failed: {why}");
                 return Err(match stop {
-                    Stop::Failed(why) => {
-                        Stop::Failed(format!("checkpoint {epoch} of job {job} failed: {why}"))
-                    }
+                    Stop::Failed(why) => Stop::Failed(failed(why)),
+                    Stop::Retry(why) => Stop::Retry(failed(why)),
                     Stop::Shutdown => Stop::Shutdown,
                 });
             }
@@ -1124,7 +1174,12 @@ impl Service {
             };
             match event {
                 CkptEvent::Failed(f) if f.epoch == epoch => {
-                    return Err(Stop::Failed(format!("rank {}: {}", f.rank, f.reason)));
+                    let why = format!("rank {}: {}", f.rank, f.reason);
+                    return Err(if f.retry {
+                        Stop::Retry(why)
+                    } else {
+                        Stop::Failed(why)
+                    });
                 }
                 CkptEvent::RankGone { rank, why } => {
                     self.gone.push((rank, why));

@@ -302,6 +302,7 @@ impl Engine {
                 epoch,
                 rank,
                 reason,
+                retry: false,
             }));
         }
         if self.ckpt.disabled > 0 {
@@ -481,6 +482,16 @@ impl Engine {
         epoch: u64,
         reason: String,
     ) -> Result<(), EngineError> {
+        self.give_up_checkpoint(epoch, reason, false)
+    }
+
+    /// [`Engine::fail_checkpoint`], saying whether asking again later may succeed (`retry`).
+    pub(crate) fn give_up_checkpoint(
+        &mut self,
+        epoch: u64,
+        reason: String,
+        retry: bool,
+    ) -> Result<(), EngineError> {
         tracing::warn!("checkpoint {epoch} failed: {reason}");
         self.reset_checkpoint();
         let rank = self.rank();
@@ -488,6 +499,7 @@ impl Engine {
             epoch,
             rank,
             reason,
+            retry,
         }))
     }
 
@@ -775,6 +787,7 @@ impl Engine {
                     epoch,
                     rank,
                     reason,
+                    retry: false,
                 }))
             }
         }

@@ -20,10 +20,10 @@ use crate::engine::Engine;
 /// The environment variable that bounds a deferral, in milliseconds.
 pub(crate) const DEFER_LIMIT_VAR: &str = "MPICR_CKPT_DEFER_MS";
 
-/// How long a rank keeps a checkpoint waiting inside a disabled region by default: long
-/// enough for MPI_Init's and a short region's own traffic on a loaded machine, short enough
-/// that a region that cannot end before the checkpoint does not stall the job for long.
-const DEFAULT_DEFER_LIMIT: Duration = Duration::from_secs(5);
+/// How long a rank keeps a checkpoint waiting inside a disabled region by default: enough
+/// for MPI_Init's and a short region's own traffic, short enough that a region that cannot
+/// end before the checkpoint does not stall the job for long (the coordinator asks again).
+const DEFAULT_DEFER_LIMIT: Duration = Duration::from_secs(1);
 
 /// The deferral bound of this process: [`DEFER_LIMIT_VAR`], or the default when it is unset
 /// or not a number of milliseconds.
@@ -89,7 +89,8 @@ impl Engine {
              the region may wait for a message that a peer sends only after the checkpoint",
             limit.as_millis()
         );
-        self.fail_checkpoint(epoch, reason)?;
+        // The region ends some time: the coordinator asks again.
+        self.give_up_checkpoint(epoch, reason, true)?;
         Ok(true)
     }
 }

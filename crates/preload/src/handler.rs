@@ -254,6 +254,7 @@ impl Rank {
             epoch,
             rank: self.rank,
             reason,
+            retry: false,
         };
         send(&mut self.control, &Message::CheckpointFailed(failed));
     }

@@ -542,6 +542,7 @@ fn checkpoint_in_region(mode: &str, name: &str, defer_ms: &str, ready: &str) -> 
     let prog = mpicc("disabled_region", &[]);
     let open = sandbox.dir().join("open");
     std::fs::write(&open, "").expect("the gate is created");
+    std::fs::write(sandbox.dir().join("open.after"), "").expect("the gate is created");
     let open = open.display().to_string();
     let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, mode, &open, REGION_STEPS]);
     ok(&reference, "the uninterrupted run");
@@ -586,6 +587,7 @@ fn checkpoint_in_region(mode: &str, name: &str, defer_ms: &str, ready: &str) -> 
     }
     std::fs::write(&gate, "").expect("the gate is created");
     let answer = request.finish();
+    std::fs::write(format!("{gate_arg}.after"), "").expect("the gate is created");
     let finished = job.finish();
     RegionRun {
         sandbox,
@@ -642,18 +644,35 @@ fn a_checkpoint_inside_a_disabled_region_is_taken_when_the_region_ends() {
 }
 
 /// A region that waits for a message its frozen peer sends only after the checkpoint cannot
-/// end before it: the deferral runs out, the checkpoint fails with that reason, every link
-/// thaws, and the job ends with the uninterrupted output (nothing lost or reordered).
+/// end before it: the deferral runs out, the checkpoint is given up with that reason, every
+/// link thaws, the region ends, and the coordinator asks again, which succeeds with rank 0
+/// outside its region. The job ends with the uninterrupted output (nothing lost or
+/// reordered), and a restart from the second attempt's snapshot prints the rest of it.
 #[test]
-fn a_region_that_needs_a_frozen_peer_fails_the_checkpoint_after_the_bound() {
+fn a_region_that_needs_a_frozen_peer_gives_the_checkpoint_up_after_the_bound_and_it_is_taken_again()
+{
     let run = checkpoint_in_region("needs", "needs", "3000", "rank 0 is in its region");
-    run.assert_failed_and_job_went_on(
-        "needs",
-        &[
-            "mpicr: checkpoint 1 of job needs failed: rank 0: it stayed in a region with \
-             checkpoints disabled",
-            "for 3000 ms after the checkpoint reached it (MPICR_CKPT_DEFER_MS)",
-        ],
+    let snapshot = committed(&run.answer);
+    assert_eq!(snapshot, "needs.2");
+    for part in [
+        "mpicr: checkpoint 1 of job needs failed: rank 0: it stayed in a region with \
+         checkpoints disabled",
+        "for 3000 ms after the checkpoint reached it (MPICR_CKPT_DEFER_MS)",
+        "; asking again in 200 ms (1 of 5)",
+    ] {
+        assert!(
+            run.finished.stderr.contains(part),
+            "`{part}` is not in the job's stderr: {}",
+            run.finished.stderr
+        );
+    }
+    ok(&run.finished, "the checkpointed job");
+    assert_eq!(run.finished.stdout, run.reference.stdout);
+    let restarted = run.sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(
+        &run.reference,
+        &restarted,
+        "a restart from the second attempt",
     );
 }
 

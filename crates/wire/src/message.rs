@@ -178,12 +178,22 @@ pub struct PartDone {
     pub in_transit: u64,
 }
 
-/// Why a rank cannot take part in checkpoint `epoch`.
+/// Why a rank cannot take part in checkpoint `epoch`. `retry`: the obstacle passes (the rank
+/// was held in a region with checkpoints disabled), so the coordinator may ask again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointFailed {
     pub epoch: u64,
     pub rank: u32,
     pub reason: String,
+    pub retry: bool,
+}
+
+/// [`CheckpointFailed`] of wire formats 2–4, which had no `retry`.
+#[derive(Deserialize)]
+struct CheckpointFailedV4 {
+    epoch: u64,
+    rank: u32,
+    reason: String,
 }
 
 /// The coordinator gave checkpoint `epoch` up.
@@ -687,7 +697,8 @@ impl Message {
     /// Decodes the payload of a frame whose header said `version` and `command` (a version
     /// this build reads: the frame's header was checked). Format 2 differs in HEARTBEAT and
     /// STATUS_REPLY, which had no usage; formats 2 and 3 in PART_PUT, which had no total, and
-    /// format 4 in PART_PUT, which had no links.
+    /// formats 2–4 in PART_PUT, which had no links, and in CHECKPOINT_FAILED, which had no
+    /// `retry`.
     pub fn decode_version(
         version: u16,
         command: Command,
@@ -713,6 +724,15 @@ impl Message {
                 crc32c: old.crc32c,
                 total: old.total,
                 links: Vec::new(),
+            }));
+        }
+        if version < 5 && command == Command::CheckpointFailed {
+            let old: CheckpointFailedV4 = from_payload(command, payload)?;
+            return Ok(Self::CheckpointFailed(CheckpointFailed {
+                epoch: old.epoch,
+                rank: old.rank,
+                reason: old.reason,
+                retry: false,
             }));
         }
         if version < 3 {
@@ -901,6 +921,7 @@ mod tests {
             epoch: 2,
             rank: 0,
             reason: "r".into(),
+            retry: true,
         }));
         round_trip(Message::CheckpointCancel(CheckpointCancel { epoch: 2 }));
         round_trip(Message::NodeHello(NodeHello {
@@ -1142,6 +1163,24 @@ mod tests {
             );
             assert!(Message::decode(Command::PartPut, &old).is_err());
         }
+    }
+
+    #[test]
+    fn a_format_4_checkpoint_failure_decodes_as_final() {
+        let failed = CheckpointFailed {
+            epoch: 2,
+            rank: 1,
+            reason: "no".into(),
+            retry: false,
+        };
+        let mut old = to_payload(&failed);
+        // Format 4 ends after the reason: drop `retry`.
+        old.truncate(old.len() - 1);
+        assert_eq!(
+            Message::decode_version(4, Command::CheckpointFailed, &old).unwrap(),
+            Message::CheckpointFailed(failed)
+        );
+        assert!(Message::decode(Command::CheckpointFailed, &old).is_err());
     }
 
     #[test]

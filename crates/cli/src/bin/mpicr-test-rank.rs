@@ -161,6 +161,7 @@ fn serve_checkpoints(rank: u32, link: &mut UnixStream) -> anyhow::Result<()> {
                     epoch: c.epoch,
                     rank,
                     reason: reason.clone(),
+                    retry: false,
                 }),
                 None => Message::SafepointCount(SafepointCount {
                     epoch: c.epoch,

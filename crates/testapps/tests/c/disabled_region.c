@@ -5,7 +5,8 @@
  *   wait      rank 0 enters MPIX_Ckpt_disable and stays there until the file GATE exists;
  *             rank 1 meanwhile waits in MPI_Recv for a message rank 0 sends after the region.
  *   needs     the same region, but before it ends rank 0 sends to rank 1 and waits for
- *             rank 1's reply: a region that needs a message its peer sends later.
+ *             rank 1's reply: a region that needs a message its peer sends later. After the
+ *             region rank 0 waits, outside any region, until the file GATE.after exists.
  *   finalize  after the last step rank 1 enters MPI_Finalize (saying so on stderr) while
  *             rank 0 waits, outside any region, until GATE exists.
  * then the other STEPS/2 steps and a result line. While rank 0 waits for GATE it calls
@@ -74,6 +75,11 @@ int main(int argc, char **argv) {
             }
             MPIX_Ckpt_enable();
             MPI_Send(&acc, 1, MPI_UINT64_T, 1, 7, MPI_COMM_WORLD);
+            if (needs) {
+                char after[4096];
+                snprintf(after, sizeof after, "%s.after", gate);
+                wait_for_gate(after);
+            }
         } else if (rank == 1) {
             if (needs) {
                 MPI_Recv(&v, 1, MPI_UINT64_T, 0, 8, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
