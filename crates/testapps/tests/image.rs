@@ -598,6 +598,21 @@ fn checkpoint_in_region(mode: &str, name: &str, defer_ms: &str, ready: &str) -> 
 }
 
 impl RegionRun {
+    /// The checkpoint committed `snapshot`; the job ended with the uninterrupted output, and
+    /// a restart from the snapshot prints the rest of it.
+    fn assert_committed_and_restarts(&self, snapshot: &str) {
+        assert_eq!(committed(&self.answer), snapshot);
+        ok(&self.finished, "the checkpointed job");
+        assert_eq!(self.finished.stdout, self.reference.stdout);
+        let restarted = self.sandbox.mpicr(&["restart", snapshot]);
+        assert_continues(&self.reference, &restarted, "a restart from the snapshot");
+        assert!(
+            restarted.stdout.len() < self.reference.stdout.len(),
+            "the restart began at the start: {}",
+            restarted.stdout
+        );
+    }
+
     /// The checkpoint failed, its reason (the requester's last line) containing each of
     /// `says`; nothing was committed; the job ended with the uninterrupted output.
     fn assert_failed_and_job_went_on(&self, name: &str, says: &[&str]) {
@@ -626,21 +641,7 @@ impl RegionRun {
 #[test]
 fn a_checkpoint_inside_a_disabled_region_is_taken_when_the_region_ends() {
     let run = checkpoint_in_region("wait", "region", "600000", "rank 0 is in its region");
-    let snapshot = committed(&run.answer);
-    assert_eq!(snapshot, "region.1");
-    ok(&run.finished, "the checkpointed job");
-    assert_eq!(run.finished.stdout, run.reference.stdout);
-    let restarted = run.sandbox.mpicr(&["restart", &snapshot]);
-    assert_continues(
-        &run.reference,
-        &restarted,
-        "a restart from the region's end",
-    );
-    assert!(
-        restarted.stdout.len() < run.reference.stdout.len(),
-        "the restart began at the start: {}",
-        restarted.stdout
-    );
+    run.assert_committed_and_restarts("region.1");
 }
 
 /// A region that waits for a message its frozen peer sends only after the checkpoint cannot
@@ -652,8 +653,6 @@ fn a_checkpoint_inside_a_disabled_region_is_taken_when_the_region_ends() {
 fn a_region_that_needs_a_frozen_peer_gives_the_checkpoint_up_after_the_bound_and_it_is_taken_again()
 {
     let run = checkpoint_in_region("needs", "needs", "3000", "rank 0 is in its region");
-    let snapshot = committed(&run.answer);
-    assert_eq!(snapshot, "needs.2");
     for part in [
         "mpicr: checkpoint 1 of job needs failed: rank 0: it stayed in a region with \
          checkpoints disabled",
@@ -666,14 +665,7 @@ fn a_region_that_needs_a_frozen_peer_gives_the_checkpoint_up_after_the_bound_and
             run.finished.stderr
         );
     }
-    ok(&run.finished, "the checkpointed job");
-    assert_eq!(run.finished.stdout, run.reference.stdout);
-    let restarted = run.sandbox.mpicr(&["restart", &snapshot]);
-    assert_continues(
-        &run.reference,
-        &restarted,
-        "a restart from the second attempt",
-    );
+    run.assert_committed_and_restarts("needs.2");
 }
 
 /// A rank in MPI_Finalize never checkpoints again: a checkpoint that reaches it fails at once
