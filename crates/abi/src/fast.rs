@@ -90,12 +90,9 @@ pub(crate) fn send(
     let dest = r.peer?;
     // SAFETY: `route` checked that (buf, count, datatype) describe `len` bytes of a contiguous
     // type at a non-null address (or zero bytes); MPI forbids the program to modify a send
-    // buffer during the call, and the request is completed or abandoned below before it returns.
+    // buffer during the call, and `Engine::send` completes or abandons the send before it returns.
     let data = unsafe { SendBuf::from_raw(buf.cast::<u8>(), r.len) };
-    let done = with_engine(|e| {
-        let id = e.isend(r.ctx, dest, tag, data)?;
-        e.wait(id).map(drop).inspect_err(|_| e.abandon(id))
-    });
+    let done = with_engine(|e| e.send(r.ctx, dest, tag, data));
     Some(done.and_then(|r| r.map_err(Error::from)))
 }
 
@@ -111,13 +108,10 @@ pub(crate) fn recv(
 ) -> Option<Res> {
     let r = route(buf as usize, count, dt, source, tag, comm, true)?;
     // SAFETY: as in `send`, for `len` writable bytes that MPI forbids the program to touch
-    // until the receive completes, which happens (or the request is abandoned) before return.
+    // until the receive completes, which `Engine::recv` does (or abandons it) before it returns.
     let data = unsafe { RecvBuf::from_raw(buf.cast::<u8>(), r.len) };
     let tag = (tag != ANY_TAG).then_some(tag);
-    let done = with_engine(|e| {
-        let id = e.irecv(r.ctx, r.peer, tag, data)?;
-        e.wait(id).inspect_err(|_| e.abandon(id))
-    });
+    let done = with_engine(|e| e.recv(r.ctx, r.peer, tag, data));
     Some(done.and_then(|s| {
         let s = s.map_err(Error::from)?;
         let from = match &r.comm {

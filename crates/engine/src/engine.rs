@@ -98,6 +98,16 @@ fn matches(
     ctx == m_ctx && source.is_none_or(|s| s == m_src) && tag.is_none_or(|t| t == m_tag)
 }
 
+/// What [`Engine::recv_ready`] found in the link.
+enum Ready {
+    /// Nothing to read, or the short way does not apply now: take the general one.
+    No(RecvBuf),
+    /// The message, received.
+    Done(Status),
+    /// The link's next packet, read, that is not this receive's message.
+    Header(Header, RecvBuf),
+}
+
 /// How a rank waits when there is nothing to do.
 #[derive(Debug)]
 pub(crate) struct Idle {
@@ -462,11 +472,7 @@ impl Engine {
             count: buf.len(),
         };
         if buf.len() <= self.eager_limit {
-            let mut h = Header::new(Kind::Eager);
-            h.ctx = ctx;
-            h.tag = tag;
-            h.len = buf.len() as u64;
-            self.send_packet(dest, h, Payload::Borrowed(buf), None, true)?;
+            self.send_eager(ctx, dest, tag, buf)?;
             return Ok(self.requests.insert(Request::Done {
                 status,
                 error: None,
@@ -483,6 +489,167 @@ impl Engine {
         }
         self.send_packet(dest, h, Payload::None, None, false)?;
         Ok(id)
+    }
+
+    /// Writes (or queues a copy of) an eager message: once this returns, the caller may reuse
+    /// `buf`, so the send is complete.
+    fn send_eager(
+        &mut self,
+        ctx: u32,
+        dest: u32,
+        tag: i32,
+        buf: SendBuf,
+    ) -> Result<(), EngineError> {
+        let mut h = Header::new(Kind::Eager);
+        h.ctx = ctx;
+        h.tag = tag;
+        h.len = buf.len() as u64;
+        self.send_packet(dest, h, Payload::Borrowed(buf), None, true)
+    }
+
+    /// A blocking standard-mode send: `isend` then `wait`, without a request for a message
+    /// that goes eagerly (the common small one), which completes as it is written or copied.
+    pub fn send(&mut self, ctx: u32, dest: u32, tag: i32, buf: SendBuf) -> Result<(), EngineError> {
+        if buf.len() > self.eager_limit {
+            let id = self.isend(ctx, dest, tag, buf)?;
+            return self.wait(id).map(drop).inspect_err(|_| self.abandon(id));
+        }
+        self.check_rank(dest)?;
+        self.migration_backpressure(dest)?;
+        self.send_eager(ctx, dest, tag, buf)?;
+        if self.ckpt.local_taken() || self.ckpt.draining() {
+            // As `wait` does: a checkpoint's part waits for markers that a rank which only
+            // sends would otherwise never read.
+            self.progress()?;
+        }
+        Ok(())
+    }
+
+    /// A blocking receive: `irecv` then `wait`, except that an eager message from `source`
+    /// that is already whole in the link is read straight into `buf` (`recv_ready`).
+    pub fn recv(
+        &mut self,
+        ctx: u32,
+        source: Option<u32>,
+        tag: Option<i32>,
+        buf: RecvBuf,
+    ) -> Result<Status, EngineError> {
+        let buf = match source {
+            None => buf,
+            Some(src) => {
+                self.check_rank(src)?;
+                match self.recv_ready(ctx, src, tag, buf)? {
+                    Ready::Done(status) => return Ok(status),
+                    Ready::No(buf) => buf,
+                    Ready::Header(h, buf) => {
+                        // The link's next packet is something else: post the receive first, then
+                        // handle the packet as progress would have, so that it may match.
+                        let id = self.irecv(ctx, source, tag, buf)?;
+                        let handled = self.on_header(src, h);
+                        return handled
+                            .and_then(|()| self.wait(id))
+                            .inspect_err(|_| self.abandon(id));
+                    }
+                }
+            }
+        };
+        let id = self.irecv(ctx, source, tag, buf)?;
+        self.wait(id).inspect_err(|_| self.abandon(id))
+    }
+
+    /// The short way of [`Engine::recv`] from `src`. It applies only when nothing else could
+    /// claim the link's next message (no receive posted earlier, no unexpected message) and no
+    /// checkpoint or migration is under way (nothing recorded or held, the link neither
+    /// paused nor mid-packet); then it reads the link's next header itself, and when that is
+    /// an eager message for this receive that fits `buf`, its body straight into `buf`. It
+    /// counts as a progress round, so the control link is still read every `CONTROL_EVERY`.
+    /// Reading only this link is fair: the call would otherwise have completed at the first
+    /// progress round that read it; whenever the message is not there, the caller progresses
+    /// every link as before.
+    fn recv_ready(
+        &mut self,
+        ctx: u32,
+        src: u32,
+        tag: Option<i32>,
+        mut buf: RecvBuf,
+    ) -> Result<Ready, EngineError> {
+        self.rounds = self.rounds.wrapping_add(1);
+        if self.rounds.is_multiple_of(CONTROL_EVERY) {
+            self.poll_control()?;
+        }
+        if !self.posted.is_empty()
+            || !self.unexpected.is_empty()
+            || self.ckpt.local_taken()
+            || self.ckpt.image_busy()
+            || self.ckpt.holds(src)
+        {
+            return Ok(Ready::No(buf));
+        }
+        let peer = src as usize;
+        let ch = &mut self.channels[peer];
+        let Input::Header { bytes, got: 0 } = &mut ch.input else {
+            return Ok(Ready::No(buf));
+        };
+        if ch.closed || ch.paused {
+            return Ok(Ready::No(buf));
+        }
+        let n = match ch.link.read(bytes) {
+            Ok(n) => n,
+            Err(LinkError::Closed) => {
+                ch.closed = true;
+                return Ok(Ready::No(buf));
+            }
+            Err(e) => return Err(Self::link_error(peer, e)),
+        };
+        if n < HEADER_LEN {
+            if let Input::Header { got, .. } = &mut ch.input {
+                *got = n;
+            }
+            if n > 0 {
+                ch.link.after_reading();
+            }
+            return Ok(Ready::No(buf));
+        }
+        let h =
+            Header::decode(bytes).map_err(|source| EngineError::Corrupt { peer: src, source })?;
+        let len = h.len as usize;
+        if h.kind != Kind::Eager
+            || !matches(ctx, Some(src), tag, h.ctx, src, h.tag)
+            || len > buf.len()
+        {
+            ch.link.after_reading();
+            return Ok(Ready::Header(h, buf));
+        }
+        let body = &mut buf.bytes_mut()[..len];
+        let got = match ch.link.read(body) {
+            Ok(n) => n,
+            Err(e) => return Err(Self::link_error(peer, e)),
+        };
+        ch.link.after_reading();
+        let status = Status {
+            source: src,
+            tag: h.tag,
+            count: len,
+        };
+        if got == len {
+            self.completed_recvs += 1;
+            return Ok(Ready::Done(status));
+        }
+        // The body is still arriving: the rest goes through a request like any other.
+        let id = self.requests.insert(Request::Recv {
+            buf,
+            matched: Some(status),
+            truncated_from: None,
+            slot: None,
+        });
+        self.channels[peer].input = Input::Body {
+            sink: Sink::Recv(id),
+            total: len,
+            got,
+        };
+        self.wait(id)
+            .inspect_err(|_| self.abandon(id))
+            .map(Ready::Done)
     }
 
     /// Posts a receive from world rank `source` (any when `None`) with `tag` (any when `None`).
