@@ -1473,3 +1473,66 @@ impl Engine {
         self.send_packet(peer, cts, Payload::None, None, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use transport::{Link, LoopbackLink};
+
+    use super::*;
+
+    /// An engine of one rank, whose only link is to itself, with an eager limit of 64 bytes.
+    fn alone() -> Engine {
+        let channels = vec![Channel::new(Link::Loopback(LoopbackLink::default()))];
+        Engine::new(0, channels, Idle { bell: None }, 64, None, 1)
+    }
+
+    fn send(e: &mut Engine, tag: i32, data: &[u8]) {
+        crate::buffer::send(e, 7, 0, tag, data).unwrap();
+    }
+
+    fn recv(e: &mut Engine, tag: Option<i32>, buf: &mut [u8]) -> Result<Status, EngineError> {
+        crate::buffer::recv(e, 7, Some(0), tag, buf)
+    }
+
+    #[test]
+    fn a_receive_takes_its_message_past_others_in_the_link_and_they_keep_their_order() {
+        let mut e = alone();
+        send(&mut e, 1, b"first");
+        send(&mut e, 2, b"second");
+        send(&mut e, 1, b"third");
+        let mut buf = [0u8; 16];
+        let s = recv(&mut e, Some(2), &mut buf).unwrap();
+        assert_eq!((s.tag, &buf[..s.count]), (2, &b"second"[..]));
+        let s = recv(&mut e, Some(1), &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"first");
+        let s = recv(&mut e, None, &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"third");
+        send(&mut e, 3, b"straight");
+        let s = recv(&mut e, Some(3), &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"straight");
+        assert_eq!(e.live_requests(), 0);
+    }
+
+    #[test]
+    fn a_receive_too_small_for_the_message_reports_truncation() {
+        let mut e = alone();
+        send(&mut e, 1, &[9u8; 16]);
+        let mut buf = [0u8; 8];
+        let r = recv(&mut e, Some(1), &mut buf);
+        assert!(
+            matches!(
+                r,
+                Err(EngineError::Truncated {
+                    message: 16,
+                    buffer: 8
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(buf, [9u8; 8]);
+        send(&mut e, 1, b"next");
+        let s = recv(&mut e, Some(1), &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"next");
+        assert_eq!(e.live_requests(), 0);
+    }
+}
