@@ -132,7 +132,9 @@ impl Ring {
             let start = (at % self.capacity) as usize;
             let first = n.min(self.capacity as usize - start);
             self.map.write_bytes(DATA + start, &b[..first]);
-            self.map.write_bytes(DATA, &b[first..n]);
+            if first < n {
+                self.map.write_bytes(DATA, &b[first..n]);
+            }
             at += n as u64;
         }
         if at != head {
@@ -160,7 +162,9 @@ impl Ring {
         let start = (tail % self.capacity) as usize;
         let first = n.min(self.capacity as usize - start);
         self.map.read_bytes(DATA + start, &mut dst[..first]);
-        self.map.read_bytes(DATA, &mut dst[first..n]);
+        if first < n {
+            self.map.read_bytes(DATA, &mut dst[first..n]);
+        }
         self.tail().store(tail + n as u64, Ordering::Release);
         self.own.set(Some(tail + n as u64));
         n
