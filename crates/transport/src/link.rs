@@ -55,6 +55,7 @@ pub enum Link {
 
 impl Link {
     /// Writes as much of the concatenation of `bufs` as the link takes now, without blocking.
+    #[inline]
     pub fn write(&mut self, bufs: &[&[u8]]) -> Result<usize, LinkError> {
         match self {
             Self::Shm(l) => {
@@ -78,6 +79,7 @@ impl Link {
 
     /// Tells the peer that bytes were read (a peer waiting for room in a full ring may sleep).
     /// Called once after a burst of reads rather than after each, as it costs a fence.
+    #[inline]
     pub fn after_reading(&self) {
         if let Self::Shm(l) = self {
             l.peer_bell.ring();
@@ -86,6 +88,7 @@ impl Link {
 
     /// Reads up to `dst.len()` bytes that have arrived, without blocking; 0 means none yet.
     /// Call [`Link::after_reading`] once done reading for now.
+    #[inline]
     pub fn read(&mut self, dst: &mut [u8]) -> Result<usize, LinkError> {
         match self {
             Self::Shm(l) => Ok(l.rx.read(dst)),

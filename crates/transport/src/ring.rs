@@ -112,6 +112,7 @@ impl Ring {
 
     /// Producer: copies as much of the concatenation of `bufs` as fits, publishing it with one
     /// store of `head` (a header and a small payload reach the consumer together).
+    #[inline]
     pub fn write_vectored(&self, bufs: &[&[u8]]) -> usize {
         let want: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         let head = self
@@ -145,6 +146,7 @@ impl Ring {
     }
 
     /// Consumer: copies up to `dst.len()` available bytes out and returns how many.
+    #[inline]
     pub fn read(&self, dst: &mut [u8]) -> usize {
         let tail = self
             .own
