@@ -100,8 +100,10 @@ fn matches(
 
 /// What [`Engine::recv_ready`] found in the link.
 enum Ready {
-    /// Nothing to read, or the short way does not apply now: take the general one.
+    /// The short way does not apply now: take the general one.
     No(RecvBuf),
+    /// Nothing has arrived on the link yet.
+    Empty(RecvBuf),
     /// The message, received.
     Done(Status),
     /// The link's next packet, read, that is not this receive's message.
@@ -538,17 +540,27 @@ impl Engine {
             None => buf,
             Some(src) => {
                 self.check_rank(src)?;
-                match self.recv_ready(ctx, src, tag, buf)? {
-                    Ready::Done(status) => return Ok(status),
-                    Ready::No(buf) => buf,
-                    Ready::Header(h, buf) => {
-                        // The link's next packet is something else: post the receive first, then
-                        // handle the packet as progress would have, so that it may match.
-                        let id = self.irecv(ctx, source, tag, buf)?;
-                        let handled = self.on_header(src, h);
-                        return handled
-                            .and_then(|()| self.wait(id))
-                            .inspect_err(|_| self.abandon(id));
+                let mut buf = buf;
+                let mut idle = 0;
+                loop {
+                    match self.recv_ready(ctx, src, tag, buf)? {
+                        Ready::Done(status) => return Ok(status),
+                        Ready::No(b) => break b,
+                        Ready::Empty(b) => {
+                            // Wait as `wait` does, reading every other link meanwhile.
+                            buf = b;
+                            let moved = self.progress_but(Some(src as usize))?;
+                            self.after_round(moved, &mut idle)?;
+                        }
+                        Ready::Header(h, buf) => {
+                            // The link's next packet is something else: post the receive first, then
+                            // handle the packet as progress would have, so that it may match.
+                            let id = self.irecv(ctx, source, tag, buf)?;
+                            let handled = self.on_header(src, h);
+                            return handled
+                                .and_then(|()| self.wait(id))
+                                .inspect_err(|_| self.abandon(id));
+                        }
                     }
                 }
             }
@@ -563,9 +575,10 @@ impl Engine {
     /// paused nor mid-packet); then it reads the link's next header itself, and when that is
     /// an eager message for this receive that fits `buf`, its body straight into `buf`. It
     /// counts as a progress round, so the control link is still read every `CONTROL_EVERY`.
-    /// Reading only this link is fair: the call would otherwise have completed at the first
-    /// progress round that read it; whenever the message is not there, the caller progresses
-    /// every link as before.
+    /// While the link is empty the caller progresses every other link between two looks
+    /// (`progress_but`), so queued packets still go out and other peers' messages are still
+    /// read; once something else claims the link (an unexpected message, a checkpoint) the
+    /// caller takes the general way.
     fn recv_ready(
         &mut self,
         ctx: u32,
@@ -601,13 +614,14 @@ impl Engine {
             }
             Err(e) => return Err(Self::link_error(peer, e)),
         };
+        if n == 0 {
+            return Ok(Ready::Empty(buf));
+        }
         if n < HEADER_LEN {
             if let Input::Header { got, .. } = &mut ch.input {
                 *got = n;
             }
-            if n > 0 {
-                ch.link.after_reading();
-            }
+            ch.link.after_reading();
             return Ok(Ready::No(buf));
         }
         let h =
@@ -874,7 +888,14 @@ impl Engine {
     }
 
     pub(crate) fn progress_or_idle(&mut self, idle: &mut u32) -> Result<(), EngineError> {
-        if self.progress()? {
+        let moved = self.progress()?;
+        self.after_round(moved, idle)
+    }
+
+    /// Ends a progress round of a waiting call: when nothing `moved`, the `idle`-th fruitless
+    /// round in a row spins, yields or sleeps as `patience` says.
+    fn after_round(&mut self, moved: bool, idle: &mut u32) -> Result<(), EngineError> {
+        if moved {
             *idle = 0;
             return Ok(());
         }
@@ -959,6 +980,12 @@ impl Engine {
     /// One pass over every link: write what is queued, read what arrived. Returns whether
     /// anything moved.
     pub fn progress(&mut self) -> Result<bool, EngineError> {
+        self.progress_but(None)
+    }
+
+    /// A progress round that does not read `unread`'s link: a blocking receive reads that one
+    /// itself (`recv_ready`).
+    fn progress_but(&mut self, unread: Option<usize>) -> Result<bool, EngineError> {
         self.rounds = self.rounds.wrapping_add(1);
         if self.rounds.is_multiple_of(CONTROL_EVERY) {
             self.poll_control()?;
@@ -966,7 +993,9 @@ impl Engine {
         let mut moved = false;
         for peer in 0..self.channels.len() {
             moved |= self.flush_channel(peer)?;
-            moved |= self.read_channel(peer)?;
+            if unread != Some(peer) {
+                moved |= self.read_channel(peer)?;
+            }
         }
         if self.ckpt.image_busy() {
             moved |= self.image_step()?;
