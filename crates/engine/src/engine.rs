@@ -536,6 +536,10 @@ impl Engine {
         tag: Option<i32>,
         buf: RecvBuf,
     ) -> Result<Status, EngineError> {
+        let buf = match self.recv_unexpected(ctx, source, tag, buf) {
+            Ok(status) => return Ok(status),
+            Err(buf) => buf,
+        };
         let buf = match source {
             None => buf,
             Some(src) => {
@@ -567,6 +571,48 @@ impl Engine {
         };
         let id = self.irecv(ctx, source, tag, buf)?;
         self.wait(id).inspect_err(|_| self.abandon(id))
+    }
+
+    /// The short way of [`Engine::recv`] for a message already received: when the first
+    /// unexpected message that matches is an eager one that fits, may be delivered (not held
+    /// for a checkpoint) and fills no checkpoint record, it is copied into `buf` and its entry
+    /// removed, as `irecv` would have delivered it, without a request. Otherwise `buf` comes
+    /// back for the general way.
+    fn recv_unexpected(
+        &mut self,
+        ctx: u32,
+        source: Option<u32>,
+        tag: Option<i32>,
+        mut buf: RecvBuf,
+    ) -> Result<Status, RecvBuf> {
+        let found = self
+            .unexpected
+            .iter()
+            .position(|u| matches(ctx, source, tag, u.ctx, u.source, u.tag));
+        let Some(i) = found else {
+            return Err(buf);
+        };
+        let u = &self.unexpected[i];
+        let fits = matches!(&u.held, Held::Eager(d) if d.len() <= buf.len());
+        // During a checkpoint's recording or drain `wait` would progress once first: leave
+        // those times to it.
+        let busy = self.ckpt.local_taken() || self.ckpt.draining();
+        if !fits || busy || u.after_marker || u.slot.is_some() {
+            return Err(buf);
+        }
+        let u = self.unexpected.remove(i).expect("index from position");
+        let Held::Eager(data) = u.held else {
+            unreachable!("checked above")
+        };
+        buf.bytes_mut()[..data.len()].copy_from_slice(&data);
+        let status = Status {
+            source: u.source,
+            tag: u.tag,
+            count: data.len(),
+        };
+        self.recycle_body(data);
+        self.completed_recvs += 1;
+        Ok(status)
     }
 
     /// The short way of [`Engine::recv`] from `src`. It applies only when nothing else could
@@ -1562,6 +1608,24 @@ mod tests {
         send(&mut e, 1, b"next");
         let s = recv(&mut e, Some(1), &mut buf).unwrap();
         assert_eq!(&buf[..s.count], b"next");
+        // The same from the unexpected queue: the long message waits there while the short
+        // one behind it is received.
+        send(&mut e, 1, &[5u8; 16]);
+        send(&mut e, 2, b"short");
+        let s = recv(&mut e, Some(2), &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"short");
+        let r = recv(&mut e, Some(1), &mut buf);
+        assert!(
+            matches!(
+                r,
+                Err(EngineError::Truncated {
+                    message: 16,
+                    buffer: 8
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(buf, [5u8; 8]);
         assert_eq!(e.live_requests(), 0);
     }
 }
