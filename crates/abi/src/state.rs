@@ -35,9 +35,19 @@ pub(crate) struct Runtime {
 /// 0: never initialized, 1: initialized, 2: finalized.
 static PHASE: AtomicU8 = AtomicU8::new(0);
 
+/// The thread-local state, in one place so that the short path of MPI_Send and MPI_Recv
+/// reaches both the engine and the tables with one thread-local access (in a shared library
+/// each access is a call into the dynamic linker).
+struct Local {
+    runtime: Cell<Option<&'static Runtime>>,
+    tables: RefCell<Tables>,
+}
+
 thread_local! {
-    static RUNTIME: Cell<Option<&'static Runtime>> = const { Cell::new(None) };
-    static TABLES: RefCell<Tables> = RefCell::new(Tables::new());
+    static LOCAL: Local = Local {
+        runtime: Cell::new(None),
+        tables: RefCell::new(Tables::new()),
+    };
     static START: Instant = Instant::now();
 }
 
@@ -81,7 +91,7 @@ pub(crate) fn init() -> Res {
         regions,
         app_disabled: Cell::new(0),
     }));
-    RUNTIME.with(|r| r.set(Some(rt)));
+    LOCAL.with(|l| l.runtime.set(Some(rt)));
     let (world, me) = {
         let mut e = rt.engine.borrow_mut();
         let world = Comm::world(&e);
@@ -106,7 +116,7 @@ pub(crate) fn mark_finalized() {
 }
 
 pub(crate) fn runtime() -> Res<&'static Runtime> {
-    match RUNTIME.with(Cell::get) {
+    match LOCAL.with(|l| l.runtime.get()) {
         Some(rt) if !finalized() => Ok(rt),
         Some(_) => Err(error(err::OTHER, "MPI has been finalized")),
         None => Err(error(
@@ -130,24 +140,31 @@ pub(crate) fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> Res<R> {
 
 /// Runs `f` on the handle tables.
 pub(crate) fn tables<R>(f: impl FnOnce(&mut Tables) -> R) -> Res<R> {
-    TABLES.with(|t| {
-        let mut t = t
+    LOCAL.with(|l| {
+        let mut t = l
+            .tables
             .try_borrow_mut()
             .map_err(|_| error(err::INTERN, "the handle tables are busy"))?;
         Ok(f(&mut t))
     })
 }
 
-/// Runs `f` on the handle tables for reading; `None` while they are borrowed for a change
-/// (the caller then takes the path that reports it).
-pub(crate) fn peek_tables<R>(f: impl FnOnce(&Tables) -> R) -> Option<R> {
-    TABLES.with(|t| t.try_borrow().ok().map(|t| f(&t)))
+/// Runs `f` on the handle tables for reading and on the engine, in one thread-local access;
+/// `None` when MPI is not running or either is busy (the caller then takes the path that
+/// reports it).
+pub(crate) fn peek_with_engine<R>(f: impl FnOnce(&Tables, &mut Engine) -> R) -> Option<R> {
+    LOCAL.with(|l| {
+        let rt = l.runtime.get().filter(|_| !finalized())?;
+        let t = l.tables.try_borrow().ok()?;
+        let mut e = rt.engine.try_borrow_mut().ok()?;
+        Some(f(&t, &mut e))
+    })
 }
 
 /// This rank in the world, for messages (0 before MPI_Init).
 pub(crate) fn world_rank() -> u32 {
-    RUNTIME
-        .with(Cell::get)
+    LOCAL
+        .with(|l| l.runtime.get())
         .and_then(|rt| rt.engine.try_borrow().ok().map(|e| e.rank()))
         .unwrap_or(0)
 }
@@ -155,7 +172,7 @@ pub(crate) fn world_rank() -> u32 {
 /// Ends the whole job: the coordinator is told why, then this process exits with `code`.
 pub(crate) fn abort_job(code: i32, reason: &str) -> ! {
     let rank = world_rank();
-    let rt = RUNTIME.with(Cell::get);
+    let rt = LOCAL.with(|l| l.runtime.get());
     let mut control = rt.and_then(|rt| rt.control.try_borrow_mut().ok());
     let stream = control.as_mut().and_then(|c| c.as_mut());
     engine::session::abort(stream, rank, code, reason)
@@ -163,8 +180,8 @@ pub(crate) fn abort_job(code: i32, reason: &str) -> ! {
 
 /// The error handler of communicator `handle` (of the world if `handle` is not valid).
 pub(crate) fn errhandler_of(handle: i32) -> i32 {
-    TABLES.with(|t| {
-        let Ok(t) = t.try_borrow() else {
+    LOCAL.with(|l| {
+        let Ok(t) = l.tables.try_borrow() else {
             return ERRORS_ARE_FATAL;
         };
         let get = |h| {

@@ -129,10 +129,9 @@ pub fn send(
     tag: i32,
     data: &[u8],
 ) -> Result<(), EngineError> {
-    // SAFETY: `wait` below completes the request before `data`'s borrow ends; on an error the
-    // request is abandoned, which copies or drops every reference to `data` first.
-    let id = engine.isend(ctx, dest, tag, unsafe { SendBuf::from_slice(data) })?;
-    finish(engine, id)
+    // SAFETY: `Engine::send` returns once the send is complete; on an error it abandons the
+    // request, which copies or drops every reference to `data` first.
+    engine.send(ctx, dest, tag, unsafe { SendBuf::from_slice(data) })
 }
 
 /// A blocking receive into a borrowed slice.
@@ -144,22 +143,7 @@ pub fn recv(
     buf: &mut [u8],
 ) -> Result<Status, EngineError> {
     // SAFETY: as in `send`: completed or abandoned before the borrow of `buf` ends.
-    let id = engine.irecv(ctx, source, tag, unsafe { RecvBuf::from_slice(buf) })?;
-    finish_status(engine, id)
-}
-
-fn finish(engine: &mut Engine, id: u64) -> Result<(), EngineError> {
-    finish_status(engine, id).map(drop)
-}
-
-fn finish_status(engine: &mut Engine, id: u64) -> Result<Status, EngineError> {
-    match engine.wait(id) {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            engine.abandon(id);
-            Err(e)
-        }
-    }
+    engine.recv(ctx, source, tag, unsafe { RecvBuf::from_slice(buf) })
 }
 
 /// One send of an [`exchange`]: world rank, tag and bytes, on `ctx`.

@@ -98,6 +98,18 @@ fn matches(
     ctx == m_ctx && source.is_none_or(|s| s == m_src) && tag.is_none_or(|t| t == m_tag)
 }
 
+/// What [`Engine::recv_ready`] found in the link.
+enum Ready {
+    /// The short way does not apply now: take the general one.
+    No(RecvBuf),
+    /// Nothing has arrived on the link yet.
+    Empty(RecvBuf),
+    /// The message, received.
+    Done(Status),
+    /// The link's next packet, read, that is not this receive's message.
+    Header(Header, RecvBuf),
+}
+
 /// How a rank waits when there is nothing to do.
 #[derive(Debug)]
 pub(crate) struct Idle {
@@ -462,11 +474,7 @@ impl Engine {
             count: buf.len(),
         };
         if buf.len() <= self.eager_limit {
-            let mut h = Header::new(Kind::Eager);
-            h.ctx = ctx;
-            h.tag = tag;
-            h.len = buf.len() as u64;
-            self.send_packet(dest, h, Payload::Borrowed(buf), None, true)?;
+            self.send_eager(ctx, dest, tag, buf)?;
             return Ok(self.requests.insert(Request::Done {
                 status,
                 error: None,
@@ -483,6 +491,225 @@ impl Engine {
         }
         self.send_packet(dest, h, Payload::None, None, false)?;
         Ok(id)
+    }
+
+    /// Writes (or queues a copy of) an eager message: once this returns, the caller may reuse
+    /// `buf`, so the send is complete.
+    fn send_eager(
+        &mut self,
+        ctx: u32,
+        dest: u32,
+        tag: i32,
+        buf: SendBuf,
+    ) -> Result<(), EngineError> {
+        let mut h = Header::new(Kind::Eager);
+        h.ctx = ctx;
+        h.tag = tag;
+        h.len = buf.len() as u64;
+        self.send_packet(dest, h, Payload::Borrowed(buf), None, true)
+    }
+
+    /// A blocking standard-mode send: `isend` then `wait`, without a request for a message
+    /// that goes eagerly (the common small one), which completes as it is written or copied.
+    pub fn send(&mut self, ctx: u32, dest: u32, tag: i32, buf: SendBuf) -> Result<(), EngineError> {
+        if buf.len() > self.eager_limit {
+            let id = self.isend(ctx, dest, tag, buf)?;
+            return self.wait(id).map(drop).inspect_err(|_| self.abandon(id));
+        }
+        self.check_rank(dest)?;
+        self.migration_backpressure(dest)?;
+        self.send_eager(ctx, dest, tag, buf)?;
+        if self.ckpt.local_taken() || self.ckpt.draining() {
+            // As `wait` does: a checkpoint's part waits for markers that a rank which only
+            // sends would otherwise never read.
+            self.progress()?;
+        }
+        Ok(())
+    }
+
+    /// A blocking receive: `irecv` then `wait`, except that an eager message from `source`
+    /// that is already whole in the link is read straight into `buf` (`recv_ready`).
+    pub fn recv(
+        &mut self,
+        ctx: u32,
+        source: Option<u32>,
+        tag: Option<i32>,
+        buf: RecvBuf,
+    ) -> Result<Status, EngineError> {
+        let buf = match self.recv_unexpected(ctx, source, tag, buf) {
+            Ok(status) => return Ok(status),
+            Err(buf) => buf,
+        };
+        let buf = match source {
+            None => buf,
+            Some(src) => {
+                self.check_rank(src)?;
+                let mut buf = buf;
+                let mut idle = 0;
+                loop {
+                    match self.recv_ready(ctx, src, tag, buf)? {
+                        Ready::Done(status) => return Ok(status),
+                        Ready::No(b) => break b,
+                        Ready::Empty(b) => {
+                            // Wait as `wait` does, reading every other link meanwhile.
+                            buf = b;
+                            let moved = self.progress_but(Some(src as usize))?;
+                            self.after_round(moved, &mut idle)?;
+                        }
+                        Ready::Header(h, buf) => {
+                            // The link's next packet is something else: post the receive first, then
+                            // handle the packet as progress would have, so that it may match.
+                            let id = self.irecv(ctx, source, tag, buf)?;
+                            let handled = self.on_header(src, h);
+                            return handled
+                                .and_then(|()| self.wait(id))
+                                .inspect_err(|_| self.abandon(id));
+                        }
+                    }
+                }
+            }
+        };
+        let id = self.irecv(ctx, source, tag, buf)?;
+        self.wait(id).inspect_err(|_| self.abandon(id))
+    }
+
+    /// The short way of [`Engine::recv`] for a message already received: when the first
+    /// unexpected message that matches is an eager one that fits, may be delivered (not held
+    /// for a checkpoint) and fills no checkpoint record, it is copied into `buf` and its entry
+    /// removed, as `irecv` would have delivered it, without a request. Otherwise `buf` comes
+    /// back for the general way.
+    fn recv_unexpected(
+        &mut self,
+        ctx: u32,
+        source: Option<u32>,
+        tag: Option<i32>,
+        mut buf: RecvBuf,
+    ) -> Result<Status, RecvBuf> {
+        let found = self
+            .unexpected
+            .iter()
+            .position(|u| matches(ctx, source, tag, u.ctx, u.source, u.tag));
+        let Some(i) = found else {
+            return Err(buf);
+        };
+        let u = &self.unexpected[i];
+        let fits = matches!(&u.held, Held::Eager(d) if d.len() <= buf.len());
+        // During a checkpoint's recording or drain `wait` would progress once first: leave
+        // those times to it.
+        let busy = self.ckpt.local_taken() || self.ckpt.draining();
+        if !fits || busy || u.after_marker || u.slot.is_some() {
+            return Err(buf);
+        }
+        let u = self.unexpected.remove(i).expect("index from position");
+        let Held::Eager(data) = u.held else {
+            unreachable!("checked above")
+        };
+        buf.bytes_mut()[..data.len()].copy_from_slice(&data);
+        let status = Status {
+            source: u.source,
+            tag: u.tag,
+            count: data.len(),
+        };
+        self.recycle_body(data);
+        self.completed_recvs += 1;
+        Ok(status)
+    }
+
+    /// The short way of [`Engine::recv`] from `src`. It applies only when nothing else could
+    /// claim the link's next message (no receive posted earlier, no unexpected message) and no
+    /// checkpoint or migration is under way (nothing recorded or held, the link neither
+    /// paused nor mid-packet); then it reads the link's next header itself, and when that is
+    /// an eager message for this receive that fits `buf`, its body straight into `buf`. It
+    /// counts as a progress round, so the control link is still read every `CONTROL_EVERY`.
+    /// While the link is empty the caller progresses every other link between two looks
+    /// (`progress_but`), so queued packets still go out and other peers' messages are still
+    /// read; once something else claims the link (an unexpected message, a checkpoint) the
+    /// caller takes the general way.
+    fn recv_ready(
+        &mut self,
+        ctx: u32,
+        src: u32,
+        tag: Option<i32>,
+        mut buf: RecvBuf,
+    ) -> Result<Ready, EngineError> {
+        self.rounds = self.rounds.wrapping_add(1);
+        if self.rounds.is_multiple_of(CONTROL_EVERY) {
+            self.poll_control()?;
+        }
+        if !self.posted.is_empty()
+            || !self.unexpected.is_empty()
+            || self.ckpt.local_taken()
+            || self.ckpt.image_busy()
+            || self.ckpt.holds(src)
+        {
+            return Ok(Ready::No(buf));
+        }
+        let peer = src as usize;
+        let ch = &mut self.channels[peer];
+        let Input::Header { bytes, got: 0 } = &mut ch.input else {
+            return Ok(Ready::No(buf));
+        };
+        if ch.closed || ch.paused {
+            return Ok(Ready::No(buf));
+        }
+        let n = match ch.link.read(bytes) {
+            Ok(n) => n,
+            Err(LinkError::Closed) => {
+                ch.closed = true;
+                return Ok(Ready::No(buf));
+            }
+            Err(e) => return Err(Self::link_error(peer, e)),
+        };
+        if n == 0 {
+            return Ok(Ready::Empty(buf));
+        }
+        if n < HEADER_LEN {
+            if let Input::Header { got, .. } = &mut ch.input {
+                *got = n;
+            }
+            ch.link.after_reading();
+            return Ok(Ready::No(buf));
+        }
+        let h =
+            Header::decode(bytes).map_err(|source| EngineError::Corrupt { peer: src, source })?;
+        let len = h.len as usize;
+        if h.kind != Kind::Eager
+            || !matches(ctx, Some(src), tag, h.ctx, src, h.tag)
+            || len > buf.len()
+        {
+            ch.link.after_reading();
+            return Ok(Ready::Header(h, buf));
+        }
+        let body = &mut buf.bytes_mut()[..len];
+        let got = match ch.link.read(body) {
+            Ok(n) => n,
+            Err(e) => return Err(Self::link_error(peer, e)),
+        };
+        ch.link.after_reading();
+        let status = Status {
+            source: src,
+            tag: h.tag,
+            count: len,
+        };
+        if got == len {
+            self.completed_recvs += 1;
+            return Ok(Ready::Done(status));
+        }
+        // The body is still arriving: the rest goes through a request like any other.
+        let id = self.requests.insert(Request::Recv {
+            buf,
+            matched: Some(status),
+            truncated_from: None,
+            slot: None,
+        });
+        self.channels[peer].input = Input::Body {
+            sink: Sink::Recv(id),
+            total: len,
+            got,
+        };
+        self.wait(id)
+            .inspect_err(|_| self.abandon(id))
+            .map(Ready::Done)
     }
 
     /// Posts a receive from world rank `source` (any when `None`) with `tag` (any when `None`).
@@ -707,7 +934,14 @@ impl Engine {
     }
 
     pub(crate) fn progress_or_idle(&mut self, idle: &mut u32) -> Result<(), EngineError> {
-        if self.progress()? {
+        let moved = self.progress()?;
+        self.after_round(moved, idle)
+    }
+
+    /// Ends a progress round of a waiting call: when nothing `moved`, the `idle`-th fruitless
+    /// round in a row spins, yields or sleeps as `patience` says.
+    fn after_round(&mut self, moved: bool, idle: &mut u32) -> Result<(), EngineError> {
+        if moved {
             *idle = 0;
             return Ok(());
         }
@@ -792,6 +1026,12 @@ impl Engine {
     /// One pass over every link: write what is queued, read what arrived. Returns whether
     /// anything moved.
     pub fn progress(&mut self) -> Result<bool, EngineError> {
+        self.progress_but(None)
+    }
+
+    /// A progress round that does not read `unread`'s link: a blocking receive reads that one
+    /// itself (`recv_ready`).
+    fn progress_but(&mut self, unread: Option<usize>) -> Result<bool, EngineError> {
         self.rounds = self.rounds.wrapping_add(1);
         if self.rounds.is_multiple_of(CONTROL_EVERY) {
             self.poll_control()?;
@@ -799,7 +1039,9 @@ impl Engine {
         let mut moved = false;
         for peer in 0..self.channels.len() {
             moved |= self.flush_channel(peer)?;
-            moved |= self.read_channel(peer)?;
+            if unread != Some(peer) {
+                moved |= self.read_channel(peer)?;
+            }
         }
         if self.ckpt.image_busy() {
             moved |= self.image_step()?;
@@ -1304,5 +1546,86 @@ impl Engine {
         cts.rreq = id;
         cts.len = accepted as u64;
         self.send_packet(peer, cts, Payload::None, None, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use transport::{Link, LoopbackLink};
+
+    use super::*;
+
+    /// An engine of one rank, whose only link is to itself, with an eager limit of 64 bytes.
+    fn alone() -> Engine {
+        let channels = vec![Channel::new(Link::Loopback(LoopbackLink::default()))];
+        Engine::new(0, channels, Idle { bell: None }, 64, None, 1)
+    }
+
+    fn send(e: &mut Engine, tag: i32, data: &[u8]) {
+        crate::buffer::send(e, 7, 0, tag, data).unwrap();
+    }
+
+    fn recv(e: &mut Engine, tag: Option<i32>, buf: &mut [u8]) -> Result<Status, EngineError> {
+        crate::buffer::recv(e, 7, Some(0), tag, buf)
+    }
+
+    #[test]
+    fn a_receive_takes_its_message_past_others_in_the_link_and_they_keep_their_order() {
+        let mut e = alone();
+        send(&mut e, 1, b"first");
+        send(&mut e, 2, b"second");
+        send(&mut e, 1, b"third");
+        let mut buf = [0u8; 16];
+        let s = recv(&mut e, Some(2), &mut buf).unwrap();
+        assert_eq!((s.tag, &buf[..s.count]), (2, &b"second"[..]));
+        let s = recv(&mut e, Some(1), &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"first");
+        let s = recv(&mut e, None, &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"third");
+        send(&mut e, 3, b"straight");
+        let s = recv(&mut e, Some(3), &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"straight");
+        assert_eq!(e.live_requests(), 0);
+    }
+
+    #[test]
+    fn a_receive_too_small_for_the_message_reports_truncation() {
+        let mut e = alone();
+        send(&mut e, 1, &[9u8; 16]);
+        let mut buf = [0u8; 8];
+        let r = recv(&mut e, Some(1), &mut buf);
+        assert!(
+            matches!(
+                r,
+                Err(EngineError::Truncated {
+                    message: 16,
+                    buffer: 8
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(buf, [9u8; 8]);
+        send(&mut e, 1, b"next");
+        let s = recv(&mut e, Some(1), &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"next");
+        // The same from the unexpected queue: the long message waits there while the short
+        // one behind it is received.
+        send(&mut e, 1, &[5u8; 16]);
+        send(&mut e, 2, b"short");
+        let s = recv(&mut e, Some(2), &mut buf).unwrap();
+        assert_eq!(&buf[..s.count], b"short");
+        let r = recv(&mut e, Some(1), &mut buf);
+        assert!(
+            matches!(
+                r,
+                Err(EngineError::Truncated {
+                    message: 16,
+                    buffer: 8
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(buf, [5u8; 8]);
+        assert_eq!(e.live_requests(), 0);
     }
 }

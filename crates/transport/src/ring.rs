@@ -112,6 +112,7 @@ impl Ring {
 
     /// Producer: copies as much of the concatenation of `bufs` as fits, publishing it with one
     /// store of `head` (a header and a small payload reach the consumer together).
+    #[inline]
     pub fn write_vectored(&self, bufs: &[&[u8]]) -> usize {
         let want: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         let head = self
@@ -132,7 +133,9 @@ impl Ring {
             let start = (at % self.capacity) as usize;
             let first = n.min(self.capacity as usize - start);
             self.map.write_bytes(DATA + start, &b[..first]);
-            self.map.write_bytes(DATA, &b[first..n]);
+            if first < n {
+                self.map.write_bytes(DATA, &b[first..n]);
+            }
             at += n as u64;
         }
         if at != head {
@@ -143,6 +146,7 @@ impl Ring {
     }
 
     /// Consumer: copies up to `dst.len()` available bytes out and returns how many.
+    #[inline]
     pub fn read(&self, dst: &mut [u8]) -> usize {
         let tail = self
             .own
@@ -160,7 +164,9 @@ impl Ring {
         let start = (tail % self.capacity) as usize;
         let first = n.min(self.capacity as usize - start);
         self.map.read_bytes(DATA + start, &mut dst[..first]);
-        self.map.read_bytes(DATA, &mut dst[first..n]);
+        if first < n {
+            self.map.read_bytes(DATA, &mut dst[first..n]);
+        }
         self.tail().store(tail + n as u64, Ordering::Release);
         self.own.set(Some(tail + n as u64));
         n
