@@ -22,7 +22,7 @@ use crate::format::*;
 use crate::incr::{self, Chain};
 use crate::procfs::{self, MapsLine};
 use crate::read::{HFLAG_INCREMENTAL, encode_header_flags, encode_trailer_prefix};
-use crate::stats::{Counters, StallTimes, StatsPage, Step, WriterReport, now_ns};
+use crate::stats::{Counters, StallTimes, StatsPage, Step, WriterReport, now_ns, thread_cpu_ns};
 use crate::{ctx, sys};
 
 /// Why a capture failed.
@@ -221,6 +221,7 @@ fn capture_in_child_inner(
     chain: Option<&mut Chain>,
 ) -> Result<ChildOutcome, CaptureError> {
     let started = std::time::Instant::now();
+    let started_cpu = thread_cpu_ns();
     let tmp = tmp_path(path);
     let mut job = prepare(&tmp, true, options)?;
     let prepared = std::time::Instant::now();
@@ -240,6 +241,7 @@ fn capture_in_child_inner(
         job.prev_table = prev.map(|t| (t.as_ptr(), t.len()));
         job.next_table = next.map(|t| (t.as_mut_ptr(), t.len()));
         job.chained = std::time::Instant::now();
+        job.chained_cpu = thread_cpu_ns();
         ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>())
     };
     if r == RESTORED {
@@ -253,6 +255,8 @@ fn capture_in_child_inner(
         prepare: prepared - started,
         chain: job.chained - prepared,
         fork: job.chained.elapsed(),
+        fork_cpu: cpu_since(job.chained_cpu),
+        cpu: cpu_since(started_cpu),
     };
     let Job {
         fork_errno,
@@ -276,6 +280,10 @@ fn capture_in_child_inner(
         stall,
         stats,
     }))
+}
+
+fn cpu_since(ns: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos(thread_cpu_ns().saturating_sub(ns))
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -353,8 +361,9 @@ struct Job {
     scratch: sys::Scratch,
     /// The writer's account of its work (a shared page, left out of the image).
     stats: StatsPage,
-    /// When the capture point was entered (the fork's start).
+    /// When the capture point was entered (the fork's start), and the thread's CPU time then.
     chained: std::time::Instant,
+    chained_cpu: u64,
     codec: Codec,
     /// What an incremental image is based on.
     parent: Option<Parent>,
@@ -423,6 +432,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         scratch,
         stats,
         chained: std::time::Instant::now(),
+        chained_cpu: 0,
         codec: options.compress,
         parent: None,
         parent_bytes: encode_parent(None),
@@ -584,11 +594,14 @@ extern "C" fn capture_cb(arg: *mut c_void, rsp: u64, rip: u64) -> u64 {
     // `checkpoint_here`; it is live and not otherwise borrowed during the call.
     let job = unsafe { &mut *arg.cast::<Job>() };
     if job.fork {
+        job.stats.forking();
         match sys::fork() {
             Ok(0) => {
                 // The scheduler lets a new child run before its parent; the rank's stall
                 // ends only when the parent runs again, so the writer gives way at once.
+                job.stats.child_step(false);
                 rustix::thread::sched_yield();
+                job.stats.child_step(true);
                 if job.background {
                     sys::background();
                 }
