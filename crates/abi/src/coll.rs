@@ -592,16 +592,7 @@ pub(crate) fn alltoallv(
             (recvbuf as isize + roff) as usize,
             span_len(&rbytes, &rdisp),
         );
-        let send = coll::Layout {
-            counts: &sbytes,
-            displs: &sdisp,
-        };
-        let recv = coll::Layout {
-            counts: &rbytes,
-            displs: &rdisp,
-        };
-        with_engine(|e| coll::alltoallv(e, &c.comm, data, send, out, recv))??;
-        return Ok(());
+        return exchange_blocks(&c, data, (&sbytes, &sdisp), out, (&rbytes, &rdisp));
     }
     let mut data = Vec::new();
     for i in 0..n {
@@ -614,16 +605,28 @@ pub(crate) fn alltoallv(
     let (sb, spd) = packed_layout(scounts, st.size);
     let (rb, rpd) = packed_layout(rcounts, rt.size);
     let mut tmp = vec![0u8; rb.iter().sum()];
+    exchange_blocks(&c, &data, (&sb, &spd), &mut tmp, (&rb, &rpd))?;
+    unpack_blocks(&rt, &tmp, recvbuf, rcounts, rdispls, None);
+    Ok(())
+}
+
+/// The engine's alltoallv of byte blocks, each side given as (counts, displacements).
+fn exchange_blocks(
+    c: &CommObj,
+    data: &[u8],
+    send: (&[usize], &[usize]),
+    out: &mut [u8],
+    recv: (&[usize], &[usize]),
+) -> Res {
     let send = coll::Layout {
-        counts: &sb,
-        displs: &spd,
+        counts: send.0,
+        displs: send.1,
     };
     let recv = coll::Layout {
-        counts: &rb,
-        displs: &rpd,
+        counts: recv.0,
+        displs: recv.1,
     };
-    with_engine(|e| coll::alltoallv(e, &c.comm, &data, send, &mut tmp, recv))??;
-    unpack_blocks(&rt, &tmp, recvbuf, rcounts, rdispls, None);
+    with_engine(|e| coll::alltoallv(e, &c.comm, data, send, out, recv))??;
     Ok(())
 }
 

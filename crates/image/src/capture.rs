@@ -657,17 +657,21 @@ impl Out<'_> {
         let n = std::mem::take(&mut self.used);
         self.write(n, None)
     }
-    /// Writes the buffer's first `n` bytes, or `data` when given.
+    /// Writes the buffer's first `n` bytes, then `data` when given, in one system call (a
+    /// run's few header bytes go out with its pages, not as a write of their own).
     fn write(&mut self, n: usize, data: Option<&[u8]>) -> Result<(), WriteError> {
-        let b = data.unwrap_or(&self.buf[..n]);
+        let parts = [&self.buf[..n], data.unwrap_or_default()];
+        let len = (parts[0].len() + parts[1].len()) as u64;
         let t = now_ns();
-        write_all(self.fd, b, self.written)?;
-        self.written += b.len() as u64;
-        self.ctr.wrote(b.len() as u64);
+        write_all(self.fd, parts, self.written)?;
+        self.written += len;
+        self.ctr.wrote(len);
         let t = self.ctr.add(Step::Write, t);
-        if self.written - self.kicked >= WRITEBACK_STEP {
-            sys::start_writeback(self.fd, self.kicked, self.written - self.kicked);
-            self.kicked = self.written;
+        // Whole pages only: a page handed over half written would be written to disk twice.
+        let end = self.written / PAGE_SIZE * PAGE_SIZE;
+        if end - self.kicked >= WRITEBACK_STEP {
+            sys::start_writeback(self.fd, self.kicked, end - self.kicked);
+            self.kicked = end;
             self.ctr.add(Step::Sync, t);
         }
         Ok(())
@@ -703,8 +707,8 @@ impl Out<'_> {
     fn append(&mut self, b: &[u8]) -> Result<(), WriteError> {
         self.pos += b.len() as u64;
         if b.len() > self.buf.len() / 2 {
-            self.flush()?;
-            return self.write(0, Some(b));
+            let n = std::mem::take(&mut self.used);
+            return self.write(n, Some(b));
         }
         if self.used + b.len() > self.buf.len() {
             self.flush()?;
@@ -730,11 +734,19 @@ impl Out<'_> {
     }
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut b: &[u8], pos: u64) -> Result<(), WriteError> {
-    while !b.is_empty() {
-        match rustix::io::write(fd, b) {
+/// Writes `parts` one after the other, with `writev` (no allocation: two slices).
+fn write_all(fd: BorrowedFd<'_>, mut parts: [&[u8]; 2], pos: u64) -> Result<(), WriteError> {
+    while !parts[1].is_empty() || !parts[0].is_empty() {
+        let iov = [
+            std::io::IoSlice::new(parts[0]),
+            std::io::IoSlice::new(parts[1]),
+        ];
+        match rustix::io::writev(fd, &iov) {
             Ok(0) => return Err(werr("writing the image", pos)(Errno::IO)),
-            Ok(n) => b = &b[n..],
+            Ok(n) => {
+                let first = n.min(parts[0].len());
+                parts = [&parts[0][first..], &parts[1][n - first..]];
+            }
             Err(Errno::INTR) => {}
             Err(e) => return Err(werr("writing the image", pos)(e)),
         }
