@@ -274,6 +274,32 @@ fn packed_layout(counts: &[usize], size: usize) -> (Vec<usize>, Vec<usize>) {
     (bytes, displs)
 }
 
+/// The blocks of a contiguous type's `counts` elements at `displs` (in elements, possibly
+/// negative) as one span of the user's buffer: (the span's offset from the buffer in bytes,
+/// the blocks' byte counts, their byte displacements in the span). An empty block is put at
+/// the span's end, where it overlaps no other.
+fn byte_blocks(counts: &[usize], displs: &[isize], size: usize) -> (isize, Vec<usize>, Vec<usize>) {
+    let bytes: Vec<usize> = counts.iter().map(|&c| c * size).collect();
+    let at = |i: usize| displs[i] * size as isize;
+    let full = || (0..bytes.len()).filter(|&i| bytes[i] > 0);
+    let lo = full().map(at).min().unwrap_or(0);
+    let hi = full().map(|i| at(i) + bytes[i] as isize).max().unwrap_or(0);
+    let displs = (0..bytes.len())
+        .map(|i| if bytes[i] > 0 { at(i) - lo } else { hi - lo } as usize)
+        .collect();
+    (lo, bytes, displs)
+}
+
+/// The length of the span [`byte_blocks`] describes.
+fn span_len(bytes: &[usize], displs: &[usize]) -> usize {
+    bytes
+        .iter()
+        .zip(displs)
+        .map(|(b, d)| b + d)
+        .max()
+        .unwrap_or(0)
+}
+
 fn counts_of(p: *const c_int, n: usize, what: &str) -> Res<Vec<usize>> {
     slice(p, n, what)?
         .iter()
@@ -556,6 +582,18 @@ pub(crate) fn alltoallv(
     if scounts.len() != n || sdispls.len() != n || rcounts.len() != n || rdispls.len() != n {
         bail!(err::COUNT, "one count and displacement per rank is needed");
     }
+    if !inplace && st.contiguous && rt.contiguous {
+        // Straight from and into the user's buffers: packing would hold a copy of both
+        // (twice the data, for the whole call, in which a checkpoint may capture it).
+        let (soff, sbytes, sdisp) = byte_blocks(scounts, sdispls, st.size);
+        let (roff, rbytes, rdisp) = byte_blocks(rcounts, rdispls, rt.size);
+        let data = user_bytes((sbase as isize + soff) as usize, span_len(&sbytes, &sdisp));
+        let out = user_bytes_mut(
+            (recvbuf as isize + roff) as usize,
+            span_len(&rbytes, &rdisp),
+        );
+        return exchange_blocks(&c, data, (&sbytes, &sdisp), out, (&rbytes, &rdisp));
+    }
     let mut data = Vec::new();
     for i in 0..n {
         st.pack(
@@ -567,16 +605,28 @@ pub(crate) fn alltoallv(
     let (sb, spd) = packed_layout(scounts, st.size);
     let (rb, rpd) = packed_layout(rcounts, rt.size);
     let mut tmp = vec![0u8; rb.iter().sum()];
+    exchange_blocks(&c, &data, (&sb, &spd), &mut tmp, (&rb, &rpd))?;
+    unpack_blocks(&rt, &tmp, recvbuf, rcounts, rdispls, None);
+    Ok(())
+}
+
+/// The engine's alltoallv of byte blocks, each side given as (counts, displacements).
+fn exchange_blocks(
+    c: &CommObj,
+    data: &[u8],
+    send: (&[usize], &[usize]),
+    out: &mut [u8],
+    recv: (&[usize], &[usize]),
+) -> Res {
     let send = coll::Layout {
-        counts: &sb,
-        displs: &spd,
+        counts: send.0,
+        displs: send.1,
     };
     let recv = coll::Layout {
-        counts: &rb,
-        displs: &rpd,
+        counts: recv.0,
+        displs: recv.1,
     };
-    with_engine(|e| coll::alltoallv(e, &c.comm, &data, send, &mut tmp, recv))??;
-    unpack_blocks(&rt, &tmp, recvbuf, rcounts, rdispls, None);
+    with_engine(|e| coll::alltoallv(e, &c.comm, data, send, out, recv))??;
     Ok(())
 }
 

@@ -203,7 +203,8 @@ impl PendingImage {
         let (st, w) = (child.stall(), child.report());
         let line = format!(
             "rank={} epoch={} stall_us={} write_us={} bytes={} flush_us={} prepare_us={} \
-             chain_us={} fork_us={} plan_us={} read_us={} compute_us={} syscall_write_us={} \
+             chain_us={} fork_us={} fork_cpu_us={} stall_cpu_us={} child_first_us={} \
+             child_yielded_us={} plan_us={} read_us={} compute_us={} syscall_write_us={} \
              sync_us={} cpu_us={}",
             self.rank,
             self.epoch,
@@ -214,6 +215,10 @@ impl PendingImage {
             st.prepare.as_micros(),
             st.chain.as_micros(),
             st.fork.as_micros(),
+            st.fork_cpu.as_micros(),
+            st.cpu.as_micros(),
+            w.first.as_micros(),
+            w.yielded.as_micros(),
             w.plan.as_micros(),
             w.read.as_micros(),
             w.compute.as_micros(),

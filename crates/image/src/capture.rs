@@ -22,7 +22,7 @@ use crate::format::*;
 use crate::incr::{self, Chain};
 use crate::procfs::{self, MapsLine};
 use crate::read::{HFLAG_INCREMENTAL, encode_header_flags, encode_trailer_prefix};
-use crate::stats::{Counters, StallTimes, StatsPage, Step, WriterReport, now_ns};
+use crate::stats::{Counters, StallTimes, StatsPage, Step, WriterReport, now_ns, thread_cpu_ns};
 use crate::{ctx, sys};
 
 /// Why a capture failed.
@@ -221,6 +221,7 @@ fn capture_in_child_inner(
     chain: Option<&mut Chain>,
 ) -> Result<ChildOutcome, CaptureError> {
     let started = std::time::Instant::now();
+    let started_cpu = thread_cpu_ns();
     let tmp = tmp_path(path);
     let mut job = prepare(&tmp, true, options)?;
     let prepared = std::time::Instant::now();
@@ -240,6 +241,7 @@ fn capture_in_child_inner(
         job.prev_table = prev.map(|t| (t.as_ptr(), t.len()));
         job.next_table = next.map(|t| (t.as_mut_ptr(), t.len()));
         job.chained = std::time::Instant::now();
+        job.chained_cpu = thread_cpu_ns();
         ctx::checkpoint_here(capture_cb, (&mut job as *mut Job).cast::<c_void>())
     };
     if r == RESTORED {
@@ -253,6 +255,8 @@ fn capture_in_child_inner(
         prepare: prepared - started,
         chain: job.chained - prepared,
         fork: job.chained.elapsed(),
+        fork_cpu: cpu_since(job.chained_cpu),
+        cpu: cpu_since(started_cpu),
     };
     let Job {
         fork_errno,
@@ -276,6 +280,10 @@ fn capture_in_child_inner(
         stall,
         stats,
     }))
+}
+
+fn cpu_since(ns: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos(thread_cpu_ns().saturating_sub(ns))
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -353,8 +361,9 @@ struct Job {
     scratch: sys::Scratch,
     /// The writer's account of its work (a shared page, left out of the image).
     stats: StatsPage,
-    /// When the capture point was entered (the fork's start).
+    /// When the capture point was entered (the fork's start), and the thread's CPU time then.
     chained: std::time::Instant,
+    chained_cpu: u64,
     codec: Codec,
     /// What an incremental image is based on.
     parent: Option<Parent>,
@@ -423,6 +432,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         scratch,
         stats,
         chained: std::time::Instant::now(),
+        chained_cpu: 0,
         codec: options.compress,
         parent: None,
         parent_bytes: encode_parent(None),
@@ -584,11 +594,14 @@ extern "C" fn capture_cb(arg: *mut c_void, rsp: u64, rip: u64) -> u64 {
     // `checkpoint_here`; it is live and not otherwise borrowed during the call.
     let job = unsafe { &mut *arg.cast::<Job>() };
     if job.fork {
+        job.stats.forking();
         match sys::fork() {
             Ok(0) => {
                 // The scheduler lets a new child run before its parent; the rank's stall
                 // ends only when the parent runs again, so the writer gives way at once.
+                job.stats.child_step(false);
                 rustix::thread::sched_yield();
+                job.stats.child_step(true);
                 if job.background {
                     sys::background();
                 }
@@ -644,17 +657,21 @@ impl Out<'_> {
         let n = std::mem::take(&mut self.used);
         self.write(n, None)
     }
-    /// Writes the buffer's first `n` bytes, or `data` when given.
+    /// Writes the buffer's first `n` bytes, then `data` when given, in one system call (a
+    /// run's few header bytes go out with its pages, not as a write of their own).
     fn write(&mut self, n: usize, data: Option<&[u8]>) -> Result<(), WriteError> {
-        let b = data.unwrap_or(&self.buf[..n]);
+        let parts = [&self.buf[..n], data.unwrap_or_default()];
+        let len = (parts[0].len() + parts[1].len()) as u64;
         let t = now_ns();
-        write_all(self.fd, b, self.written)?;
-        self.written += b.len() as u64;
-        self.ctr.wrote(b.len() as u64);
+        write_all(self.fd, parts, self.written)?;
+        self.written += len;
+        self.ctr.wrote(len);
         let t = self.ctr.add(Step::Write, t);
-        if self.written - self.kicked >= WRITEBACK_STEP {
-            sys::start_writeback(self.fd, self.kicked, self.written - self.kicked);
-            self.kicked = self.written;
+        // Whole pages only: a page handed over half written would be written to disk twice.
+        let end = self.written / PAGE_SIZE * PAGE_SIZE;
+        if end - self.kicked >= WRITEBACK_STEP {
+            sys::start_writeback(self.fd, self.kicked, end - self.kicked);
+            self.kicked = end;
             self.ctr.add(Step::Sync, t);
         }
         Ok(())
@@ -690,8 +707,8 @@ impl Out<'_> {
     fn append(&mut self, b: &[u8]) -> Result<(), WriteError> {
         self.pos += b.len() as u64;
         if b.len() > self.buf.len() / 2 {
-            self.flush()?;
-            return self.write(0, Some(b));
+            let n = std::mem::take(&mut self.used);
+            return self.write(n, Some(b));
         }
         if self.used + b.len() > self.buf.len() {
             self.flush()?;
@@ -717,11 +734,19 @@ impl Out<'_> {
     }
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut b: &[u8], pos: u64) -> Result<(), WriteError> {
-    while !b.is_empty() {
-        match rustix::io::write(fd, b) {
+/// Writes `parts` one after the other, with `writev` (no allocation: two slices).
+fn write_all(fd: BorrowedFd<'_>, mut parts: [&[u8]; 2], pos: u64) -> Result<(), WriteError> {
+    while !parts[1].is_empty() || !parts[0].is_empty() {
+        let iov = [
+            std::io::IoSlice::new(parts[0]),
+            std::io::IoSlice::new(parts[1]),
+        ];
+        match rustix::io::writev(fd, &iov) {
             Ok(0) => return Err(werr("writing the image", pos)(Errno::IO)),
-            Ok(n) => b = &b[n..],
+            Ok(n) => {
+                let first = n.min(parts[0].len());
+                parts = [&parts[0][first..], &parts[1][n - first..]];
+            }
             Err(Errno::INTR) => {}
             Err(e) => return Err(werr("writing the image", pos)(e)),
         }

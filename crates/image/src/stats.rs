@@ -20,6 +20,11 @@ pub struct StallTimes {
     pub chain: Duration,
     /// From the capture point to the parent's return from `fork`.
     pub fork: Duration,
+    /// The rank's own CPU time in `fork` (the page-table copy): what `fork` costs without
+    /// the wait for a core, which on a busy machine is most of it.
+    pub fork_cpu: Duration,
+    /// The rank's CPU time in the whole capture call.
+    pub cpu: Duration,
 }
 
 /// The writer's account of its work, read once it has ended.
@@ -42,6 +47,11 @@ pub struct WriterReport {
     pub cpu: Duration,
     /// Bytes of the image file.
     pub bytes: u64,
+    /// From the parent's `fork` call to the writer's first instruction, and to its return
+    /// from the `sched_yield` that gives the core back to the rank (the scheduler runs a new
+    /// child first).
+    pub first: Duration,
+    pub yielded: Duration,
 }
 
 // Word indices in the shared page.
@@ -54,11 +64,20 @@ const WRITE: usize = 5;
 const SYNC: usize = 6;
 const BYTES: usize = 7;
 const CPU: usize = 8;
-const WORDS: usize = 9;
+const FORK_CALL: usize = 9;
+const CHILD_FIRST: usize = 10;
+const CHILD_YIELDED: usize = 11;
+const WORDS: usize = 12;
 
 /// Nanoseconds of the monotonic clock (no allocation, no failure: what the writer may call).
 pub(crate) fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Nanoseconds of CPU time the calling thread used.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
@@ -80,10 +99,20 @@ impl StatsPage {
         self.page.range()
     }
 
+    /// The parent, just before it forks (the page is fresh: every other word is 0).
+    pub(crate) fn forking(&mut self) {
+        self.page.words()[FORK_CALL] = now_ns();
+    }
+
+    /// The writer, first thing after the fork (`yielded` false) and after giving the core
+    /// back (true).
+    pub(crate) fn child_step(&mut self, yielded: bool) {
+        self.page.words()[if yielded { CHILD_YIELDED } else { CHILD_FIRST }] = now_ns();
+    }
+
     /// The writer's view: counters it adds to as it goes.
     pub(crate) fn counters(&mut self) -> Counters<'_> {
         let words = &mut self.page.words()[..WORDS];
-        words.fill(0);
         words[START] = now_ns();
         Counters { words }
     }
@@ -101,6 +130,8 @@ impl StatsPage {
             sync: Duration::from_nanos(w[SYNC]),
             cpu: Duration::from_nanos(w[CPU]),
             bytes: w[BYTES],
+            first: span(FORK_CALL, CHILD_FIRST),
+            yielded: span(FORK_CALL, CHILD_YIELDED),
         }
     }
 

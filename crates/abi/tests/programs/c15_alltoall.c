@@ -20,6 +20,17 @@ int main(int argc, char **argv) {
     printf("rank %d alltoallv:", rank);
     for (i = 0; i < size * (rank + 1); i++) printf(" %d", in[i]);
     printf("\n");
+    /* Blocks in reverse rank order, with gaps, some empty: rank r sends (r + j) % 3 ints to j. */
+    for (j = 0; j < size; j++) {
+        sc[j] = rc[j] = (rank + j) % 3;
+        sd[j] = 3 * (size - 1 - j);
+        rd[j] = 1 + 3 * (size - 1 - j);
+    }
+    for (i = 0; i < 16; i++) { out[i] = rank * 1000 + i; in[i] = -1; }
+    MPI_Alltoallv(out, sc, sd, MPI_INT, in, rc, rd, MPI_INT, MPI_COMM_WORLD);
+    printf("rank %d alltoallv gaps:", rank);
+    for (i = 0; i < 16; i++) printf(" %d", in[i]);
+    printf("\n");
     for (i = 0; i < 2 * size; i++) in[i] = rank * 10 + i;
     MPI_Alltoall(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, in, 2, MPI_INT, MPI_COMM_WORLD);
     printf("rank %d in place:", rank);
