@@ -705,15 +705,18 @@ fn an_mpi_program_executed_by_a_preloaded_wrapper_takes_over_the_registration() 
 /// restarted to the output of a direct run: under the default checkpointer (nothing preloaded:
 /// the program registers itself), and under `--crs image` (preloaded: the shell registers, and
 /// the program it executes through `env` takes the registration over). A one-rank rank reads
-/// its control link only every few hundred progress rounds, so the ring runs long enough for
-/// the checkpoint to land before its end.
+/// its control link only every few hundred progress rounds, so the ring pauses between steps
+/// to run long enough for the checkpoint to land before its end.
 #[test]
 fn a_one_rank_mpi_job_through_sh_c_is_checkpointed_with_and_without_the_preload() {
     assert!(bin("mpicr-restore").exists());
     harness::build_preload();
     let sandbox = Sandbox::new();
-    let steps = "600";
-    let reference = sandbox.mpicr(&["run", "-n", "1", "--", "image-ring", steps]);
+    // 10 ms between steps: the job outlives the random moment and the rank's next read of its
+    // control link by seconds, however fast the machine (600 steps without a pause ended
+    // before the request on an idle one).
+    let (steps, pause) = ("600", "10");
+    let reference = sandbox.mpicr(&["run", "-n", "1", "--", "image-ring", steps, pause]);
     let cases: [(&str, &[&str], &str); 2] = [
         ("shdefault", &[], "\"$0\" \"$@\""),
         (
@@ -725,7 +728,7 @@ fn a_one_rank_mpi_job_through_sh_c_is_checkpointed_with_and_without_the_preload(
     for (name, crs, script) in cases {
         let mut args = vec!["-n", "1"];
         args.extend_from_slice(crs);
-        args.extend_from_slice(&["--", "sh", "-c", script, "image-ring", steps]);
+        args.extend_from_slice(&["--", "sh", "-c", script, "image-ring", steps, pause]);
         let job = sandbox.start_job(name, &args);
         rank_pid(&sandbox, name, 0, 0);
         std::thread::sleep(random_moment(MOMENT));
