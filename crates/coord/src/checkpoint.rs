@@ -29,7 +29,7 @@ use crate::nodes::{DaemonLink, StoreFacts};
 use crate::activity::{Migration, MigrationStats, RedundancyBytes};
 use crate::launch::Event;
 use crate::report::{error_chain, say};
-use crate::server::{Readiness, Shared};
+use crate::server::{END_REPORT_WAIT, Readiness, Shared};
 
 /// How long a request waits for the first rank of a job to register before the job is taken
 /// for one that does not use MPI (counted from the start of the job).
@@ -400,10 +400,42 @@ struct Service {
     ending: Option<String>,
     /// The lowest epoch the next checkpoint may use.
     next_epoch: u64,
-    /// Ranks whose control connection closed, and why. A rank that already delivered what a
-    /// phase waits for may leave (it finished its part and went on to exit); one that did not
-    /// fails the checkpoint.
-    gone: Vec<(u32, String)>,
+    /// Ranks whose process ended or whose control connection closed. A rank that already
+    /// delivered what a phase waits for may leave (it finished its part and went on to exit);
+    /// one that did not fails the checkpoint.
+    gone: Vec<Gone>,
+}
+
+/// A rank that left the job, and why.
+struct Gone {
+    rank: u32,
+    why: String,
+    /// When the service heard of it.
+    since: Instant,
+}
+
+impl Gone {
+    fn new(rank: u32, why: String) -> Self {
+        Self {
+            rank,
+            why,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// How often a phase looks again at a rank that ended while its control connection is still
+/// being read.
+const GONE_RECHECK: Duration = Duration::from_millis(10);
+
+/// What the ranks that left mean to a phase still waiting for some of them.
+#[derive(Default)]
+struct LeftEarly {
+    /// The checkpoint fails: a rank left without delivering.
+    stop: Option<Stop>,
+    /// A rank that has not delivered ended, but what it sent before its end may still be
+    /// read from its connection.
+    unsettled: bool,
 }
 
 /// What the ranks saved: the agreed safepoint, every rank's part, (with node stores) where
@@ -673,7 +705,7 @@ impl Service {
                 return Ok(());
             }
             match inbox.recv_timeout(left) {
-                Ok(CkptEvent::RankGone { rank, why }) => self.gone.push((rank, why)),
+                Ok(CkptEvent::RankGone { rank, why }) => self.gone.push(Gone::new(rank, why)),
                 Ok(event) => self.handle_during(event)?,
                 Err(RecvTimeoutError::Timeout) => return Ok(()),
                 Err(RecvTimeoutError::Disconnected) => return Err(Stop::Shutdown),
@@ -1138,6 +1170,27 @@ impl Service {
         Ok(stored)
     }
 
+    /// Which of the ranks that left have not delivered their `slots`. The end of a process is
+    /// reported apart from its control connection, so a report the rank wrote just before it
+    /// exited (a part written at MPI_Finalize) may still be unread when its end is known: such
+    /// a rank has left without delivering only once its connection is closed, or
+    /// `END_REPORT_WAIT` after its end.
+    fn left_early<T>(&self, slots: &[Option<T>]) -> LeftEarly {
+        let mut left = LeftEarly::default();
+        for g in &self.gone {
+            if slots.get(g.rank as usize).is_none_or(Option::is_some) {
+                continue;
+            }
+            if self.shared.connected(g.rank) && g.since.elapsed() < END_REPORT_WAIT {
+                left.unsettled = true;
+            } else {
+                left.stop = Some(Stop::Failed(format!("rank {} {}", g.rank, g.why)));
+                return left;
+            }
+        }
+        left
+    }
+
     /// Waits until every rank (`by_rank`) or daemon has sent what `pick` extracts, or a rank
     /// fails.
     #[allow(clippy::too_many_arguments)]
@@ -1152,18 +1205,22 @@ impl Service {
         report: impl Fn(&StatusBoard, u32),
     ) -> Result<(), Stop> {
         let deadline = Instant::now() + self.config.timeout;
-        let left_early = |gone: &[(u32, String)], slots: &[Option<T>]| {
-            gone.iter()
-                .find(|(rank, _)| slots.get(*rank as usize).is_some_and(Option::is_none))
-                .map(|(rank, why)| Stop::Failed(format!("rank {rank} {why}")))
-        };
-        if by_rank && let Some(stop) = left_early(&self.gone, slots) {
-            return Err(stop);
-        }
         while let Some(missing) = slots.iter().position(Option::is_none) {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let waiting = if by_rank {
+                self.left_early(slots)
+            } else {
+                LeftEarly::default()
+            };
+            if let Some(stop) = waiting.stop {
+                return Err(stop);
+            }
+            let mut left = deadline.saturating_duration_since(Instant::now());
+            if waiting.unsettled {
+                left = left.min(GONE_RECHECK);
+            }
             let event = match inbox.recv_timeout(left) {
                 Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) if waiting.unsettled && !left.is_zero() => continue,
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(Stop::Failed(format!(
                         "rank {missing} did not send {what} within {}",
@@ -1181,12 +1238,7 @@ impl Service {
                         Stop::Failed(why)
                     });
                 }
-                CkptEvent::RankGone { rank, why } => {
-                    self.gone.push((rank, why));
-                    if by_rank && let Some(stop) = left_early(&self.gone, slots) {
-                        return Err(stop);
-                    }
-                }
+                CkptEvent::RankGone { rank, why } => self.gone.push(Gone::new(rank, why)),
                 event @ (CkptEvent::Count(_)
                 | CkptEvent::Part(_)
                 | CkptEvent::StoreReady { .. }

@@ -38,7 +38,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const SPAWN_WAIT: Duration = Duration::from_secs(10);
 /// How long a rank's closed control connection waits for the report of its process's end,
 /// which says more (`was killed by signal 9`) to a checkpoint that the rank leaves.
-const END_REPORT_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const END_REPORT_WAIT: Duration = Duration::from_secs(1);
 /// How long the end of a job waits for the answers its requesters are owed.
 pub(crate) const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
@@ -545,6 +545,15 @@ impl Shared {
 
     fn finalize(&self, rank: u32) {
         self.lock().table.finalize(rank);
+    }
+
+    /// Whether `rank`'s control connection is still being read: until it closes, a report the
+    /// rank sent just before it exited may still be on its way to the checkpoint service.
+    pub(crate) fn connected(&self, rank: u32) -> bool {
+        self.lock()
+            .links
+            .get(rank as usize)
+            .is_some_and(Option::is_some)
     }
 
     fn disconnect(&self, rank: u32) {

@@ -203,6 +203,12 @@ impl CkptState {
         self.draining() || matches!(self.phase, Phase::Deferred { .. }) || self.writing.is_some()
     }
 
+    /// A checkpoint needs this rank's progress even where a call has nothing else to do:
+    /// markers to read, a drain to end, a deferral to bound, an image's end to report.
+    pub(crate) fn wants_progress(&self) -> bool {
+        self.local_taken() || self.image_busy()
+    }
+
     /// Messages from `peer` are held: its marker came before our own snapshot. (An image
     /// checkpoint holds nothing: it stops reading the peer's link at the marker instead.)
     pub(crate) fn holds(&self, peer: u32) -> bool {
@@ -389,6 +395,9 @@ impl Engine {
     /// it is, so that no rank passes the chosen safepoint.
     pub fn safepoint(&mut self) -> Result<SafepointAction, EngineError> {
         self.poll_control()?;
+        if self.ckpt.image_busy() {
+            self.progress()?;
+        }
         self.ckpt.safepoints += 1;
         let here = self.ckpt.safepoints;
         let mut idle = 0;

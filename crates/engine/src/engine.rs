@@ -519,9 +519,9 @@ impl Engine {
         self.check_rank(dest)?;
         self.migration_backpressure(dest)?;
         self.send_eager(ctx, dest, tag, buf)?;
-        if self.ckpt.local_taken() || self.ckpt.draining() {
+        if self.ckpt.wants_progress() {
             // As `wait` does: a checkpoint's part waits for markers that a rank which only
-            // sends would otherwise never read.
+            // sends would otherwise never read, and a finished image for its report.
             self.progress()?;
         }
         Ok(())
@@ -804,9 +804,10 @@ impl Engine {
 
     /// Blocks until request `id` completes and returns its status.
     pub fn wait(&mut self, id: u64) -> Result<Status, EngineError> {
-        if self.ckpt.local_taken() || self.ckpt.draining() {
-            // A checkpoint's part waits for markers: read them even when this request is
-            // already complete (a rank that only sends would otherwise never look).
+        if self.ckpt.wants_progress() {
+            // A checkpoint's part waits for markers, and a finished image for its report:
+            // look even when this request is already complete (a rank that only sends would
+            // otherwise never look).
             self.progress()?;
         }
         let mut idle = 0;
