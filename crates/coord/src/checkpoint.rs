@@ -901,8 +901,6 @@ impl Service {
             |board, reported| board.update(|s| s.running = Some(progress("counting", reported))),
         )?;
         let safepoint = counts.iter().flatten().copied().max().unwrap_or(0) + 1;
-        self.board
-            .update(|s| s.running = Some(progress("saving", 0)));
         let stores = self.shared.stores().filter(|f| f.storage.is_some());
         let rank_nodes = self.shared.rank_nodes();
         // With node stores, each rank writes into its own node's store.
@@ -924,6 +922,10 @@ impl Service {
                 })
             })
             .map_err(Stop::Failed)?;
+        // Published once every rank has been told where to save: a rank that reads its
+        // control link after this sees CHECKPOINT_AT.
+        self.board
+            .update(|s| s.running = Some(progress("saving", 0)));
         let mut parts: Vec<Option<PartDone>> = vec![None; size as usize];
         self.collect(
             inbox,

@@ -165,6 +165,9 @@ pub(crate) struct CkptState {
     pub done_epoch: u64,
     /// How long an image checkpoint may wait for a disabled region to end (`defer.rs`).
     pub defer_limit: Duration,
+    /// Since when a complete drain has waited for the disabled region the rank entered after
+    /// its drain began (`defer.rs`).
+    pub held_since: Option<Instant>,
 }
 
 impl CkptState {
@@ -513,6 +516,7 @@ impl Engine {
     }
 
     fn reset_checkpoint(&mut self) {
+        self.ckpt.held_since = None;
         if let Phase::Draining { epoch, .. } | Phase::Deferred { epoch, .. } = self.ckpt.phase {
             self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
             self.thaw_links();
@@ -732,6 +736,9 @@ impl Engine {
             self.migration_capture(epoch, &dir)?;
             return Ok(true);
         }
+        if self.ckpt.disabled > 0 {
+            return Ok(moved | self.hold_capture(epoch)?);
+        }
         let exclude: Vec<PathBuf> = self.shm_dir.iter().cloned().collect();
         let request = ImageRequest {
             epoch,
@@ -776,6 +783,7 @@ impl Engine {
     }
 
     fn end_drain(&mut self, epoch: u64) {
+        self.ckpt.held_since = None;
         self.ckpt.done_epoch = self.ckpt.done_epoch.max(epoch);
         self.ckpt.phase = Phase::Idle;
         self.ckpt.marker_in.iter_mut().for_each(|m| *m = false);

@@ -10,6 +10,10 @@
 //! milliseconds, and the coordinator's cancel that follows unfreezes every link
 //! (`ARCHITECTURE.md`, "Disabled regions under `image`"). A finalizing rank never
 //! checkpoints again: it fails at once.
+//!
+//! A rank may also enter a region after its drain began (its markers are out, its links
+//! frozen). The capture then waits for the region's end, under the same bound: the rank
+//! holds a complete drain rather than saving itself inside the region.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +94,25 @@ impl Engine {
             limit.as_millis()
         );
         // The region ends some time: the coordinator asks again.
+        self.give_up_checkpoint(epoch, reason, true)?;
+        Ok(true)
+    }
+
+    /// Keeps a complete drain from being captured while the rank is inside a region it
+    /// entered after the drain began; gives the checkpoint up once that has lasted longer
+    /// than the bound. Returns whether it gave up.
+    pub(crate) fn hold_capture(&mut self, epoch: u64) -> Result<bool, EngineError> {
+        let since = *self.ckpt.held_since.get_or_insert_with(Instant::now);
+        let limit = self.ckpt.defer_limit;
+        if since.elapsed() < limit {
+            return Ok(false);
+        }
+        let reason = format!(
+            "it entered a region with checkpoints disabled (MPIX_Ckpt_disable) during the \
+             checkpoint's drain and stayed there for {} ms after the drain was complete \
+             ({DEFER_LIMIT_VAR})",
+            limit.as_millis()
+        );
         self.give_up_checkpoint(epoch, reason, true)?;
         Ok(true)
     }

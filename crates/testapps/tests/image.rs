@@ -531,36 +531,23 @@ struct RegionRun {
     finished: Out,
 }
 
-/// Job `name` runs `tests/c/disabled_region.c` on 2 ranks in `mode` with deferrals bounded
-/// by `defer_ms`, after an uninterrupted run (its gate open from the start). Once the job's
-/// stderr says `ready`, a checkpoint is asked for; the gate opens once a rank has answered
-/// (`mpicr status`) or the request has ended. When a rank answers, the coordinator has sent
-/// every rank its request (rank 0, the one in its region, first) and the answering rank has
-/// sent its markers, so rank 0 reads both before it sees the gate.
-fn checkpoint_in_region(mode: &str, name: &str, defer_ms: &str, ready: &str) -> RegionRun {
-    let sandbox = Sandbox::new();
+/// The uninterrupted run of `tests/c/disabled_region.c` on 2 ranks in `mode` (its gates
+/// open from the start), and the program.
+fn region_reference(sandbox: &Sandbox, mode: &str) -> (Out, String) {
     let prog = mpicc("disabled_region", &[]);
     let open = sandbox.dir().join("open");
     std::fs::write(&open, "").expect("the gate is created");
-    std::fs::write(sandbox.dir().join("open.after"), "").expect("the gate is created");
+    for also in ["open.after", "open.peer"] {
+        std::fs::write(sandbox.dir().join(also), "").expect("the gate is created");
+    }
     let open = open.display().to_string();
     let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, mode, &open, REGION_STEPS]);
     ok(&reference, "the uninterrupted run");
-    let gate = sandbox.dir().join(format!("{name}.gate"));
-    let gate_arg = gate.display().to_string();
-    let run = [
-        "run",
-        "--job-name",
-        name,
-        "-n",
-        "2",
-        "--",
-        &prog,
-        mode,
-        &gate_arg,
-        REGION_STEPS,
-    ];
-    let job = sandbox.start_env(&run, &[("MPICR_CKPT_DEFER_MS", defer_ms.into())]);
+    (reference, prog)
+}
+
+/// Waits until `job`'s stderr says `ready`.
+fn wait_until_said(job: &harness::Job, name: &str, ready: &str) {
     let start = std::time::Instant::now();
     while !job.stderr().contains(ready) {
         assert!(
@@ -570,24 +557,77 @@ fn checkpoint_in_region(mode: &str, name: &str, defer_ms: &str, ready: &str) -> 
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut request = sandbox.start(&["checkpoint", name]);
+}
+
+/// Waits until the checkpoint under way in job `name` satisfies `reached` (given its `mpicr
+/// status --json` entry), or `request` has ended.
+fn wait_for_checkpoint(
+    sandbox: &Sandbox,
+    name: &str,
+    request: &mut harness::Job,
+    what: &str,
+    reached: impl Fn(&serde_json::Value) -> bool,
+) {
     let start = std::time::Instant::now();
     loop {
         let out = sandbox.mpicr(&["status", name, "--json"]);
-        let answered = serde_json::from_str::<serde_json::Value>(&out.stdout)
-            .is_ok_and(|v| v["checkpoint"]["in_progress"]["reported"].as_u64() >= Some(1));
-        if answered || request.has_ended() {
-            break;
+        let now = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|v| reached(&v["checkpoint"]["in_progress"]));
+        if now || request.has_ended() {
+            return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(240),
-            "no rank of job {name} answered the checkpoint"
+            "the checkpoint of job {name} never reached {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The job's run of `tests/c/disabled_region.c`, with deferrals bounded by `defer_ms`.
+fn start_region_job(
+    sandbox: &Sandbox,
+    prog: &str,
+    mode: &str,
+    name: &str,
+    defer_ms: &str,
+) -> (harness::Job, String) {
+    let gate = sandbox.dir().join(format!("{name}.gate"));
+    let gate = gate.display().to_string();
+    let run = [
+        "run",
+        "--job-name",
+        name,
+        "-n",
+        "2",
+        "--",
+        prog,
+        mode,
+        &gate,
+        REGION_STEPS,
+    ];
+    let job = sandbox.start_env(&run, &[("MPICR_CKPT_DEFER_MS", defer_ms.into())]);
+    (job, gate)
+}
+
+/// Job `name` runs `tests/c/disabled_region.c` on 2 ranks in `mode` with deferrals bounded
+/// by `defer_ms`, after an uninterrupted run. Once the job's stderr says `ready`, a
+/// checkpoint is asked for; the gate opens once a rank has answered (`mpicr status`) or the
+/// request has ended. When a rank answers, the coordinator has sent every rank its request
+/// (rank 0, the one in its region, first) and the answering rank has sent its markers, so
+/// rank 0 reads both before it sees the gate.
+fn checkpoint_in_region(mode: &str, name: &str, defer_ms: &str, ready: &str) -> RegionRun {
+    let sandbox = Sandbox::new();
+    let (reference, prog) = region_reference(&sandbox, mode);
+    let (job, gate) = start_region_job(&sandbox, &prog, mode, name, defer_ms);
+    wait_until_said(&job, name, ready);
+    let mut request = sandbox.start(&["checkpoint", name]);
+    wait_for_checkpoint(&sandbox, name, &mut request, "a rank's answer", |p| {
+        p["reported"].as_u64() >= Some(1)
+    });
     std::fs::write(&gate, "").expect("the gate is created");
     let answer = request.finish();
-    std::fs::write(format!("{gate_arg}.after"), "").expect("the gate is created");
+    std::fs::write(format!("{gate}.after"), "").expect("the gate is created");
     let finished = job.finish();
     RegionRun {
         sandbox,
@@ -599,8 +639,8 @@ fn checkpoint_in_region(mode: &str, name: &str, defer_ms: &str, ready: &str) -> 
 
 impl RegionRun {
     /// The checkpoint committed `snapshot`; the job ended with the uninterrupted output, and
-    /// a restart from the snapshot prints the rest of it.
-    fn assert_committed_and_restarts(&self, snapshot: &str) {
+    /// a restart from the snapshot prints the rest of it. Returns the restart.
+    fn assert_committed_and_restarts(&self, snapshot: &str) -> Out {
         assert_eq!(committed(&self.answer), snapshot);
         ok(&self.finished, "the checkpointed job");
         assert_eq!(self.finished.stdout, self.reference.stdout);
@@ -611,6 +651,7 @@ impl RegionRun {
             "the restart began at the start: {}",
             restarted.stdout
         );
+        restarted
     }
 
     /// The checkpoint failed, its reason (the requester's last line) containing each of
@@ -666,6 +707,46 @@ fn a_region_that_needs_a_frozen_peer_gives_the_checkpoint_up_after_the_bound_and
         );
     }
     run.assert_committed_and_restarts("needs.2");
+}
+
+/// A rank that enters MPIX_Ckpt_disable after its drain began (its markers out) holds its
+/// complete drain until the region ends instead of saving itself inside the region or
+/// failing the checkpoint: rank 1 stays out of MPI until rank 0 is in its region, so rank 0
+/// alone answers and begins its drain; it then enters its region, and reads
+/// rank 1's marker and where to save while still in it (`saving` is published once every
+/// rank has been told, and rank 0 reads its links once more after it sees the gate). The
+/// checkpoint commits after the region (a restart does not leave the region again), and a
+/// restart from it prints the rest of the uninterrupted run.
+#[test]
+fn a_rank_that_enters_a_disabled_region_during_its_drain_is_captured_when_the_region_ends() {
+    let sandbox = Sandbox::new();
+    let (reference, prog) = region_reference(&sandbox, "late");
+    let (job, gate) = start_region_job(&sandbox, &prog, "late", "late", "600000");
+    wait_until_said(&job, "late", "rank 0 waits for the gate");
+    wait_until_said(&job, "late", "rank 1 waits for the gate outside MPI");
+    let mut request = sandbox.start(&["checkpoint", "late"]);
+    wait_for_checkpoint(&sandbox, "late", &mut request, "rank 0's answer", |p| {
+        p["reported"].as_u64() >= Some(1)
+    });
+    std::fs::write(&gate, "").expect("the gate is created");
+    wait_until_said(&job, "late", "rank 0 is in its region");
+    std::fs::write(format!("{gate}.peer"), "").expect("the gate is created");
+    wait_for_checkpoint(&sandbox, "late", &mut request, "its saving phase", |p| {
+        p["phase"] == "saving"
+    });
+    std::fs::write(format!("{gate}.after"), "").expect("the gate is created");
+    let run = RegionRun {
+        answer: request.finish(),
+        finished: job.finish(),
+        sandbox,
+        reference,
+    };
+    let restarted = run.assert_committed_and_restarts("late.1");
+    assert!(
+        !restarted.stderr.contains("rank 0 left its region"),
+        "rank 0 was saved inside its region: {}",
+        restarted.stderr
+    );
 }
 
 /// A rank in MPI_Finalize never checkpoints again: a checkpoint that reaches it fails at once

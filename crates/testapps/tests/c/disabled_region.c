@@ -9,6 +9,12 @@
  *             region rank 0 waits, outside any region, until the file GATE.after exists.
  *   finalize  after the last step rank 1 enters MPI_Finalize (saying so on stderr) while
  *             rank 0 waits, outside any region, until GATE exists.
+ *   late      rank 0 waits, outside any region, until GATE exists (so it answers a
+ *             checkpoint and begins its drain), then enters MPIX_Ckpt_disable (saying so) and
+ *             stays there until GATE.after exists (saying when it left); rank 1 says it waits, then waits for
+ *             GATE.peer without calling MPI (so it cannot answer before), then in MPI_Recv
+ *             for a message rank 0 sends after the region: rank 0's drain can complete
+ *             inside a region it entered late.
  * then the other STEPS/2 steps and a result line. While rank 0 waits for GATE it calls
  * MPIX_Ckpt_safepoint and MPI_Iprobe, so that it reads the coordinator's requests and its
  * peers' packets; it looks for GATE before those calls, so everything that was sent before
@@ -52,7 +58,7 @@ static uint64_t steps(uint64_t acc, long from, long to, int rank, int size) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: disabled_region wait|needs|finalize GATE STEPS\n");
+        fprintf(stderr, "usage: disabled_region wait|needs|finalize|late GATE STEPS\n");
         return 2;
     }
     const char *mode = argv[1], *gate = argv[2];
@@ -62,6 +68,9 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     uint64_t acc = steps((uint64_t)rank + 1, 0, n / 2, rank, size), v;
+    char after[4096], peer[4096];
+    snprintf(after, sizeof after, "%s.after", gate);
+    snprintf(peer, sizeof peer, "%s.peer", gate);
     if (strcmp(mode, "wait") == 0 || strcmp(mode, "needs") == 0) {
         int needs = strcmp(mode, "needs") == 0;
         if (rank == 0) {
@@ -75,17 +84,30 @@ int main(int argc, char **argv) {
             }
             MPIX_Ckpt_enable();
             MPI_Send(&acc, 1, MPI_UINT64_T, 1, 7, MPI_COMM_WORLD);
-            if (needs) {
-                char after[4096];
-                snprintf(after, sizeof after, "%s.after", gate);
-                wait_for_gate(after);
-            }
+            if (needs) wait_for_gate(after);
         } else if (rank == 1) {
             if (needs) {
                 MPI_Recv(&v, 1, MPI_UINT64_T, 0, 8, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
                 acc = mix(acc, v);
                 MPI_Send(&acc, 1, MPI_UINT64_T, 0, 9, MPI_COMM_WORLD);
             }
+            MPI_Recv(&v, 1, MPI_UINT64_T, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            acc = mix(acc, v);
+        }
+    } else if (strcmp(mode, "late") == 0) {
+        if (rank == 0) {
+            fprintf(stderr, "rank 0 waits for the gate\n");
+            wait_for_gate(gate);
+            MPIX_Ckpt_disable();
+            fprintf(stderr, "rank 0 is in its region\n");
+            wait_for_gate(after);
+            MPIX_Ckpt_enable();
+            fprintf(stderr, "rank 0 left its region\n");
+            MPI_Send(&acc, 1, MPI_UINT64_T, 1, 7, MPI_COMM_WORLD);
+        } else if (rank == 1) {
+            struct timespec t = {0, 2000000L};
+            fprintf(stderr, "rank 1 waits for the gate outside MPI\n");
+            while (access(peer, F_OK) != 0) nanosleep(&t, NULL);
             MPI_Recv(&v, 1, MPI_UINT64_T, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
             acc = mix(acc, v);
         }
