@@ -38,7 +38,8 @@ pub enum CaptureError {
     RseqRegistered,
     #[error("writing the image failed: {0}")]
     Write(WriteError),
-    #[error("the image writer process failed ({0})")]
+    /// What happened to the writer: "was killed by signal 9", "exited with status 1".
+    #[error("the image writer process {0}")]
     Child(String),
     #[error(
         "descriptor {} is open; it is reserved for the restorer's hand-over (see \
@@ -157,10 +158,22 @@ impl ChildCapture {
     fn finish(&self, status: rustix::process::WaitStatus) -> Result<(), CaptureError> {
         if status.exit_status() != Some(0) {
             let _ = std::fs::remove_file(&self.tmp);
-            return Err(CaptureError::Child(format!("{status:?}")));
+            return Err(CaptureError::Child(writer_end(status)));
         }
         std::fs::rename(&self.tmp, &self.dest)
             .map_err(|e| CaptureError::Io("renaming the image into place", e))
+    }
+}
+
+/// How a writer that did not succeed ended, as the end of a sentence about it. A writer that
+/// fails on its own says why on the rank's stderr before it exits.
+fn writer_end(status: rustix::process::WaitStatus) -> String {
+    if let Some(code) = status.exit_status() {
+        format!("exited with status {code} (its reason is on the rank's stderr)")
+    } else if let Some(signal) = status.terminating_signal() {
+        format!("was killed by signal {signal}")
+    } else {
+        format!("ended as {status:?}")
     }
 }
 
@@ -182,7 +195,7 @@ pub fn capture_to(path: &Path) -> Result<Outcome, CaptureError> {
         let _ = std::fs::remove_file(&tmp);
         return Err(match error {
             Some(e) => CaptureError::Write(e),
-            None => CaptureError::Child(format!("capture failed with code {r}")),
+            None => CaptureError::Child(format!("failed with code {r}")),
         });
     }
     std::fs::rename(&tmp, path)
@@ -272,7 +285,7 @@ fn capture_in_child_inner(
         ));
     }
     let pid = rustix::process::Pid::from_raw(child_pid)
-        .ok_or_else(|| CaptureError::Child("fork returned no pid".into()))?;
+        .ok_or_else(|| CaptureError::Child("was not started: fork returned no pid".into()))?;
     Ok(ChildOutcome::Started(ChildCapture {
         pid,
         tmp,

@@ -749,6 +749,56 @@ fn a_rank_that_enters_a_disabled_region_during_its_drain_is_captured_when_the_re
     );
 }
 
+/// The first child process of `pid` (a rank's only children are its image writers).
+fn first_child(pid: u32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A checkpoint whose image writer dies (SIGKILLed here while it writes) fails with that
+/// reason, and the rank and the job go on to the uninterrupted output. The writer lives for a
+/// short while only, so checkpoints are asked for until one's writer is caught.
+#[test]
+fn a_checkpoint_whose_image_writer_is_killed_fails_and_the_job_goes_on() {
+    let sandbox = Sandbox::new();
+    let steps = "1500";
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", "image-ring", steps]);
+    ok(&reference, "the uninterrupted run");
+    let job = sandbox.start_job("wkill", &["-n", "2", "--", "image-ring", steps, "2"]);
+    let rank0 = rank_pid(&sandbox, "wkill", 0, 0);
+    let mut caught = false;
+    for _ in 0..40 {
+        let mut request = sandbox.start(&["checkpoint", "wkill"]);
+        while !caught && !request.has_ended() {
+            if let Some(writer) = first_child(rank0).and_then(rustix::process::Pid::from_raw) {
+                caught =
+                    rustix::process::kill_process(writer, rustix::process::Signal::KILL).is_ok();
+            }
+        }
+        let answer = request.finish();
+        if caught {
+            assert_eq!(answer.code, Some(1), "{}{}", answer.stdout, answer.stderr);
+            assert!(
+                answer
+                    .stderr
+                    .contains("rank 0 failed: the image writer process was killed by signal 9"),
+                "{}",
+                answer.stderr
+            );
+            break;
+        }
+        ok(&answer, "a checkpoint whose writer was not caught");
+    }
+    assert!(caught, "no image writer was caught in 40 checkpoints");
+    let finished = job.finish();
+    ok(&finished, "the job after the failed checkpoint");
+    assert_eq!(finished.stdout, reference.stdout);
+}
+
 /// A rank in MPI_Finalize never checkpoints again: a checkpoint that reaches it fails at once
 /// with that reason, and the job exits with the uninterrupted output.
 #[test]
