@@ -580,6 +580,20 @@ impl RunningJob {
                 cause = ending;
                 continue;
             }
+            // A rank killed by a signal that the launcher did not send (it sends SIGTERM first,
+            // SIGKILL only once the grace is over) explains ranks that exited with an error
+            // status before its end was reported: they exit because their link to it failed.
+            if let Some(outcome @ Outcome::RankFailed(killed)) = &ending
+                && matches!(killed.status, node::ExitStatus::Signaled(sig) if sig != Signal::TERM.as_raw())
+                && kill_at.is_some_and(|at| Instant::now() < at)
+                && matches!(&cause, Some(Outcome::RankFailed(first)) if matches!(first.status, node::ExitStatus::Exited(_)))
+            {
+                if let Some(line) = outcome.describe() {
+                    say(&line);
+                }
+                cause = ending;
+                continue;
+            }
             if let Some(outcome) = ending
                 && cause.is_none()
             {
