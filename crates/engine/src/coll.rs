@@ -679,3 +679,25 @@ pub fn scan(
     acc.recycle(engine);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_blocks;
+
+    #[test]
+    fn split_blocks_cuts_blocks_in_any_order_and_lets_empty_blocks_point_anywhere() {
+        let mut buf: Vec<u8> = (0..10).collect();
+        // Rank 0 at 6..9, rank 1 empty inside rank 0's block, rank 2 at 1..3.
+        let blocks = split_blocks(&mut buf, &[3, 0, 2], &[6, 7, 1]).expect("a valid layout");
+        assert_eq!(blocks[0], [6, 7, 8]);
+        assert!(blocks[1].is_empty());
+        assert_eq!(blocks[2], [1, 2]);
+    }
+
+    #[test]
+    fn split_blocks_refuses_overlapping_blocks() {
+        let mut buf = vec![0u8; 10];
+        let err = split_blocks(&mut buf, &[3, 2], &[2, 4]).expect_err("rank 1 overlaps rank 0");
+        assert!(err.to_string().contains("overlaps"), "{err}");
+    }
+}
