@@ -222,8 +222,10 @@ pub(crate) fn scan(
     Ok(())
 }
 
-/// Reduce_scatter / Reduce_scatter_block: an allreduce of all blocks, then each rank keeps its
-/// own.
+/// Reduce_scatter / Reduce_scatter_block: one reduction per block, to the rank that keeps it,
+/// so that no rank holds more than one block's result and a contiguous type's result lands in
+/// the user's buffer. With MPI_IN_PLACE the result overwrites the input, so all blocks are
+/// reduced at once into a temporary (an allreduce) and each rank keeps its own.
 pub(crate) fn reduce_scatter(
     sendbuf: usize,
     recvbuf: usize,
@@ -239,21 +241,58 @@ pub(crate) fn reduce_scatter(
     if let Some(&bad) = counts.iter().find(|&&x| x < 0) {
         bail!(err::COUNT, "count {bad} is negative");
     }
-    let total: c_int = counts.iter().sum();
+    let counts: Vec<usize> = counts.iter().map(|&k| k as usize).collect();
+    let total = c_int::try_from(counts.iter().sum::<usize>())
+        .map_err(|_| crate::ffi::error(err::COUNT, "the counts add up to too many elements"))?;
     let r = reduction(total, dt, op, comm, recvbuf)?;
+    r.check_send(sendbuf)?;
     let me = c.comm.rank() as usize;
-    let before: usize = counts[..me].iter().map(|&x| x as usize).sum();
-    let src = if in_place(sendbuf) { recvbuf } else { sendbuf };
-    // Read in place even for MPI_IN_PLACE: the result goes to `out` and reaches the user's
-    // buffer only after the engine is done with `data`.
-    let data = span(src, r.count, &r.t);
+    let commute = r.op.commutative();
+    if in_place(sendbuf) {
+        return reduce_scatter_in_place(&r, recvbuf, &counts);
+    }
+    let mut before = 0;
+    for (i, &k) in counts.iter().enumerate() {
+        let data = span(
+            (sendbuf as isize + before as isize * r.t.extent) as usize,
+            k,
+            &r.t,
+        );
+        before += k;
+        if k == 0 {
+            continue;
+        }
+        let f = |a: &[u8], b: &mut [u8]| r.op.apply(&r.t, r.dt, k, a, b);
+        let root = i as u32;
+        if i != me {
+            with_engine(|e| coll::reduce(e, &c.comm, data, None, &f, commute, root))??;
+        } else if r.t.contiguous {
+            let (off, len) = r.t.span(k);
+            let out = user_bytes_mut((recvbuf as isize + off) as usize, len);
+            with_engine(|e| coll::reduce(e, &c.comm, data, Some(out), &f, commute, root))??;
+        } else {
+            let mut out = vec![0u8; data.len()];
+            let o = Some(&mut out[..]);
+            with_engine(|e| coll::reduce(e, &c.comm, data, o, &f, commute, root))??;
+            r.t.span_to_user(&out, recvbuf, k);
+        }
+    }
+    Ok(())
+}
+
+/// Reduce_scatter with MPI_IN_PLACE: the input, all blocks at `recvbuf`, is read in place; the
+/// result goes to a temporary and reaches the user's buffer after the engine is done with it.
+fn reduce_scatter_in_place(r: &Reduction, recvbuf: usize, counts: &[usize]) -> Res {
+    let me = r.c.comm.rank() as usize;
+    let data = span(recvbuf, r.count, &r.t);
     let mut out = vec![0u8; data.len()];
     let f = |a: &[u8], b: &mut [u8]| r.apply(a, b);
     let commute = r.op.commutative();
-    with_engine(|e| coll::allreduce(e, &c.comm, data, &mut out, &f, commute))??;
+    with_engine(|e| coll::allreduce(e, &r.c.comm, data, &mut out, &f, commute))??;
     // My block starts `before` elements in; elements are `extent` apart in the span.
-    let mine = counts[me] as usize;
+    let mine = counts[me];
     if mine > 0 {
+        let before: usize = counts[..me].iter().sum();
         let (_, len) = r.t.span(mine);
         let start = before * r.t.extent as usize;
         r.t.span_to_user(&out[start..start + len], recvbuf, mine);

@@ -180,7 +180,21 @@ static void nonblocking(void) {
     show("ialltoallv", a2a_in, LEN);
 }
 
+/* Affine maps x -> a x + b as pairs (a, b); inout = inout after in: associative, not
+ * commutative, so the result shows the order in which ranks' contributions are combined. */
+static void compose(void *in, void *inout, int *len, MPI_Datatype *dt) {
+    int *p = in, *q = inout, i;
+    (void)dt;
+    for (i = 0; i < *len; i++) {
+        int a = p[2 * i], b = p[2 * i + 1], c = q[2 * i], d = q[2 * i + 1];
+        q[2 * i] = c * a;
+        q[2 * i + 1] = c * b + d;
+    }
+}
+
 static void reduce_scatter(void) {
+    MPI_Datatype pair;
+    MPI_Op op;
     int counts[MAXN], in[LEN], out[LEN], total = 0, i;
     for (i = 0; i < size; i++) {
         counts[i] = (i + 1) % 3;
@@ -192,6 +206,19 @@ static void reduce_scatter(void) {
     show("reduce_scatter", out, 3);
     MPI_Reduce_scatter(MPI_IN_PLACE, in, counts, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     show("reduce_scatter in place", in, counts[rank]);
+
+    MPI_Type_contiguous(2, MPI_INT, &pair);
+    MPI_Type_commit(&pair);
+    MPI_Op_create(compose, 0, &op);
+    for (i = 0; i < total; i++) {
+        in[2 * i] = 1 + (rank + i) % 3;
+        in[2 * i + 1] = rank + 2 * i;
+    }
+    fill(out, LEN, -1);
+    MPI_Reduce_scatter(in, out, counts, pair, op, MPI_COMM_WORLD);
+    show("reduce_scatter in order", out, 2 * counts[rank]);
+    MPI_Op_free(&op);
+    MPI_Type_free(&pair);
 }
 
 /* Bad arguments return their error class and change nothing; each call fails on every rank
