@@ -635,6 +635,8 @@ export! {
     }
     fn MPI_Ialltoall / PMPI_Ialltoall(s: *const c_void, sc: c_int, st: c_int, r: *mut c_void, rc: c_int, rt: c_int, comm: c_int, req: *mut c_int) [Some(comm)] {
         let n = comm_size(comm)?;
+        // In place, the send count and type are ignored: the blocks sent are the ones received.
+        let sc = if coll::in_place(addr(s)) { rc } else { sc };
         let sd: Vec<c_int> = (0..n as c_int).map(|i| i * sc).collect();
         let rd: Vec<c_int> = (0..n as c_int).map(|i| i * rc).collect();
         nbc_start(ialltoallv(addr(s), &vec![sc; n], &sd, st, addr(r), &vec![rc; n], &rd, rt, comm), req)

@@ -180,6 +180,25 @@ static void nonblocking(void) {
     show("ialltoallv", a2a_in, LEN);
 }
 
+/* Non-blocking all-to-alls with MPI_IN_PLACE: the blocks sent are read from the receive
+ * buffer before it is overwritten. */
+static void alltoall_in_place(void) {
+    int rc[MAXN], rd[MAXN], buf[LEN], sq[2 * MAXN], i;
+    MPI_Request r[2];
+    for (i = 0; i < size; i++) {
+        rc[i] = (rank + i) % 3;
+        rd[i] = 1 + 4 * (size - 1 - i);
+    }
+    for (i = 0; i < LEN; i++) buf[i] = 11000 + 100 * rank + i;
+    for (i = 0; i < 2 * size; i++) sq[i] = 12000 + 100 * rank + i;
+    MPI_Ialltoallv(MPI_IN_PLACE, NULL, NULL, MPI_DATATYPE_NULL, buf, rc, rd, MPI_INT,
+                   MPI_COMM_WORLD, &r[0]);
+    MPI_Ialltoall(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, sq, 2, MPI_INT, MPI_COMM_WORLD, &r[1]);
+    MPI_Waitall(2, r, MPI_STATUSES_IGNORE);
+    show("ialltoallv in place", buf, 4 * size + 1);
+    show("ialltoall in place", sq, 2 * size);
+}
+
 /* Affine maps x -> a x + b as pairs (a, b); inout = inout after in: associative, not
  * commutative, so the result shows the order in which ranks' contributions are combined. */
 static void compose(void *in, void *inout, int *len, MPI_Datatype *dt) {
@@ -262,6 +281,7 @@ int main(int argc, char **argv) {
     blocking();
     types();
     nonblocking();
+    alltoall_in_place();
     reduce_scatter();
     bad_input();
     MPI_Finalize();
