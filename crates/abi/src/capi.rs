@@ -635,6 +635,8 @@ export! {
     }
     fn MPI_Ialltoall / PMPI_Ialltoall(s: *const c_void, sc: c_int, st: c_int, r: *mut c_void, rc: c_int, rt: c_int, comm: c_int, req: *mut c_int) [Some(comm)] {
         let n = comm_size(comm)?;
+        // In place, the send count and type are ignored: the blocks sent are the ones received.
+        let sc = if coll::in_place(addr(s)) { rc } else { sc };
         let sd: Vec<c_int> = (0..n as c_int).map(|i| i * sc).collect();
         let rd: Vec<c_int> = (0..n as c_int).map(|i| i * rc).collect();
         nbc_start(ialltoallv(addr(s), &vec![sc; n], &sd, st, addr(r), &vec![rc; n], &rd, rt, comm), req)
@@ -654,7 +656,7 @@ export! {
         let (sbase, sc, sd, st) = if coll::in_place(addr(s)) { (addr(r), rc, rd, rt) } else {
             (addr(s), slice(scs, n, "the send counts")?, slice(sds, n, "the send displacements")?, slice(sts, n, "the send types")?)
         };
-        let mut p = nbc::Pattern { sends: Vec::new(), recvs: Vec::new() };
+        let mut p = nbc::Pattern { sends: Vec::new(), recvs: Vec::new(), shared: coll::in_place(addr(s)) };
         for i in 0..n {
             let (t, k) = request::check_buffer(sbase, sc[i], st[i])?;
             p.sends.push(Some((k, t, (sbase as isize + sd[i] as isize) as usize)));
@@ -1081,11 +1083,17 @@ fn igatherv(
     let mut p = nbc::Pattern {
         sends: vec![None; n],
         recvs: vec![None; n],
+        shared: false,
     };
     if me == root {
         let (t, _) = request::check_buffer(r, 0, rt)?;
+        let counts = rcs
+            .iter()
+            .map(|&k| to_usize(k, "the receive counts"))
+            .collect::<Res<Vec<_>>>()?;
+        coll::check_blocks(r, &counts, &t)?;
         for i in 0..n {
-            let k = to_usize(rcs[i], "the receive counts")?;
+            let k = counts[i];
             let a = (r as isize + ds[i] as isize * t.extent) as usize;
             if i == me && coll::in_place(s) {
                 continue;
@@ -1125,14 +1133,20 @@ fn iscatterv(
     let mut p = nbc::Pattern {
         sends: vec![None; n],
         recvs: vec![None; n],
+        shared: false,
     };
     if me == root {
         let (t, _) = request::check_buffer(s, 0, st)?;
+        let counts = scs
+            .iter()
+            .map(|&k| to_usize(k, "the send counts"))
+            .collect::<Res<Vec<_>>>()?;
+        coll::check_blocks(s, &counts, &t)?;
         for i in 0..n {
             if i == me && coll::in_place(r) {
                 continue;
             }
-            let k = to_usize(scs[i], "the send counts")?;
+            let k = counts[i];
             p.sends[i] = Some((
                 k,
                 t.clone(),
@@ -1172,6 +1186,7 @@ fn ialltoallv(
     let mut p = nbc::Pattern {
         sends: Vec::new(),
         recvs: Vec::new(),
+        shared: coll::in_place(s),
     };
     for i in 0..n {
         p.sends.push(Some((

@@ -222,8 +222,10 @@ pub(crate) fn scan(
     Ok(())
 }
 
-/// Reduce_scatter / Reduce_scatter_block: an allreduce of all blocks, then each rank keeps its
-/// own.
+/// Reduce_scatter / Reduce_scatter_block: one reduction per block, to the rank that keeps it,
+/// so that no rank holds more than one block's result and a contiguous type's result lands in
+/// the user's buffer. With MPI_IN_PLACE the result overwrites the input, so all blocks are
+/// reduced at once into a temporary (an allreduce) and each rank keeps its own.
 pub(crate) fn reduce_scatter(
     sendbuf: usize,
     recvbuf: usize,
@@ -239,19 +241,58 @@ pub(crate) fn reduce_scatter(
     if let Some(&bad) = counts.iter().find(|&&x| x < 0) {
         bail!(err::COUNT, "count {bad} is negative");
     }
-    let total: c_int = counts.iter().sum();
+    let counts: Vec<usize> = counts.iter().map(|&k| k as usize).collect();
+    let total = c_int::try_from(counts.iter().sum::<usize>())
+        .map_err(|_| crate::ffi::error(err::COUNT, "the counts add up to too many elements"))?;
     let r = reduction(total, dt, op, comm, recvbuf)?;
+    r.check_send(sendbuf)?;
     let me = c.comm.rank() as usize;
-    let before: usize = counts[..me].iter().map(|&x| x as usize).sum();
-    let src = if in_place(sendbuf) { recvbuf } else { sendbuf };
-    let data = span(src, r.count, &r.t).to_vec();
+    let commute = r.op.commutative();
+    if in_place(sendbuf) {
+        return reduce_scatter_in_place(&r, recvbuf, &counts);
+    }
+    let mut before = 0;
+    for (i, &k) in counts.iter().enumerate() {
+        let data = span(
+            (sendbuf as isize + before as isize * r.t.extent) as usize,
+            k,
+            &r.t,
+        );
+        before += k;
+        if k == 0 {
+            continue;
+        }
+        let f = |a: &[u8], b: &mut [u8]| r.op.apply(&r.t, r.dt, k, a, b);
+        let root = i as u32;
+        if i != me {
+            with_engine(|e| coll::reduce(e, &c.comm, data, None, &f, commute, root))??;
+        } else if r.t.contiguous {
+            let (off, len) = r.t.span(k);
+            let out = user_bytes_mut((recvbuf as isize + off) as usize, len);
+            with_engine(|e| coll::reduce(e, &c.comm, data, Some(out), &f, commute, root))??;
+        } else {
+            let mut out = vec![0u8; data.len()];
+            let o = Some(&mut out[..]);
+            with_engine(|e| coll::reduce(e, &c.comm, data, o, &f, commute, root))??;
+            r.t.span_to_user(&out, recvbuf, k);
+        }
+    }
+    Ok(())
+}
+
+/// Reduce_scatter with MPI_IN_PLACE: the input, all blocks at `recvbuf`, is read in place; the
+/// result goes to a temporary and reaches the user's buffer after the engine is done with it.
+fn reduce_scatter_in_place(r: &Reduction, recvbuf: usize, counts: &[usize]) -> Res {
+    let me = r.c.comm.rank() as usize;
+    let data = span(recvbuf, r.count, &r.t);
     let mut out = vec![0u8; data.len()];
     let f = |a: &[u8], b: &mut [u8]| r.apply(a, b);
     let commute = r.op.commutative();
-    with_engine(|e| coll::allreduce(e, &c.comm, &data, &mut out, &f, commute))??;
+    with_engine(|e| coll::allreduce(e, &r.c.comm, data, &mut out, &f, commute))??;
     // My block starts `before` elements in; elements are `extent` apart in the span.
-    let mine = counts[me] as usize;
+    let mine = counts[me];
     if mine > 0 {
+        let before: usize = counts[..me].iter().sum();
         let (_, len) = r.t.span(mine);
         let start = before * r.t.extent as usize;
         r.t.span_to_user(&out[start..start + len], recvbuf, mine);
@@ -275,29 +316,61 @@ fn packed_layout(counts: &[usize], size: usize) -> (Vec<usize>, Vec<usize>) {
 }
 
 /// The blocks of a contiguous type's `counts` elements at `displs` (in elements, possibly
-/// negative) as one span of the user's buffer: (the span's offset from the buffer in bytes,
-/// the blocks' byte counts, their byte displacements in the span). An empty block is put at
-/// the span's end, where it overlaps no other.
-fn byte_blocks(counts: &[usize], displs: &[isize], size: usize) -> (isize, Vec<usize>, Vec<usize>) {
-    let bytes: Vec<usize> = counts.iter().map(|&c| c * size).collect();
-    let at = |i: usize| displs[i] * size as isize;
-    let full = || (0..bytes.len()).filter(|&i| bytes[i] > 0);
-    let lo = full().map(at).min().unwrap_or(0);
-    let hi = full().map(|i| at(i) + bytes[i] as isize).max().unwrap_or(0);
-    let displs = (0..bytes.len())
-        .map(|i| if bytes[i] > 0 { at(i) - lo } else { hi - lo } as usize)
-        .collect();
-    (lo, bytes, displs)
+/// negative, in any order, with gaps) as one span of the user's buffer, in bytes, which the
+/// engine's collectives read or write directly. Packing instead would hold a copy of the data
+/// for the whole call, which is also in any process image taken during it.
+struct UserBlocks {
+    /// The span's first byte.
+    addr: usize,
+    len: usize,
+    counts: Vec<usize>,
+    /// From the span's start; an empty block is put at the span's end, where it overlaps no
+    /// other.
+    displs: Vec<usize>,
 }
 
-/// The length of the span [`byte_blocks`] describes.
-fn span_len(bytes: &[usize], displs: &[usize]) -> usize {
-    bytes
-        .iter()
-        .zip(displs)
-        .map(|(b, d)| b + d)
-        .max()
-        .unwrap_or(0)
+impl UserBlocks {
+    fn new(base: usize, counts: &[usize], displs: &[isize], t: &Dtype) -> Self {
+        let size = t.size;
+        let counts: Vec<usize> = counts.iter().map(|&c| c * size).collect();
+        let at = |i: usize| displs[i] * size as isize;
+        let full = || (0..counts.len()).filter(|&i| counts[i] > 0);
+        let lo = full().map(at).min().unwrap_or(0);
+        let hi = full()
+            .map(|i| at(i) + counts[i] as isize)
+            .max()
+            .unwrap_or(0);
+        let displs = (0..counts.len())
+            .map(|i| if counts[i] > 0 { at(i) - lo } else { hi - lo } as usize)
+            .collect();
+        Self {
+            addr: (base as isize + lo) as usize,
+            len: (hi - lo) as usize,
+            counts,
+            displs,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        user_bytes(self.addr, self.len)
+    }
+
+    /// The span to write, with the blocks' byte counts and displacements.
+    fn parts(&mut self) -> (&mut [u8], &[usize], &[usize]) {
+        (
+            user_bytes_mut(self.addr, self.len),
+            &self.counts,
+            &self.displs,
+        )
+    }
+}
+
+/// A null buffer with blocks of data is MPI_ERR_BUFFER (as `check_buffer` for one count).
+pub(crate) fn check_blocks(buf: usize, counts: &[usize], t: &Dtype) -> Res {
+    if buf == 0 && t.predefined && t.size > 0 && counts.iter().any(|&c| c > 0) {
+        bail!(err::BUFFER, "null buffer with blocks of data");
+    }
+    Ok(())
 }
 
 fn counts_of(p: *const c_int, n: usize, what: &str) -> Res<Vec<usize>> {
@@ -313,6 +386,15 @@ fn counts_of(p: *const c_int, n: usize, what: &str) -> Res<Vec<usize>> {
 
 fn displs_of(p: *const c_int, n: usize, what: &str) -> Res<Vec<isize>> {
     Ok(slice(p, n, what)?.iter().map(|&d| d as isize).collect())
+}
+
+/// Packs the blocks of `counts[i]` elements at `base + displs[i] * extent`, in rank order.
+fn pack_blocks(t: &Dtype, base: usize, counts: &[usize], displs: &[isize]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for (&k, &d) in counts.iter().zip(displs) {
+        t.pack((base as isize + d * t.extent) as usize, k, &mut data);
+    }
+    data
 }
 
 /// Unpacks block i of a packed buffer to `base + displs[i] * extent`.
@@ -363,18 +445,31 @@ pub(crate) fn gatherv(
     if rc.len() != n || rd.len() != n {
         bail!(err::COUNT, "one count and displacement per rank is needed");
     }
-    let data = if in_place(sendbuf) {
-        let addr = (recvbuf as isize + rd[me as usize] * rt.extent) as usize;
-        packed(addr, rc[me as usize], &rt)?.into_owned()
+    check_blocks(recvbuf, rc, &rt)?;
+    let inplace = in_place(sendbuf);
+    let data = if inplace {
+        Cow::Borrowed(&[][..])
     } else {
         let (st, sc) = check_buffer(sendbuf, scount, stype)?;
-        packed(sendbuf, sc, &st)?.into_owned()
+        packed(sendbuf, sc, &st)?
     };
-    let (bytes, pd) = packed_layout(rc, rt.size);
+    // In place, the root's own block is already where it belongs: it receives nothing.
+    let mut rc = Cow::Borrowed(rc);
+    if inplace {
+        rc.to_mut()[me as usize] = 0;
+    }
+    if rt.contiguous {
+        // Straight into the user's buffer (see `UserBlocks`).
+        let mut u = UserBlocks::new(recvbuf, &rc, rd, &rt);
+        let (out, bytes, pd) = u.parts();
+        with_engine(|e| coll::gatherv(e, &c.comm, &data, Some((out, bytes, pd)), root))??;
+        return Ok(());
+    }
+    let (bytes, pd) = packed_layout(&rc, rt.size);
     let mut tmp = vec![0u8; bytes.iter().sum()];
     with_engine(|e| coll::gatherv(e, &c.comm, &data, Some((&mut tmp, &bytes, &pd)), root))??;
-    let skip = in_place(sendbuf).then_some(me as usize);
-    unpack_blocks(&rt, &tmp, recvbuf, rc, rd, skip);
+    let skip = inplace.then_some(me as usize);
+    unpack_blocks(&rt, &tmp, recvbuf, &rc, rd, skip);
     Ok(())
 }
 
@@ -434,7 +529,13 @@ pub(crate) fn scatterv(
     };
     if me != root {
         let (rt, rc) = recv.ok_or_else(|| crate::ffi::error(err::INTERN, "no receive type"))?;
-        let mut out = vec![0u8; rt.packed_len(rc)?];
+        let len = rt.packed_len(rc)?;
+        if rt.contiguous {
+            let out = user_bytes_mut(recvbuf, len);
+            with_engine(|e| coll::scatterv(e, &c.comm, None, out, root))??;
+            return Ok(());
+        }
+        let mut out = vec![0u8; len];
         with_engine(|e| coll::scatterv(e, &c.comm, None, &mut out, root))??;
         rt.unpack(&out, recvbuf, rc);
         return Ok(());
@@ -446,26 +547,33 @@ pub(crate) fn scatterv(
     if sc.len() != n || sd.len() != n {
         bail!(err::COUNT, "one count and displacement per rank is needed");
     }
-    let mut data = Vec::new();
-    for i in 0..n {
-        let addr = (sendbuf as isize + sd[i] * st.extent) as usize;
-        st.pack(addr, sc[i], &mut data);
-    }
-    let (bytes, pd) = packed_layout(sc, st.size);
-    let mine = bytes[me as usize];
-    let mut out = vec![0u8; mine];
-    let mut counts = bytes.clone();
+    check_blocks(sendbuf, sc, &st)?;
+    // In place, the root's own block stays where it is: it sends itself nothing.
+    let mut sc = Cow::Borrowed(sc);
     if inplace {
-        counts[me as usize] = 0;
-        out.clear();
+        sc.to_mut()[me as usize] = 0;
     }
-    let mut pd2 = pd.clone();
-    if inplace {
-        pd2[me as usize] = 0;
+    let mut tmp = Vec::new();
+    let out: &mut [u8] = match &recv {
+        Some((rt, rc)) if rt.contiguous => user_bytes_mut(recvbuf, rt.packed_len(*rc)?),
+        Some((rt, rc)) => {
+            tmp = vec![0u8; rt.packed_len(*rc)?];
+            &mut tmp
+        }
+        None => &mut [],
+    };
+    if st.contiguous {
+        // Straight from the user's buffer (see `UserBlocks`).
+        let u = UserBlocks::new(sendbuf, &sc, sd, &st);
+        let send = (u.bytes(), &u.counts[..], &u.displs[..]);
+        with_engine(|e| coll::scatterv(e, &c.comm, Some(send), out, root))??;
+    } else {
+        let data = pack_blocks(&st, sendbuf, &sc, sd);
+        let (bytes, pd) = packed_layout(&sc, st.size);
+        with_engine(|e| coll::scatterv(e, &c.comm, Some((&data, &bytes, &pd)), out, root))??;
     }
-    with_engine(|e| coll::scatterv(e, &c.comm, Some((&data, &counts, &pd2)), &mut out, root))??;
-    if let Some((rt, rc)) = recv {
-        rt.unpack(&out, recvbuf, rc);
+    if let Some((rt, rc)) = recv.filter(|(rt, _)| !rt.contiguous) {
+        rt.unpack(&tmp, recvbuf, rc);
     }
     Ok(())
 }
@@ -517,12 +625,28 @@ pub(crate) fn allgatherv(
     if rcounts.len() != n || displs.len() != n {
         bail!(err::COUNT, "one count and displacement per rank is needed");
     }
-    let data = if in_place(sendbuf) {
+    check_blocks(recvbuf, rcounts, &rt)?;
+    let inplace = in_place(sendbuf);
+    if rt.contiguous {
+        // Straight into the user's buffer (see `UserBlocks`); in place, this rank's block is
+        // already there and the ring sends it from there.
+        let mut u = UserBlocks::new(recvbuf, rcounts, displs, &rt);
+        let (out, bytes, pd) = u.parts();
+        if inplace {
+            with_engine(|e| coll::allgatherv_in_place(e, &c.comm, out, bytes, pd))??;
+        } else {
+            let (st, sc) = check_buffer(sendbuf, scount, stype)?;
+            let data = packed(sendbuf, sc, &st)?;
+            with_engine(|e| coll::allgatherv(e, &c.comm, &data, out, bytes, pd))??;
+        }
+        return Ok(());
+    }
+    let data = if inplace {
         let addr = (recvbuf as isize + displs[me] * rt.extent) as usize;
-        packed(addr, rcounts[me], &rt)?.into_owned()
+        packed(addr, rcounts[me], &rt)?
     } else {
         let (st, sc) = check_buffer(sendbuf, scount, stype)?;
-        packed(sendbuf, sc, &st)?.into_owned()
+        packed(sendbuf, sc, &st)?
     };
     let (bytes, pd) = packed_layout(rcounts, rt.size);
     let mut tmp = vec![0u8; bytes.iter().sum()];
@@ -585,23 +709,12 @@ pub(crate) fn alltoallv(
     if !inplace && st.contiguous && rt.contiguous {
         // Straight from and into the user's buffers: packing would hold a copy of both
         // (twice the data, for the whole call, in which a checkpoint may capture it).
-        let (soff, sbytes, sdisp) = byte_blocks(scounts, sdispls, st.size);
-        let (roff, rbytes, rdisp) = byte_blocks(rcounts, rdispls, rt.size);
-        let data = user_bytes((sbase as isize + soff) as usize, span_len(&sbytes, &sdisp));
-        let out = user_bytes_mut(
-            (recvbuf as isize + roff) as usize,
-            span_len(&rbytes, &rdisp),
-        );
-        return exchange_blocks(&c, data, (&sbytes, &sdisp), out, (&rbytes, &rdisp));
+        let s = UserBlocks::new(sbase, scounts, sdispls, &st);
+        let mut r = UserBlocks::new(recvbuf, rcounts, rdispls, &rt);
+        let (out, rbytes, rdisp) = r.parts();
+        return exchange_blocks(&c, s.bytes(), (&s.counts, &s.displs), out, (rbytes, rdisp));
     }
-    let mut data = Vec::new();
-    for i in 0..n {
-        st.pack(
-            (sbase as isize + sdispls[i] * st.extent) as usize,
-            scounts[i],
-            &mut data,
-        );
-    }
+    let data = pack_blocks(&st, sbase, scounts, sdispls);
     let (sb, spd) = packed_layout(scounts, st.size);
     let (rb, rpd) = packed_layout(rcounts, rt.size);
     let mut tmp = vec![0u8; rb.iter().sum()];

@@ -6,24 +6,44 @@
 //! the local step (unpacking, combining contributions in rank order) waits for MPI_Wait or
 //! MPI_Test. The flat patterns cost O(n) messages per rank, fine for the 1–64 ranks of one
 //! machine; the blocking collectives keep the logarithmic algorithms.
+//!
+//! A block of a contiguous type is sent from and received into the user's memory, which MPI
+//! lends the request until it completes (as MPI_Isend and MPI_Irecv do); other types are
+//! packed at the start and unpacked at completion.
 
 use std::ffi::c_int;
 use std::rc::Rc;
 
 use engine::buffer::{RecvBuf, SendBuf};
 
-use crate::coll::{Reduction, in_place, packed, reduction, span};
+use crate::coll::{Reduction, check_blocks, in_place, packed, reduction, span};
 use crate::dtype::Dtype;
 use crate::ffi::{Error, Res, bail};
 use crate::handles::err;
 use crate::request::check_buffer;
 use crate::state::{self, CommObj, with_engine};
 
+/// The local step at completion; it gets one buffer per receive, in the order they were given
+/// (empty for a receive into the user's memory).
 type Finish = Box<dyn FnOnce(&[Box<[u8]>]) -> Res>;
+
+/// The bytes of one message of a round.
+pub(crate) enum Block {
+    /// Owned by the operation: packed send data, or a zeroed receive buffer.
+    Owned(Vec<u8>),
+    /// A contiguous block of the user's buffer.
+    User { addr: usize, len: usize },
+}
+
+impl Block {
+    fn zeroed(len: usize) -> Self {
+        Self::Owned(vec![0; len])
+    }
+}
 
 pub(crate) struct Nbc {
     ids: Vec<u64>,
-    /// Send data the engine reads until the operation completes.
+    /// Owned send data the engine reads until the operation completes.
     _sends: Vec<Box<[u8]>>,
     /// One buffer per receive, in the order they were given.
     recvs: Vec<Box<[u8]>>,
@@ -40,11 +60,11 @@ const TAG_BASE: i32 = 1 << 20;
 
 impl Nbc {
     /// Posts every receive, then every send, of one round on `c`: sends are (comm rank, data),
-    /// receives (comm rank, bytes).
+    /// receives (comm rank, buffer).
     fn start(
         c: &CommObj,
-        sends: Vec<(u32, Vec<u8>)>,
-        recvs: Vec<(u32, usize)>,
+        sends: Vec<(u32, Block)>,
+        recvs: Vec<(u32, Block)>,
         finish: Finish,
     ) -> Res<Self> {
         let seq = c.nbc_seq.get();
@@ -57,28 +77,53 @@ impl Nbc {
             recvs: Vec::new(),
             finish: Some(finish),
         };
-        let mut recv_from = Vec::new();
-        for (rank, len) in recvs {
-            recv_from.push(c.comm.world_rank(i64::from(rank))?);
-            me.recvs.push(vec![0u8; len].into_boxed_slice());
+        let mut posted_recvs = Vec::with_capacity(recvs.len());
+        for (rank, b) in recvs {
+            let from = c.comm.world_rank(i64::from(rank))?;
+            let buf = match b {
+                Block::Owned(v) => {
+                    let mut v = v.into_boxed_slice();
+                    // SAFETY: the box lives in this Nbc, which the request keeps until every
+                    // id has completed (or abandons the ids first); its memory never moves.
+                    let rb = unsafe { RecvBuf::from_raw(v.as_mut_ptr(), v.len()) };
+                    me.recvs.push(v);
+                    rb
+                }
+                Block::User { addr, len } => {
+                    me.recvs.push(Box::default());
+                    // SAFETY: MPI forbids the program to access a non-blocking collective's
+                    // receive buffer until the request completes, and the caller derived
+                    // `len` writable bytes at `addr` from its (buffer, count, datatype), a
+                    // block no other message of the round reads or writes.
+                    unsafe { RecvBuf::from_raw(addr as *mut u8, len) }
+                }
+            };
+            posted_recvs.push((from, buf));
         }
-        let mut targets = Vec::new();
-        for (rank, data) in sends {
-            targets.push(c.comm.world_rank(i64::from(rank))?);
-            me._sends.push(data.into_boxed_slice());
+        let mut posted_sends = Vec::with_capacity(sends.len());
+        for (rank, b) in sends {
+            let to = c.comm.world_rank(i64::from(rank))?;
+            let buf = match b {
+                Block::Owned(v) => {
+                    let v = v.into_boxed_slice();
+                    // SAFETY: as for owned receive buffers; nothing writes the box.
+                    let sb = unsafe { SendBuf::from_raw(v.as_ptr(), v.len()) };
+                    me._sends.push(v);
+                    sb
+                }
+                // SAFETY: MPI forbids the program to modify a non-blocking collective's send
+                // buffer until the request completes, and the caller derived `len` readable
+                // bytes at `addr` from its (buffer, count, datatype).
+                Block::User { addr, len } => unsafe { SendBuf::from_raw(addr as *const u8, len) },
+            };
+            posted_sends.push((to, buf));
         }
         let result = with_engine(|e| -> Res {
-            for (i, b) in me.recvs.iter_mut().enumerate() {
-                // SAFETY: the box lives in this Nbc, which the request keeps until every id
-                // has completed (or abandons the ids first); its memory never moves.
-                let rb = unsafe { RecvBuf::from_raw(b.as_mut_ptr(), b.len()) };
-                me.ids
-                    .push(e.irecv(ctx, Some(recv_from[i]), Some(tag), rb)?);
+            for (from, rb) in posted_recvs {
+                me.ids.push(e.irecv(ctx, Some(from), Some(tag), rb)?);
             }
-            for (i, b) in me._sends.iter().enumerate() {
-                // SAFETY: as for the receive buffers; nothing writes the box.
-                let sb = unsafe { SendBuf::from_raw(b.as_ptr(), b.len()) };
-                me.ids.push(e.isend(ctx, targets[i], tag, sb)?);
+            for (to, sb) in posted_sends {
+                me.ids.push(e.isend(ctx, to, tag, sb)?);
             }
             Ok(())
         })?;
@@ -144,8 +189,8 @@ fn others(c: &CommObj) -> impl Iterator<Item = u32> + use<> {
 
 pub(crate) fn ibarrier(comm: c_int) -> Res<Nbc> {
     let c = state::comm(comm)?;
-    let sends = others(&c).map(|r| (r, Vec::new())).collect();
-    let recvs = others(&c).map(|r| (r, 0)).collect();
+    let sends = others(&c).map(|r| (r, Block::zeroed(0))).collect();
+    let recvs = others(&c).map(|r| (r, Block::zeroed(0))).collect();
     Nbc::start(&c, sends, recvs, Box::new(|_| Ok(())))
 }
 
@@ -153,16 +198,28 @@ pub(crate) fn ibcast(buf: usize, count: c_int, dt: c_int, root: c_int, comm: c_i
     let c = state::comm(comm)?;
     let (t, count) = check_buffer(buf, count, dt)?;
     let root = check_root(&c, root)?;
+    let len = t.packed_len(count)?;
     if c.comm.rank() == root {
-        let data = packed(buf, count, &t)?.into_owned();
-        let sends = others(&c).map(|r| (r, data.clone())).collect();
+        let sends = if t.contiguous {
+            others(&c)
+                .map(|r| (r, Block::User { addr: buf, len }))
+                .collect()
+        } else {
+            let data = packed(buf, count, &t)?.into_owned();
+            others(&c)
+                .map(|r| (r, Block::Owned(data.clone())))
+                .collect()
+        };
         return Nbc::start(&c, sends, Vec::new(), Box::new(|_| Ok(())));
     }
-    let len = t.packed_len(count)?;
+    if t.contiguous {
+        let recv = vec![(root, Block::User { addr: buf, len })];
+        return Nbc::start(&c, Vec::new(), recv, Box::new(|_| Ok(())));
+    }
     Nbc::start(
         &c,
         Vec::new(),
-        vec![(root, len)],
+        vec![(root, Block::zeroed(len))],
         Box::new(move |r| {
             t.unpack(&r[0], buf, count);
             Ok(())
@@ -237,9 +294,12 @@ pub(crate) fn ireduce(
         }
         None => (others(&c).collect(), true),
     };
-    let sends = targets.into_iter().map(|t| (t, own.clone())).collect();
+    let sends = targets
+        .into_iter()
+        .map(|t| (t, Block::Owned(own.clone())))
+        .collect();
     let recvs = if at_root {
-        others(&c).map(|o| (o, len)).collect()
+        others(&c).map(|o| (o, Block::zeroed(len))).collect()
     } else {
         Vec::new()
     };
@@ -255,92 +315,74 @@ pub(crate) fn ireduce(
     Nbc::start(&c, sends, recvs, finish)
 }
 
-/// Every rank sends `blocks[i]` to rank i and receives `lens[i]` bytes from it; `finish` gets
-/// all n blocks in rank order (its own block included).
-fn exchange_all(
-    c: &Rc<CommObj>,
-    mut blocks: Vec<Option<Vec<u8>>>,
-    lens: Vec<Option<usize>>,
-    finish: impl FnOnce(Vec<Vec<u8>>) -> Res + 'static,
-) -> Res<Nbc> {
-    let me = c.comm.rank() as usize;
-    let own = blocks[me].take().unwrap_or_default();
-    let sends = blocks
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, b)| b.map(|b| (i as u32, b)))
-        .filter(|(i, _)| *i as usize != me)
-        .collect();
-    let from: Vec<usize> = (0..lens.len())
-        .filter(|&i| i != me && lens[i].is_some())
-        .collect();
-    let recvs = from
-        .iter()
-        .map(|&i| (i as u32, lens[i].unwrap_or(0)))
-        .collect();
-    let n = lens.len();
-    let want_own = lens[me].is_some();
-    Nbc::start(
-        c,
-        sends,
-        recvs,
-        Box::new(move |recvd| {
-            let mut all = vec![Vec::new(); n];
-            for (k, &i) in from.iter().enumerate() {
-                all[i] = recvd[k].to_vec();
-            }
-            if want_own {
-                all[me] = own;
-            }
-            finish(all)
-        }),
-    )
-}
+/// One block of the general pattern: (count, type, byte address).
+pub(crate) type Part = (usize, Rc<Dtype>, usize);
 
-fn unpack_into(t: &Dtype, blocks: &[Vec<u8>], base: usize, counts: &[usize], displs: &[isize]) {
-    for (i, b) in blocks.iter().enumerate() {
-        let addr = (base as isize + displs[i] * t.extent) as usize;
-        t.unpack(b, addr, counts[i]);
-    }
-}
-
-/// The general pattern behind the gathers, scatters and all-to-alls: (count, type, byte
-/// address) of what this rank sends to each rank and receives from each rank; `None` where
-/// nothing goes.
+/// The general pattern behind the gathers, scatters and all-to-alls: what this rank sends to
+/// each rank and receives from each rank; `None` where nothing goes.
 pub(crate) struct Pattern {
-    pub sends: Vec<Option<(usize, Rc<Dtype>, usize)>>,
-    pub recvs: Vec<Option<(usize, Rc<Dtype>, usize)>>,
+    pub sends: Vec<Option<Part>>,
+    pub recvs: Vec<Option<Part>>,
+    /// The sends read memory the receives write (an all-to-all with MPI_IN_PLACE): every
+    /// block is packed at the start and unpacked at completion.
+    pub shared: bool,
 }
 
 pub(crate) fn run_pattern(comm: c_int, p: Pattern) -> Res<Nbc> {
     let c = state::comm(comm)?;
     let n = c.comm.size() as usize;
+    let me = c.comm.rank() as usize;
     if p.sends.len() != n || p.recvs.len() != n {
         bail!(err::COUNT, "one block per rank is needed");
     }
-    let mut blocks = Vec::with_capacity(n);
-    for s in &p.sends {
-        blocks.push(match s {
-            Some((k, t, addr)) => Some(packed(*addr, *k, t)?.into_owned()),
-            None => None,
-        });
+    let direct = |t: &Dtype| t.contiguous && !p.shared;
+    // This rank's block to itself is copied now, or at completion when the memory is shared.
+    let mut own = None;
+    if let (Some((sk, st, sa)), Some(r)) = (&p.sends[me], &p.recvs[me]) {
+        let data = packed(*sa, *sk, st)?;
+        if p.shared {
+            own = Some((data.into_owned(), r.clone()));
+        } else {
+            r.1.unpack(&data, r.2, r.0);
+        }
     }
-    let mut lens = Vec::with_capacity(n);
-    for r in &p.recvs {
-        lens.push(match r {
-            Some((k, t, _)) => Some(t.packed_len(*k)?),
-            None => None,
-        });
+    let mut sends = Vec::new();
+    for (i, s) in p.sends.iter().enumerate() {
+        let Some((k, t, addr)) = s.as_ref().filter(|_| i != me) else {
+            continue;
+        };
+        let b = if direct(t) {
+            let len = t.packed_len(*k)?;
+            Block::User { addr: *addr, len }
+        } else {
+            Block::Owned(packed(*addr, *k, t)?.into_owned())
+        };
+        sends.push((i as u32, b));
     }
-    let recvs = p.recvs;
-    exchange_all(&c, blocks, lens, move |all| {
-        for (i, r) in recvs.iter().enumerate() {
-            if let Some((k, t, addr)) = r {
-                t.unpack(&all[i], *addr, *k);
-            }
+    let mut recvs = Vec::new();
+    let mut unpacks = Vec::new();
+    for (i, r) in p.recvs.iter().enumerate() {
+        let Some((k, t, addr)) = r.as_ref().filter(|_| i != me) else {
+            continue;
+        };
+        let len = t.packed_len(*k)?;
+        if direct(t) {
+            recvs.push((i as u32, Block::User { addr: *addr, len }));
+        } else {
+            unpacks.push((recvs.len(), (*k, t.clone(), *addr)));
+            recvs.push((i as u32, Block::zeroed(len)));
+        }
+    }
+    let finish = move |recvd: &[Box<[u8]>]| {
+        for (j, (k, t, addr)) in unpacks {
+            t.unpack(&recvd[j], addr, k);
+        }
+        if let Some((data, (k, t, addr))) = own {
+            t.unpack(&data, addr, k);
         }
         Ok(())
-    })
+    };
+    Nbc::start(&c, sends, recvs, Box::new(finish))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -361,20 +403,29 @@ pub(crate) fn iallgatherv(
     if counts.len() != n || displs.len() != n {
         bail!(err::COUNT, "one count and displacement per rank is needed");
     }
+    check_blocks(recvbuf, &counts, &rt)?;
+    let at = |i: usize| (recvbuf as isize + displs[i] * rt.extent) as usize;
+    let mut recvs: Vec<Option<Part>> = (0..n)
+        .map(|i| Some((counts[i], rt.clone(), at(i))))
+        .collect();
+    // In place, this rank's block is already in the receive buffer and is sent from there.
     let own = if in_place(sendbuf) {
-        let addr = (recvbuf as isize + displs[me] * rt.extent) as usize;
-        packed(addr, counts[me], &rt)?.into_owned()
+        recvs[me] = None;
+        (counts[me], rt.clone(), at(me))
     } else {
         let (st, sc) = check_buffer(sendbuf, scount, stype)?;
-        packed(sendbuf, sc, &st)?.into_owned()
+        (sc, st, sendbuf)
     };
-    let blocks = (0..n).map(|_| Some(own.clone())).collect();
-    let mut lens = Vec::with_capacity(n);
-    for &k in &counts {
-        lens.push(Some(rt.packed_len(k)?));
+    let mut sends: Vec<Option<Part>> = vec![Some(own); n];
+    if recvs[me].is_none() {
+        sends[me] = None;
     }
-    exchange_all(&c, blocks, lens, move |all| {
-        unpack_into(&rt, &all, recvbuf, &counts, &displs);
-        Ok(())
-    })
+    run_pattern(
+        comm,
+        Pattern {
+            sends,
+            recvs,
+            shared: false,
+        },
+    )
 }

@@ -5,7 +5,8 @@
 //! 1, 2 and 4 ranks over shared memory and TCP, in C and Fortran. Then the rest of the API:
 //! the program's own request, the restarted flag, recover, its errors, and a safepoint with an
 //! outstanding request. These jobs run with `--crs self`; the Fortran ring is also restarted
-//! from process images under the default checkpointer (`image`), which ignores the API.
+//! from process images under the default checkpointer (`image`), which ignores the API, and so
+//! is a C program whose images are taken inside its gathers, scatters and all-gathers.
 //!
 //! Every test runs in a sandbox: private XDG_RUNTIME_DIR and XDG_STATE_HOME, and a marker in
 //! the environment of everything it starts, so that whatever is still alive when the test ends
@@ -52,6 +53,8 @@ struct Built {
     ring_c: PathBuf,
     ring_f: Option<PathBuf>,
     selftest: PathBuf,
+    /// Non-blocking and blocking gathers, scatters and all-gathers on the user's buffers.
+    vcoll: PathBuf,
 }
 
 fn compile(wrapper: &str, source: &str, exe: &Path) {
@@ -101,6 +104,8 @@ fn built() -> &'static Built {
         compile(env!("CARGO_BIN_EXE_mpicc"), "ckpt_ring.c", &ring_c);
         let selftest = out.join("ckpt_self");
         compile(env!("CARGO_BIN_EXE_mpicc"), "ckpt_self.c", &selftest);
+        let vcoll = out.join("ckpt_vcoll");
+        compile(env!("CARGO_BIN_EXE_mpicc"), "ckpt_vcoll.c", &vcoll);
         let ring_f = if have("gfortran") {
             let exe = out.join("ckpt_ring_f");
             compile(env!("CARGO_BIN_EXE_mpif90"), "ckpt_ring_f.f90", &exe);
@@ -113,6 +118,7 @@ fn built() -> &'static Built {
             ring_c,
             ring_f,
             selftest,
+            vcoll,
         }
     })
 }
@@ -479,6 +485,15 @@ fn fortran_ring_restarts_from_its_images_under_the_default_checkpointer() {
         kill_and_restart(f, 2, "tcp", Crs::Default);
         kill_and_restart(f, 4, "shm", Crs::Default);
     }
+}
+
+/// Images taken while non-blocking gathers, scatters and all-gathers hold the user's buffers
+/// (rank 0 sleeps before it tests them, so the other ranks wait with them outstanding most of
+/// each step) restore to the uninterrupted result.
+#[test]
+fn c_vcoll_restarts_from_images_taken_inside_its_collectives() {
+    kill_and_restart(&built().vcoll, 2, "shm", Crs::Default);
+    kill_and_restart(&built().vcoll, 3, "tcp", Crs::Default);
 }
 
 /// The program asks for its own checkpoint (MPIX_Ckpt_request); a restart from it sees the

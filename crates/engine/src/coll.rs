@@ -482,15 +482,16 @@ pub fn scatter(
     )
 }
 
-/// Cuts `buf` into the non-overlapping blocks `(displs[i], counts[i])`, in rank order.
+/// Cuts `buf` into the non-overlapping blocks `(displs[i], counts[i])`, in rank order. An empty
+/// block overlaps nothing, wherever its displacement points.
 fn split_blocks<'a>(
     buf: &'a mut [u8],
     counts: &[usize],
     displs: &[usize],
 ) -> Result<Vec<&'a mut [u8]>, EngineError> {
-    let mut order: Vec<usize> = (0..counts.len()).collect();
+    let mut order: Vec<usize> = (0..counts.len()).filter(|&i| counts[i] > 0).collect();
     order.sort_by_key(|&i| displs[i]);
-    let mut blocks: Vec<Option<&'a mut [u8]>> = (0..counts.len()).map(|_| None).collect();
+    let mut blocks: Vec<&'a mut [u8]> = (0..counts.len()).map(|_| Default::default()).collect();
     let mut rest = buf;
     let mut at = 0;
     for i in order {
@@ -501,14 +502,11 @@ fn split_blocks<'a>(
         }
         let (_, tail) = std::mem::take(&mut rest).split_at_mut(displs[i] - at);
         let (block, tail) = tail.split_at_mut(counts[i]);
-        blocks[i] = Some(block);
+        blocks[i] = block;
         rest = tail;
         at = displs[i] + counts[i];
     }
-    Ok(blocks
-        .into_iter()
-        .map(|b| b.expect("every rank got a block"))
-        .collect())
+    Ok(blocks)
 }
 
 /// MPI_Allgatherv: every rank receives every rank's block; a ring of n-1 steps.
@@ -520,28 +518,43 @@ pub fn allgatherv(
     counts: &[usize],
     displs: &[usize],
 ) -> Result<(), EngineError> {
-    let (n, r) = (comm.size(), comm.rank());
-    check_layout(counts, displs, out.len(), n)?;
-    if counts[r as usize] != data.len() {
+    let r = comm.rank() as usize;
+    check_layout(counts, displs, out.len(), comm.size())?;
+    if counts[r] != data.len() {
         return Err(mismatch(format!(
             "this rank sends {} bytes but its block is {}",
             data.len(),
-            counts[r as usize]
+            counts[r]
         )));
     }
-    let d = displs[r as usize];
-    out[d..d + data.len()].copy_from_slice(data);
+    out[displs[r]..displs[r] + data.len()].copy_from_slice(data);
+    allgatherv_in_place(engine, comm, out, counts, displs)
+}
+
+/// MPI_Allgatherv with MPI_IN_PLACE: this rank's block is already in `out`. Each step sends
+/// straight from `out`, so nothing but `out` holds the data (blocks must not overlap).
+pub fn allgatherv_in_place(
+    engine: &mut Engine,
+    comm: &Comm,
+    out: &mut [u8],
+    counts: &[usize],
+    displs: &[usize],
+) -> Result<(), EngineError> {
+    let (n, r) = (comm.size(), comm.rank());
+    check_layout(counts, displs, out.len(), n)?;
+    let mut blocks = split_blocks(out, counts, displs)?;
     let (right, left) = ((r + 1) % n, (r + n - 1) % n);
     for step in 0..n.saturating_sub(1) {
         let send_block = ((r + n - step) % n) as usize;
         let recv_block = ((r + n - step - 1) % n) as usize;
-        let outgoing = out[displs[send_block]..displs[send_block] + counts[send_block]].to_vec();
-        let incoming = &mut out[displs[recv_block]..displs[recv_block] + counts[recv_block]];
+        let [outgoing, incoming] = blocks
+            .get_disjoint_mut([send_block, recv_block])
+            .map_err(|_| mismatch("the ring's blocks coincide".into()))?;
         sendrecv(
             engine,
             comm,
-            (right, &outgoing),
-            (left, incoming),
+            (right, &**outgoing),
+            (left, &mut **incoming),
             TAG_ALLGATHER,
         )?;
     }
@@ -665,4 +678,26 @@ pub fn scan(
     }
     acc.recycle(engine);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_blocks;
+
+    #[test]
+    fn split_blocks_cuts_blocks_in_any_order_and_lets_empty_blocks_point_anywhere() {
+        let mut buf: Vec<u8> = (0..10).collect();
+        // Rank 0 at 6..9, rank 1 empty inside rank 0's block, rank 2 at 1..3.
+        let blocks = split_blocks(&mut buf, &[3, 0, 2], &[6, 7, 1]).expect("a valid layout");
+        assert_eq!(blocks[0], [6, 7, 8]);
+        assert!(blocks[1].is_empty());
+        assert_eq!(blocks[2], [1, 2]);
+    }
+
+    #[test]
+    fn split_blocks_refuses_overlapping_blocks() {
+        let mut buf = vec![0u8; 10];
+        let err = split_blocks(&mut buf, &[3, 2], &[2, 4]).expect_err("rank 1 overlaps rank 0");
+        assert!(err.to_string().contains("overlaps"), "{err}");
+    }
 }

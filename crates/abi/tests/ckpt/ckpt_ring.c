@@ -12,7 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "steps.h"
 
 #define BLOCK (200000 / 8)
 #define HIST 16
@@ -21,18 +22,6 @@ struct state {
     uint64_t step;
     uint64_t acc;
 };
-
-static uint64_t mix(uint64_t acc, uint64_t v) {
-    uint64_t r = (acc << 5) | (acc >> 59);
-    return (r ^ v) * 0x100000001b3ULL + 0x9e3779b9ULL;
-}
-
-static void pause_ms(long ms) {
-    if (ms > 0) {
-        struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&t, NULL);
-    }
-}
 
 int main(int argc, char **argv) {
     long steps = argc > 1 ? atol(argv[1]) : 50;

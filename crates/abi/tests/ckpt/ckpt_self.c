@@ -21,19 +21,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "steps.h"
+
 #define DATA 1000
-
-static uint64_t mix(uint64_t acc, uint64_t v) {
-    uint64_t r = (acc << 5) | (acc >> 59);
-    return (r ^ v) * 0x100000001b3ULL + 0x9e3779b9ULL;
-}
-
-static void pause_ms(long ms) {
-    if (ms > 0) {
-        struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&t, NULL);
-    }
-}
 
 static const char *class_name(int code) {
     int class = -1;
