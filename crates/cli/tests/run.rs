@@ -94,13 +94,21 @@ fn ranks_get_the_launch_environment() {
     ]);
     assert_eq!(done.code, Some(0), "{done:?}");
     let socket = sandbox.runtime_dir().join(format!("{name}.sock"));
-    let shm = shm_dir(&name);
+    let mut lines = done.lines();
+    lines.sort_unstable();
+    // The launcher's pid ends the name (`ShmDir`): take it from rank 0's line.
+    let shm = std::path::PathBuf::from(lines[0].split('|').nth(5).unwrap_or_default());
+    let pid: u32 = shm
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a launcher pid ends the shared-memory directory's name");
+    assert_eq!(shm, shm_dir(&name, pid));
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
         .into_owned();
-    let mut lines = done.lines();
-    lines.sort_unstable();
     for (rank, line) in lines.iter().enumerate() {
         let expected = format!(
             "{rank}|2|{name}|{}|tcp|{}|{host}|{rank}|2|ok",
@@ -361,7 +369,7 @@ fn ctrl_c_ends_the_job_and_leaves_nothing_behind() {
         ["mpicr: received SIGINT; ending the job"]
     );
     sandbox.assert_nothing_left();
-    assert!(!exists(&shm_dir(&format!("job-{pid}"))));
+    assert!(!exists(&shm_dir(&format!("job-{pid}"), pid)));
     assert_eq!(sockets(&sandbox.runtime_dir()), Vec::<String>::new());
 }
 
@@ -399,7 +407,7 @@ fn kill_9_of_the_launcher_leaves_no_rank_behind() {
         sockets(&sandbox.runtime_dir()),
         [format!("{pid}.sock"), format!("job-{pid}.sock")]
     );
-    let shm = shm_dir(&format!("job-{pid}"));
+    let shm = shm_dir(&format!("job-{pid}"), pid);
     assert!(exists(&shm));
     let board = sandbox.runtime_dir().join(format!("job-{pid}.checkpoint"));
     assert!(exists(&board));

@@ -1,9 +1,13 @@
 //! The job's shared-memory directory, where the ranks' data plane keeps its segments.
 //!
-//! `/dev/shm/mpicr-<uid>-<job>` (mode 0700), or `<runtime dir>/<job>.shm` on a machine without
-//! `/dev/shm`. Created before the ranks start and removed with everything in it when the job
-//! ends, so segments never outlive their job. After a `kill -9` of `mpicr run` the next job
-//! of the same name, or `mpicr status`, removes the leftover. The directory holds a small
+//! `/dev/shm/mpicr-<uid>-<job>-<launcher pid>` (mode 0700), or `<runtime dir>/<job>.shm` on a
+//! machine without `/dev/shm`. Created before the ranks start and removed with everything in it
+//! when the job ends, so segments never outlive their job. A job name is unique within a
+//! runtime directory only, and `/dev/shm` is shared by every runtime directory of the user
+//! (two test sandboxes, two `XDG_RUNTIME_DIR`s): the launcher's pid keeps a job from taking
+//! over, and removing, the directory of a live job of the same name elsewhere, whose ranks
+//! would then die of SIGBUS. After a `kill -9` of `mpicr run`, `mpicr status` or any later
+//! launcher removes the leftover. The directory holds a small
 //! file, `.mpicr-launcher`, that names the launcher, so that liveness can be checked.
 
 use std::io;
@@ -93,12 +97,14 @@ pub(crate) struct ShmDir {
 }
 
 impl ShmDir {
-    /// Creates the directory of job `name`, replacing a leftover of an earlier job of that
-    /// name. The caller must already own the name (its control socket is published).
+    /// Creates the directory of job `name`, replacing a leftover of a dead launcher that had
+    /// this pid (or, in the runtime directory, of an earlier job of that name). The caller
+    /// must already own the name (its control socket is published).
     pub(crate) fn create(runtime: &RuntimeDir, name: &JobName) -> Result<Self, ShmDirError> {
         let uid = current_uid();
         let path = if Path::new(DEV_SHM).is_dir() {
-            Path::new(DEV_SHM).join(format!("{}{name}", prefix(uid)))
+            let pid = std::process::id();
+            Path::new(DEV_SHM).join(format!("{}{name}-{pid}", prefix(uid)))
         } else {
             runtime.path().join(format!("{name}{FALLBACK_SUFFIX}"))
         };
@@ -156,6 +162,13 @@ mod tests {
         let name = JobName::parse(&format!("shm-test-{}", std::process::id())).unwrap();
         let dir = ShmDir::create(&runtime, &name).unwrap();
         let path = dir.path().to_owned();
+        if path.starts_with(DEV_SHM) {
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                file.ends_with(&format!("{name}-{}", std::process::id())),
+                "the launcher's pid is in the name: {file}"
+            );
+        }
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o700

@@ -228,3 +228,18 @@ fn the_demo_verifies_its_result() {
         out.stderr
     );
 }
+
+/// A job name is unique within a runtime directory only (each job here has its own, as two
+/// users' sessions or two test sandboxes do), and `/dev/shm` is shared: two jobs of the same
+/// name started at once keep to their own shared memory and both give the right result.
+#[test]
+fn jobs_of_the_same_name_in_two_runtime_directories_run_at_once() {
+    let args = ["--job-name", "twin", "-n", "2", "--transport", "shm", "--"];
+    let prog = ["image-ring", "300", "2"];
+    let jobs = [Job::start(&args, &prog), Job::start(&args, &prog)];
+    let [a, b] = jobs.map(Job::finish);
+    for out in [&a, &b] {
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    }
+    assert_eq!(a.stdout, b.stdout);
+}

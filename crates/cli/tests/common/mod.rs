@@ -296,10 +296,10 @@ pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
-/// The shared-memory directory of job `name` for this uid.
-pub fn shm_dir(name: &str) -> PathBuf {
+/// The shared-memory directory of job `name` for this uid, started by launcher `pid`.
+pub fn shm_dir(name: &str, pid: impl std::fmt::Display) -> PathBuf {
     let uid = rustix::process::getuid().as_raw();
-    PathBuf::from(format!("/dev/shm/mpicr-{uid}-{name}"))
+    PathBuf::from(format!("/dev/shm/mpicr-{uid}-{name}-{pid}"))
 }
 
 /// The `.sock` entries of a runtime directory.
