@@ -1015,8 +1015,18 @@ impl Engine {
         }
         if let Some(bell) = self.idle.bell.clone() {
             let channels = &self.channels;
+            // Room in a ring this rank has output queued for counts as work too: the peer that
+            // made it rang only if it saw this rank asleep, so without this check a reader that
+            // drained the ring just before `sleeping` was set leaves the writer asleep for the
+            // whole timeout (bidirectional streams of ring-sized eager messages did).
             bell.sleep_unless(Duration::from_millis(100), || {
-                channels.iter().any(|c| c.link.has_input())
+                channels.iter().any(|c| {
+                    c.link.has_input()
+                        || (!c.closed
+                            && !c.out.is_empty()
+                            && c.frozen.is_none_or(|n| n > 0)
+                            && c.link.has_room())
+                })
             });
         } else {
             std::thread::yield_now();
