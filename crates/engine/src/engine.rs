@@ -990,7 +990,7 @@ impl Engine {
                 if !c.paused {
                     f |= PollFlags::IN;
                 }
-                if !c.out.is_empty() && c.frozen.is_none_or(|n| n > 0) {
+                if c.wants_to_write() {
                     f |= PollFlags::OUT;
                 }
                 c.link
@@ -1015,18 +1015,11 @@ impl Engine {
         }
         if let Some(bell) = self.idle.bell.clone() {
             let channels = &self.channels;
-            // Room in a ring this rank has output queued for counts as work too: the peer that
-            // made it rang only if it saw this rank asleep, so without this check a reader that
-            // drained the ring just before `sleeping` was set leaves the writer asleep for the
-            // whole timeout (bidirectional streams of ring-sized eager messages did).
+            // `ready` also counts room for queued output: without that, a reader that drained
+            // the ring just before `sleeping` was set left the writer asleep for the whole
+            // timeout (bidirectional streams of ring-filling eager messages did).
             bell.sleep_unless(Duration::from_millis(100), || {
-                channels.iter().any(|c| {
-                    c.link.has_input()
-                        || (!c.closed
-                            && !c.out.is_empty()
-                            && c.frozen.is_none_or(|n| n > 0)
-                            && c.link.has_room())
-                })
+                channels.iter().any(Channel::ready)
             });
         } else {
             std::thread::yield_now();
