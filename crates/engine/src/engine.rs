@@ -1017,7 +1017,7 @@ impl Engine {
             let channels = &self.channels;
             // `ready` also counts room for queued output: without that, a reader that drained
             // the ring just before `sleeping` was set left the writer asleep for the whole
-            // timeout (bidirectional streams of ring-filling eager messages did).
+            // timeout with its output still queued.
             bell.sleep_unless(Duration::from_millis(100), || {
                 channels.iter().any(Channel::ready)
             });
