@@ -6,9 +6,14 @@ Input: a results directory holding one file per run, named
 followed by ``<size_bytes> <value>`` lines, plus ``commands.txt``
 (``config<TAB>bench-nRANKS<TAB>command`` lines). Runs that failed are stored as
 ``*.failed`` and ignored. For every (benchmark, ranks, config, size) the median
-over the repetitions is taken; ratios are config / ``--baseline`` (MPICH)
-and the targets are checked for every ``--primary`` (mpicr's C ABI and its
-Rust API), each with its own target column and summary.
+over the repetitions is taken, shown with the spread (lowest–highest) of the
+repetitions; ratios are of the medians, config / ``--baseline`` (MPICH), and
+the targets are checked on those ratios for every ``--primary`` (mpicr's C ABI
+and its Rust API), each with its own target column and summary. Every
+repetition's value is kept too: in the results file's "All repetitions" part,
+with the placement probe bench/run takes before each benchmark of each
+repetition (``probe.<bench>-n<ranks>.<rep>.txt``, one number: ns one-way
+between the first two CPUs).
 
 Standard library only (Python 3.11).
 """
@@ -108,8 +113,21 @@ class Series:
     reps: dict[int, dict[int, float]] = field(default_factory=dict)  # rep -> size -> value
     failed: int = 0
 
+    def values(self, size: int) -> list[float]:
+        """The value of every repetition that measured `size`, in repetition order."""
+        return [self.reps[rep][size] for rep in sorted(self.reps) if size in self.reps[rep]]
+
+    def listing(self, size: int, reps: int) -> str:
+        """Every repetition's value at `size`, in order; "—" for one that failed."""
+        return " ".join(
+            value_text(self.reps[rep][size])
+            if rep in self.reps and size in self.reps[rep]
+            else "—"
+            for rep in range(1, reps + 1)
+        )
+
     def median(self, size: int) -> tuple[float | None, int]:
-        values = [r[size] for r in self.reps.values() if size in r]
+        values = self.values(size)
         if not values:
             return None, 0
         return statistics.median(values), len(values)
@@ -151,6 +169,19 @@ def load(results: Path) -> dict[tuple[str, int], dict[str, Series]]:
     return data
 
 
+def load_probes(results: Path) -> dict[tuple[str, int], dict[int, str]]:
+    """(bench, ranks) -> rep -> the placement probe taken just before that repetition."""
+    pattern = re.compile(r"^probe\.([a-z]+)-n(\d+)\.(\d+)\.txt$")
+    probes: dict[tuple[str, int], dict[int, str]] = {}
+    for path in sorted(results.iterdir()):
+        m = pattern.match(path.name)
+        if m:
+            value = path.read_text().strip()
+            if value.isdigit():
+                probes.setdefault((m[1], int(m[2])), {})[int(m[3])] = value
+    return probes
+
+
 def size_text(size: int) -> str:
     for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= scale and size % scale == 0:
@@ -168,6 +199,13 @@ def value_text(value: float | None) -> str:
     if value < 10000:
         return f"{value:.1f}"
     return f"{value:.0f}"
+
+
+def spread_text(values: list[float]) -> str:
+    """The lowest and highest of several repetitions; empty for fewer than two."""
+    if len(values) < 2:
+        return ""
+    return f"{value_text(min(values))}–{value_text(max(values))}"
 
 
 @dataclass
@@ -202,6 +240,8 @@ class Table:
     summary: str
     verdicts: list[Verdict] = field(default_factory=list)
     oversubscribed: bool = False
+    # A header row, then per size each configuration's values in repetition order.
+    all_reps: list[list[str]] = field(default_factory=list)
 
 
 def build_table(
@@ -213,6 +253,7 @@ def build_table(
     primaries: list[str],
     reps: int,
     cores: int,
+    probes: dict[int, str],
 ) -> Table:
     bench = BENCHES[bench_name]
     present = [(cid, label) for cid, label in configs if cid in by_config]
@@ -222,6 +263,8 @@ def build_table(
     header = ["size"]
     for cid, label in present:
         header.append(label)
+        if reps > 1:
+            header.append("spread")
         if cid != baseline:
             header.append("ratio")
             if cid in primaries:
@@ -230,15 +273,21 @@ def build_table(
         cid: Verdict(labels.get(cid, cid), present=cid in by_config) for cid in primaries
     }
     rows: list[list[str]] = []
+    all_reps: list[list[str]] = [["size"] + [label for _, label in present]]
     partial = False
     for size in sizes:
         base_value = by_config[baseline].median(size)[0] if baseline in by_config else None
         row = [size_text(size)]
+        all_reps.append(
+            [size_text(size)] + [by_config[cid].listing(size, reps) for cid, _ in present]
+        )
         for cid, _label in present:
             value, count = by_config[cid].median(size)
             mark = "" if count in (0, reps) else "*"
             partial |= bool(mark)
             row.append(value_text(value) + mark)
+            if reps > 1:
+                row.append(spread_text(by_config[cid].values(size)))
             if cid == baseline:
                 continue
             ratio = value / base_value if value is not None and base_value else None
@@ -266,13 +315,24 @@ def build_table(
     if baseline in labels and len(present) > 1:
         note += f"; ratio = column / {labels[baseline]}"
     checked_labels = [labels[cid] for cid in primaries if cid in by_config]
+    if reps > 1:
+        note += f"; value = median of {reps} repetitions, spread = lowest–highest of them"
+        if len(present) > 1:
+            note += ", ratio = of the medians"
     if checked_labels:
         note += f"; target for {' and '.join(checked_labels)}: {bench.target_text}"
+        if reps > 1:
+            note += ", checked on the ratio of the medians"
     oversubscribed = ranks > cores
     if oversubscribed:
         note += (
             f". {ranks} ranks on {cores} cores oversubscribe this machine: MPICH busy-polls, so"
             " its times include scheduler time slices; compare with the one-rank-per-core table"
+        )
+    if probes:
+        note += (
+            ". Placement probe before each repetition (ns one-way between the first two CPUs): "
+            + " ".join(probes.get(rep, "—") for rep in range(1, reps + 1))
         )
     if partial:
         note += f". * = median of fewer than {reps} repetitions (some runs failed)"
@@ -291,7 +351,14 @@ def build_table(
     if oversubscribed:
         summary += " (oversubscribed: not a fair comparison)"
     return Table(
-        f"{bench_name}, {ranks} ranks", note, header, rows, summary, shown, oversubscribed
+        f"{bench_name}, {ranks} ranks",
+        note,
+        header,
+        rows,
+        summary,
+        shown,
+        oversubscribed,
+        all_reps=all_reps,
     )
 
 
@@ -344,6 +411,17 @@ def render_markdown(table: Table) -> str:
     for row in table.rows:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"**{table.summary}**", ""]
+    return "\n".join(lines)
+
+
+def render_repetitions(table: Table) -> str:
+    """Every repetition's value of `table`, in repetition order, one row per size."""
+    header, *rows = table.all_reps
+    lines = [f"#### {table.title}", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---:" for _ in header) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -402,7 +480,12 @@ def write_results(
     body = ["## Latest run", ""]
     body.append(f"- command: `{args.command}`")
     body += [f"- {key}: {value}" for key, value in env]
-    body.append(f"- repetitions: {args.reps}, value shown = median")
+    body.append(
+        f"- repetitions: {args.reps}, each running every implementation back to back in an"
+        " order that rotates from one repetition to the next; value shown = median, with the"
+        " spread (lowest–highest) of the repetitions; **each target is decided on the ratio of"
+        " the medians**; every repetition's value is listed at the end"
+    )
     body += ["", "Summary:", ""]
     body += [f"- **{line}**" for line in totals]
     body += [f"- {t.title}: {t.summary}" for t in tables]
@@ -410,6 +493,14 @@ def write_results(
     body += [f"    {c}" for c in commands]
     body.append("")
     body += [render_markdown(t) for t in tables]
+    if args.reps > 1:
+        body += [
+            "## All repetitions",
+            "",
+            "Each cell: the values in repetition order (— for a run that failed).",
+            "",
+        ]
+        body += [render_repetitions(t) for t in tables]
     path.write_text(head + "\n" + MARKER + "\n\n" + "\n".join(body).rstrip() + "\n")
 
 
@@ -444,10 +535,21 @@ def main() -> int:
         print(f"report.py: no results in {args.results}", file=sys.stderr)
         return 1
     primaries = args.primary or ["mpicr"]
+    probes = load_probes(args.results)
     cores = os.cpu_count() or 1
     keys = sorted(data, key=lambda k: (BENCH_ORDER.index(k[0]) if k[0] in BENCH_ORDER else 99, -k[1]))
     tables = [
-        build_table(b, n, data[(b, n)], configs, args.baseline, primaries, args.reps, cores)
+        build_table(
+            b,
+            n,
+            data[(b, n)],
+            configs,
+            args.baseline,
+            primaries,
+            args.reps,
+            cores,
+            probes.get((b, n), {}),
+        )
         for b, n in keys
         if b in BENCHES
     ]

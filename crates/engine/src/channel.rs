@@ -102,4 +102,52 @@ impl Channel {
             paused: false,
         }
     }
+
+    /// Whether packets wait in `out` that may be written now (none may while an image
+    /// checkpoint's drain holds them behind the marker).
+    pub(crate) fn wants_to_write(&self) -> bool {
+        !self.closed && !self.out.is_empty() && self.frozen.is_none_or(|n| n > 0)
+    }
+
+    /// Whether a progress round would move something on this link now: bytes have arrived, or
+    /// queued packets may be written and the link has room for them. A rank looks once more
+    /// before it sleeps on its doorbell: the peer that made room rang the bell only if it saw
+    /// the rank asleep already.
+    pub(crate) fn ready(&self) -> bool {
+        self.link.has_input() || (self.wants_to_write() && self.link.has_room())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use transport::LoopbackLink;
+
+    use super::*;
+
+    fn queued() -> Outgoing {
+        Outgoing {
+            header: [0; HEADER_LEN],
+            payload: Payload::None,
+            done: 0,
+            on_complete: None,
+        }
+    }
+
+    #[test]
+    fn queued_output_is_work_unless_the_drain_holds_it_or_the_peer_is_gone() {
+        let mut c = Channel::new(Link::Loopback(LoopbackLink::default()));
+        assert!(!c.ready(), "nothing queued, nothing arrived");
+        c.out.push_back(queued());
+        assert!(c.ready(), "queued, and the link has room");
+        c.frozen = Some(0);
+        assert!(!c.ready(), "held behind the marker");
+        c.frozen = Some(1);
+        assert!(c.ready(), "the marker itself may still go");
+        c.closed = true;
+        assert!(!c.ready(), "the peer is gone");
+        c.closed = false;
+        c.out.clear();
+        c.link.write(&[b"x"]).unwrap();
+        assert!(c.ready(), "a byte arrived");
+    }
 }

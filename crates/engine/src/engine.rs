@@ -990,7 +990,7 @@ impl Engine {
                 if !c.paused {
                     f |= PollFlags::IN;
                 }
-                if !c.out.is_empty() && c.frozen.is_none_or(|n| n > 0) {
+                if c.wants_to_write() {
                     f |= PollFlags::OUT;
                 }
                 c.link
@@ -1015,8 +1015,11 @@ impl Engine {
         }
         if let Some(bell) = self.idle.bell.clone() {
             let channels = &self.channels;
+            // `ready` also counts room for queued output: without that, a reader that drained
+            // the ring just before `sleeping` was set left the writer asleep for the whole
+            // timeout with its output still queued.
             bell.sleep_unless(Duration::from_millis(100), || {
-                channels.iter().any(|c| c.link.has_input())
+                channels.iter().any(Channel::ready)
             });
         } else {
             std::thread::yield_now();

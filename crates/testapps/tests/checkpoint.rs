@@ -398,3 +398,66 @@ fn a_checkpoint_cut_short_by_the_end_of_the_job_tells_the_requester_why() {
         130,
     );
 }
+
+/// The CPUs process `pid` may run on (0: this one).
+fn allowed_cpus(pid: u32) -> Vec<usize> {
+    let pid = rustix::process::Pid::from_raw(pid as i32);
+    let set = rustix::thread::sched_getaffinity(pid)
+        .unwrap_or_else(|e| panic!("reading the CPUs of process {pid:?}: {e}"));
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect()
+}
+
+/// Every rank of job `name` runs on one CPU of `ours`, rank i on the i-th, wrapping around;
+/// `not[rank]` is a pid the rank had before (0: any).
+fn assert_bound(sandbox: &Sandbox, name: &str, ours: &[usize], not: &[u32]) -> Vec<u32> {
+    let pids: Vec<u32> = (0..not.len())
+        .map(|rank| rank_pid(sandbox, name, rank, not[rank]))
+        .collect();
+    for (rank, pid) in pids.iter().enumerate() {
+        assert_eq!(
+            allowed_cpus(*pid),
+            [ours[rank % ours.len()]],
+            "{name}: rank {rank} (pid {pid}) on the launcher's CPUs {ours:?}"
+        );
+    }
+    pids
+}
+
+#[test]
+fn bound_ranks_are_bound_again_when_recovered_and_when_restarted() {
+    let sandbox = Sandbox::new();
+    let ours = allowed_cpus(0);
+    // One rank more than CPUs, so the binding wraps around.
+    let ranks = (ours.len() + 1).to_string();
+    let job = sandbox.start_job(
+        "bound",
+        &[
+            "-n",
+            &ranks,
+            "--bind-to",
+            "hwthread",
+            "--checkpoint-every",
+            "200ms",
+            "--max-restarts",
+            "1",
+            "--",
+            "ckpt-ring",
+            "100000",
+            "15",
+        ],
+    );
+    let none = vec![0; ours.len() + 1];
+    let first = assert_bound(&sandbox, "bound", &ours, &none);
+    wait_for_snapshots(&sandbox, "bound", 1);
+    kill_rank(&sandbox, "bound", 1, 0);
+    // The recovery starts every rank anew.
+    assert_bound(&sandbox, "bound", &ours, &first);
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", "bound"]));
+    job.kill();
+
+    let restarted = sandbox.start(&["restart", &snapshot]);
+    assert_bound(&sandbox, "bound", &ours, &none);
+    restarted.kill();
+}

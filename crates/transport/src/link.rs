@@ -115,6 +115,16 @@ impl Link {
         }
     }
 
+    /// Whether a write would take bytes now (cheap; used before deciding to sleep with output
+    /// queued). A socket says so through `poll` instead, so this is false for TCP.
+    pub fn has_room(&self) -> bool {
+        match self {
+            Self::Shm(l) => l.tx.has_room(),
+            Self::Tcp(_) => false,
+            Self::Loopback(_) => true,
+        }
+    }
+
     /// The pid whose memory [`crate::cma`] can read for this peer, when the peer is on this node.
     pub fn local_peer_pid(&self) -> Option<u32> {
         match self {

@@ -177,6 +177,15 @@ impl Ring {
         self.head().load(Ordering::Acquire) != self.tail().load(Ordering::Relaxed)
     }
 
+    /// Producer: whether a write would take at least one byte now, without writing.
+    pub fn has_room(&self) -> bool {
+        let head = self
+            .own
+            .get()
+            .unwrap_or_else(|| self.head().load(Ordering::Relaxed));
+        head - self.tail().load(Ordering::Acquire) < self.capacity
+    }
+
     /// Producer: whether the consumer has read everything written so far.
     pub fn is_drained(&self) -> bool {
         self.tail().load(Ordering::Acquire) == self.head().load(Ordering::Relaxed)
@@ -186,6 +195,22 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_ring_has_room_again_once_the_reader_took_a_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r");
+        let rx = Ring::create(&path, 4096).unwrap();
+        let tx = Ring::open(&path).unwrap();
+        assert!(tx.has_room());
+        assert_eq!(tx.write(&[7u8; 5000]), 4096);
+        assert!(!tx.has_room());
+        let mut one = [0u8; 1];
+        assert_eq!(rx.read(&mut one), 1);
+        assert!(tx.has_room());
+        assert_eq!(tx.write(&[7u8; 10]), 1);
+        assert!(!tx.has_room());
+    }
 
     #[test]
     fn bytes_come_out_in_order_across_the_wrap() {
