@@ -153,7 +153,9 @@ pub struct Engine {
     pub(crate) mig: crate::migrate::MigState,
 }
 
-/// The control link is read every this many progress rounds (and before sleeping).
+/// The control link is read every this many progress rounds (and before sleeping), besides
+/// at the first MPI call after the attention signal (`Engine::attention`): the fallback for a
+/// rank whose signal is not armed (`--crs self`, or a program with its own handler for it).
 const CONTROL_EVERY: u32 = 512;
 
 /// How a rank with nothing to do waits: it polls its links `polls` times, then keeps polling
@@ -303,6 +305,45 @@ impl Engine {
             self.on_control(message)?;
         }
         Ok(())
+    }
+
+    /// Has the coordinator's writes (and the end of an image writer) raise the attention
+    /// signal (`image::attention`), so that this rank answers at its next MPI call, whatever
+    /// the call; for a rank under the image checkpointer, on every new control connection.
+    /// Without it (the program has its own handler for the signal) requests are still read
+    /// every `CONTROL_EVERY` progress rounds and before the rank sleeps.
+    pub(crate) fn arm_attention(&mut self) {
+        if self.ckpt.image.is_none() {
+            return;
+        }
+        let Some(c) = &self.control else {
+            return;
+        };
+        if let Err(e) = image::attention::arm(c.raw_fd()) {
+            tracing::warn!("checkpoint requests wait for MPI progress: {e}");
+        }
+    }
+
+    /// The look every MPI call takes first: one relaxed load of the attention flag.
+    #[inline(always)]
+    pub(crate) fn attention(&mut self) -> Result<(), EngineError> {
+        if image::attention::pending() {
+            self.attend()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The coordinator wrote or an image writer ended: read the control link, then one
+    /// progress round, which a checkpoint or migration that just began or went on needs
+    /// (markers to write and read, the capture, the writer's report) even inside a call that
+    /// has nothing else to do.
+    #[cold]
+    #[inline(never)]
+    fn attend(&mut self) -> Result<(), EngineError> {
+        image::attention::clear();
+        self.poll_control()?;
+        self.progress().map(drop)
     }
 
     pub(crate) fn first_live_request(&self) -> Option<u64> {
@@ -466,6 +507,7 @@ impl Engine {
         tag: i32,
         buf: SendBuf,
     ) -> Result<u64, EngineError> {
+        self.attention()?;
         self.check_rank(dest)?;
         self.migration_backpressure(dest)?;
         let status = Status {
@@ -512,6 +554,7 @@ impl Engine {
     /// A blocking standard-mode send: `isend` then `wait`, without a request for a message
     /// that goes eagerly (the common small one), which completes as it is written or copied.
     pub fn send(&mut self, ctx: u32, dest: u32, tag: i32, buf: SendBuf) -> Result<(), EngineError> {
+        self.attention()?;
         if buf.len() > self.eager_limit {
             let id = self.isend(ctx, dest, tag, buf)?;
             return self.wait(id).map(drop).inspect_err(|_| self.abandon(id));
@@ -536,6 +579,7 @@ impl Engine {
         tag: Option<i32>,
         buf: RecvBuf,
     ) -> Result<Status, EngineError> {
+        self.attention()?;
         let buf = match self.recv_unexpected(ctx, source, tag, buf) {
             Ok(status) => return Ok(status),
             Err(buf) => buf,
@@ -720,6 +764,7 @@ impl Engine {
         tag: Option<i32>,
         buf: RecvBuf,
     ) -> Result<u64, EngineError> {
+        self.attention()?;
         if let Some(s) = source {
             self.check_rank(s)?;
         }
@@ -775,6 +820,7 @@ impl Engine {
 
     /// Whether request `id` has completed (progressing once if not).
     pub fn test(&mut self, id: u64) -> Result<bool, EngineError> {
+        self.attention()?;
         if !self.is_done(id)? {
             self.progress()?;
         }
@@ -804,6 +850,7 @@ impl Engine {
 
     /// Blocks until request `id` completes and returns its status.
     pub fn wait(&mut self, id: u64) -> Result<Status, EngineError> {
+        self.attention()?;
         if self.ckpt.wants_progress() {
             // A checkpoint's part waits for markers, and a finished image for its report:
             // look even when this request is already complete (a rank that only sends would
@@ -820,6 +867,7 @@ impl Engine {
     /// Blocks until every request completes; returns the statuses, or the first error after all
     /// have completed.
     pub fn wait_all(&mut self, ids: &[u64]) -> Result<Vec<Status>, EngineError> {
+        self.attention()?;
         let mut idle = 0;
         let mut pending = 0;
         while pending < ids.len() {
@@ -845,6 +893,7 @@ impl Engine {
 
     /// Blocks until one of `ids` completes; returns its index and status.
     pub fn wait_any(&mut self, ids: &[u64]) -> Result<(usize, Status), EngineError> {
+        self.attention()?;
         let mut idle = 0;
         loop {
             for (i, &id) in ids.iter().enumerate() {
@@ -1033,6 +1082,7 @@ impl Engine {
     /// A progress round that does not read `unread`'s link: a blocking receive reads that one
     /// itself (`recv_ready`).
     fn progress_but(&mut self, unread: Option<usize>) -> Result<bool, EngineError> {
+        self.attention()?;
         self.rounds = self.rounds.wrapping_add(1);
         if self.rounds.is_multiple_of(CONTROL_EVERY) {
             self.poll_control()?;

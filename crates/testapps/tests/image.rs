@@ -760,3 +760,40 @@ fn an_mpi_program_refuses_an_inherited_descriptor_that_is_not_a_socket() {
         out.stderr
     );
 }
+
+/// `tests/c/rare_calls.c` in `mode`: rank 0 computes 100 ms between two MPI calls that never
+/// wait (an eager MPI_Send; an MPI_Test of a receive whose message comes only at the end), 60
+/// times. A checkpoint asked for at the start must be answered at rank 0's next MPI call (the
+/// attention signal), so it is committed while the job still has seconds to run, not at its
+/// end (where it failed: "it is finalizing"); the job is then killed and restarted from it.
+fn rare_calls_are_checkpointed_at_the_next_call(mode: &str) {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("rare_calls", &[]);
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, mode, "60", "0"]);
+    ok(&reference, "the uninterrupted run");
+    let name = format!("rare{mode}");
+    let mut job = sandbox.start_job(
+        &name,
+        &["-n", "2", "--crs", "image", "--", &prog, mode, "60", "100"],
+    );
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
+    assert!(
+        !job.has_ended(),
+        "{mode}: the checkpoint was committed only when the job ended"
+    );
+    kill_rank(&sandbox, &name, 1, 0);
+    let killed = job.finish();
+    assert_ne!(killed.code, Some(0), "{mode}: the job failed with its rank");
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(&reference, &restarted, &format!("rare calls ({mode})"));
+}
+
+#[test]
+fn a_rank_that_only_sends_between_long_computations_answers_a_checkpoint_at_its_next_send() {
+    rare_calls_are_checkpointed_at_the_next_call("send");
+}
+
+#[test]
+fn a_rank_that_only_polls_with_mpi_test_answers_a_checkpoint_at_its_next_test() {
+    rare_calls_are_checkpointed_at_the_next_call("test");
+}
