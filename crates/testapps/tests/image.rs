@@ -766,6 +766,8 @@ fn an_mpi_program_refuses_an_inherited_descriptor_that_is_not_a_socket() {
 /// times. A checkpoint asked for at the start must be answered at rank 0's next MPI call (the
 /// attention signal), so it is committed while the job still has seconds to run, not at its
 /// end (where it failed: "it is finalizing"); the job is then killed and restarted from it.
+/// The restarted job's ranks are restored processes on new control connections, which must
+/// raise the signal too: it is checkpointed the same way, killed, and restarted again.
 fn rare_calls_are_checkpointed_at_the_next_call(mode: &str) {
     let sandbox = Sandbox::new();
     let prog = mpicc("rare_calls", &[]);
@@ -784,7 +786,16 @@ fn rare_calls_are_checkpointed_at_the_next_call(mode: &str) {
     kill_rank(&sandbox, &name, 1, 0);
     let killed = job.finish();
     assert_ne!(killed.code, Some(0), "{mode}: the job failed with its rank");
-    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    let mut restored = sandbox.start(&["restart", &snapshot]);
+    sandbox.wait_for_job(&name);
+    let again = committed(&sandbox.mpicr(&["checkpoint", &name]));
+    assert_eq!(again, format!("{name}.2"));
+    assert!(
+        !restored.has_ended(),
+        "{mode}: the restored job's checkpoint was committed only when it ended"
+    );
+    restored.kill();
+    let restarted = sandbox.mpicr(&["restart", &again]);
     assert_continues(&reference, &restarted, &format!("rare calls ({mode})"));
 }
 
