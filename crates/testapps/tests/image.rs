@@ -10,8 +10,7 @@ use std::time::Duration;
 use harness::snap::{
     assert_continues, committed, kill_rank, ok, random_moment, rank_pid, wait_for_snapshots,
 };
-use harness::{Out, Sandbox, bin};
-use std::path::PathBuf;
+use harness::{Out, Sandbox, bin, mpicc};
 use std::sync::OnceLock;
 
 const STEPS: &str = "400";
@@ -191,29 +190,6 @@ fn a_corrupted_image_is_refused_before_anything_runs() {
 fn c_ring() -> &'static str {
     static BUILT: OnceLock<String> = OnceLock::new();
     BUILT.get_or_init(|| mpicc("image_ring", &[]))
-}
-
-/// `tests/c/NAME.c` built with our `mpicc` and `flags`; the executable's path.
-fn mpicc(name: &str, flags: &[&str]) -> String {
-    harness::build_libmpi();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
-    let exe =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}_c-{}", std::process::id()));
-    let out = std::process::Command::new(bin("mpicc"))
-        .arg("-O1")
-        .args(flags)
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("mpicc runs (gcc is required)");
-    assert!(
-        out.status.success(),
-        "building {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe.display().to_string()
 }
 
 /// A rank with a second thread cannot be saved as an image: the default checkpointer refuses
