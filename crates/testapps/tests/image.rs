@@ -784,3 +784,37 @@ fn a_rank_that_only_sends_between_long_computations_answers_a_checkpoint_at_its_
 fn a_rank_that_only_polls_with_mpi_test_answers_a_checkpoint_at_its_next_test() {
     rare_calls_are_checkpointed_at_the_next_call("test");
 }
+
+/// A program with a handler of its own for the attention signal (`rare_calls own`: installed
+/// before MPI_Init) keeps it, and its control connection is not armed: its handler never
+/// runs, and a checkpoint asked of the rank that only sends is read as without the signal,
+/// not before that rank's MPI_Finalize, where it fails. The job ends normally.
+#[test]
+fn a_program_s_own_handler_for_the_attention_signal_is_kept_and_never_called() {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("rare_calls", &[]);
+    let job = sandbox.start_job(
+        "rareown",
+        &["-n", "2", "--crs", "image", "--", &prog, "own", "30", "100"],
+    );
+    let refused = sandbox.mpicr(&["checkpoint", "rareown"]);
+    assert_eq!(
+        refused.code,
+        Some(1),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("it is finalizing"),
+        "{}",
+        refused.stderr
+    );
+    let out = job.finish();
+    ok(&out, "the job");
+    assert!(
+        out.stdout.contains("rank 0: own handler kept, ran 0 times"),
+        "{}",
+        out.stdout
+    );
+}

@@ -4,6 +4,9 @@
  *
  *   send: rank 0 computes for MS milliseconds, then sends one int to rank 1 (MPI_Send, an
  *         eager message that completes at once), STEPS times; rank 1 receives each one.
+ *   own:  as send, but every rank installs a handler of its own for SIGRTMAX - 2 (the
+ *         runtime's attention signal) before MPI_Init; rank 0 says at the end whether it is
+ *         still installed and how often it ran.
  *   test: rank 0 posts an MPI_Irecv for rank 1's answer, then computes STEPS chunks of MS
  *         milliseconds with an MPI_Test after each (the answer comes only at the end); then
  *         it sends rank 1 its result and waits for the answer.
@@ -12,6 +15,7 @@
  * STEPS, so a run with MS 0 is the uninterrupted reference. Computing is a spin on the
  * monotonic clock, not a sleep, so that a signal cannot cut it short. */
 #include <mpi.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +41,21 @@ static uint64_t compute(uint64_t acc, long step, long ms) {
     return mix(acc, (uint64_t)step);
 }
 
+static volatile sig_atomic_t own_calls = 0;
+
+static void own_handler(int sig) {
+    (void)sig;
+    own_calls++;
+}
+
 int main(int argc, char **argv) {
+    int own = argc > 1 && strcmp(argv[1], "own") == 0;
+    if (own) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = own_handler;
+        sigaction(SIGRTMAX - 2, &sa, NULL);
+    }
     int rank, size;
     MPI_Init(&argc, &argv);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -50,7 +68,7 @@ int main(int argc, char **argv) {
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     uint64_t acc = 1;
-    if (strcmp(mode, "send") == 0) {
+    if (strcmp(mode, "send") == 0 || own) {
         for (long step = 0; step < steps; step++) {
             if (rank == 0) {
                 acc = compute(acc, step, ms);
@@ -95,6 +113,12 @@ int main(int argc, char **argv) {
     }
     MPI_Bcast(&acc, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
     if (rank == 1) printf("result %llu\n", (unsigned long long)acc);
+    if (own && rank == 0) {
+        struct sigaction now;
+        sigaction(SIGRTMAX - 2, NULL, &now);
+        printf("rank 0: own handler %s, ran %d times\n",
+               now.sa_handler == own_handler ? "kept" : "replaced", (int)own_calls);
+    }
     MPI_Finalize();
     return 0;
 }
