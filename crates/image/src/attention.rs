@@ -16,7 +16,7 @@
 //! connection again).
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::sys;
 
@@ -25,6 +25,9 @@ static PENDING: AtomicBool = AtomicBool::new(false);
 /// The handler is installed in this process (the forked writer's copy of it tells the writer
 /// to signal its rank when it ends).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// The pid that armed its connection last (a restored or migrated rank's is new): the only
+/// process a writer signals.
+static OWNER: AtomicU32 = AtomicU32::new(0);
 
 /// The runtime's signal: `SIGRTMAX - 2` (62 with glibc). Real-time, so that it queues rather
 /// than merges and is never one of the classic signals a program handles; glibc keeps the
@@ -79,6 +82,7 @@ pub fn arm(fd: RawFd) -> Result<(), AttentionError> {
         }
     }
     async_signal(fd, sig, true).map_err(|e| AttentionError::Arm(fd, e))?;
+    OWNER.store(std::process::id(), Ordering::Relaxed);
     PENDING.store(true, Ordering::Relaxed);
     Ok(())
 }
@@ -90,9 +94,11 @@ pub fn async_signal(fd: RawFd, sig: i32, on: bool) -> std::io::Result<()> {
 }
 
 /// In a forked image writer that has ended its work: tells its rank, if the rank armed the
-/// signal. Async-signal-safe.
+/// signal and is still its parent (a writer whose rank died has another parent, which must
+/// not get a signal whose default action ends it). Async-signal-safe.
 pub(crate) fn writer_done() {
-    if INSTALLED.load(Ordering::Relaxed) {
-        sys::signal_parent(signal());
+    let owner = OWNER.load(Ordering::Relaxed);
+    if INSTALLED.load(Ordering::Relaxed) && owner != 0 {
+        sys::signal_parent(owner, signal());
     }
 }

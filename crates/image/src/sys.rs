@@ -353,10 +353,13 @@ pub(crate) fn install_handler(sig: c_int, handler: extern "C" fn(c_int)) -> std:
     Ok(true)
 }
 
-/// Sends `sig` to the parent process (a forked image writer to its rank). Async-signal-safe.
-pub(crate) fn signal_parent(sig: c_int) {
+/// Sends `sig` to the parent process if it is `expected` (a forked image writer to its rank,
+/// not to whatever adopted the writer after its rank died). Async-signal-safe.
+pub(crate) fn signal_parent(expected: u32, sig: c_int) {
     // SAFETY: getppid takes no arguments.
     let parent = unsafe { libc::getppid() };
-    // SAFETY: kill takes no pointers.
-    unsafe { libc::kill(parent, sig) };
+    if parent as u32 == expected {
+        // SAFETY: kill takes no pointers.
+        unsafe { libc::kill(parent, sig) };
+    }
 }
