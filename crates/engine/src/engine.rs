@@ -154,7 +154,7 @@ pub struct Engine {
 }
 
 /// The control link is read every this many progress rounds (and before sleeping), besides
-/// at the first MPI call after the attention signal (`Engine::attention`): the fallback for a
+/// at the first MPI call after the attention signal (`crate::attention`): the fallback for a
 /// rank whose signal is not armed (`--crs self`, or a program with its own handler for it).
 const CONTROL_EVERY: u32 = 512;
 
@@ -307,43 +307,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Has the coordinator's writes (and the end of an image writer) raise the attention
-    /// signal (`image::attention`), so that this rank answers at its next MPI call, whatever
-    /// the call; for a rank under the image checkpointer, on every new control connection.
-    /// Without it (the program has its own handler for the signal) requests are still read
-    /// every `CONTROL_EVERY` progress rounds and before the rank sleeps.
-    pub(crate) fn arm_attention(&mut self) {
-        if self.ckpt.image.is_none() {
-            return;
-        }
-        let Some(c) = &self.control else {
-            return;
-        };
-        if let Err(e) = image::attention::arm(c.raw_fd()) {
-            tracing::warn!("checkpoint requests wait for MPI progress: {e}");
-        }
-    }
-
-    /// The look every MPI call takes first: one relaxed load of the attention flag.
-    #[inline(always)]
-    pub(crate) fn attention(&mut self) -> Result<(), EngineError> {
-        if image::attention::pending() {
-            self.attend()
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The coordinator wrote or an image writer ended: read the control link, then one
-    /// progress round, which a checkpoint or migration that just began or went on needs
-    /// (markers to write and read, the capture, the writer's report) even inside a call that
-    /// has nothing else to do.
-    #[cold]
-    #[inline(never)]
-    fn attend(&mut self) -> Result<(), EngineError> {
-        image::attention::clear();
-        self.poll_control()?;
-        self.progress().map(drop)
+    /// The control connection's descriptor (`None` for a singleton).
+    pub(crate) fn control_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.control.as_ref().map(ControlLink::raw_fd)
     }
 
     pub(crate) fn first_live_request(&self) -> Option<u64> {

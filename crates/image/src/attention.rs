@@ -5,9 +5,11 @@
 //! calls. Without a signal, a rank that calls MPI rarely and never waits (it computes, then
 //! sends one eager message; it polls with MPI_Test now and then) would notice a checkpoint or
 //! migration request only every so many progress rounds, or never. So the engine of a rank
-//! under the image checkpointer installs a handler that only raises a flag ([`pending`]),
-//! and arms the control connection with `O_ASYNC` ([`arm`]); every MPI call looks at the flag
-//! once (one relaxed load) and, when it is raised, clears it and reads the connection.
+//! under the image checkpointer installs a handler of its own that only raises a flag, and
+//! arms the control connection with `O_ASYNC` ([`arm`]); every MPI call looks at the flag
+//! once (one relaxed load) and, when it is raised, clears it and reads the connection. The
+//! flag is the engine's own static (`engine::attention`), so that the look is one
+//! instruction with its branch, not a load through the global offset table first.
 //!
 //! The signal is the preloaded runtime's (`crates/preload`) too, [`signal`]: a process holds
 //! at most one of the two handlers, since the preloaded runtime stays out of a program that
@@ -20,8 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::sys;
 
-/// Raised by the handler: the coordinator wrote, or an image writer ended.
-static PENDING: AtomicBool = AtomicBool::new(false);
 /// The handler is installed in this process (the forked writer's copy of it tells the writer
 /// to signal its rank when it ends).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -37,23 +37,10 @@ pub fn signal() -> i32 {
     libc::SIGRTMAX() - 2
 }
 
-/// Whether the signal came since the last [`clear`]: the one look an MPI call takes.
-#[inline(always)]
-pub fn pending() -> bool {
-    PENDING.load(Ordering::Relaxed)
-}
-
-/// Lowers the flag, before the caller reads what raised it (a signal that comes meanwhile
-/// raises it again).
-pub fn clear() {
-    PENDING.store(false, Ordering::Relaxed);
-}
-
-/// The handler: one store, no system call, so errno and everything else the program was
-/// doing stay as they were.
-extern "C" fn on_signal(_sig: std::ffi::c_int) {
-    PENDING.store(true, Ordering::Relaxed);
-}
+/// A handler of the signal: it must be async-signal-safe, and should only note the signal
+/// (one atomic store, no system call, so that errno and everything else the program was
+/// doing stay as they were).
+pub type Handler = extern "C" fn(std::ffi::c_int);
 
 /// Why the control connection cannot raise the signal.
 #[derive(Debug, thiserror::Error)]
@@ -66,16 +53,15 @@ pub enum AttentionError {
     Arm(RawFd, #[source] std::io::Error),
 }
 
-/// Installs the handler (once; a restored process has it from its image) and has the kernel
+/// Installs `handler` (once; a restored process has it from its image) and has the kernel
 /// send the signal to this process whenever the coordinator writes to `fd`, this process's
 /// control connection (again for each new connection: a restored or migrated rank's, whose
-/// pid is new too). The flag is raised at once, so that what arrived before is read too.
-/// A program that installed its own handler for the signal before keeps it, and the
-/// connection stays unarmed.
-pub fn arm(fd: RawFd) -> Result<(), AttentionError> {
+/// pid is new too). A program that installed its own handler for the signal before keeps
+/// it, and the connection stays unarmed.
+pub fn arm(fd: RawFd, handler: Handler) -> Result<(), AttentionError> {
     let sig = signal();
     if !INSTALLED.load(Ordering::Relaxed) {
-        match sys::install_handler(sig, on_signal) {
+        match sys::install_handler(sig, handler) {
             Ok(true) => INSTALLED.store(true, Ordering::Relaxed),
             Ok(false) => return Err(AttentionError::Taken(sig)),
             Err(e) => return Err(AttentionError::Install(sig, e)),
@@ -83,7 +69,6 @@ pub fn arm(fd: RawFd) -> Result<(), AttentionError> {
     }
     async_signal(fd, sig, true).map_err(|e| AttentionError::Arm(fd, e))?;
     OWNER.store(std::process::id(), Ordering::Relaxed);
-    PENDING.store(true, Ordering::Relaxed);
     Ok(())
 }
 
