@@ -4,9 +4,9 @@
 //! `image::attention`'s).
 //!
 //! The flag is this crate's own static, not the image crate's: every entry point of the
-//! engine looks at it, and a static of the same crate is read with one instruction (and its
-//! branch), where one of another crate linked into `libmpi.so` is first loaded through the
-//! global offset table (`bench/pathlen` counted the difference).
+//! engine looks at it, and a static of the same crate is read with one load (then a test and
+//! a branch), where one of another crate linked into `libmpi.so` needs a load of its address
+//! from the global offset table first (`bench/pathlen` counted the difference).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -8,8 +8,8 @@
 //! under the image checkpointer installs a handler of its own that only raises a flag, and
 //! arms the control connection with `O_ASYNC` ([`arm`]); every MPI call looks at the flag
 //! once (one relaxed load) and, when it is raised, clears it and reads the connection. The
-//! flag is the engine's own static (`engine::attention`), so that the look is one
-//! instruction with its branch, not a load through the global offset table first.
+//! flag is the engine's own static (`engine::attention`), so that the look is one load (then
+//! a test and a branch), without a load of its address from the global offset table first.
 //!
 //! The signal is the preloaded runtime's (`crates/preload`) too, [`signal`]: a process holds
 //! at most one of the two handlers, since the preloaded runtime stays out of a program that
