@@ -245,6 +245,7 @@ impl Engine {
         self.mig.addrs = c.table.iter().map(|e| e.data_addr.clone()).collect();
         self.replace_links(c.channels, c.bell, c.local_ranks);
         self.set_launch_facts(env.shm_dir.clone(), fds);
+        self.arm_attention();
         Ok(())
     }
 

@@ -594,6 +594,7 @@ impl Engine {
     /// Makes this rank checkpoint with the image checkpointer.
     pub fn set_image_checkpointer(&mut self, checkpointer: Box<dyn ImageCheckpointer>) {
         self.ckpt.image = Some(checkpointer);
+        self.arm_attention();
     }
 
     /// CHECKPOINT(epoch) in an image job.

@@ -129,6 +129,7 @@ fn equal_blocks(n: usize, block: usize) -> (Vec<usize>, Vec<usize>) {
 
 /// MPI_Barrier: dissemination, ⌈log2 n⌉ rounds.
 pub fn barrier(engine: &mut Engine, comm: &Comm) -> Result<(), EngineError> {
+    engine.attention()?;
     let (n, r) = (comm.size(), comm.rank());
     let mut k = 1;
     while k < n {
@@ -151,6 +152,7 @@ pub fn bcast(
     buf: &mut [u8],
     root: u32,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let n = comm.size();
     comm.world_rank(i64::from(root))?;
     let vr = (comm.rank() + n - root) % n;
@@ -228,6 +230,7 @@ pub fn reduce(
     commutative: bool,
     root: u32,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     comm.world_rank(i64::from(root))?;
     let at_root = comm.rank() == root;
     if at_root && recv_buf.as_ref().is_none_or(|b| b.len() != data.len()) {
@@ -265,6 +268,7 @@ pub fn allreduce(
     op: Op<'_>,
     commutative: bool,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     same_len(data, out)?;
     if !commutative {
         reduce(engine, comm, data, Some(&mut *out), op, false, 0).or_else(|e| match e {
@@ -355,6 +359,7 @@ pub fn gatherv(
     recv_buf: Option<(&mut [u8], &[usize], &[usize])>,
     root: u32,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let root_world = comm.world_rank(i64::from(root))?;
     if comm.rank() != root {
         return exchange(
@@ -404,6 +409,7 @@ pub fn gather(
     recv_buf: Option<&mut [u8]>,
     root: u32,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let n = comm.size() as usize;
     let (counts, displs) = equal_blocks(n, data.len());
     gatherv(
@@ -423,6 +429,7 @@ pub fn scatterv(
     out: &mut [u8],
     root: u32,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let root_world = comm.world_rank(i64::from(root))?;
     if comm.rank() != root {
         return exchange(
@@ -471,6 +478,7 @@ pub fn scatter(
     out: &mut [u8],
     root: u32,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let n = comm.size() as usize;
     let (counts, displs) = equal_blocks(n, out.len());
     scatterv(
@@ -540,6 +548,7 @@ pub fn allgatherv_in_place(
     counts: &[usize],
     displs: &[usize],
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let (n, r) = (comm.size(), comm.rank());
     check_layout(counts, displs, out.len(), n)?;
     let mut blocks = split_blocks(out, counts, displs)?;
@@ -568,6 +577,7 @@ pub fn allgather(
     data: &[u8],
     out: &mut [u8],
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let n = comm.size() as usize;
     let (counts, displs) = equal_blocks(n, data.len());
     allgatherv(engine, comm, data, out, &counts, &displs)
@@ -589,6 +599,7 @@ pub fn alltoallv(
     out: &mut [u8],
     recv: Layout<'_>,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let (n, r) = (comm.size(), comm.rank() as usize);
     check_layout(send.counts, send.displs, data.len(), n)?;
     check_layout(recv.counts, recv.displs, out.len(), n)?;
@@ -630,6 +641,7 @@ pub fn alltoall(
     data: &[u8],
     out: &mut [u8],
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     let n = comm.size() as usize;
     if !data.len().is_multiple_of(n) || out.len() != data.len() {
         return Err(mismatch(format!(
@@ -658,6 +670,7 @@ pub fn scan(
     op: Op<'_>,
     exclusive: bool,
 ) -> Result<(), EngineError> {
+    engine.attention()?;
     same_len(data, out)?;
     let (n, r) = (comm.size(), comm.rank());
     let mut acc = Scratch::copy_of(engine, data);

@@ -153,7 +153,9 @@ pub struct Engine {
     pub(crate) mig: crate::migrate::MigState,
 }
 
-/// The control link is read every this many progress rounds (and before sleeping).
+/// The control link is read every this many progress rounds (and before sleeping), besides
+/// at the first MPI call after the attention signal (`crate::attention`): the fallback for a
+/// rank whose signal is not armed (`--crs self`, or a program with its own handler for it).
 const CONTROL_EVERY: u32 = 512;
 
 /// How a rank with nothing to do waits: it polls its links `polls` times, then keeps polling
@@ -303,6 +305,11 @@ impl Engine {
             self.on_control(message)?;
         }
         Ok(())
+    }
+
+    /// The control connection's descriptor (`None` for a singleton).
+    pub(crate) fn control_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.control.as_ref().map(ControlLink::raw_fd)
     }
 
     pub(crate) fn first_live_request(&self) -> Option<u64> {
@@ -466,6 +473,7 @@ impl Engine {
         tag: i32,
         buf: SendBuf,
     ) -> Result<u64, EngineError> {
+        self.attention()?;
         self.check_rank(dest)?;
         self.migration_backpressure(dest)?;
         let status = Status {
@@ -512,6 +520,7 @@ impl Engine {
     /// A blocking standard-mode send: `isend` then `wait`, without a request for a message
     /// that goes eagerly (the common small one), which completes as it is written or copied.
     pub fn send(&mut self, ctx: u32, dest: u32, tag: i32, buf: SendBuf) -> Result<(), EngineError> {
+        self.attention()?;
         if buf.len() > self.eager_limit {
             let id = self.isend(ctx, dest, tag, buf)?;
             return self.wait(id).map(drop).inspect_err(|_| self.abandon(id));
@@ -536,6 +545,7 @@ impl Engine {
         tag: Option<i32>,
         buf: RecvBuf,
     ) -> Result<Status, EngineError> {
+        self.attention()?;
         let buf = match self.recv_unexpected(ctx, source, tag, buf) {
             Ok(status) => return Ok(status),
             Err(buf) => buf,
@@ -720,6 +730,7 @@ impl Engine {
         tag: Option<i32>,
         buf: RecvBuf,
     ) -> Result<u64, EngineError> {
+        self.attention()?;
         if let Some(s) = source {
             self.check_rank(s)?;
         }
@@ -775,6 +786,7 @@ impl Engine {
 
     /// Whether request `id` has completed (progressing once if not).
     pub fn test(&mut self, id: u64) -> Result<bool, EngineError> {
+        self.attention()?;
         if !self.is_done(id)? {
             self.progress()?;
         }
@@ -804,6 +816,7 @@ impl Engine {
 
     /// Blocks until request `id` completes and returns its status.
     pub fn wait(&mut self, id: u64) -> Result<Status, EngineError> {
+        self.attention()?;
         if self.ckpt.wants_progress() {
             // A checkpoint's part waits for markers, and a finished image for its report:
             // look even when this request is already complete (a rank that only sends would
@@ -820,6 +833,7 @@ impl Engine {
     /// Blocks until every request completes; returns the statuses, or the first error after all
     /// have completed.
     pub fn wait_all(&mut self, ids: &[u64]) -> Result<Vec<Status>, EngineError> {
+        self.attention()?;
         let mut idle = 0;
         let mut pending = 0;
         while pending < ids.len() {
@@ -845,6 +859,7 @@ impl Engine {
 
     /// Blocks until one of `ids` completes; returns its index and status.
     pub fn wait_any(&mut self, ids: &[u64]) -> Result<(usize, Status), EngineError> {
+        self.attention()?;
         let mut idle = 0;
         loop {
             for (i, &id) in ids.iter().enumerate() {
@@ -1036,6 +1051,7 @@ impl Engine {
     /// A progress round that does not read `unread`'s link: a blocking receive reads that one
     /// itself (`recv_ready`).
     fn progress_but(&mut self, unread: Option<usize>) -> Result<bool, EngineError> {
+        self.attention()?;
         self.rounds = self.rounds.wrapping_add(1);
         if self.rounds.is_multiple_of(CONTROL_EVERY) {
             self.poll_control()?;

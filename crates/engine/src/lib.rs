@@ -7,6 +7,7 @@
 //! translate.
 #![deny(unsafe_code)]
 
+mod attention;
 mod bootstrap;
 pub mod buffer;
 mod channel;

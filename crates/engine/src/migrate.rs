@@ -526,6 +526,7 @@ impl Engine {
             .collect();
         self.replace_links(channels, None, 1);
         self.set_launch_facts(env.shm_dir.clone(), fds);
+        self.arm_attention();
         self.mig.job = env.job;
         self.send_control(Message::MigrateArrived(MigrateArrived { rank: me, seq }))
     }

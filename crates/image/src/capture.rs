@@ -143,10 +143,13 @@ impl ChildCapture {
     }
 
     /// The writer's result if it has ended (the image is then renamed into place), without
-    /// waiting; `None` while it still writes.
+    /// waiting; `None` while it still writes. A writer that says it has done its work but
+    /// has not yet exited is waited for: it signalled its rank just before exiting
+    /// (`attention`), and the rank looks now.
     pub fn try_wait(&mut self) -> Option<Result<(), CaptureError>> {
         match rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::NOHANG) {
             Ok(Some((_, st))) => Some(self.finish(st)),
+            Ok(None) if self.stats.writer_done() => Some(self.wait()),
             Ok(None) | Err(Errno::INTR) => None,
             Err(e) => Some(Err(CaptureError::Io(
                 "waiting for the image writer",
@@ -625,6 +628,8 @@ extern "C" fn capture_cb(arg: *mut c_void, rsp: u64, rip: u64) -> u64 {
                         1
                     }
                 };
+                job.stats.done();
+                crate::attention::writer_done();
                 sys::exit_now(code)
             }
             Ok(pid) => {

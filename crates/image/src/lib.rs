@@ -10,6 +10,8 @@
 //!   ([`take_restart_env`]) and keeping old descriptor numbers for the objects that hold them.
 //! - [`inherit`]: the rank's control connection handed over across `exec`
 //!   ([`take_inherited_control`]).
+//! - [`attention`]: the signal that tells a rank computing outside MPI that the coordinator
+//!   wrote or its image writer ended.
 //! - [`format`]: the on-disk format, specified in `docs/image-format.md`.
 //!
 //! - [`codec`]: compressed page runs (`--compress`); [`Chain`]: incremental images by page
@@ -19,6 +21,7 @@
 //! the scratch mapping), `codec` (the zstd and lz4 C libraries), plus the `SAFETY`-commented
 //! dereference of the callback argument and the hash tables' slices in `capture`.
 
+pub mod attention;
 mod capture;
 pub mod codec;
 mod ctx;

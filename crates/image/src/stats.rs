@@ -67,7 +67,9 @@ const CPU: usize = 8;
 const FORK_CALL: usize = 9;
 const CHILD_FIRST: usize = 10;
 const CHILD_YIELDED: usize = 11;
-const WORDS: usize = 12;
+/// 1 once the writer has done its work (set just before it exits, whatever the outcome).
+const DONE: usize = 12;
+const WORDS: usize = 13;
 
 /// Nanoseconds of the monotonic clock (no allocation, no failure: what the writer may call).
 pub(crate) fn now_ns() -> u64 {
@@ -108,6 +110,17 @@ impl StatsPage {
     /// back (true).
     pub(crate) fn child_step(&mut self, yielded: bool) {
         self.page.words()[if yielded { CHILD_YIELDED } else { CHILD_FIRST }] = now_ns();
+    }
+
+    /// The writer, after its work and just before it exits.
+    pub(crate) fn done(&mut self) {
+        self.page.words()[DONE] = 1;
+    }
+
+    /// Whether the writer has done its work: it exits at once then, so waiting for it is
+    /// short.
+    pub(crate) fn writer_done(&self) -> bool {
+        self.page.word(DONE) == 1
     }
 
     /// The writer's view: counters it adds to as it goes.

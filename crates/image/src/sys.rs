@@ -2,7 +2,7 @@
 //! Every function here is safe to call: each unsafe block only passes pointers to locals
 //! the kernel writes into (or reads) for the duration of the call.
 
-use std::ffi::c_long;
+use std::ffi::{c_int, c_long};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::format::ITimer;
@@ -231,6 +231,16 @@ impl Scratch {
         // slice exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u64>(), self.len / 8) }
     }
+    /// Word `i` of the mapping, read once from memory: another process (a forked writer)
+    /// may have written it since the last look.
+    pub(crate) fn word(&self, i: usize) -> u64 {
+        assert!(i < self.len / 8, "word {i} is outside the mapping");
+        // SAFETY: word `i` is inside the live mapping (checked), so the offset stays in it.
+        let word = unsafe { self.ptr.cast::<u64>().add(i) };
+        // SAFETY: `word` is aligned (the mapping is page-aligned) and readable; a volatile
+        // read of a u64 there has no other requirement.
+        unsafe { std::ptr::read_volatile(word) }
+    }
     /// Forgets the mapping without unmapping it (in a restored process it does not exist).
     pub(crate) fn forget(self) {
         std::mem::forget(self);
@@ -284,4 +294,72 @@ pub(crate) fn take_inherited_fd(fd: RawFd) -> OwnedFd {
     // program of the process cleared its close-on-exec and named it), so no object of this
     // program opened it and none owns it; `inherit::TAKEN` lets it be taken only once.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `fcntl` command that sets the signal of asynchronous I/O (Linux, `<fcntl.h>` with
+/// `_GNU_SOURCE`; the libc crate does not define it).
+const F_SETSIG: c_int = 10;
+
+/// Has the kernel send `sig` to this process whenever `fd` becomes readable (or is closed by
+/// its peer), or stops that (`on` false).
+pub(crate) fn async_signal(fd: RawFd, sig: c_int, on: bool) -> std::io::Result<()> {
+    let check = |r: c_int| {
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    // SAFETY: fcntl on a descriptor the caller owns, with integer arguments.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    if on {
+        let pid = std::process::id() as libc::pid_t;
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETOWN, pid) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, F_SETSIG, sig) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC) })?;
+    } else {
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_ASYNC) })?;
+    }
+    Ok(())
+}
+
+/// Installs `handler` for `sig` with `SA_RESTART` (the program's interrupted system calls
+/// that can be restarted are), unless the program has a handler of its own there; returns
+/// whether `handler` is now the one.
+pub(crate) fn install_handler(sig: c_int, handler: extern "C" fn(c_int)) -> std::io::Result<bool> {
+    // SAFETY: an all-zero sigaction is a valid value to fill in.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with a null new action sigaction only writes the current one into `old`.
+    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let ours = handler as usize;
+    if ![libc::SIG_DFL, libc::SIG_IGN, ours].contains(&old.sa_sigaction) {
+        return Ok(false);
+    }
+    // SAFETY: as above.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = ours;
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: `action` is initialised (an empty mask: only `sig` itself is blocked while the
+    // handler runs); the old action is not wanted.
+    if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
+/// Sends `sig` to the parent process if it is `expected` (a forked image writer to its rank,
+/// not to whatever adopted the writer after its rank died). Async-signal-safe.
+pub(crate) fn signal_parent(expected: u32, sig: c_int) {
+    // SAFETY: getppid takes no arguments.
+    let parent = unsafe { libc::getppid() };
+    if parent as u32 == expected {
+        // SAFETY: kill takes no pointers.
+        unsafe { libc::kill(parent, sig) };
+    }
 }

@@ -51,7 +51,7 @@ pub(crate) extern "C" fn mpicr_preload_exec_begin(
     if r.pid != std::process::id() || r.closed || r.handover.is_some() {
         return envp;
     }
-    let mask = sys::block(crate::checkpoint_signal());
+    let mask = sys::block(image::attention::signal());
     // SAFETY: `envp` is what the exec's caller passed: null or a NULL-terminated array of
     // C strings, valid while the exec call lasts, which outlasts every use here.
     let entries = unsafe { sys::c_string_array(envp) };
@@ -69,13 +69,13 @@ pub(crate) extern "C" fn mpicr_preload_exec_failed() {
     if r.pid != std::process::id() || r.handover.is_none() {
         return;
     }
-    let sig = crate::checkpoint_signal();
+    let sig = image::attention::signal();
     let mask = sys::block(sig);
     r.handover = None;
     let fd = r.control.as_fd();
     let armed = rustix::io::fcntl_setfd(fd, FdFlags::CLOEXEC)
         .map_err(std::io::Error::from)
-        .and_then(|()| sys::async_signal(r.control.raw_fd(), sig, true));
+        .and_then(|()| image::attention::async_signal(r.control.raw_fd(), sig, true));
     match armed {
         // What arrived while the signal was off raised none.
         Ok(()) => handler::serve_caught(),
@@ -97,11 +97,11 @@ fn prepare(entries: &[&CStr]) -> Option<*const *const c_char> {
     if !entries.iter().any(|e| e.to_bytes() == rank.as_bytes()) {
         return None;
     }
-    let sig = crate::checkpoint_signal();
-    sys::async_signal(r.control.raw_fd(), sig, false).ok()?;
+    let sig = image::attention::signal();
+    image::attention::async_signal(r.control.raw_fd(), sig, false).ok()?;
     sys::discard_pending(sig);
     if rustix::io::fcntl_setfd(r.control.as_fd(), FdFlags::empty()).is_err() {
-        let _ = sys::async_signal(r.control.raw_fd(), sig, true);
+        let _ = image::attention::async_signal(r.control.raw_fd(), sig, true);
         return None;
     }
     let strings = environment(entries, r);

@@ -66,7 +66,7 @@ pub(crate) fn say(line: &str) {
 /// [`image::CONTROL_FD_VAR`]), and arms the checkpoint signal (the library's constructor);
 /// `library` is this library's `LD_PRELOAD` entry.
 pub(crate) fn start(library: Option<String>, inherited: Option<String>) {
-    let sig = crate::checkpoint_signal();
+    let sig = image::attention::signal();
     sys::set_blocked(sig, true);
     let joined = Launch::read(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
         .and_then(|launch| Ok((launch.connection(inherited.as_deref())?, launch)));
@@ -94,7 +94,9 @@ pub(crate) fn start(library: Option<String>, inherited: Option<String>) {
             handover: None,
         });
     }
-    if let Err(e) = sys::install(sig, on_signal).and_then(|()| sys::async_signal(fd, sig, true)) {
+    if let Err(e) =
+        sys::install(sig, on_signal).and_then(|()| image::attention::async_signal(fd, sig, true))
+    {
         say(&format!("cannot arm the checkpoint signal {sig}: {e}"));
         sys::exit_now(1);
     }
@@ -299,14 +301,18 @@ impl Rank {
         self.control.forget_input();
         self.pending = None;
         self.closed = false;
-        sys::async_signal(fd, crate::checkpoint_signal(), true)
+        image::attention::async_signal(fd, image::attention::signal(), true)
             .map_err(|e| format!("cannot arm the checkpoint signal: {e}"))
     }
 
     /// The connection is gone: no more signals for it.
     pub(crate) fn close(&mut self) {
         self.closed = true;
-        let _ = sys::async_signal(self.control.raw_fd(), crate::checkpoint_signal(), false);
+        let _ = image::attention::async_signal(
+            self.control.raw_fd(),
+            image::attention::signal(),
+            false,
+        );
     }
 }
 
@@ -314,7 +320,7 @@ impl Rank {
 /// rank exits (as MPI_Finalize tells it). `_exit` and fatal signals skip this; the node's
 /// waitpid reports those.
 extern "C" fn leave() {
-    sys::set_blocked(crate::checkpoint_signal(), true);
+    sys::set_blocked(image::attention::signal(), true);
     let Some(r) = rank() else {
         return;
     };

@@ -10,7 +10,7 @@
 //!    executable carries the engine (`detect`).
 //! 3. Otherwise it joins the job as its rank (REGISTER, then REFRESH; `job`), or takes over the
 //!    registered connection the previous program of this process handed over across `exec`
-//!    (`image::inherit`), installs the handler of the checkpoint signal ([`checkpoint_signal`])
+//!    (`image::inherit`), installs the handler of the checkpoint signal (`image::attention::signal`)
 //!    and has the kernel send that signal whenever the coordinator writes to the control
 //!    connection (`O_ASYNC`, `F_SETOWN`, `F_SETSIG`).
 //!
@@ -40,15 +40,6 @@ mod sys;
 /// malloc, whose locks and lists are then in an unknown state.
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
-/// The signal the kernel sends when the coordinator writes to the rank's control connection:
-/// `SIGRTMAX - 2` (62 with glibc). Real-time, so that it queues rather than merges and is
-/// never one of the classic signals a program handles; glibc keeps the lowest real-time
-/// signals for itself and programs that use real-time signals usually count up from
-/// `SIGRTMIN`.
-pub(crate) fn checkpoint_signal() -> i32 {
-    libc::SIGRTMAX() - 2
-}
 
 /// Runs as the library is loaded, before the program's `main`.
 #[used]

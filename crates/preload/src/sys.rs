@@ -1,13 +1,8 @@
 //! The C library and system calls the preloaded runtime needs that rustix does not cover:
-//! signal actions and masks, asynchronous I/O on a descriptor, errno, atexit, dlsym, and the
-//! environment arrays of the exec family.
+//! signal actions and masks, errno, atexit, dlsym, and the environment arrays of the exec
+//! family (asynchronous I/O on a descriptor is `image::attention`'s).
 
 use std::ffi::{CStr, c_char, c_int, c_void};
-use std::os::fd::RawFd;
-
-/// `fcntl` command that sets the signal of asynchronous I/O (Linux, `<fcntl.h>` with
-/// `_GNU_SOURCE`; the libc crate does not define it).
-const F_SETSIG: c_int = 10;
 
 /// A signal handler with `SA_SIGINFO`'s arguments.
 pub(crate) type Handler = extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void);
@@ -118,33 +113,6 @@ pub(crate) unsafe fn c_string_array<'a>(array: *const *const c_char) -> Vec<&'a 
         out.push(unsafe { CStr::from_ptr(entry) });
     }
     out
-}
-
-/// Has the kernel send `sig` to this process whenever `fd` becomes readable (or is closed by
-/// its peer), or stops that (`on` false).
-pub(crate) fn async_signal(fd: RawFd, sig: c_int, on: bool) -> std::io::Result<()> {
-    let check = |r: c_int| {
-        if r < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    };
-    // SAFETY: fcntl on a descriptor this library owns, with integer arguments.
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    if on {
-        let pid = std::process::id() as libc::pid_t;
-        // SAFETY: as above.
-        check(unsafe { libc::fcntl(fd, libc::F_SETOWN, pid) })?;
-        // SAFETY: as above.
-        check(unsafe { libc::fcntl(fd, F_SETSIG, sig) })?;
-        // SAFETY: as above.
-        check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC) })?;
-    } else {
-        // SAFETY: as above.
-        check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_ASYNC) })?;
-    }
-    Ok(())
 }
 
 /// The calling thread's errno, which a signal handler must leave as it found it.

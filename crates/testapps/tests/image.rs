@@ -10,8 +10,7 @@ use std::time::Duration;
 use harness::snap::{
     assert_continues, committed, kill_rank, ok, random_moment, rank_pid, wait_for_snapshots,
 };
-use harness::{Out, Sandbox, bin};
-use std::path::PathBuf;
+use harness::{Out, Sandbox, bin, mpicc};
 use std::sync::OnceLock;
 
 const STEPS: &str = "400";
@@ -191,29 +190,6 @@ fn a_corrupted_image_is_refused_before_anything_runs() {
 fn c_ring() -> &'static str {
     static BUILT: OnceLock<String> = OnceLock::new();
     BUILT.get_or_init(|| mpicc("image_ring", &[]))
-}
-
-/// `tests/c/NAME.c` built with our `mpicc` and `flags`; the executable's path.
-fn mpicc(name: &str, flags: &[&str]) -> String {
-    harness::build_libmpi();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
-    let exe =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}_c-{}", std::process::id()));
-    let out = std::process::Command::new(bin("mpicc"))
-        .arg("-O1")
-        .args(flags)
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("mpicc runs (gcc is required)");
-    assert!(
-        out.status.success(),
-        "building {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe.display().to_string()
 }
 
 /// A rank with a second thread cannot be saved as an image: the default checkpointer refuses
@@ -889,5 +865,87 @@ fn an_mpi_program_refuses_an_inherited_descriptor_that_is_not_a_socket() {
             .contains("MPICR_CONTROL_FD names descriptor 7, which is not a stream socket"),
         "{}",
         out.stderr
+    );
+}
+
+/// `tests/c/rare_calls.c` in `mode`: rank 0 computes 100 ms between two MPI calls that never
+/// wait (an eager MPI_Send; an MPI_Test of a receive whose message comes only at the end), 60
+/// times. A checkpoint asked for at the start must be answered at rank 0's next MPI call (the
+/// attention signal), so it is committed while the job still has seconds to run, not at its
+/// end (where it failed: "it is finalizing"); the job is then killed and restarted from it.
+/// The restarted job's ranks are restored processes on new control connections, which must
+/// raise the signal too: it is checkpointed the same way, killed, and restarted again.
+fn rare_calls_are_checkpointed_at_the_next_call(mode: &str) {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("rare_calls", &[]);
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, mode, "60", "0"]);
+    ok(&reference, "the uninterrupted run");
+    let name = format!("rare{mode}");
+    let mut job = sandbox.start_job(
+        &name,
+        &["-n", "2", "--crs", "image", "--", &prog, mode, "60", "100"],
+    );
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", &name]));
+    assert!(
+        !job.has_ended(),
+        "{mode}: the checkpoint was committed only when the job ended"
+    );
+    kill_rank(&sandbox, &name, 1, 0);
+    let killed = job.finish();
+    assert_ne!(killed.code, Some(0), "{mode}: the job failed with its rank");
+    let mut restored = sandbox.start(&["restart", &snapshot]);
+    sandbox.wait_for_job(&name);
+    let again = committed(&sandbox.mpicr(&["checkpoint", &name]));
+    assert_eq!(again, format!("{name}.2"));
+    assert!(
+        !restored.has_ended(),
+        "{mode}: the restored job's checkpoint was committed only when it ended"
+    );
+    restored.kill();
+    let restarted = sandbox.mpicr(&["restart", &again]);
+    assert_continues(&reference, &restarted, &format!("rare calls ({mode})"));
+}
+
+#[test]
+fn a_rank_that_only_sends_between_long_computations_answers_a_checkpoint_at_its_next_send() {
+    rare_calls_are_checkpointed_at_the_next_call("send");
+}
+
+#[test]
+fn a_rank_that_only_polls_with_mpi_test_answers_a_checkpoint_at_its_next_test() {
+    rare_calls_are_checkpointed_at_the_next_call("test");
+}
+
+/// A program with a handler of its own for the attention signal (`rare_calls own`: installed
+/// before MPI_Init) keeps it, and its control connection is not armed: its handler never
+/// runs, and a checkpoint asked of the rank that only sends is read as without the signal,
+/// not before that rank's MPI_Finalize, where it fails. The job ends normally.
+#[test]
+fn a_program_s_own_handler_for_the_attention_signal_is_kept_and_never_called() {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("rare_calls", &[]);
+    let job = sandbox.start_job(
+        "rareown",
+        &["-n", "2", "--crs", "image", "--", &prog, "own", "30", "100"],
+    );
+    let refused = sandbox.mpicr(&["checkpoint", "rareown"]);
+    assert_eq!(
+        refused.code,
+        Some(1),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("it is finalizing"),
+        "{}",
+        refused.stderr
+    );
+    let out = job.finish();
+    ok(&out, "the job");
+    assert!(
+        out.stdout.contains("rank 0: own handler kept, ran 0 times"),
+        "{}",
+        out.stdout
     );
 }

@@ -667,3 +667,46 @@ fn a_job_on_one_machine_refuses_migration_and_runs_on() {
     result_line(&out);
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
+
+/// A rank that calls MPI rarely (`tests/c/rare_calls.c`: rank 0 computes 100 ms, then sends
+/// one eager message, 60 times, and never waits) is moved at its next send, told by the
+/// attention signal: the migration is over while the job still has seconds to run. Its new
+/// control connection raises the signal too: a checkpoint asked for right after is committed
+/// while the job runs. The job ends with the uninterrupted run's output.
+#[test]
+fn a_rank_that_calls_mpi_rarely_migrates_at_its_next_call_and_is_checkpointed_there() {
+    let Some((_guard, cluster, sandbox)) = setup(2) else {
+        return;
+    };
+    let prog = harness::mpicc("rare_calls", &[]);
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, "send", "60", "0"]);
+    assert_eq!(reference.code, Some(0), "{}", reference.stderr);
+    let name = "raremig";
+    let rest = [
+        "-n", "2", "--crs", "image", "--", &prog, "send", "60", "100",
+    ];
+    let args = job_args(&sandbox, &cluster, name, &rest);
+    let mut job = sandbox.start_job(name, &strs(&args));
+    let before = placement(&sandbox, name);
+    let target = cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .find(|n| *n != before[0])
+        .expect("a node other than rank 0's");
+    migrated(&migrate(&sandbox, name, 0, &target), "the migration");
+    assert!(
+        !job.has_ended(),
+        "the rank migrated only when the job ended"
+    );
+    assert_eq!(placement(&sandbox, name)[0], target, "rank 0's node");
+    harness::snap::ok(&sandbox.mpicr(&["checkpoint", name]), "the checkpoint");
+    assert!(
+        !job.has_ended(),
+        "the migrated rank's checkpoint was committed only when the job ended"
+    );
+    let out = job.finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, reference.stdout);
+    assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+}

@@ -497,3 +497,26 @@ pub fn leftovers(sandbox: &Sandbox) -> Vec<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `tests/c/NAME.c` built with our `mpicc` and `flags`; the executable's path.
+pub fn mpicc(name: &str, flags: &[&str]) -> String {
+    build_libmpi();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let exe =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}_c-{}", std::process::id()));
+    let out = Command::new(bin("mpicc"))
+        .arg("-O1")
+        .args(flags)
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("mpicc runs (gcc is required)");
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe.display().to_string()
+}
