@@ -569,7 +569,7 @@ impl Engine {
                         Ready::Header(h, buf) => {
                             // The link's next packet is something else: post the receive first, then
                             // handle the packet as progress would have, so that it may match.
-                            let id = self.irecv(ctx, source, tag, buf)?;
+                            let id = self.post_recv(ctx, source, tag, buf)?;
                             let handled = self.on_header(src, h);
                             return handled
                                 .and_then(|()| self.wait(id))
@@ -731,6 +731,20 @@ impl Engine {
         buf: RecvBuf,
     ) -> Result<u64, EngineError> {
         self.attention()?;
+        self.post_recv(ctx, source, tag, buf)
+    }
+
+    /// [`Engine::irecv`] without the look at the attention flag, for a caller that holds a
+    /// packet's header it read from a link and has not handled yet: the progress round that
+    /// the flag may start would read that link on, taking the packet's body for the next
+    /// header.
+    fn post_recv(
+        &mut self,
+        ctx: u32,
+        source: Option<u32>,
+        tag: Option<i32>,
+        buf: RecvBuf,
+    ) -> Result<u64, EngineError> {
         if let Some(s) = source {
             self.check_rank(s)?;
         }
