@@ -147,21 +147,26 @@ pub struct Progress {
 }
 
 /// The published status, mirrored to `<runtime dir>/<job>.checkpoint` for `mpicr status`.
+///
+/// The file lives exactly as long as the job that owns the board: [`StatusBoard::close`]
+/// removes it and stops all later writes, so a thread of the job that outlives it (a
+/// connection still draining, a node daemon being given up on) cannot bring it back.
 #[derive(Debug)]
 pub(crate) struct StatusBoard {
     file: PathBuf,
-    status: Mutex<CheckpointStatus>,
+    /// `None` once closed.
+    status: Mutex<Option<CheckpointStatus>>,
 }
 
 impl StatusBoard {
     pub(crate) fn new(file: PathBuf, snapshot_dir: PathBuf, crs: String) -> Self {
         let board = Self {
             file,
-            status: Mutex::new(CheckpointStatus {
+            status: Mutex::new(Some(CheckpointStatus {
                 snapshot_dir,
                 crs,
                 ..CheckpointStatus::default()
-            }),
+            })),
         };
         board.update(|_| {});
         board
@@ -182,11 +187,22 @@ impl StatusBoard {
         self.update(|s| s.migrations.record(migration));
     }
 
+    /// Removes the published file; later changes are dropped.
+    pub(crate) fn close(&self) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        if status.take().is_some() {
+            let _ = std::fs::remove_file(&self.file);
+        }
+    }
+
     fn update(&self, change: impl FnOnce(&mut CheckpointStatus)) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        change(&mut status);
+        let Some(status) = status.as_mut() else {
+            return;
+        };
+        change(status);
         let tmp = self.file.with_extension("checkpoint.tmp");
-        let written = std::fs::write(&tmp, encode_status(&status))
+        let written = std::fs::write(&tmp, encode_status(status))
             .and_then(|()| std::fs::rename(&tmp, &self.file));
         if let Err(e) = written {
             tracing::warn!(file = %self.file.display(), "cannot publish the checkpoint status: {e}");
@@ -194,9 +210,14 @@ impl StatusBoard {
     }
 }
 
-impl Drop for StatusBoard {
+/// Closes its board when dropped, whoever else still holds it: the owner of a job keeps one,
+/// so the job's status file goes with the job.
+#[derive(Debug)]
+pub(crate) struct ClosesBoard(pub(crate) Arc<StatusBoard>);
+
+impl Drop for ClosesBoard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
+        self.0.close();
     }
 }
 
@@ -1407,6 +1428,23 @@ mod tests {
             ..CheckpointStatus::default()
         };
         assert_eq!(decode_status(&encode_status(&idle)), Some(idle));
+    }
+
+    #[test]
+    fn a_closed_board_s_file_stays_removed_whoever_still_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("j.checkpoint");
+        let board = Arc::new(StatusBoard::new(file.clone(), "/s".into(), "image".into()));
+        assert!(file.exists());
+        let late_writer = board.clone();
+        drop(ClosesBoard(board));
+        assert!(!file.exists());
+        late_writer.set_nodes(vec!["n1".into()]);
+        late_writer.set_recoveries(Vec::new());
+        assert!(
+            !file.exists(),
+            "a write after the job's end brought the file back"
+        );
     }
 
     #[test]

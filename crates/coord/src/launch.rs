@@ -12,7 +12,9 @@ use node::{JobSpec, OutputCopy, OutputTo, RankExit, Ranks, SpawnError};
 use rustix::process::Signal;
 use thiserror::Error;
 
-use crate::checkpoint::{CheckpointConfig, CheckpointService, CkptEvent, Recovery, StatusBoard};
+use crate::checkpoint::{
+    CheckpointConfig, CheckpointService, CkptEvent, ClosesBoard, Recovery, StatusBoard,
+};
 use crate::control_socket::{self, JobFiles, SocketError};
 use crate::job_name::JobName;
 use crate::nodes::{NodeSet, NodeStartError, NodesConfig, RestartParts};
@@ -255,6 +257,7 @@ impl Launch {
             config.checkpoint.snapshot_dir.clone(),
             config.checkpoint.crs.clone(),
         ));
+        let board_closer = ClosesBoard(board.clone());
         let history = config
             .recoveries
             .lock()
@@ -432,6 +435,7 @@ impl Launch {
             ranks,
             checkpoints: Some(checkpoints),
             server: Some(server),
+            _status_file: board_closer,
             shared,
             files,
             shm,
@@ -442,8 +446,8 @@ impl Launch {
     }
 }
 
-/// A started job. Fields drop in order: ranks, checkpoint service, server, socket files, shm
-/// directory.
+/// A started job. Fields drop in order: ranks, checkpoint service, server, status file,
+/// socket files, shm directory.
 pub struct RunningJob {
     ranks: Members,
     /// Stopped before the node daemons are (a checkpoint in progress is then abandoned and
@@ -453,6 +457,8 @@ pub struct RunningJob {
     /// Stopped once the ranks have ended and the checkpoint service has answered what
     /// waited for it; then the requesters still owed an answer are waited for.
     server: Option<ControlServer>,
+    /// Removes the `mpicr status` file of the job, and stops its later writes.
+    _status_file: ClosesBoard,
     shared: Arc<Shared>,
     files: JobFiles,
     shm: ShmDir,
