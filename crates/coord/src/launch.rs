@@ -22,7 +22,7 @@ use crate::outcome::Outcome;
 use crate::report::say;
 use crate::runtime_dir::{RuntimeDir, RuntimeDirError, current_uid};
 use crate::server::{ANSWER_WAIT, ControlServer, JobInfo, RecoveryWatch, Shared};
-use crate::shm_dir::{ShmDir, ShmDirError};
+use crate::shm_dir::{ShmDir, ShmDirError, remove_leftovers};
 use crate::table::ProcessTable;
 
 /// How long ranks get between SIGTERM and SIGKILL when the job is ended.
@@ -232,6 +232,7 @@ impl Launch {
             .unwrap_or_else(|| JobName::default_for(launcher_pid));
         let runtime = RuntimeDir::open()?;
         let (listener, files) = control_socket::bind(&runtime, &name, launcher_pid)?;
+        remove_leftovers(&runtime);
         let shm = ShmDir::create(&runtime, &name)?;
         let node_name = rustix::system::uname()
             .nodename()

@@ -7,8 +7,8 @@
 //! (two test sandboxes, two `XDG_RUNTIME_DIR`s): the launcher's pid keeps a job from taking
 //! over, and removing, the directory of a live job of the same name elsewhere, whose ranks
 //! would then die of SIGBUS. After a `kill -9` of `mpicr run`, `mpicr status` or any later
-//! launcher removes the leftover. The directory holds a small
-//! file, `.mpicr-launcher`, that names the launcher, so that liveness can be checked.
+//! launcher removes the leftover: the directory names its launcher in `node::owner`'s file,
+//! so that liveness can be checked.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -18,63 +18,31 @@ use thiserror::Error;
 
 use crate::job_name::JobName;
 use crate::runtime_dir::{RuntimeDir, current_uid};
-use node::proc_tree::start_time;
+use node::owner;
 
 const DEV_SHM: &str = "/dev/shm";
 const FALLBACK_SUFFIX: &str = ".shm";
+/// A node daemon's private directory in the runtime directory (`node::daemon`).
+const NODE_SUFFIX: &str = ".node";
 
 /// The start of this user's directory names in `/dev/shm`.
 fn prefix(uid: u32) -> String {
     format!("mpicr-{uid}-")
 }
 
-/// The file in a job's directory that names its launcher: `<pid> <start time>`. The start
-/// time (from `/proc/<pid>/stat`) tells a live launcher from a recycled pid.
-const OWNER_FILE: &str = ".mpicr-launcher";
-
-/// Removes the shared-memory directories of this user's jobs whose launcher is dead:
-/// leftovers of launchers killed with `kill -9`. Liveness is judged by the launcher's process,
-/// not by its socket, because jobs of other runtime directories share `/dev/shm`.
+/// Removes the shared-memory directories of this user's jobs whose owner is dead: leftovers
+/// of launchers and node daemons killed with `kill -9`, and the node directories of a dead
+/// daemon in the runtime directory. Liveness is judged by the owner's process, not by a
+/// socket, because jobs of other runtime directories share `/dev/shm`.
 pub(crate) fn remove_leftovers(runtime: &RuntimeDir) {
     let uid = current_uid();
     let shm_prefix = prefix(uid);
-    for (dir, in_dev_shm) in [(Path::new(DEV_SHM), true), (runtime.path(), false)] {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            let is_job_dir = if in_dev_shm {
-                file_name.starts_with(&shm_prefix)
-            } else {
-                file_name.ends_with(FALLBACK_SUFFIX)
-            };
-            let path = entry.path();
-            let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == uid);
-            if is_job_dir && ours && launcher_is_dead(&path) {
-                tracing::info!(path = %path.display(), "removing a dead job's shared memory");
-                let _ = std::fs::remove_dir_all(&path);
-            }
-        }
-    }
-}
-
-/// Whether the owner file names a launcher that no longer runs. A directory without a
-/// readable owner file is left alone: it may be a moment old.
-fn launcher_is_dead(dir: &Path) -> bool {
-    let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
-        return false;
-    };
-    let mut fields = owner.split_whitespace().map(str::parse::<u64>);
-    let (Some(Ok(pid)), Some(Ok(started))) = (fields.next(), fields.next()) else {
-        return false;
-    };
-    u32::try_from(pid).map_or(true, |pid| start_time(pid) != Some(started))
-}
-
-fn owner_line() -> String {
-    let pid = std::process::id();
-    format!("{pid} {}\n", start_time(pid).unwrap_or(0))
+    owner::remove_dead(Path::new(DEV_SHM), uid, |name| {
+        name.starts_with(&shm_prefix)
+    });
+    owner::remove_dead(runtime.path(), uid, |name| {
+        name.ends_with(FALLBACK_SUFFIX) || name.ends_with(NODE_SUFFIX)
+    });
 }
 
 /// Why the shared-memory directory could not be prepared.
@@ -127,11 +95,9 @@ impl ShmDir {
             Err(e) => return Err(error(e)),
         }
         let dir = Self { path };
-        std::fs::write(dir.path.join(OWNER_FILE), owner_line()).map_err(|source| {
-            ShmDirError::Create {
-                path: dir.path.clone(),
-                source,
-            }
+        owner::mark_owned(&dir.path).map_err(|source| ShmDirError::Create {
+            path: dir.path.clone(),
+            source,
         })?;
         Ok(dir)
     }
@@ -179,7 +145,7 @@ mod tests {
         assert!(!path.join("sub").exists(), "a leftover is replaced");
         remove_leftovers(&runtime);
         assert!(path.exists(), "the directory of a live launcher stays");
-        std::fs::write(path.join(OWNER_FILE), "999999999 1\n").unwrap();
+        std::fs::write(path.join(owner::OWNER_FILE), "999999999 1\n").unwrap();
         remove_leftovers(&runtime);
         assert!(!path.exists(), "the directory of a dead launcher goes");
         drop(dir);

@@ -39,6 +39,7 @@ use wire::{
 };
 
 use crate::node_store::NodeStore;
+use crate::owner;
 
 use crate::proc_tree::is_self_or_descendant;
 use crate::procstat::Watched;
@@ -879,7 +880,8 @@ pub fn cleanup_after_daemon(dirs: &[PathBuf]) {
 /// The node's private directory (holding the control socket) and its shared-memory
 /// directory, both 0700, named after the job, the node and the daemon's pid, removed when
 /// dropped (and by the cleanup helper if the daemon is killed). A leftover of the same name
-/// (a dead process that had our pid) is removed first.
+/// (a dead process that had our pid) is removed first, and so are those of dead owners
+/// (`crate::owner`), whose cleanup helper was killed with them.
 struct NodeDirs {
     private: PathBuf,
     shm: PathBuf,
@@ -925,6 +927,10 @@ impl NodeDirs {
         } else {
             private.join("shm")
         };
+        owner::remove_dead(shm_root, uid, |name| {
+            name.starts_with(&format!("mpicr-{uid}-"))
+        });
+        owner::remove_dead(&base, uid, |name| name.ends_with(".node"));
         for dir in [&private, &shm] {
             if std::fs::symlink_metadata(dir).is_ok() {
                 std::fs::remove_dir_all(dir).map_err(dir_error(dir))?;
@@ -936,6 +942,7 @@ impl NodeDirs {
                 .mode(0o700)
                 .create(dir)
                 .map_err(dir_error(dir))?;
+            owner::mark_owned(dir).map_err(dir_error(dir))?;
         }
         Ok(dirs)
     }

@@ -17,6 +17,7 @@ pub mod daemon;
 mod migrate;
 pub mod node_store;
 mod output;
+pub mod owner;
 pub mod proc_tree;
 pub mod procstat;
 pub mod program;

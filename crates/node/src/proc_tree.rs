@@ -35,6 +35,11 @@ pub fn start_time(pid: u32) -> Option<u64> {
     stat_field(pid, 22)?.parse().ok()
 }
 
+/// Whether `pid` has exited and waits to be reaped (state `Z`) or is being torn down (`X`).
+pub fn has_exited(pid: u32) -> bool {
+    stat_field(pid, 3).is_some_and(|state| state == "Z" || state == "X")
+}
+
 /// Field `n` (1-based, as in proc(5)) of `/proc/<pid>/stat`. The command name (field 2) may
 /// itself contain spaces and parentheses, so the fields are counted after its last `)`.
 fn stat_field(pid: u32, n: usize) -> Option<String> {

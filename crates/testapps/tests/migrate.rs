@@ -418,6 +418,15 @@ fn node_lost_during_migration(lost: usize) {
     // migration request (one would be refused meanwhile).
     let checkpoint = sandbox.mpicr(&["checkpoint", &name]);
     assert_eq!(checkpoint.code, Some(0), "{}", checkpoint.stderr);
+    let lost_dirs: Vec<PathBuf> = node_dirs(&sandbox, &cluster, &name)
+        .into_iter()
+        .filter(|d| {
+            let dir = d.file_name().unwrap_or_default().to_string_lossy();
+            let node = &nodes[lost - 1];
+            dir.contains(&format!(".{node}.")) || dir.contains(&format!("-{node}-"))
+        })
+        .collect();
+    assert!(!lost_dirs.is_empty(), "node {lost}'s directories are not found");
     signal(cluster.daemon_pid(lost), rustix::process::Signal::STOP);
     let request = sandbox.start(&["migrate", &name, "--rank", "3", "--to", &nodes[1]]);
     wait_until_migrating(&sandbox, &name, &nodes[2]);
@@ -451,6 +460,11 @@ fn node_lost_during_migration(lost: usize) {
         out.stderr
     );
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
+    // The lost node's daemon was killed with its cleanup helper; the next process of the job
+    // to start (the recovery's launch) or `mpicr status` removes its directories.
+    sandbox.mpicr(&["status"]);
+    let left: Vec<_> = lost_dirs.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "the lost node's directories stay: {left:?}");
 }
 
 #[test]
