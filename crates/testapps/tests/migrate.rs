@@ -426,7 +426,10 @@ fn node_lost_during_migration(lost: usize) {
             dir.contains(&format!(".{node}.")) || dir.contains(&format!("-{node}-"))
         })
         .collect();
-    assert!(!lost_dirs.is_empty(), "node {lost}'s directories are not found");
+    assert!(
+        !lost_dirs.is_empty(),
+        "node {lost}'s directories are not found"
+    );
     signal(cluster.daemon_pid(lost), rustix::process::Signal::STOP);
     let request = sandbox.start(&["migrate", &name, "--rank", "3", "--to", &nodes[1]]);
     wait_until_migrating(&sandbox, &name, &nodes[2]);
@@ -464,7 +467,10 @@ fn node_lost_during_migration(lost: usize) {
     // to start (the recovery's launch) or `mpicr status` removes its directories.
     sandbox.mpicr(&["status"]);
     let left: Vec<_> = lost_dirs.iter().filter(|d| d.exists()).collect();
-    assert!(left.is_empty(), "the lost node's directories stay: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the lost node's directories stay: {left:?}"
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+use rustix::mm::{Advice, MapFlags, ProtFlags, madvise, mmap, munmap};
 
 use crate::ring::RingError;
 
@@ -82,7 +82,10 @@ pub(crate) fn open_mapped(
 }
 
 impl SharedMapping {
-    /// Maps `len` bytes of `file` read-write and shared.
+    /// Maps `len` bytes of `file` read-write and shared, and leaves the mapping out of forked
+    /// children: the image writer a rank forks, and any process the program forks, cannot
+    /// touch the job's data plane even by mistake (a stray write there would corrupt a live
+    /// link), and the writer's copy of the address space holds nothing it must skip.
     pub(crate) fn new(file: &File, len: usize) -> std::io::Result<Self> {
         // SAFETY: a null hint lets the kernel choose a fresh address range, so no existing Rust
         // object can be overlapped; the file descriptor is valid for the call.
@@ -97,7 +100,11 @@ impl SharedMapping {
             )
         }?;
         let ptr = NonNull::new(raw.cast::<u8>()).ok_or(std::io::ErrorKind::AddrNotAvailable)?;
-        Ok(Self { ptr, len })
+        let mapping = Self { ptr, len };
+        // SAFETY: the range is exactly the mapping just created, which `mapping` owns; the
+        // advice changes only what a later fork copies, not this process's view of it.
+        unsafe { madvise(raw, len, Advice::LinuxDontFork) }?;
+        Ok(mapping)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -155,5 +162,36 @@ impl Drop for SharedMapping {
         // SAFETY: ptr/len describe the mapping created in `new`, and no reference derived from
         // it outlives `self` (the accessors borrow `self`).
         let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's flags of the mapping of `path` in this process (`VmFlags` in smaps).
+    fn vm_flags_of(path: &std::path::Path) -> Vec<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let name = path.display().to_string();
+        let mut lines = smaps.lines().skip_while(|l| !l.ends_with(&name));
+        assert!(lines.next().is_some(), "{name} is not mapped");
+        let flags = lines
+            .find_map(|l| l.strip_prefix("VmFlags:"))
+            .expect("smaps lists VmFlags");
+        flags.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn mappings_are_not_copied_into_forked_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = dir.path().join("created");
+        let opened = dir.path().join("opened");
+        let _a = create_mapped(&created, 8192).unwrap();
+        std::fs::write(&opened, [0u8; 4096]).unwrap();
+        let _b = open_mapped(&opened, |_| true).unwrap();
+        for path in [&created, &opened] {
+            let flags = vm_flags_of(path);
+            assert!(flags.iter().any(|f| f == "dc"), "{flags:?}");
+        }
     }
 }
