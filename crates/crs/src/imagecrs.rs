@@ -13,7 +13,7 @@ use engine::{ImageCapture, ImageRequest, ImageWriter};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use image::{CaptureOptions, Chain, ChildCapture, ChildOutcome, ImageRef};
+use image::{CaptureError, CaptureOptions, Chain, ChildCapture, ChildOutcome, ImageRef};
 use store::{PartReader, PartWriter};
 use wire::PartDone;
 
@@ -277,6 +277,10 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
                     .map(ImageCapture::Restored)
                     .ok_or_else(|| "restored without the restorer's environment hand-over".into())
             }
+            // An MPI program has the other checkpointer; a preloaded one does not.
+            Err(e @ (CaptureError::MultiThreaded(_) | CaptureError::ReservedFd)) => Err(format!(
+                "capturing its image failed: {e}; checkpoint this program with --crs self"
+            )),
             Err(e) => Err(format!("capturing its image failed: {e}")),
         }
     }

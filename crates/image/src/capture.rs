@@ -43,14 +43,11 @@ pub enum CaptureError {
     Child(String),
     #[error(
         "descriptor {} is open; it is reserved for the restorer's hand-over (see \
-         docs/image-format.md), so checkpoint this program with --crs self",
+         docs/image-format.md)",
         crate::restart::RESTART_ENV_FD
     )]
     ReservedFd,
-    #[error(
-        "the process has {0} threads, and an image holds a single-threaded process only; \
-         checkpoint this program with --crs self"
-    )]
+    #[error("the process has {0} threads, and an image holds a single-threaded process only")]
     MultiThreaded(usize),
 }
 

@@ -195,6 +195,35 @@ fn lowered_resource_limits_survive() {
 
 /// Forked children inherit the signal handler and the exit hook but are not the rank: the job
 /// is checkpointed and restarted as if they did not exist.
+/// A program with a second thread cannot be saved as an image: the checkpoint is refused with
+/// that reason, without the advice of `--crs self` (which needs MPI), and the program runs on
+/// to the uninterrupted result.
+#[test]
+fn a_multi_threaded_program_is_refused_and_runs_on() {
+    let sandbox = Sandbox::new();
+    let exe = program("threads").display().to_string();
+    let dir = run_dir(&sandbox, "threads");
+    let reference = sandbox.mpicr(&["run", "-n", "1", "--", &exe, "20", "0", &dir]);
+    ok(&reference, "the uninterrupted run of threads");
+    let args = ["-n", "1", "--crs", "image", "--", &exe, "20", "100", &dir];
+    let job = sandbox.start_job("threads", &args);
+    job.wait_for_lines(1);
+    let refused = sandbox.mpicr(&["checkpoint", "threads"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    let reason = refused.stderr.lines().last().unwrap_or_default();
+    assert!(
+        reason.starts_with("mpicr: checkpoint 1 of job threads failed: rank 0")
+            && reason.contains("the process has 2 threads")
+            && reason.contains("single-threaded")
+            && !reason.contains("--crs self"),
+        "{}",
+        refused.stderr
+    );
+    let finished = job.finish();
+    ok(&finished, "the job after the refused checkpoint");
+    assert_eq!(finished.stdout, reference.stdout);
+}
+
 #[test]
 fn a_program_that_forks_is_checkpointed_and_its_children_stay_out() {
     state_survives("fork", &PACE);
