@@ -37,10 +37,9 @@ pub(crate) fn checkpoint(job: &JobRef, terminate: bool) -> Result<String, String
     let status = job_status(&dir, job).map_err(|e| error_chain(&e))?;
     let name = status.job.clone();
     let progress = Progress::new();
-    let ranks = status.ranks.len();
     progress.phase(&format!(
-        "checkpoint of job {name} ({ranks} rank{}) requested{}",
-        if ranks == 1 { "" } else { "s" },
+        "checkpoint of job {name} ({}) requested{}",
+        crate::ranks(status.ranks.len()),
         if terminate { ", then the job ends" } else { "" }
     ));
     // Dropping `done` ends the progress thread at once, even in the middle of its pause.

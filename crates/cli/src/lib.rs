@@ -37,6 +37,11 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "mpicr: {line}");
 }
 
+/// "1 rank", "4 ranks".
+fn ranks(n: usize) -> String {
+    format!("{n} rank{}", if n == 1 { "" } else { "s" })
+}
+
 /// `mpicr SUBCOMMAND …`
 pub fn mpicr_main() -> ExitCode {
     logging::init();

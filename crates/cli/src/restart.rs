@@ -185,8 +185,8 @@ pub(crate) fn from_snapshot(
         ];
     }
     say(&format!(
-        "restarting job {job_name} from snapshot {name} ({} ranks, epoch {})",
-        manifest.ranks(),
+        "restarting job {job_name} from snapshot {name} ({}, epoch {})",
+        crate::ranks(manifest.ranks() as usize),
         manifest.epoch
     ));
     Ok(LaunchConfig {

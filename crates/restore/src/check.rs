@@ -54,6 +54,15 @@ pub(crate) fn same_contents(id: &FileIdentity, st: &rustix::fs::Stat) -> bool {
         && st.st_mtime_nsec as u32 == id.mtime_nsec
 }
 
+/// How the file `st` differs from the version `id` an image was taken with, for a message.
+pub(crate) fn how_it_changed(id: &FileIdentity, st: &rustix::fs::Stat) -> String {
+    if st.st_size as u64 == id.size {
+        "it has the same size but another modification time".into()
+    } else {
+        format!("its size went from {} to {} bytes", id.size, st.st_size)
+    }
+}
+
 fn len(r: (u64, u64)) -> u64 {
     r.1 - r.0
 }
@@ -115,8 +124,9 @@ pub(crate) fn check(img: &Image) -> Result<OwnVdso, String> {
         .map_err(|e| format!("the program {} is missing: {e}", m.exe_path))?;
     if !same_contents(&m.exe, &exe) {
         return Err(format!(
-            "the program {} changed since the checkpoint",
-            m.exe_path
+            "the program {} changed since the checkpoint: {}",
+            m.exe_path,
+            how_it_changed(&m.exe, &exe)
         ));
     }
     for r in &img.regions {
@@ -171,8 +181,10 @@ pub(crate) fn file_region(d: &RegionDesc) -> Result<(), String> {
     };
     if !unchanged {
         return Err(format!(
-            "file {} mapped at {:#x} changed since the checkpoint (size {} -> {}, or mtime)",
-            d.name, d.start, d.identity.size, st.st_size
+            "file {} mapped at {:#x} changed since the checkpoint: {}",
+            d.name,
+            d.start,
+            how_it_changed(&d.identity, &st)
         ));
     }
     if !d.file_offset.is_multiple_of(PAGE_SIZE) {

@@ -317,8 +317,10 @@ fn open_unchanged(d: &RegionDesc) -> Result<File, FormatError> {
     let st = rustix::fs::fstat(&file).map_err(|e| sink(format!("{}: {e}", d.name)))?;
     if !check::same_contents(&d.identity, &st) {
         return Err(sink(format!(
-            "file {} mapped at {:#x} changed since the checkpoint",
-            d.name, d.start
+            "file {} mapped at {:#x} changed since the checkpoint: {}",
+            d.name,
+            d.start,
+            check::how_it_changed(&d.identity, &st)
         )));
     }
     Ok(file)
