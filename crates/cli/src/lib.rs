@@ -139,12 +139,40 @@ fn usage_error(error: &clap::Error, name: &str) -> ExitCode {
         }
         _ => {
             say(&format!(
-                "{}; try '{name} --help'",
-                one_line(&error.render().to_string())
+                "{}{}",
+                one_line(&error.render().to_string()),
+                hints(error, name)
             ));
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// What clap knows besides its first line (the values an option takes, the subcommand,
+/// argument or value that was probably meant), then where to read more.
+fn hints(error: &clap::Error, name: &str) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let list = |kind, separator| match error.get(kind) {
+        Some(ContextValue::Strings(values)) if !values.is_empty() => Some(values.join(separator)),
+        Some(ContextValue::String(value)) => Some(value.clone()),
+        _ => None,
+    };
+    let mut text = String::new();
+    if let Some(valid) = list(ContextKind::ValidValue, ", ") {
+        text.push_str(&format!(" (one of: {valid})"));
+    }
+    let meant = [
+        ContextKind::SuggestedSubcommand,
+        ContextKind::SuggestedArg,
+        ContextKind::SuggestedValue,
+    ]
+    .into_iter()
+    .find_map(|kind| list(kind, " or "));
+    match meant {
+        Some(meant) => text.push_str(&format!("; did you mean {meant}? Try '{name} --help'")),
+        None => text.push_str(&format!("; try '{name} --help'")),
+    }
+    text
 }
 
 /// The gist of clap's multi-line message: its first line, joined with the next one when the

@@ -262,6 +262,17 @@ fn bad_input_gives_one_line_and_a_nonzero_status() {
             "invalid value 'udp'",
         ),
         (
+            &["run", "-n", "2", "--crs", "imag", "true"],
+            2,
+            "(one of: self, image); did you mean image? Try 'mpicr run --help'",
+        ),
+        (&["run", "--np2", "true"], 2, "did you mean --np? Try"),
+        (
+            &["stauts"],
+            2,
+            "did you mean restart or status? Try 'mpicr --help'",
+        ),
+        (
             &["run", "-n", "2", "--bind-to", "socket", "true"],
             2,
             "invalid value 'socket'",
