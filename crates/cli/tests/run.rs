@@ -185,17 +185,21 @@ fn bind_to_places_the_ranks_on_the_launchers_cpus_in_rank_order() {
     }
 }
 
+/// The first rank to fail sets the status, and what it said before it failed comes before
+/// the launcher's line about its end.
 #[test]
 fn the_first_failing_rank_sets_the_exit_status() {
     let sandbox = Sandbox::new("exit3");
-    let script = "if [ \"$MPICR_RANK\" = 1 ]; then exit 3; fi; exec sleep 1000";
+    let script = "if [ \"$MPICR_RANK\" = 1 ]; then echo 'rank 1 gives up' >&2; exit 3; fi; \
+                  exec sleep 1000";
     let done = sandbox.run(&["run", "-n", "3", "--", "sh", "-c", script]);
     assert_eq!(done.code, Some(3), "{done:?}");
     let errors = done.stderr_lines();
-    assert_eq!(errors.len(), 1, "{done:?}");
-    assert!(errors[0].starts_with("mpicr: rank 1 (pid "), "{done:?}");
+    assert_eq!(errors.len(), 2, "{done:?}");
+    assert_eq!(errors[0], "rank 1 gives up", "{done:?}");
+    assert!(errors[1].starts_with("mpicr: rank 1 (pid "), "{done:?}");
     assert!(
-        errors[0].ends_with(") exited with status 3; ending the job"),
+        errors[1].ends_with(") exited with status 3; ending the job"),
         "{done:?}"
     );
     sandbox.assert_nothing_left();

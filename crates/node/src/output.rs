@@ -31,15 +31,16 @@ pub type OutputCopy = Sender<(u32, String)>;
 
 /// Starts a thread that copies `source` to `sink`, putting `prefix` before every line. A last
 /// line without a newline is still printed, and ended with one. Each piece also goes to
-/// `copy` (tagged with `rank`) when there is one. `done` is dropped when the source is
-/// exhausted, which lets the owner wait for all output with a deadline.
+/// `copy` (tagged with `rank`) when there is one. `done` (senders whose receivers wait for
+/// the output) is dropped when the source is exhausted, which lets the owner wait for all
+/// output with a deadline.
 pub(crate) fn forward(
     name: String,
     source: impl Read + Send + 'static,
     sink: Sink,
     prefix: Option<String>,
     copy: Option<(u32, OutputCopy)>,
-    done: Sender<()>,
+    done: impl Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
     thread::Builder::new().name(name).spawn(move || {
         copy_lines(source, sink, prefix.as_deref().unwrap_or(""), copy.as_ref());

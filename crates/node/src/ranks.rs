@@ -22,6 +22,11 @@ use crate::status::ExitStatus;
 /// left a process outside the job's process group that still holds the rank's stdout.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
+/// How long a rank's end waits for the rest of its output before it is reported: long enough
+/// to read what is left in the pipes, short enough that a process the rank left behind with
+/// the pipes open delays failure detection only a little.
+const OUTPUT_BEFORE_EXIT: Duration = Duration::from_millis(200);
+
 /// What to run and how, for every rank of a job on this machine.
 #[derive(Debug, Clone)]
 pub struct JobSpec {
@@ -212,9 +217,18 @@ impl Ranks {
             alive: self.alive.clone(),
         };
         let on_exit = on_exit.clone();
+        // The exit is reported once the rank's output has been forwarded, so that what a rank
+        // said before it failed (a restorer's refusal, a program's error) comes before the
+        // launcher's line about its end. A process the rank started may keep the pipes open,
+        // so the wait is bounded.
+        let (output_open, output_ended) = mpsc::channel::<()>();
         let handle = thread::Builder::new()
             .name(format!("rank{rank}-wait"))
-            .spawn(move || on_exit(watcher.wait()))
+            .spawn(move || {
+                let exit = watcher.wait();
+                let _ = output_ended.recv_timeout(OUTPUT_BEFORE_EXIT);
+                on_exit(exit);
+            })
             .map_err(thread)?;
         self.watchers.push(handle);
 
@@ -238,12 +252,13 @@ impl Ranks {
         if let Some(out) = child.stdout.take() {
             let name = format!("rank{rank}-out");
             let copy = spec.stdout_copy.clone().map(|copy| (rank, copy));
-            output::forward(name, out, out_sink, prefix.clone(), copy, token.clone())
-                .map_err(thread)?;
+            let done = (token.clone(), output_open.clone());
+            output::forward(name, out, out_sink, prefix.clone(), copy, done).map_err(thread)?;
         }
         if let Some(err) = child.stderr.take() {
             let name = format!("rank{rank}-err");
-            output::forward(name, err, err_sink, prefix, None, token).map_err(thread)?;
+            let done = (token, output_open);
+            output::forward(name, err, err_sink, prefix, None, done).map_err(thread)?;
         }
         if let Some(input) = child.stdin.take() {
             crate::stdin::forward_to(input).map_err(thread)?;
