@@ -53,7 +53,7 @@ pub(crate) enum Command {
     /// Take a globally consistent checkpoint of a running job; prints the snapshot's name
     #[command(after_help = EXIT_CODES, long_about = CHECKPOINT_ABOUT)]
     Checkpoint(CheckpointArgs),
-    /// Run a job on from a committed global snapshot, in the foreground like `run`
+    /// Continue a job from a committed global snapshot, in the foreground like `run`
     #[command(after_help = EXIT_CODES, long_about = RESTART_ABOUT)]
     Restart(RestartArgs),
     /// List the committed global snapshots
@@ -237,7 +237,7 @@ pub(crate) const CHECKPOINT_ABOUT: &str = "Take a globally consistent checkpoint
     and the line says what ended it). Requests to one job are served one after the other.";
 
 /// The long help of `mpicr restart` and `mpi_restart`.
-pub(crate) const RESTART_ABOUT: &str = "Run a job on from a committed global snapshot.\n\n\
+pub(crate) const RESTART_ABOUT: &str = "Continue a job from a committed global snapshot.\n\n\
     SNAPSHOT is a snapshot's name (`JOB.EPOCH`, or `JOB` for its newest snapshot) in the \
     snapshot directory, or a snapshot's path. Every part is verified first: a damaged \
     snapshot is refused and nothing is started. The job then runs in the foreground exactly \

@@ -142,6 +142,15 @@ fn a_checkpoint_is_listed_and_a_restart_continues_it() {
         text.lines().iter().any(|l| l.starts_with(&last)),
         "{text:?}"
     );
+    // A restart keeps the job's name, so it waits for the running job to end, and says so.
+    let early = sandbox.run(&["restart", &first]);
+    assert_eq!(early.code, Some(1), "{early:?}");
+    assert!(
+        early.stderr.contains(&format!(
+            "job `{name}` is still running, and a restart keeps its snapshot's job name"
+        )),
+        "{early:?}"
+    );
     end(launcher);
 
     // The restart runs the same job from the snapshot, under the same name.

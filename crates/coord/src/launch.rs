@@ -106,6 +106,11 @@ pub enum LaunchError {
     RuntimeDir(#[from] RuntimeDirError),
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(
+        "job `{0}` is still running, and a restart keeps its snapshot's job name; end that job \
+         first (Ctrl-C, or `mpicr checkpoint {0} --terminate`)"
+    )]
+    RestartNameInUse(String),
     #[error(transparent)]
     ShmDir(#[from] ShmDirError),
     #[error("cannot start the control server")]
@@ -231,7 +236,13 @@ impl Launch {
             .clone()
             .unwrap_or_else(|| JobName::default_for(launcher_pid));
         let runtime = RuntimeDir::open()?;
-        let (listener, files) = control_socket::bind(&runtime, &name, launcher_pid)?;
+        let (listener, files) =
+            control_socket::bind(&runtime, &name, launcher_pid).map_err(|e| match e {
+                SocketError::NameInUse(name) if config.restart.is_some() => {
+                    LaunchError::RestartNameInUse(name)
+                }
+                e => e.into(),
+            })?;
         remove_leftovers(&runtime);
         let shm = ShmDir::create(&runtime, &name)?;
         let node_name = rustix::system::uname()
