@@ -99,11 +99,6 @@ impl Manifest {
         self.parts.iter().map(|p| p.checkpointer.clone()).collect()
     }
 
-    /// Sum of the part sizes in bytes.
-    pub fn parts_size(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum()
-    }
-
     /// Builds a manifest from commit input, sorting the parts by rank. The caller checks the
     /// parts against the files.
     pub(crate) fn from_input(

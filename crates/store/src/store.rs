@@ -58,7 +58,10 @@ pub struct SnapshotInfo {
     pub name: String,
     /// Commit time, Unix seconds.
     pub created: u64,
-    /// Bytes on disk: the parts and the manifest.
+    /// Bytes on disk: every file of the snapshot's directory (the manifest, the parts and the
+    /// process images written with them; an incremental image counts where it is, its parents
+    /// in their own snapshots), plus the parts kept in node stores, as the manifest records
+    /// them.
     pub size: u64,
     pub ranks: u32,
     /// The checkpointer of every rank, in rank order.
@@ -754,13 +757,26 @@ impl Snapshot {
     /// The summary `list` shows.
     pub fn info(&self, latest: bool) -> SnapshotInfo {
         let m = &self.manifest;
-        let manifest_len = std::fs::metadata(self.path.join(MANIFEST_FILE)).map_or(0, |m| m.len());
+        let here: u64 = std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len())
+            .sum();
+        let elsewhere: u64 = m
+            .parts
+            .iter()
+            .filter(|p| !p.nodes.is_empty() && !self.path.join(&p.file).exists())
+            .map(|p| p.size)
+            .sum();
         SnapshotInfo {
             job: m.job.clone(),
             epoch: m.epoch,
             name: self.name(),
             created: m.created,
-            size: m.parts_size() + manifest_len,
+            size: here + elsewhere,
             ranks: m.ranks(),
             checkpointers: m.checkpointers(),
             in_transit_messages: m.in_transit_messages,

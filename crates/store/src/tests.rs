@@ -569,6 +569,9 @@ fn list_shows_committed_snapshots_newest_first() {
         .sum();
     assert_eq!(ring.size, on_disk);
     assert_eq!(ring.in_transit_messages, 5);
+    // A process image beside the parts is part of the snapshot's size.
+    std::fs::write(ring.path.join("rank-0.image"), vec![1u8; 1000]).unwrap();
+    assert_eq!(store.list().unwrap()[0].size, on_disk + 1000);
 
     // A damaged manifest: left out of the list, reported by scan.
     std::fs::write(store.job_dir("heat").join("1").join(MANIFEST_FILE), b"junk").unwrap();
