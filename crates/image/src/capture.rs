@@ -10,7 +10,7 @@
 
 use std::ffi::{CStr, c_void};
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +49,13 @@ pub enum CaptureError {
     ReservedFd,
     #[error("the process has {0} threads, and an image holds a single-threaded process only")]
     MultiThreaded(usize),
+    /// (The cause is in the message, as for `Io`: callers print this error alone.)
+    #[error("cannot read the deleted file {path} open at descriptor {fd}: {cause}")]
+    DeletedFile {
+        fd: i32,
+        path: String,
+        cause: std::io::Error,
+    },
 }
 
 /// What a capture leaves out besides its own buffers.
@@ -305,12 +312,13 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// In a restored process the image file's descriptor and the scratch mapping do not exist
-/// (they were left out of the image): forget them rather than close or unmap whatever now has
-/// their number or address.
+/// In a restored process the image file's descriptor, the readers of deleted files and the
+/// scratch mapping do not exist (they were left out of the image): forget them rather than
+/// close or unmap whatever now has their number or address.
 fn restored(job: Job) -> Outcome {
     let Job {
         file,
+        deleted,
         scratch,
         stats,
         meta_bytes,
@@ -319,6 +327,9 @@ fn restored(job: Job) -> Outcome {
         ..
     } = job;
     std::mem::forget(file);
+    for (_, reader) in deleted {
+        let _ = reader.into_raw_fd();
+    }
     scratch.forget();
     stats.forget();
     drop((meta_bytes, regions, exclude));
@@ -368,6 +379,10 @@ struct Job {
     /// The image file (`path.tmp`); its descriptor is left out of the image.
     file: File,
     meta_bytes: Vec<u8>,
+    /// The deleted files among the descriptors, in META order: the descriptor's number and
+    /// a descriptor of our own that reads the file (opened before the capture point, so the
+    /// writer needs no path and no allocation).
+    deleted: Vec<(i32, OwnedFd)>,
     regions: Vec<RegionPlan>,
     /// Path prefixes (`DIR/`) of mappings left out.
     exclude: Vec<Vec<u8>>,
@@ -429,6 +444,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         .map_err(|e| CaptureError::Io("creating the image file", e))?;
     let meta = collect_meta(&[file.as_raw_fd()], &exclude)
         .map_err(|e| CaptureError::Io("reading process state", e))?;
+    let deleted = open_deleted(&meta.fds)?;
     if !meta.rseq_disabled {
         let _ = std::fs::remove_file(tmp);
         return Err(CaptureError::RseqRegistered);
@@ -440,6 +456,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
     Ok(Job {
         file,
         meta_bytes: encode_meta(&meta),
+        deleted,
         regions: Vec::with_capacity(MAX_CAPTURE_REGIONS),
         exclude,
         scratch,
@@ -458,6 +475,28 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         fork_errno: 0,
         error: None,
     })
+}
+
+/// A descriptor that reads each deleted file of `fds` (through its `/proc/self/fd` link, which
+/// reaches the file even though no path names it any more), close-on-exec.
+fn open_deleted(fds: &[FdEntry]) -> Result<Vec<(i32, OwnedFd)>, CaptureError> {
+    fds.iter()
+        .filter(|f| f.kind == FdKind::Deleted)
+        .map(|f| {
+            let link = format!("/proc/self/fd/{}", f.fd);
+            rustix::fs::open(
+                link.as_str(),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(|reader| (f.fd, reader))
+            .map_err(|e| CaptureError::DeletedFile {
+                fd: f.fd,
+                path: f.path.clone(),
+                cause: e.into(),
+            })
+        })
+        .collect()
 }
 
 /// Phase A: the state that is not memory. `skip` are descriptors capture itself opened,
@@ -540,6 +579,9 @@ fn thread_count() -> std::io::Result<usize> {
     Ok(threads)
 }
 
+/// What `/proc/self/fd/N` appends to the path of a file that was deleted.
+const DELETED_SUFFIX: &str = " (deleted)";
+
 fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEntry>> {
     let mut fds = Vec::new();
     let mut nums: Vec<RawFd> = Vec::new();
@@ -579,18 +621,20 @@ fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEnt
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let st = rustix::fs::stat(link.as_str()).ok();
-        let regular = st
+        let is_file = st
             .as_ref()
             .is_some_and(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_file())
-            && path.starts_with('/')
-            && !path.ends_with(" (deleted)");
+            && path.starts_with('/');
+        let (kind, path) = match path.strip_suffix(DELETED_SUFFIX) {
+            Some(was) if is_file && st.as_ref().is_some_and(|s| s.st_nlink == 0) => {
+                (FdKind::Deleted, was.to_owned())
+            }
+            _ if is_file && !path.ends_with(DELETED_SUFFIX) => (FdKind::Regular, path),
+            _ => (FdKind::Other, path),
+        };
         fds.push(FdEntry {
             fd,
-            kind: if regular {
-                FdKind::Regular
-            } else {
-                FdKind::Other
-            },
+            kind,
             path,
             flags: flags & !(libc::O_CLOEXEC as u32),
             cloexec: flags & libc::O_CLOEXEC as u32 != 0,
@@ -805,6 +849,34 @@ fn read_all(fd: BorrowedFd<'_>, buf: &mut [u8], what: &'static str) -> Result<us
     }
 }
 
+/// A FILE section (version 4): the contents of the deleted file open at `fd`, read through
+/// `reader` as they are now. A file that shrinks while it is read fails the capture.
+fn write_deleted_file(
+    out: &mut Out<'_>,
+    fd: i32,
+    reader: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(), WriteError> {
+    let size = rustix::fs::fstat(reader)
+        .map_err(werr("reading the size of a deleted file", 0))?
+        .st_size as u64;
+    if size > MAX_DELETED_FILE {
+        return Err(werr("saving a deleted file", size)(Errno::FBIG));
+    }
+    out.begin_section();
+    out.u32(TAG_FILE)?;
+    out.u64(4 + size)?;
+    out.u32(fd as u32)?;
+    let mut done = 0u64;
+    while done < size {
+        let n = buf.len().min((size - done) as usize);
+        pread_exact(reader, &mut buf[..n], done).map_err(werr("reading a deleted file", done))?;
+        out.put(&buf[..n])?;
+        done += n as u64;
+    }
+    out.end_section()
+}
+
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
@@ -1015,6 +1087,9 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
             prev,
             next,
         )?;
+    }
+    for (fd, reader) in &job.deleted {
+        write_deleted_file(&mut out, *fd, reader.as_fd(), bufs.io)?;
     }
     let body_len = out.pos;
     out.put_file_only(&encode_trailer_prefix(layout.n_regions, body_len))?;

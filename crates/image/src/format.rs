@@ -10,8 +10,8 @@
 pub const MAGIC: [u8; 8] = *b"MPICRIMG";
 /// First bytes of the trailer.
 pub const TRAILER_MAGIC: [u8; 8] = *b"MPICREND";
-/// The format version this build writes (3: interval timers in META).
-pub const VERSION: u32 = 3;
+/// The format version this build writes (4: open files that were deleted, saved whole).
+pub const VERSION: u32 = 4;
 /// The oldest version this build still reads (version 1: raw runs, no PARENT section).
 pub const MIN_VERSION: u32 = 1;
 /// `arch` value for x86-64.
@@ -28,6 +28,8 @@ pub const TAG_META: u32 = u32::from_le_bytes(*b"META");
 pub const TAG_LAYOUT: u32 = u32::from_le_bytes(*b"LAYT");
 pub const TAG_REGION: u32 = u32::from_le_bytes(*b"REGN");
 pub const TAG_PARENT: u32 = u32::from_le_bytes(*b"PRNT");
+/// (Version 4) the contents of an open file that was deleted.
+pub const TAG_FILE: u32 = u32::from_le_bytes(*b"FILE");
 /// Most pages in one compressed run (the writer compresses what it read at once: 1 MiB).
 pub const MAX_COMPRESSED_RUN_PAGES: u64 = 256;
 /// Most links in a chain of incremental images.
@@ -48,6 +50,8 @@ pub const MAX_RLIMITS: u32 = 32;
 /// Interval timers (`ITIMER_REAL`, `ITIMER_VIRTUAL`, `ITIMER_PROF`).
 pub const MAX_ITIMERS: u32 = 3;
 pub const MAX_AUXV: u32 = 64;
+/// Largest deleted file whose contents an image holds (version 4): 64 GiB.
+pub const MAX_DELETED_FILE: u64 = 64 << 30;
 /// Largest region (and run) a reader accepts: 2^47 bytes, the user address space.
 pub const MAX_REGION_BYTES: u64 = 1 << 47;
 /// LAYOUT body size (fixed).
@@ -146,6 +150,9 @@ pub enum FdKind {
     Regular = 1,
     /// Anything else (pipe, socket, tty, ...): recorded, not reopened.
     Other = 2,
+    /// (Version 4) a regular file that was deleted while open: its contents follow the
+    /// regions (a FILE section); restored as a new deleted file with those contents.
+    Deleted = 3,
 }
 
 /// An open file descriptor.
@@ -153,7 +160,8 @@ pub enum FdKind {
 pub struct FdEntry {
     pub fd: i32,
     pub kind: FdKind,
-    /// For regular files the path; otherwise what `/proc/self/fd/N` links to.
+    /// For regular files the path (for deleted ones the path it had); otherwise what
+    /// `/proc/self/fd/N` links to.
     pub path: String,
     /// `open` flags (`F_GETFL`), without `O_CLOEXEC`.
     pub flags: u32,
@@ -581,6 +589,7 @@ pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
         let kind = match d.u32()? {
             1 => FdKind::Regular,
             2 => FdKind::Other,
+            3 if version >= 4 => FdKind::Deleted,
             k => {
                 return Err(FormatError::Invalid(format!(
                     "fd {fd} has unknown kind {k}"
@@ -694,6 +703,26 @@ mod tests {
         v2.itimers.clear();
         let bytes = encode_meta(&v2);
         assert_eq!(decode_meta(&bytes[..bytes.len() - 4], 2).unwrap(), v2);
+    }
+
+    #[test]
+    fn deleted_files_need_version_4() {
+        let m = Meta {
+            fds: vec![FdEntry {
+                fd: 4,
+                kind: FdKind::Deleted,
+                path: "/tmp/scratch".into(),
+                flags: 2,
+                cloexec: false,
+                offset: 4096,
+                identity: FileIdentity::default(),
+            }],
+            ..Meta::default()
+        };
+        let bytes = encode_meta(&m);
+        assert_eq!(decode_meta(&bytes, 4).unwrap(), m);
+        let refused = decode_meta(&bytes, 3).unwrap_err().to_string();
+        assert!(refused.contains("fd 4 has unknown kind 3"), "{refused}");
     }
 
     #[test]

@@ -45,6 +45,16 @@ impl Region {
     }
 }
 
+/// Where the saved contents of a deleted file are (version 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLoc {
+    /// The descriptor it was open at (a `Deleted` entry of META).
+    pub fd: i32,
+    /// Offset of its first byte in the image file, and its length.
+    pub file_offset: u64,
+    pub len: u64,
+}
+
 /// A fully validated image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
@@ -54,6 +64,8 @@ pub struct Image {
     /// The image an incremental image is based on (version 2); `None` for a full image.
     pub parent: Option<Parent>,
     pub regions: Vec<Region>,
+    /// The contents of the deleted files among the descriptors, in META order (version 4).
+    pub files: Vec<FileLoc>,
     pub file_len: u64,
     /// The whole-file crc32c (the last field of the trailer).
     pub crc32c: u32,
@@ -186,6 +198,11 @@ pub struct RunData<'a> {
 }
 
 impl RunData<'_> {
+    /// Bytes not read yet.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
     /// Reads the next `buf.len()` bytes of the run (at most what is left of it).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<(), FormatError> {
         if buf.len() as u64 > self.left {
@@ -217,6 +234,12 @@ pub trait PageSink {
     /// One run of the current region: `data` reads its `run.len` bytes (raw or compressed,
     /// as `run.enc` says); bytes left unread are skipped.
     fn run(&mut self, run: &RunLoc, data: &mut RunData<'_>) -> Result<(), FormatError>;
+    /// (Version 4) the contents of the deleted file META lists as `entry`: `data` reads its
+    /// bytes; bytes left unread are skipped.
+    fn file(&mut self, entry: &FdEntry, data: &mut RunData<'_>) -> Result<(), FormatError> {
+        let _ = (entry, data);
+        Ok(())
+    }
 }
 
 /// The sink that keeps nothing: [`read_image_from`] only validates.
@@ -461,6 +484,38 @@ pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, For
         regions.push(Region { desc, runs });
     }
 
+    // The deleted files' contents (version 4), in the order META lists them.
+    let mut files = Vec::new();
+    let deleted = meta.fds.iter().filter(|f| f.kind == FdKind::Deleted);
+    for f in deleted {
+        let here = format!("the contents of deleted file {} (fd {})", f.path, f.fd);
+        if r.u32("a FILE section")? != TAG_FILE {
+            return Err(invalid(format!("{here}: FILE section missing")));
+        }
+        let len = r.u64("a FILE section")?;
+        if !(4..=4 + MAX_DELETED_FILE).contains(&len) {
+            return Err(invalid(format!("{here}: length {len} exceeds the cap")));
+        }
+        if r.u32("a FILE section")? as i32 != f.fd {
+            return Err(invalid(format!(
+                "{here}: the section is for another descriptor"
+            )));
+        }
+        let loc = FileLoc {
+            fd: f.fd,
+            file_offset: r.pos,
+            len: len - 4,
+        };
+        let mut data = RunData {
+            reader: &mut r,
+            left: loc.len,
+        };
+        sink.file(f, &mut data)?;
+        data.skip(&mut scratch)?;
+        r.check_section(|| here.clone())?;
+        files.push(loc);
+    }
+
     // Trailer.
     let body_len = r.pos;
     let mut t = [0u8; TRAILER_LEN - 4];
@@ -499,6 +554,7 @@ pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, For
         layout,
         parent,
         regions,
+        files,
         file_len,
         crc32c: want,
     })

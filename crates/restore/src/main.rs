@@ -89,8 +89,9 @@ fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     // Reading, checksumming, decompressing and resolving the chain happen here, before
     // anything but the staging mappings changes.
-    let staged = stage::stage(&path, file, check_only)?;
+    let mut staged = stage::stage(&path, file, check_only)?;
     stats::mark("stage");
+    let deleted = std::mem::take(&mut staged.deleted);
     let img = &staged.img;
     let own = check::check(img)?;
     stats::mark("check");
@@ -157,7 +158,7 @@ fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
         temp += 0x1000_0000;
     }
 
-    let fds = prep::prepare(img, quiet)?;
+    let fds = prep::prepare(img, deleted, quiet)?;
     let built = plan::build(img, &at, &own, &fds, base, temp);
     if built.len > size_guess {
         return Err("internal error: the restore program outgrew its region".into());

@@ -39,9 +39,14 @@ fn lift(fd: OwnedFd, min: RawFd) -> Result<RawFd, String> {
     Ok(new.into_raw_fd())
 }
 
+/// `deleted`: the image's deleted files, recreated (`stage`), by descriptor number.
 /// `quiet`: do not list the descriptors that are not restored (a rank of an MPI job, whose
 /// sockets its MPI layer rebuilds).
-pub(crate) fn prepare(img: &Image, quiet: bool) -> Result<Fds, String> {
+pub(crate) fn prepare(
+    img: &Image,
+    deleted: Vec<(RawFd, OwnedFd)>,
+    quiet: bool,
+) -> Result<Fds, String> {
     let m = &img.meta;
     sys::block_all_signals().map_err(io("cannot block signals"))?;
 
@@ -84,6 +89,14 @@ pub(crate) fn prepare(img: &Image, quiet: bool) -> Result<Fds, String> {
         None
     };
 
+    // The recreated deleted files, out of the way until they are reopened at their numbers.
+    let mut recreated: HashMap<RawFd, RawFd> = HashMap::new();
+    for (fd, file) in deleted {
+        let lifted = lift(file, high)?;
+        ours.push(lifted);
+        recreated.insert(fd, lifted);
+    }
+
     // Close every other descriptor but stdio.
     let mut open: Vec<RawFd> = Vec::new();
     let listing = std::fs::read_dir("/proc/self/fd").map_err(io("cannot list descriptors"))?;
@@ -120,20 +133,30 @@ pub(crate) fn prepare(img: &Image, quiet: bool) -> Result<Fds, String> {
     ))?;
     drop(env_fd);
 
-    // The image's regular files, at their numbers, flags and offsets.
+    // The image's regular files, at their numbers, flags and offsets; a deleted file is
+    // opened anew through its recreated copy, so that it gets its own flags and offset.
     for f in &m.fds {
-        if f.kind != FdKind::Regular {
-            if f.fd > 2 && !quiet {
-                eprintln!(
-                    "mpicr-restore: fd {} ({}) is not restored (only regular files are)",
-                    f.fd, f.path
-                );
+        let source = match f.kind {
+            FdKind::Regular => f.path.clone(),
+            FdKind::Deleted => {
+                let copy = recreated.get(&f.fd).ok_or_else(|| {
+                    format!("the contents of deleted file {} are missing", f.path)
+                })?;
+                format!("/proc/self/fd/{copy}")
             }
-            continue;
-        }
+            FdKind::Other => {
+                if f.fd > 2 && !quiet {
+                    eprintln!(
+                        "mpicr-restore: fd {} ({}) is not restored (only regular files are)",
+                        f.fd, f.path
+                    );
+                }
+                continue;
+            }
+        };
         let keep = !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_CLOEXEC) as u32;
         let flags = OFlags::from_bits_retain(f.flags & keep);
-        let fd = rustix::fs::open(f.path.as_str(), flags, Mode::empty())
+        let fd = rustix::fs::open(source.as_str(), flags, Mode::empty())
             .map_err(|e| format!("cannot reopen {} (fd {}): {e}", f.path, f.fd))?;
         rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(f.offset))
             .map_err(|e| format!("cannot seek {} (fd {}): {e}", f.path, f.fd))?;

@@ -30,16 +30,23 @@
 //! point of no return), and compressed runs and chains need code anyway.
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{Mode, OFlags};
 use std::path::{Path, PathBuf};
 
 use image::codec::{ENC_RAW, ENC_ZERO, decompress};
 use image::format::{
-    FormatError, MAX_CHAIN, PAGE_SIZE, Parent, RFLAG_DELTA, RFLAG_STACK, RegionDesc, RegionKind,
+    FdEntry, FormatError, MAX_CHAIN, PAGE_SIZE, Parent, RFLAG_DELTA, RFLAG_STACK, RegionDesc,
+    RegionKind,
 };
 use image::{Image, PageSink, RunData, RunLoc, read_image_into, read_parent_ref};
 
 use crate::check;
 use crate::sys::{Backing, Mapping};
+
+/// A deleted file's contents are copied into the new file this many bytes at a time.
+const COPY_CHUNK: usize = 1 << 20;
 
 /// A range of a region's pages (for the account of what is stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +84,9 @@ pub(crate) struct Staged {
     pub(crate) img: Image,
     /// Per region of `img`, the mapping holding its pages (none: the routine maps it fresh).
     pub(crate) regions: Vec<Option<Mapping>>,
+    /// The deleted files of the image restored, recreated with their contents: the
+    /// descriptor number they were open at, and a read-write descriptor of the new file.
+    pub(crate) deleted: Vec<(i32, OwnedFd)>,
     /// Bytes of memory the images store for the regions restored.
     pub(crate) stored_bytes: u64,
     /// Bytes decompressed from compressed runs.
@@ -168,6 +178,7 @@ pub(crate) fn stage(path: &Path, file: File, check_only: bool) -> Result<Staged,
         cur: Vec::new(),
         buf: Vec::new(),
         decompressed: 0,
+        deleted: Vec::new(),
     };
     let mut top_img = None;
     for (k, link) in links.into_iter().enumerate().rev() {
@@ -227,6 +238,7 @@ pub(crate) fn stage(path: &Path, file: File, check_only: bool) -> Result<Staged,
     Ok(Staged {
         img,
         regions,
+        deleted: sink.deleted,
         stored_bytes,
         decompressed_bytes: sink.decompressed,
         links: n - 1,
@@ -244,6 +256,8 @@ struct Stager {
     cur: Vec<Slot>,
     buf: Vec<u8>,
     decompressed: u64,
+    /// The deleted files recreated from the image restored.
+    deleted: Vec<(i32, OwnedFd)>,
 }
 
 fn sink(msg: String) -> FormatError {
@@ -327,6 +341,34 @@ fn open_unchanged(d: &RegionDesc) -> Result<File, FormatError> {
 }
 
 impl PageSink for Stager {
+    /// Only the image restored counts (its parents' descriptors are not restored).
+    fn file(&mut self, entry: &FdEntry, data: &mut RunData<'_>) -> Result<(), FormatError> {
+        if self.check_only || !self.top {
+            return Ok(());
+        }
+        let fd = entry.fd;
+        let file = deleted_file(Path::new(&entry.path))
+            .map_err(|e| sink(format!("cannot recreate the deleted file of fd {fd}: {e}")))?;
+        let mut left = data.left();
+        let mut written = 0u64;
+        self.buf.resize(COPY_CHUNK, 0);
+        while left > 0 {
+            let n = left.min(COPY_CHUNK as u64) as usize;
+            data.read(&mut self.buf[..n])?;
+            rustix::io::pwrite(&file, &self.buf[..n], written)
+                .map_err(|e| sink(format!("cannot write the deleted file of fd {fd}: {e}")))
+                .and_then(|k| {
+                    (k == n).then_some(()).ok_or_else(|| {
+                        sink(format!("a short write to the deleted file of fd {fd}"))
+                    })
+                })?;
+            written += n as u64;
+            left -= n as u64;
+        }
+        self.deleted.push((fd, file));
+        Ok(())
+    }
+
     fn region(&mut self, _: usize, d: &RegionDesc) -> Result<(), FormatError> {
         if let Some(last) = self.cur.last_mut() {
             last.finish();
@@ -454,6 +496,26 @@ fn overlay(base: &[Pages], top: &[Pages]) -> Vec<Pages> {
     out.extend_from_slice(top);
     out.sort_unstable_by_key(|p| p.page);
     out
+}
+
+/// A new file with no name, read-write and close-on-exec, for a file that was deleted while
+/// open: in the directory the file was in when that still exists (`O_TMPFILE`: the same file
+/// system, as the program had it), else in memory (a memfd).
+fn deleted_file(was: &Path) -> std::io::Result<OwnedFd> {
+    let dir = was.parent().filter(|d| d.is_dir());
+    if let Some(dir) = dir
+        && let Ok(fd) = rustix::fs::open(
+            dir,
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    {
+        return Ok(fd);
+    }
+    Ok(rustix::fs::memfd_create(
+        "mpicr-deleted",
+        rustix::fs::MemfdFlags::CLOEXEC,
+    )?)
 }
 
 #[cfg(test)]

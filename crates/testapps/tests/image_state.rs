@@ -93,6 +93,16 @@ fn checkpoint_and_kill_through(
     (snapshot, killed)
 }
 
+/// The uninterrupted run of `exe` (state kind `kind`), which must succeed.
+fn uninterrupted(sandbox: &Sandbox, exe: &Path, kind: &str, pace: &Pace) -> Out {
+    let dir = run_dir(sandbox, "reference");
+    let steps = pace.steps.to_string();
+    let exe = exe.display().to_string();
+    let reference = sandbox.mpicr(&["run", "-n", "1", "--", &exe, &steps, "0", &dir]);
+    ok(&reference, &format!("the uninterrupted run of {kind}"));
+    reference
+}
+
 /// Uninterrupted; checkpointed at a random moment, killed, restarted: the restart continues.
 fn state_survives(kind: &str, pace: &Pace) {
     let sandbox = Sandbox::new();
@@ -103,20 +113,7 @@ fn state_survives(kind: &str, pace: &Pace) {
 /// executes the program (its uninterrupted run is started directly).
 fn state_survives_through(sandbox: &Sandbox, wrapper: &[&str], kind: &str, pace: &Pace) {
     let exe = program(kind);
-    let reference_dir = run_dir(sandbox, "reference");
-    let steps = pace.steps.to_string();
-    let exe_arg = exe.display().to_string();
-    let reference = sandbox.mpicr(&[
-        "run",
-        "-n",
-        "1",
-        "--",
-        &exe_arg,
-        &steps,
-        "0",
-        &reference_dir,
-    ]);
-    ok(&reference, &format!("the uninterrupted run of {kind}"));
+    let reference = uninterrupted(sandbox, &exe, kind, pace);
     let name = format!("st-{}", kind.replace('_', "-"));
     let (snapshot, _) = checkpoint_and_kill_through(sandbox, wrapper, &exe, &name, pace);
     let restarted = sandbox.mpicr(&["restart", &snapshot]);
@@ -174,6 +171,24 @@ fn an_append_only_log_keeps_appending() {
 }
 
 #[test]
+fn open_files_that_were_deleted_are_saved_whole() {
+    state_survives("deleted", &PACE);
+}
+
+/// The deleted files come back even when the directory they were in is gone by the restart
+/// (they are then recreated in memory).
+#[test]
+fn deleted_files_come_back_without_their_directory() {
+    let sandbox = Sandbox::new();
+    let exe = program("deleted");
+    let reference = uninterrupted(&sandbox, &exe, "deleted", &PACE);
+    let (snapshot, _) = checkpoint_and_kill(&sandbox, &exe, "gone", &PACE);
+    std::fs::remove_dir_all(sandbox.dir().join("gone")).expect("the run's directory");
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(&reference, &restarted, "the restart without the directory");
+}
+
+#[test]
 fn the_environment_survives() {
     state_survives("env", &PACE);
 }
@@ -193,8 +208,6 @@ fn lowered_resource_limits_survive() {
     state_survives("rlimit", &PACE);
 }
 
-/// Forked children inherit the signal handler and the exit hook but are not the rank: the job
-/// is checkpointed and restarted as if they did not exist.
 /// A program with a second thread cannot be saved as an image: the checkpoint is refused with
 /// that reason, without the advice of `--crs self` (which needs MPI), and the program runs on
 /// to the uninterrupted result.
@@ -224,6 +237,8 @@ fn a_multi_threaded_program_is_refused_and_runs_on() {
     assert_eq!(finished.stdout, reference.stdout);
 }
 
+/// Forked children inherit the signal handler and the exit hook but are not the rank: the job
+/// is checkpointed and restarted as if they did not exist.
 #[test]
 fn a_program_that_forks_is_checkpointed_and_its_children_stay_out() {
     state_survives("fork", &PACE);
@@ -299,6 +314,35 @@ fn a_file_cut_below_its_saved_offset_is_refused_at_restart() {
         out.stderr.contains(&input.display().to_string())
             && out.stderr.contains("shorter than its saved offset"),
         "the message names the file and why: {}",
+        out.stderr
+    );
+}
+
+/// A damaged byte in a deleted file's saved contents is found by its section's checksum before
+/// the program runs, and the message says whose contents they are.
+#[test]
+fn damaged_contents_of_a_deleted_file_are_refused_at_restart() {
+    let exe = program("deleted");
+    let sandbox = Sandbox::new();
+    let (snapshot, _) = checkpoint_and_kill(&sandbox, &exe, "dmg", &PACE);
+    let epoch = snapshot.rsplit('.').next().expect("JOB.EPOCH");
+    let image = sandbox
+        .snapshots()
+        .join("dmg")
+        .join(epoch)
+        .join("rank-0.image");
+    let mut bytes = std::fs::read(&image).expect("the image");
+    // The last FILE section ends right before the trailer (32 bytes) with its crc (4 bytes):
+    // the byte before them is the log's last byte.
+    let at = bytes.len() - 32 - 4 - 1;
+    bytes[at] ^= 0x20;
+    std::fs::write(&image, &bytes).expect("the image rewritten");
+    let out = sandbox.mpicr(&["restart", &snapshot]);
+    assert_ne!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "the program ran: {}", out.stdout);
+    assert!(
+        out.stderr.contains("checksum") && out.stderr.contains("the contents of deleted file"),
+        "the message names the section: {}",
         out.stderr
     );
 }
