@@ -68,7 +68,7 @@ pub(crate) fn say(line: &str) {
 pub(crate) fn start(library: Option<String>, inherited: Option<String>) {
     let sig = image::attention::signal();
     sys::set_blocked(sig, true);
-    let joined = Launch::read(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    let joined = Launch::read(&|name| sys::env_var(name).filter(|v| !v.is_empty()))
         .and_then(|launch| Ok((launch.connection(inherited.as_deref())?, launch)));
     let (stream, launch) = match joined {
         Ok(j) => j,

@@ -9,6 +9,8 @@ use std::os::unix::net::UnixStream;
 use wire::stream::{ReadError, read_message, write_message};
 use wire::{Message, Register};
 
+use crate::sys;
+
 /// The file name `mpicr run` preloads (`coord::launch`).
 const LIBRARY_NAME: &str = "libmpicr_preload.so";
 
@@ -42,17 +44,10 @@ pub(crate) enum JoinError {
 /// preloaded by accident (it would join the job as the same rank); returns the entry that
 /// named it, which the hand-over across `exec` puts back (`exec`).
 pub(crate) fn forget_preload_variable() -> Option<String> {
-    let value = std::env::var("LD_PRELOAD").ok()?;
+    let value = sys::env_var("LD_PRELOAD")?;
     let (ours, rest) = split_preload(&value);
     let ours = ours?;
-    if rest.is_empty() {
-        // SAFETY: this runs in the library's constructor, before `main`, when the process has
-        // one thread and nothing else reads the environment.
-        unsafe { std::env::remove_var("LD_PRELOAD") };
-    } else {
-        // SAFETY: as above.
-        unsafe { std::env::set_var("LD_PRELOAD", rest) };
-    }
+    sys::env_remove_or_shorten("LD_PRELOAD", Some(rest.as_str()).filter(|r| !r.is_empty()));
     Some(ours)
 }
 
@@ -60,9 +55,8 @@ pub(crate) fn forget_preload_variable() -> Option<String> {
 /// children, which are not the rank, never see it (in the constructor of a program without
 /// MPI, which takes the connection over).
 pub(crate) fn take_inherited_variable() -> Option<String> {
-    let value = std::env::var(image::CONTROL_FD_VAR).ok()?;
-    // SAFETY: as in `forget_preload_variable`, in the constructor.
-    unsafe { std::env::remove_var(image::CONTROL_FD_VAR) };
+    let value = sys::env_var(image::CONTROL_FD_VAR)?;
+    sys::env_remove_or_shorten(image::CONTROL_FD_VAR, None);
     Some(value)
 }
 

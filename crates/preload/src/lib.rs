@@ -5,7 +5,9 @@
 //! (`init`) runs before the program's `main`:
 //!
 //! 1. It takes itself out of `LD_PRELOAD`, so that programs the rank's children execute do
-//!    not load it (the rank's own `exec` puts it back: `exec`).
+//!    not load it (the rank's own `exec` puts it back: `exec`). It reads and changes
+//!    `environ` itself (`sys::env_var`), since the program may define `getenv`/`unsetenv`
+//!    (bash does).
 //! 2. It stays out of a process that joins the job by itself: one with libmpi loaded, or whose
 //!    executable carries the engine (`detect`).
 //! 3. Otherwise it joins the job as its rank (REGISTER, then REFRESH; `job`), or takes over the
@@ -48,8 +50,7 @@ static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
     let library = job::forget_preload_variable();
-    if std::env::var("MPICR_CRS").as_deref() != Ok("image")
-        || std::env::var_os("MPICR_RANK").is_none()
+    if sys::env_var("MPICR_CRS").as_deref() != Some("image") || sys::env_var("MPICR_RANK").is_none()
     {
         return;
     }

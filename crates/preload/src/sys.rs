@@ -166,3 +166,101 @@ pub(crate) fn exit_now(code: c_int) -> ! {
     // SAFETY: _exit has no preconditions.
     unsafe { libc::_exit(code) }
 }
+
+unsafe extern "C" {
+    /// The process environment (environ(7)).
+    static mut environ: *mut *mut c_char;
+}
+
+/// The slots of `environ`, in order, ending with the one that holds its terminating null.
+///
+/// The environment is read and changed here, not through `getenv`/`unsetenv`: a program may
+/// define those itself, and bash does, over its table of shell variables. Its `unsetenv`,
+/// called from this library's constructor before bash's `main`, leaves `environ` as it is, so
+/// bash would import (and export to every child) what this library meant to take away.
+/// Everything here runs in the constructor or with the checkpoint signal blocked, when nothing
+/// else of this process reads or changes the environment.
+fn environ_slots() -> Vec<*mut *mut c_char> {
+    // SAFETY: a plain read of the pointer (no reference to the static is made).
+    let base = unsafe { environ };
+    let mut slots = Vec::new();
+    if base.is_null() {
+        return slots;
+    }
+    for i in 0.. {
+        // SAFETY: `environ` is a NULL-terminated array and no slot before `i` held the null.
+        let slot = unsafe { base.add(i) };
+        slots.push(slot);
+        // SAFETY: `slot` is inside the array (above).
+        if unsafe { *slot }.is_null() {
+            break;
+        }
+    }
+    slots
+}
+
+/// The entries of `environ` (`NAME=value` strings), in order, and its slots (`environ_slots`).
+fn environ_entries() -> (Vec<*mut *mut c_char>, Vec<*mut c_char>) {
+    let slots = environ_slots();
+    let entries = slots
+        .iter()
+        // SAFETY: every slot is inside the array (`environ_slots`).
+        .map(|&slot| unsafe { *slot })
+        .take_while(|entry| !entry.is_null())
+        .collect();
+    (slots, entries)
+}
+
+/// The bytes of one entry of `environ`.
+fn entry_bytes<'a>(entry: *mut c_char) -> &'a [u8] {
+    // SAFETY: `entry` is one of environ's NUL-terminated strings, which live as long as the
+    // process and are not changed while this library looks at them.
+    unsafe { CStr::from_ptr(entry) }.to_bytes()
+}
+
+/// The value of `name` in `environ`, if set and valid UTF-8.
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    environ_entries().1.into_iter().find_map(|entry| {
+        let value = entry_bytes(entry).strip_prefix(prefix.as_bytes())?;
+        String::from_utf8(value.to_vec()).ok()
+    })
+}
+
+/// Removes `name` from `environ` (every entry), moving the later entries down, as glibc's
+/// `unsetenv` does; with `keep`, the first entry is rewritten in place to `name=keep`
+/// instead, which must not be longer than what it replaces (else it is removed too).
+pub(crate) fn env_remove_or_shorten(name: &str, keep: Option<&str>) {
+    let prefix = format!("{name}=");
+    let (slots, entries) = environ_entries();
+    let mut keep = keep;
+    let mut left: Vec<*mut c_char> = Vec::with_capacity(slots.len());
+    for entry in entries {
+        let bytes = entry_bytes(entry);
+        if !bytes.starts_with(prefix.as_bytes()) {
+            left.push(entry);
+            continue;
+        }
+        if let Some(value) = keep
+            .take()
+            .filter(|v| prefix.len() + v.len() <= bytes.len())
+        {
+            // SAFETY: the entry has `bytes.len()` bytes and its NUL after them; the new value
+            // and its NUL end at or before that NUL (checked above).
+            let at = unsafe { entry.cast::<u8>().add(prefix.len()) };
+            // SAFETY: as above; `value` is a Rust string, never inside the environment.
+            unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), at, value.len()) };
+            // SAFETY: as above: the new end is inside the entry.
+            let end = unsafe { at.add(value.len()) };
+            // SAFETY: as above.
+            unsafe { end.write(0) };
+            left.push(entry);
+        }
+    }
+    left.push(std::ptr::null_mut());
+    for (slot, entry) in slots.into_iter().zip(left) {
+        // SAFETY: `left` has no more entries than `slots` (it only loses entries), so every
+        // slot written is inside the array, and the last one written is its new terminator.
+        unsafe { slot.write(entry) };
+    }
+}

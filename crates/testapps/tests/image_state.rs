@@ -403,6 +403,31 @@ fn a_program_started_by_a_script_that_executes_it_is_checkpointed_and_restarted(
     state_survives_through(&sandbox, &[&script], "heap_brk", &PACE);
 }
 
+/// The same through bash, started by `env` (`#!/usr/bin/env bash`), which first runs other
+/// programs in children of its own. Bash defines its own `getenv` and `unsetenv` over its
+/// shell variables: the library must take itself out of `environ` directly, or bash exports
+/// it to every child, each of which then tries to join as the same rank and fails the job.
+#[test]
+fn a_bash_script_that_runs_commands_before_executing_the_program_is_checkpointed() {
+    let sandbox = Sandbox::new();
+    let script = sandbox.dir().join("job.bash");
+    std::fs::write(
+        &script,
+        "#!/usr/bin/env bash
+set -e
+wrapped=$(/bin/echo 1)
+/bin/true
+\
+         export STATE_WRAPPED=$wrapped
+exec \"$@\"\n",
+    )
+    .expect("the script is written");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .expect("the script is made executable");
+    let script = script.display().to_string();
+    state_survives_through(&sandbox, &[&script], "heap_brk", &PACE);
+}
+
 /// A program that executes itself twice (execv, then execlp) hands the connection over each
 /// time: checkpointed every 250 ms through its three stages, it prints what it prints
 /// uninterrupted. Its first image (stage 0) restarts, with checkpoints again, into a process
