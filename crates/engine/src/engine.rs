@@ -12,7 +12,7 @@
 //! Either way an unmatched large message costs the receiver a header, not a copy of the data.
 //! A message of exactly the limit (64 KiB by default) already takes the rendezvous: one copy by
 //! cross-memory attach beats two through the ring at that size whenever the two ranks do not
-//! share a core's caches, and 64 KiB messages fill a 2-rank job's 1 MiB ring after 16.
+//! share a core's caches, and fifteen 64 KiB messages fill a 2-rank job's 1 MiB ring.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
