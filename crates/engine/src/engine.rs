@@ -5,11 +5,14 @@
 //! per (source, communicator) for free; matching then walks the posted and unexpected queues
 //! in the order entries were added.
 //!
-//! Messages up to `eager_limit` bytes travel whole (EAGER). Larger ones use a rendezvous: the
-//! sender announces the message (RTS) and keeps its buffer; once a receive matches, either the
-//! receiver copies it straight out of the sender's memory (one copy, same node) and answers
-//! FIN, or it answers CTS and the sender streams DATA into the receive buffer. Either way an
-//! unmatched large message costs the receiver a header, not a copy of the data.
+//! Messages shorter than `eager_limit` bytes travel whole (EAGER); the others use a
+//! rendezvous: the sender announces the message (RTS) and keeps its buffer; once a receive
+//! matches, either the receiver copies it straight out of the sender's memory (one copy, same
+//! node) and answers FIN, or it answers CTS and the sender streams DATA into the receive buffer.
+//! Either way an unmatched large message costs the receiver a header, not a copy of the data.
+//! A message of exactly the limit (64 KiB by default) already takes the rendezvous: one copy by
+//! cross-memory attach beats two through the ring at that size whenever the two ranks do not
+//! share a core's caches, and fifteen 64 KiB messages fill a 2-rank job's 1 MiB ring.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -36,7 +39,8 @@ pub struct Status {
 
 #[derive(Debug)]
 enum Request {
-    /// A rendezvous send whose buffer the receiver has not taken yet.
+    /// A send whose buffer is still in use: a rendezvous the receiver has not taken yet, or
+    /// an eager message not yet wholly written into its link.
     Send { buf: SendBuf, status: Status },
     /// A receive, posted or already matched and filling; `slot` when a checkpoint records it.
     Recv {
@@ -481,14 +485,15 @@ impl Engine {
             tag,
             count: buf.len(),
         };
-        if buf.len() <= self.eager_limit {
-            self.send_eager(ctx, dest, tag, buf)?;
-            return Ok(self.requests.insert(Request::Done {
-                status,
-                error: None,
-            }));
-        }
         let id = self.requests.insert(Request::Send { buf, status });
+        if buf.len() < self.eager_limit {
+            // The request keeps the buffer: what the link cannot take now waits in the queue
+            // as the caller's bytes (no copy, no wait for room) and the request completes when
+            // its last byte is written, as the receiver makes room whether or not it has
+            // posted the receive yet.
+            self.send_eager(ctx, dest, tag, buf, Some(id))?;
+            return Ok(id);
+        }
         let mut h = Header::new(Kind::Rts);
         h.ctx = ctx;
         h.tag = tag;
@@ -501,33 +506,35 @@ impl Engine {
         Ok(id)
     }
 
-    /// Writes (or queues a copy of) an eager message: once this returns, the caller may reuse
-    /// `buf`, so the send is complete.
+    /// Writes an eager message, or queues what the link cannot take now. Without a `request`
+    /// (a blocking send) the queued message is a copy, so the caller may reuse `buf` once this
+    /// returns; with one, the queue borrows `buf` and completes `request` when it is written.
     fn send_eager(
         &mut self,
         ctx: u32,
         dest: u32,
         tag: i32,
         buf: SendBuf,
+        request: Option<u64>,
     ) -> Result<(), EngineError> {
         let mut h = Header::new(Kind::Eager);
         h.ctx = ctx;
         h.tag = tag;
         h.len = buf.len() as u64;
-        self.send_packet(dest, h, Payload::Borrowed(buf), None, true)
+        self.send_packet(dest, h, Payload::Borrowed(buf), request, request.is_none())
     }
 
     /// A blocking standard-mode send: `isend` then `wait`, without a request for a message
     /// that goes eagerly (the common small one), which completes as it is written or copied.
     pub fn send(&mut self, ctx: u32, dest: u32, tag: i32, buf: SendBuf) -> Result<(), EngineError> {
         self.attention()?;
-        if buf.len() > self.eager_limit {
+        if buf.len() >= self.eager_limit {
             let id = self.isend(ctx, dest, tag, buf)?;
             return self.wait(id).map(drop).inspect_err(|_| self.abandon(id));
         }
         self.check_rank(dest)?;
         self.migration_backpressure(dest)?;
-        self.send_eager(ctx, dest, tag, buf)?;
+        self.send_eager(ctx, dest, tag, buf, None)?;
         if self.ckpt.wants_progress() {
             // As `wait` does: a checkpoint's part waits for markers that a rank which only
             // sends would otherwise never read, and a finished image for its report.
@@ -1585,9 +1592,12 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
     use transport::{Link, LoopbackLink};
 
     use super::*;
+    use crate::buffer::scope;
 
     /// An engine of one rank, whose only link is to itself, with an eager limit of 64 bytes.
     fn alone() -> Engine {
@@ -1620,6 +1630,122 @@ mod tests {
         let s = recv(&mut e, Some(3), &mut buf).unwrap();
         assert_eq!(&buf[..s.count], b"straight");
         assert_eq!(e.live_requests(), 0);
+    }
+
+    /// Ranks 0 and 1 in one process, joined by 4 KiB rings (the smallest), eager limit 64 KiB.
+    fn pair(dir: &std::path::Path) -> [RefCell<Engine>; 2] {
+        use transport::{Ring, ShmLink};
+        let ring = |from: u32, to: u32| dir.join(format!("ring-{from}-to-{to}"));
+        let bell = |rank: u32| dir.join(format!("bell-{rank}"));
+        for rank in 0..2 {
+            Ring::create(&ring(1 - rank, rank), 4096).unwrap();
+            Doorbell::create(&bell(rank)).unwrap();
+        }
+        [0, 1].map(|me: u32| {
+            let shm = Link::Shm(ShmLink::new(
+                Ring::open(&ring(me, 1 - me)).unwrap(),
+                Ring::open(&ring(1 - me, me)).unwrap(),
+                Doorbell::open(&bell(1 - me)).unwrap(),
+                std::process::id(),
+            ));
+            let mut channels = vec![Channel::new(Link::Loopback(LoopbackLink::default()))];
+            channels.insert(1 - me as usize, Channel::new(shm));
+            RefCell::new(Engine::new(
+                me,
+                channels,
+                Idle { bell: None },
+                64 << 10,
+                None,
+                2,
+            ))
+        })
+    }
+
+    /// An isend that finds the ring without room for all of it neither copies the message nor
+    /// waits: the queue borrows the caller's bytes and the request completes once the receiver
+    /// has made room and the last byte is in the ring. The messages arrive whole and in order.
+    #[test]
+    fn an_isend_that_does_not_fit_the_ring_is_queued_uncopied_and_completes_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let [e0, e1] = pair(dir.path());
+        let messages: [Vec<u8>; 3] = [vec![1; 3000], vec![2; 3000], vec![3; 100]];
+        let mut bufs = [[0u8; 3000]; 3];
+        scope(&e0, |s0| {
+            scope(&e1, |s1| {
+                let sends: Vec<u64> = messages
+                    .iter()
+                    .map(|m| s0.isend(7, 1, 5, m).unwrap())
+                    .collect();
+                {
+                    let e = e0.borrow();
+                    assert!(e.is_done(sends[0]).unwrap(), "the first fits the ring");
+                    assert!(
+                        !e.is_done(sends[1]).unwrap(),
+                        "the second does not fit whole"
+                    );
+                    assert!(!e.is_done(sends[2]).unwrap(), "the third waits behind it");
+                    let queued = &e.channels[1].out;
+                    assert_eq!(queued.len(), 2);
+                    assert!(
+                        queued
+                            .iter()
+                            .all(|o| matches!(o.payload, Payload::Borrowed(_))),
+                        "a queued isend is the caller's buffer, not a copy"
+                    );
+                }
+                let recvs: Vec<u64> = bufs
+                    .iter_mut()
+                    .map(|b| s1.irecv(7, Some(0), Some(5), b).unwrap())
+                    .collect();
+                let done = |e: &RefCell<Engine>, ids: &[u64]| {
+                    ids.iter().all(|&id| e.borrow().is_done(id).unwrap())
+                };
+                for _ in 0..1000 {
+                    if done(&e0, &sends) && done(&e1, &recvs) {
+                        break;
+                    }
+                    e1.borrow_mut().progress().unwrap();
+                    e0.borrow_mut().progress().unwrap();
+                }
+                assert!(done(&e0, &sends) && done(&e1, &recvs), "all delivered");
+                s0.wait_all(&sends).unwrap();
+                s1.wait_all(&recvs).unwrap()
+            })
+        });
+        for (i, (got, sent)) in bufs.iter().zip(&messages).enumerate() {
+            assert_eq!(&got[..sent.len()], &sent[..], "message {i}");
+        }
+        assert_eq!(e0.borrow().live_requests() + e1.borrow().live_requests(), 0);
+    }
+
+    /// A message of exactly the eager limit takes the rendezvous: its send is not complete
+    /// before a receive has matched it. One byte less goes eagerly and completes at once.
+    #[test]
+    fn a_message_of_exactly_the_eager_limit_takes_the_rendezvous() {
+        let e = RefCell::new(alone());
+        let short = [4u8; 63];
+        let limit = [8u8; 64];
+        let mut got = [[0u8; 64]; 2];
+        scope(&e, |s| {
+            let eager = s.isend(7, 0, 1, &short).unwrap();
+            let rendezvous = s.isend(7, 0, 2, &limit).unwrap();
+            e.borrow_mut().progress().unwrap();
+            assert!(
+                e.borrow().is_done(eager).unwrap(),
+                "eager: written, so complete"
+            );
+            assert!(
+                !e.borrow().is_done(rendezvous).unwrap(),
+                "waits for its receive"
+            );
+            let [a, b] = &mut got;
+            let r2 = s.irecv(7, Some(0), Some(2), a).unwrap();
+            let r1 = s.irecv(7, Some(0), Some(1), b).unwrap();
+            s.wait_all(&[rendezvous, r2, r1, eager]).unwrap()
+        });
+        assert_eq!(got[0], limit);
+        assert_eq!(&got[1][..63], &short[..]);
+        assert_eq!(e.borrow().live_requests(), 0);
     }
 
     /// `r` is the truncation of a 16-byte message into an 8-byte buffer.

@@ -260,6 +260,58 @@ fn a_c_program_through_libmpi_restarts_from_its_images_over_shm_and_tcp() {
     c_kill_and_restart("4", "tcp");
 }
 
+/// `tests/c/isend_flood.c`: every step each of two ranks starts 3 MiB of non-blocking 32 KiB
+/// (eager) sends to the other, stays out of MPI, then receives; most sends find the 1 MiB ring
+/// full and wait in the sender's queue as the program's own buffers. Every word is checked
+/// inside the job. The shared-memory run must print what the TCP run prints.
+#[test]
+fn isends_that_overflow_the_ring_arrive_whole_and_in_order_over_shm_as_over_tcp() {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("isend_flood", &[]);
+    let run = |transport| {
+        let out = sandbox.mpicr(&[
+            "run",
+            "-n",
+            "2",
+            "--transport",
+            transport,
+            "--",
+            &prog,
+            "12",
+            "5",
+        ]);
+        ok(&out, transport);
+        out
+    };
+    let (shm, tcp) = (run("shm"), run("tcp"));
+    assert_eq!(shm.stdout.lines().count(), 13, "{}", shm.stdout);
+    assert_eq!(shm.stdout, tcp.stdout);
+}
+
+/// The same program checkpointed at a random moment (mostly while its sends wait in the queue
+/// for a peer that is away, so the drain must write them out before its marker), a rank
+/// SIGKILLed, restarted from the images: it prints the rest of the uninterrupted run's output.
+#[test]
+fn isends_queued_for_a_full_ring_restart_from_images_taken_while_they_wait() {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("isend_flood", &[]);
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, "100"]);
+    let job = sandbox.start_job(
+        "flood",
+        &["-n", "2", "--crs", "image", "--", &prog, "100", "10"],
+    );
+    std::thread::sleep(random_moment(MOMENT));
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", "flood"]));
+    kill_rank(&sandbox, "flood", 1, 0);
+    job.finish();
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(
+        &reference,
+        &restarted,
+        "the flood restarted from its images",
+    );
+}
+
 /// `mpicr-restore --check IMAGE`.
 fn check_image(image: &std::path::Path) -> std::process::Output {
     std::process::Command::new(bin("mpicr-restore"))
