@@ -625,11 +625,15 @@ fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEnt
             .as_ref()
             .is_some_and(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_file())
             && path.starts_with('/');
+        let is_device = st.as_ref().is_some_and(|s| {
+            rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::CharacterDevice
+        }) && STATELESS_DEVICES.contains(&path.as_str());
         let (kind, path) = match path.strip_suffix(DELETED_SUFFIX) {
             Some(was) if is_file && st.as_ref().is_some_and(|s| s.st_nlink == 0) => {
                 (FdKind::Deleted, was.to_owned())
             }
             _ if is_file && !path.ends_with(DELETED_SUFFIX) => (FdKind::Regular, path),
+            _ if is_device => (FdKind::Device, path),
             _ => (FdKind::Other, path),
         };
         fds.push(FdEntry {

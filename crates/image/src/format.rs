@@ -153,7 +153,20 @@ pub enum FdKind {
     /// (Version 4) a regular file that was deleted while open: its contents follow the
     /// regions (a FILE section); restored as a new deleted file with those contents.
     Deleted = 3,
+    /// (Version 4) a character device without state of its own (`/dev/null`, `/dev/zero`,
+    /// `/dev/full`, `/dev/random`, `/dev/urandom`): reopened by path with its flags.
+    Device = 4,
 }
+
+/// The devices an image reopens by path ([`FdKind::Device`]): reading or writing them depends
+/// on nothing a process could have changed.
+pub const STATELESS_DEVICES: [&str; 5] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
 
 /// An open file descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -590,6 +603,7 @@ pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
             1 => FdKind::Regular,
             2 => FdKind::Other,
             3 if version >= 4 => FdKind::Deleted,
+            4 if version >= 4 => FdKind::Device,
             k => {
                 return Err(FormatError::Invalid(format!(
                     "fd {fd} has unknown kind {k}"

@@ -137,7 +137,7 @@ pub(crate) fn prepare(
     // opened anew through its recreated copy, so that it gets its own flags and offset.
     for f in &m.fds {
         let source = match f.kind {
-            FdKind::Regular => f.path.clone(),
+            FdKind::Regular | FdKind::Device => f.path.clone(),
             FdKind::Deleted => {
                 let copy = recreated.get(&f.fd).ok_or_else(|| {
                     format!("the contents of deleted file {} are missing", f.path)
@@ -147,7 +147,7 @@ pub(crate) fn prepare(
             FdKind::Other => {
                 if f.fd > 2 && !quiet {
                     eprintln!(
-                        "mpicr-restore: fd {} ({}) is not restored (only regular files are)",
+                        "mpicr-restore: fd {} ({}) is not restored (only files and stateless devices are)",
                         f.fd, f.path
                     );
                 }
@@ -158,8 +158,10 @@ pub(crate) fn prepare(
         let flags = OFlags::from_bits_retain(f.flags & keep);
         let fd = rustix::fs::open(source.as_str(), flags, Mode::empty())
             .map_err(|e| format!("cannot reopen {} (fd {}): {e}", f.path, f.fd))?;
-        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(f.offset))
-            .map_err(|e| format!("cannot seek {} (fd {}): {e}", f.path, f.fd))?;
+        if f.kind != FdKind::Device {
+            rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(f.offset))
+                .map_err(|e| format!("cannot seek {} (fd {}): {e}", f.path, f.fd))?;
+        }
         if fd.as_raw_fd() == f.fd {
             // Opened at its own number already.
             if f.cloexec {

@@ -175,6 +175,11 @@ fn open_files_that_were_deleted_are_saved_whole() {
     state_survives("deleted", &PACE);
 }
 
+#[test]
+fn descriptors_of_stateless_devices_are_reopened() {
+    state_survives("devices", &PACE);
+}
+
 /// The deleted files come back even when the directory they were in is gone by the restart
 /// (they are then recreated in memory).
 #[test]
