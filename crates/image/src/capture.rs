@@ -625,9 +625,13 @@ fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEnt
             .as_ref()
             .is_some_and(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_file())
             && path.starts_with('/');
-        let is_device = st.as_ref().is_some_and(|s| {
-            rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::CharacterDevice
-        }) && STATELESS_DEVICES.contains(&path.as_str());
+        // Stdio stays what the restorer was given (the new daemon's pipes), as for pipes.
+        let is_device = fd > 2
+            && st.as_ref().is_some_and(|s| {
+                rustix::fs::FileType::from_raw_mode(s.st_mode)
+                    == rustix::fs::FileType::CharacterDevice
+            })
+            && STATELESS_DEVICES.contains(&path.as_str());
         let (kind, path) = match path.strip_suffix(DELETED_SUFFIX) {
             Some(was) if is_file && st.as_ref().is_some_and(|s| s.st_nlink == 0) => {
                 (FdKind::Deleted, was.to_owned())

@@ -154,7 +154,8 @@ pub enum FdKind {
     /// regions (a FILE section); restored as a new deleted file with those contents.
     Deleted = 3,
     /// (Version 4) a character device without state of its own (`/dev/null`, `/dev/zero`,
-    /// `/dev/full`, `/dev/random`, `/dev/urandom`): reopened by path with its flags.
+    /// `/dev/full`, `/dev/random`, `/dev/urandom`) at a descriptor above 2: reopened by path
+    /// with its flags (stdio is the restorer's, as for pipes).
     Device = 4,
 }
 

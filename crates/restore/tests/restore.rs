@@ -535,8 +535,19 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
         match &b[at..at + 4] {
             b"PRNT" => assert_eq!(u32_at(at + 12), 0, "a full image"),
             b"META" => {
-                let body = &b[at + 12..at + 12 + len];
-                let (body, timers) = body.split_at(len - 4);
+                // Version 1 knows only regular files and "other": the devices this process
+                // has open (version 4) become "other", as a version-1 writer recorded them.
+                let mut decoded = image::format::decode_meta(&b[at + 12..at + 12 + len], u32_at(8))
+                    .expect("the META section decodes");
+                assert!(decoded.itimers.is_empty(), "no interval timers");
+                for fd in &mut decoded.fds {
+                    assert_ne!(fd.kind, image::format::FdKind::Deleted, "no deleted file");
+                    if fd.kind == image::format::FdKind::Device {
+                        fd.kind = image::format::FdKind::Other;
+                    }
+                }
+                let encoded = image::format::encode_meta(&decoded);
+                let (body, timers) = encoded.split_at(encoded.len() - 4);
                 assert_eq!(timers, [0; 4], "no interval timers");
                 let mut meta = b"META".to_vec();
                 meta.extend_from_slice(&(body.len() as u64).to_le_bytes());
