@@ -468,8 +468,8 @@ fn the_source_node_lost_during_a_migration_is_recovered_to_the_uninterrupted_res
 /// runs on (a fault injected with `MPICR_TEST_MIGRATE_FAULT` in the daemons' environment,
 /// through the launcher). The requester is told why and that rank 3 computes on at its node,
 /// `mpicr status` shows it there, a second migration of it succeeds, and the job's result is
-/// the uninterrupted run's.
-fn migration_fails_on_the_target(kind: &str, says: &str) {
+/// the uninterrupted run's; the job's log has `logged` (what the failed process said).
+fn migration_fails_on_the_target(kind: &str, says: &str, logged: Option<&str>) {
     let Some((_guard, cluster, sandbox)) = setup(3) else {
         return;
     };
@@ -511,17 +511,30 @@ fn migration_fails_on_the_target(kind: &str, says: &str) {
         "the job's log does not say so: {}",
         out.stderr
     );
+    // What the failed process said reaches the job's log, also when the target's daemon
+    // forwards it after the process's end has failed the migration.
+    if let Some(logged) = logged {
+        assert!(
+            out.stderr.contains(logged),
+            "the job's log lacks `{logged}`: {}",
+            out.stderr
+        );
+    }
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
 
 #[test]
 fn a_migration_whose_copy_fails_leaves_the_rank_computing_on_its_node() {
-    migration_fails_on_the_target("copy", "a fault injected by MPICR_TEST_MIGRATE_FAULT");
+    migration_fails_on_the_target("copy", "a fault injected by MPICR_TEST_MIGRATE_FAULT", None);
 }
 
 #[test]
 fn a_migration_whose_restore_fails_leaves_the_rank_computing_on_its_node() {
-    migration_fails_on_the_target("restore", "the restored rank ended");
+    migration_fails_on_the_target(
+        "restore",
+        "the restored rank ended",
+        Some("mpicr-restore: "),
+    );
 }
 
 /// A checkpoint after a migration, and a restart from it: rank 3 moves to node 1, `mpicr

@@ -395,6 +395,15 @@ impl Drop for Job {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            // A test that fails while the job runs would otherwise lose what the job said:
+            // under load (CI) that log is the only evidence of why.
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- the job's stdout:\n{}\n--- the job's stderr:\n{}",
+                    self.stdout.lock().map(|s| s.clone()).unwrap_or_default(),
+                    self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+                );
+            }
         }
         // A job of its own owns its marker; inside a sandbox, the sandbox cleans up.
         if self.runtime.is_some() {
