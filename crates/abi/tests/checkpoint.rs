@@ -322,6 +322,7 @@ impl Sandbox {
     /// Waits (bounded) until snapshot NAME is committed, while `job` runs.
     fn wait_for_snapshot(&self, name: &str, job: &mut Running) {
         let quoted = format!("\"{name}\"");
+        let job_name = name.rsplit_once('.').map_or(name, |(job, _)| job);
         let start = Instant::now();
         loop {
             let list = self.mpicr(&["snapshots", "--json"]);
@@ -334,7 +335,13 @@ impl Sandbox {
                 Running::text(&job.stdout),
                 Running::text(&job.stderr)
             );
-            assert!(start.elapsed() < LIMIT, "snapshot {name} never appeared");
+            assert!(
+                start.elapsed() < LIMIT,
+                "snapshot {name} never appeared; the job's output:\n{}{}\nits status: {}",
+                Running::text(&job.stdout),
+                Running::text(&job.stderr),
+                self.mpicr(&["status", job_name, "--json"]).stdout
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

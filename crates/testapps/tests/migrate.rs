@@ -10,7 +10,7 @@ mod netns;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use harness::{Out, Sandbox, leftovers, placement, result_line, strs};
+use harness::{LIMIT, Out, Sandbox, leftovers, placement, result_line, strs};
 use netns::{Cluster, LAUNCHER, job_args, job_args_with, setup, signal};
 
 fn migrate(sandbox: &Sandbox, name: &str, rank: u32, node: &str) -> Out {
@@ -133,7 +133,7 @@ fn nothing_left_on_the_nodes(sandbox: &Sandbox, cluster: &Cluster, name: &str, a
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < LIMIT,
             "{after} left on the nodes: {left:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -324,7 +324,7 @@ fn copy_thread_nice(pid: i32) -> i64 {
             }
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < LIMIT,
             "daemon {pid} never started the copy of the image"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -342,7 +342,7 @@ fn wait_until_migrating(sandbox: &Sandbox, name: &str, probe_node: &str) {
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < LIMIT,
             "the migration request never arrived: {}",
             second.stderr
         );
@@ -363,7 +363,7 @@ fn recovered(sandbox: &Sandbox, name: &str) -> serde_json::Value {
         }
         // A lost node's launcher may take the daemons' start timeout (30 s) to give up.
         assert!(
-            start.elapsed() < Duration::from_secs(180),
+            start.elapsed() < LIMIT,
             "no recovery of job {name} in its status"
         );
         std::thread::sleep(Duration::from_millis(20));

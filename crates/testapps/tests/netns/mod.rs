@@ -265,7 +265,7 @@ impl Cluster {
                 }
             }
             assert!(
-                start.elapsed() < std::time::Duration::from_secs(30),
+                start.elapsed() < super::harness::LIMIT,
                 "no daemon in node {k}"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
