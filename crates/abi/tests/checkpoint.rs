@@ -630,6 +630,38 @@ fn a_request_that_meets_a_region_waiting_for_a_rank_at_its_safepoint_is_taken() 
     assert_eq!(restarted.result(), expected, "{}", restarted.stderr);
 }
 
+/// A program whose safepoints are all inside disabled regions is never checkpointed: every
+/// attempt is given up at the chosen safepoint and asked again, and the requester is told why
+/// once the attempts are used up; the program goes on to its end.
+#[test]
+fn a_safepoint_inside_a_disabled_region_gives_the_checkpoint_up() {
+    let sandbox = Sandbox::new();
+    let prog = built().selftest.to_str().expect("a UTF-8 path");
+    let job = sandbox.start_job(
+        "inregion",
+        &["-n", "2", "--crs", "self", "--", prog, "inregion", "1000"],
+    );
+    let ckpt = sandbox.mpicr(&["checkpoint", "inregion"]);
+    assert_eq!(ckpt.code, Some(1), "{}{}", ckpt.stdout, ckpt.stderr);
+    assert!(
+        ckpt.stderr.contains(
+            "it reached the checkpoint's safepoint inside a region with checkpoints disabled"
+        ),
+        "{}",
+        ckpt.stderr
+    );
+    let done = job.finish();
+    assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
+    assert_eq!(done.stdout.trim(), "done", "{}", done.stderr);
+    let list = sandbox.mpicr(&["snapshots", "--json"]);
+    assert!(
+        list.code == Some(0) && !list.stdout.contains("\"inregion."),
+        "a snapshot was committed: {}{}",
+        list.stdout,
+        list.stderr
+    );
+}
+
 /// A safepoint where the checkpoint is due while a non-blocking request is outstanding
 /// returns MPI_ERR_PENDING (under MPI_ERRORS_RETURN) and the checkpoint fails naming the
 /// request; the program goes on to its end.

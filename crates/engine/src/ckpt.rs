@@ -413,11 +413,9 @@ impl Engine {
                 Phase::Scheduled { epoch, at } if at == here && self.ckpt.disabled > 0 => {
                     self.give_up_checkpoint(
                         epoch,
-                        format!(
-                            "rank {} reached the checkpoint's safepoint inside a region with \
-                             checkpoints disabled",
-                            self.rank()
-                        ),
+                        "it reached the checkpoint's safepoint inside a region with \
+                         checkpoints disabled"
+                            .to_owned(),
                         true,
                     )?;
                     return Ok(SafepointAction::Continue);
