@@ -632,14 +632,16 @@ fn a_request_that_meets_a_region_waiting_for_a_rank_at_its_safepoint_is_taken() 
 
 /// A program whose safepoints are all inside disabled regions is never checkpointed: every
 /// attempt is given up at the chosen safepoint and asked again, and the requester is told why
-/// once the attempts are used up; the program goes on to its end.
+/// once the attempts are used up; the program goes on, and ends when told to.
 #[test]
 fn a_safepoint_inside_a_disabled_region_gives_the_checkpoint_up() {
     let sandbox = Sandbox::new();
     let prog = built().selftest.to_str().expect("a UTF-8 path");
+    let gate = sandbox.dir.path().join("gate");
+    let gate = gate.to_str().expect("a UTF-8 path");
     let job = sandbox.start_job(
         "inregion",
-        &["-n", "2", "--crs", "self", "--", prog, "inregion", "1000"],
+        &["-n", "2", "--crs", "self", "--", prog, "inregion", gate],
     );
     let ckpt = sandbox.mpicr(&["checkpoint", "inregion"]);
     assert_eq!(ckpt.code, Some(1), "{}{}", ckpt.stdout, ckpt.stderr);
@@ -650,6 +652,7 @@ fn a_safepoint_inside_a_disabled_region_gives_the_checkpoint_up() {
         "{}",
         ckpt.stderr
     );
+    std::fs::write(gate, "").expect("the gate");
     let done = job.finish();
     assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
     assert_eq!(done.stdout.trim(), "done", "{}", done.stderr);

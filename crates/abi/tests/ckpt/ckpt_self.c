@@ -21,8 +21,8 @@
  * ckpt_self pending (2 ranks): rank 0 passes safepoints with a receive outstanding (with
  * MPI_ERRORS_RETURN) until one refuses a checkpoint, and prints what it returned.
  *
- * ckpt_self inregion STEPS: every safepoint is inside a disabled region, so no checkpoint can
- * be taken; rank 0 prints "done" at the end. */
+ * ckpt_self inregion GATE: every safepoint is inside a disabled region, so no checkpoint can
+ * be taken; the ranks stop once GATE exists, and rank 0 prints "done". */
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,17 +80,18 @@ static int pending(void) {
     return 0;
 }
 
-static int inregion(long steps) {
+static int inregion(const char *gate) {
     int rank;
-    long sum = 0, one = 1;
+    long stop = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    for (long i = 0; i < steps; i++) {
+    do {
+        long open = rank == 0 && access(gate, F_OK) == 0;
         MPIX_Ckpt_disable();
-        MPI_Allreduce(&one, &sum, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Allreduce(&open, &stop, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
         MPIX_Ckpt_safepoint();
         MPIX_Ckpt_enable();
         pause_ms(20);
-    }
+    } while (!stop);
     if (rank == 0)
         printf("done\n");
     MPI_Finalize();
@@ -102,7 +103,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "pending") == 0)
         return pending();
     if (argc > 2 && strcmp(argv[1], "inregion") == 0)
-        return inregion(atol(argv[2]));
+        return inregion(argv[2]);
     if (argc < 5) {
         fprintf(stderr, "usage: ckpt_self STEPS PAUSE_MS REQUEST_AT MODEFILE | pending\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
