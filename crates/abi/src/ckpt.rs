@@ -256,7 +256,7 @@ pub(crate) fn request() -> Res {
     Ok(())
 }
 
-/// MPIX_Ckpt_disable: checkpoint requests are deferred until MPIX_Ckpt_enable (regions nest).
+/// MPIX_Ckpt_disable: no snapshot is taken until MPIX_Ckpt_enable (regions nest).
 pub(crate) fn disable() -> Res {
     with_entry(|entry, engine| entry.disable(engine))?;
     let rt = runtime()?;
@@ -264,8 +264,8 @@ pub(crate) fn disable() -> Res {
     Ok(())
 }
 
-/// MPIX_Ckpt_enable: ends a region opened by MPIX_Ckpt_disable; a deferred request is
-/// answered now.
+/// MPIX_Ckpt_enable: ends a region opened by MPIX_Ckpt_disable; a deferred image checkpoint
+/// begins now.
 pub(crate) fn enable() -> Res {
     let rt = runtime()?;
     let open = rt.app_disabled.get();

@@ -81,7 +81,7 @@ pub(crate) fn init() -> Res {
         crs::EntryPoint::start(&mut engine, ckpt::application_layer(regions.clone()))
             .map_err(ckpt::crs_error)?;
     crs::before_image_capture(Box::new(ckpt::flush_c_stdio));
-    // MPI_Init is a disabled region: a checkpoint request is answered at its end.
+    // MPI_Init is a disabled region: no snapshot is taken inside it.
     entry.disable(&mut engine);
     let rt: &'static Runtime = Box::leak(Box::new(Runtime {
         engine: RefCell::new(engine),

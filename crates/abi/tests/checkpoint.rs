@@ -322,6 +322,7 @@ impl Sandbox {
     /// Waits (bounded) until snapshot NAME is committed, while `job` runs.
     fn wait_for_snapshot(&self, name: &str, job: &mut Running) {
         let quoted = format!("\"{name}\"");
+        let job_name = name.rsplit_once('.').map_or(name, |(job, _)| job);
         let start = Instant::now();
         loop {
             let list = self.mpicr(&["snapshots", "--json"]);
@@ -334,7 +335,13 @@ impl Sandbox {
                 Running::text(&job.stdout),
                 Running::text(&job.stderr)
             );
-            assert!(start.elapsed() < LIMIT, "snapshot {name} never appeared");
+            assert!(
+                start.elapsed() < LIMIT,
+                "snapshot {name} never appeared; the job's output:\n{}{}\nits status: {}",
+                Running::text(&job.stdout),
+                Running::text(&job.stderr),
+                self.mpicr(&["status", job_name, "--json"]).stdout
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -496,21 +503,29 @@ fn c_vcoll_restarts_from_images_taken_inside_its_collectives() {
     kill_and_restart(&built().vcoll, 3, "tcp", Crs::Default);
 }
 
+/// `ckpt_self`'s path, its mode file in `sandbox` and the result of its uninterrupted run of
+/// `steps` steps on 2 ranks.
+fn ckpt_self_reference(sandbox: &Sandbox, steps: &str) -> (String, String, String) {
+    let prog = built().selftest.to_str().expect("a UTF-8 path");
+    let modefile = sandbox.dir.path().join("mode");
+    let modefile = modefile.to_str().expect("a UTF-8 path");
+    let expected = sandbox
+        .mpicr(&[
+            "run", "-n", "2", "--crs", "self", "--", prog, steps, "0", "-1", modefile,
+        ])
+        .result();
+    (prog.to_owned(), modefile.to_owned(), expected)
+}
+
 /// The program asks for its own checkpoint (MPIX_Ckpt_request); a restart from it sees the
 /// restarted flag and recovers its regions; regions of another size or id are refused with
 /// MPI_ERR_COUNT and MPI_ERR_ARG (returned under MPI_ERRORS_RETURN, fatal by default).
 #[test]
 fn request_restarted_recover_and_recover_mismatches() {
     let sandbox = Sandbox::new();
-    let prog = built().selftest.to_str().expect("a UTF-8 path");
-    let modefile = sandbox.dir.path().join("mode");
-    let modefile = modefile.to_str().expect("a UTF-8 path");
     let steps = "400";
-    let expected = sandbox
-        .mpicr(&[
-            "run", "-n", "2", "--crs", "self", "--", prog, steps, "0", "-1", modefile,
-        ])
-        .result();
+    let (prog, modefile, expected) = ckpt_self_reference(&sandbox, steps);
+    let (prog, modefile) = (prog.as_str(), modefile.as_str());
 
     let mut job = sandbox.start_job(
         "self",
@@ -562,6 +577,92 @@ fn request_restarted_recover_and_recover_mismatches() {
         fatal.stderr
     );
     assert!(!fatal.stdout.contains("result "), "{}", fatal.stdout);
+}
+
+/// A request that reaches rank 0 inside its disabled region, whose reduction waits for rank 1,
+/// while rank 1 answers at its safepoint and waits there for the one the coordinator chooses:
+/// rank 0 answers at once (an answer deferred to the region's end never came, and the job hung
+/// in the counting phase), the snapshot is taken at the next safepoint, and both the job and a
+/// restart from the snapshot end with the uninterrupted result.
+#[test]
+fn a_request_that_meets_a_region_waiting_for_a_rank_at_its_safepoint_is_taken() {
+    let sandbox = Sandbox::new();
+    let steps = "40";
+    let (prog, modefile, expected) = ckpt_self_reference(&sandbox, steps);
+    let (prog, modefile) = (prog.as_str(), modefile.as_str());
+    let hold = sandbox.dir.path().join("hold");
+    let hold = hold.to_str().expect("a UTF-8 path");
+    let mut job = sandbox.start_job(
+        "region",
+        &[
+            "-n", "2", "--crs", "self", "--", prog, steps, "0", "-1", modefile, "10", hold,
+        ],
+    );
+    let start = Instant::now();
+    while !Running::text(&job.stdout).contains("rank 0 waits in its region") {
+        assert!(!job.ended(), "the job ended: {:?}", job.finish());
+        assert!(start.elapsed() < LIMIT, "rank 0 never reached its region");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let request = sandbox.start(&["checkpoint", "region"]);
+    // Rank 0 answers from inside its region; then CHECKPOINT is on rank 1's connection too,
+    // and rank 1 reads it at the safepoint it is let into.
+    loop {
+        let status = sandbox.mpicr(&["status", "region", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap_or_default();
+        if v["checkpoint"]["in_progress"]["reported"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "no rank answered the checkpoint: {}{}",
+            status.stdout,
+            status.stderr
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(hold, "").expect("the hold file");
+    let answer = request.finish();
+    assert_eq!(answer.code, Some(0), "{}{}", answer.stdout, answer.stderr);
+    let snapshot = answer.stdout.trim().to_owned();
+    assert_eq!(job.finish().result(), expected, "the checkpointed run");
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_eq!(restarted.result(), expected, "{}", restarted.stderr);
+}
+
+/// A program whose safepoints are all inside disabled regions is never checkpointed: every
+/// attempt is given up at the chosen safepoint and asked again, and the requester is told why
+/// once the attempts are used up; the program goes on, and ends when told to.
+#[test]
+fn a_safepoint_inside_a_disabled_region_gives_the_checkpoint_up() {
+    let sandbox = Sandbox::new();
+    let prog = built().selftest.to_str().expect("a UTF-8 path");
+    let gate = sandbox.dir.path().join("gate");
+    let gate = gate.to_str().expect("a UTF-8 path");
+    let job = sandbox.start_job(
+        "inregion",
+        &["-n", "2", "--crs", "self", "--", prog, "inregion", gate],
+    );
+    let ckpt = sandbox.mpicr(&["checkpoint", "inregion"]);
+    assert_eq!(ckpt.code, Some(1), "{}{}", ckpt.stdout, ckpt.stderr);
+    assert!(
+        ckpt.stderr.contains(
+            "it reached the checkpoint's safepoint inside a region with checkpoints disabled"
+        ),
+        "{}",
+        ckpt.stderr
+    );
+    std::fs::write(gate, "").expect("the gate");
+    let done = job.finish();
+    assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
+    assert_eq!(done.stdout.trim(), "done", "{}", done.stderr);
+    let list = sandbox.mpicr(&["snapshots", "--json"]);
+    assert!(
+        list.code == Some(0) && !list.stdout.contains("\"inregion."),
+        "a snapshot was committed: {}{}",
+        list.stdout,
+        list.stderr
+    );
 }
 
 /// A safepoint where the checkpoint is due while a non-blocking request is outstanding

@@ -443,6 +443,11 @@ impl Gone {
             since: Instant::now(),
         }
     }
+
+    /// The checkpoint fails because this rank left before it delivered.
+    fn stop(&self) -> Stop {
+        Stop::Failed(format!("rank {} {}", self.rank, self.why))
+    }
 }
 
 /// How often a phase looks again at a rank that ended while its control connection is still
@@ -1200,18 +1205,32 @@ impl Service {
     /// `END_REPORT_WAIT` after its end.
     fn left_early<T>(&self, slots: &[Option<T>]) -> LeftEarly {
         let mut left = LeftEarly::default();
-        for g in &self.gone {
-            if slots.get(g.rank as usize).is_none_or(Option::is_some) {
-                continue;
-            }
+        for g in self.undelivered(slots) {
             if self.shared.connected(g.rank) && g.since.elapsed() < END_REPORT_WAIT {
                 left.unsettled = true;
             } else {
-                left.stop = Some(Stop::Failed(format!("rank {} {}", g.rank, g.why)));
+                left.stop = Some(g.stop());
                 return left;
             }
         }
         left
+    }
+
+    /// The ranks that left without delivering their `slots`.
+    fn undelivered<'a, T>(&'a self, slots: &'a [Option<T>]) -> impl Iterator<Item = &'a Gone> {
+        self.gone
+            .iter()
+            .filter(|g| slots.get(g.rank as usize).is_some_and(Option::is_none))
+    }
+
+    /// Why a phase waiting for the ranks' `slots` stops at the job's end (`ending`). The
+    /// launcher reports the end of a rank before the end of the job that it causes, so a
+    /// rank that left without delivering is named, as [`Service::left_early`] names it once
+    /// its connection is read to its end: which of the two reaches the service first
+    /// depends on how busy the machine is, and the requester must not see that.
+    fn stop_at_ending<T>(&self, slots: &[Option<T>], by_rank: bool, ending: String) -> Stop {
+        let named = by_rank.then(|| self.undelivered(slots).next()).flatten();
+        named.map_or(Stop::Failed(ending), Gone::stop)
     }
 
     /// Waits until every rank (`by_rank`) or daemon has sent what `pick` extracts, or a rank
@@ -1276,6 +1295,10 @@ impl Service {
                     }
                 }
                 CkptEvent::Failed(_) => {}
+                CkptEvent::JobEnding { why } => {
+                    let ending = self.set_ending(&why);
+                    return Err(self.stop_at_ending(slots, by_rank, ending));
+                }
                 other => self.handle_during(other)?,
             }
         }
@@ -1445,6 +1468,124 @@ mod tests {
             !file.exists(),
             "a write after the job's end brought the file back"
         );
+    }
+
+    /// A service of a 3-rank job whose ranks are all connected (the other ends of their
+    /// control connections are returned, and must be kept open); `dir` holds its files.
+    fn service(dir: &Path) -> (Service, Vec<std::os::unix::net::UnixStream>) {
+        let (events, _) = mpsc::channel();
+        let (ckpt_events, _) = mpsc::channel();
+        let board = Arc::new(StatusBoard::new(
+            dir.join("j.checkpoint"),
+            dir.into(),
+            "image".into(),
+        ));
+        let info = crate::server::JobInfo {
+            name: "j".into(),
+            launcher_pid: 1,
+            command: Vec::new(),
+            started_at: 0,
+            env: Vec::new(),
+            cwd: "/".into(),
+            transport: "shm".into(),
+            crs: "image".into(),
+            recovery: None,
+        };
+        let shared = Arc::new(Shared::new(
+            info,
+            crate::table::ProcessTable::new(3, "n"),
+            0,
+            events.clone(),
+            ckpt_events,
+            Arc::downgrade(&board),
+        ));
+        let mut peers = Vec::new();
+        for link in &mut shared.lock().links {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            *link = Some(crate::server::Link::Unix(ours));
+            peers.push(theirs);
+        }
+        let service = Service {
+            config: CheckpointConfig {
+                snapshot_dir: dir.into(),
+                crs: "image".into(),
+                every: None,
+                keep: None,
+                timeout: DEFAULT_CHECKPOINT_TIMEOUT,
+            },
+            shared,
+            job_events: events,
+            board,
+            queue: VecDeque::new(),
+            ending: None,
+            next_epoch: 1,
+            gone: Vec::new(),
+        };
+        (service, peers)
+    }
+
+    /// What a phase of `service` waiting for ranks 1 and 2 fails with, given `events`.
+    fn phase_failure(service: &mut Service, events: Vec<CkptEvent>) -> String {
+        let (to_service, inbox) = mpsc::channel();
+        for event in events {
+            to_service.send(event).unwrap();
+        }
+        let mut slots = [Some(()), None, None];
+        match service.collect(
+            &inbox,
+            1,
+            "its count",
+            &mut slots,
+            true,
+            |_| None,
+            |_, _| {},
+        ) {
+            Err(Stop::Failed(why)) => why,
+            Err(Stop::Retry(why)) => panic!("retried: {why}"),
+            Err(Stop::Shutdown) => panic!("shut down"),
+            Ok(()) => panic!("the phase completed"),
+        }
+    }
+
+    /// The launcher reports a killed rank's end and then the job's end it causes, while the
+    /// rank's control connection may not have been read to its end yet (a loaded machine):
+    /// the checkpoint still fails naming the rank, as it does when the connection's end was
+    /// read first; later requests are refused with the job's end.
+    #[test]
+    fn a_phase_cut_short_by_a_killed_rank_names_the_rank_whichever_report_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut service, _peers) = service(dir.path());
+        let why = phase_failure(
+            &mut service,
+            vec![
+                CkptEvent::RankGone {
+                    rank: 1,
+                    why: "was killed by signal 9 (SIGKILL)".into(),
+                },
+                CkptEvent::JobEnding {
+                    why: "rank 1 (pid 7) was killed by signal 9 (SIGKILL)".into(),
+                },
+            ],
+        );
+        assert_eq!(why, "rank 1 was killed by signal 9 (SIGKILL)");
+        assert_eq!(
+            service.ending.as_deref(),
+            Some("job j is ending: rank 1 (pid 7) was killed by signal 9 (SIGKILL)")
+        );
+    }
+
+    /// A job that ends while no rank has left (an interrupt) fails the phase with that.
+    #[test]
+    fn a_phase_cut_short_by_the_job_s_end_says_the_job_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut service, _peers) = service(dir.path());
+        let why = phase_failure(
+            &mut service,
+            vec![CkptEvent::JobEnding {
+                why: "received SIGINT".into(),
+            }],
+        );
+        assert_eq!(why, "job j is ending: received SIGINT");
     }
 
     #[test]

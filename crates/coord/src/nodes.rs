@@ -699,7 +699,11 @@ impl Follow {
                     crate::migrate::started(&self.shared, started.rank, started.pid);
                     self.shared.set_spawned(started.rank, started.pid);
                 }
-                Ok(Message::RankOutput(output)) if self.owns(output.rank) => {
+                // A process's output may arrive after its rank stopped being this node's: a
+                // failed restorer's refusal comes after its end has failed the migration (the
+                // daemon forwards output and ends on different threads). Printing it is
+                // harmless, so output of any rank of the job is taken.
+                Ok(Message::RankOutput(output)) if output.rank < self.shared.size() => {
                     let _ = if output.stream == 2 {
                         io::stderr().lock().write_all(&output.bytes)
                     } else {

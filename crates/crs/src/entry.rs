@@ -241,13 +241,13 @@ impl EntryPoint {
         })
     }
 
-    /// Defers checkpoints until [`EntryPoint::enable`] (MPIX_Ckpt_disable).
+    /// No snapshot is taken until [`EntryPoint::enable`] (MPIX_Ckpt_disable).
     pub fn disable(&mut self, engine: &mut Engine) {
         self.crs.borrow_mut().disable_checkpoint();
         engine.disable_checkpoint();
     }
 
-    /// Ends a deferred region; a request that waited is answered now.
+    /// Ends a disabled region; an image checkpoint that waited for it begins now.
     pub fn enable(&mut self, engine: &mut Engine) -> Result<(), CrsError> {
         self.crs.borrow_mut().enable_checkpoint();
         Ok(engine.enable_checkpoint()?)

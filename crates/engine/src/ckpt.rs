@@ -3,10 +3,13 @@
 //!
 //! 1. CHECKPOINT(epoch) arrives on the control link (read inside progress, so a rank blocked in
 //!    a receive answers too: the deadlock of ChaRM4MPI's figure 2 cannot form). The rank answers
-//!    with its safepoint count, unless checkpoints are disabled, in which case it answers when
-//!    they are enabled again (deferred, never lost).
+//!    with its safepoint count at once, also inside a region with checkpoints disabled: a peer
+//!    that already answered waits at its next safepoint for T, and the region may need that
+//!    peer (a collective), so an answer deferred to the region's end would never come.
 //! 2. CHECKPOINT_AT names safepoint T = max(counts) + 1. A rank that reaches its next safepoint
-//!    before T is known waits there (serving progress); no rank can pass T unknowingly.
+//!    before T is known waits there (serving progress); no rank can pass T unknowingly. A rank
+//!    whose safepoint T lies inside a disabled region gives the checkpoint up, and the
+//!    coordinator asks again (`retry`).
 //! 3. At safepoint T the rank takes its local snapshot: the checkpointer captures the
 //!    application's state, the engine notes every message received but not yet delivered, and a
 //!    MARKER goes out on every link (Chandy–Lamport). The rank then computes on.
@@ -291,7 +294,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends the safepoint count for a pending request, unless checkpoints are disabled here.
+    /// Sends the safepoint count for a pending request (inside a disabled region too: see the
+    /// module's step 1).
     fn report_count(&mut self) -> Result<(), EngineError> {
         if self.ckpt.image.is_some() {
             return self.image_answer();
@@ -314,9 +318,6 @@ impl Engine {
                 retry: false,
             }));
         }
-        if self.ckpt.disabled > 0 {
-            return Ok(());
-        }
         self.ckpt.phase = Phase::Requested {
             epoch,
             reported: true,
@@ -329,12 +330,14 @@ impl Engine {
         }))
     }
 
-    /// Checkpoints are refused (deferred) until [`Engine::enable_checkpoint`].
+    /// No snapshot is taken until [`Engine::enable_checkpoint`]: under `self` a checkpoint
+    /// whose safepoint falls in the region is given up and asked again, under `image` the
+    /// drain waits for the region's end (`defer.rs`).
     pub fn disable_checkpoint(&mut self) {
         self.ckpt.disabled += 1;
     }
 
-    /// Ends a disabled region; a request that arrived in it is answered now.
+    /// Ends a disabled region; an image checkpoint that arrived in it begins now.
     pub fn enable_checkpoint(&mut self) -> Result<(), EngineError> {
         self.ckpt.disabled = self.ckpt.disabled.saturating_sub(1);
         self.report_count()
@@ -407,6 +410,16 @@ impl Engine {
         loop {
             match self.ckpt.phase {
                 Phase::Requested { reported: true, .. } => self.progress_or_idle(&mut idle)?,
+                Phase::Scheduled { epoch, at } if at == here && self.ckpt.disabled > 0 => {
+                    self.give_up_checkpoint(
+                        epoch,
+                        "it reached the checkpoint's safepoint inside a region with \
+                         checkpoints disabled"
+                            .to_owned(),
+                        true,
+                    )?;
+                    return Ok(SafepointAction::Continue);
+                }
                 Phase::Scheduled { epoch, at } if at == here => {
                     return Ok(SafepointAction::Checkpoint {
                         epoch,

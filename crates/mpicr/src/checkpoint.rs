@@ -100,7 +100,8 @@ impl Checkpointing {
         Ok(self.shared.engine.borrow_mut().request_checkpoint()?)
     }
 
-    /// Defers checkpoints until [`Self::enable`] (MPIX_Ckpt_disable); requests are answered then.
+    /// No snapshot is taken until [`Self::enable`] (MPIX_Ckpt_disable): a checkpoint whose
+    /// safepoint falls in the region is asked again later.
     pub fn disable(&self) {
         self.shared
             .entry

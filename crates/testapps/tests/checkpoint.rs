@@ -325,7 +325,8 @@ fn signal(pid: u32, signal: rustix::process::Signal) {
 
 /// Waits until job `name` has checkpoint 1 in progress (`mpicr status --json`).
 fn wait_for_checkpoint_in_progress(sandbox: &Sandbox, name: &str) {
-    for _ in 0..3000 {
+    let start = std::time::Instant::now();
+    while start.elapsed() < harness::LIMIT {
         let out = sandbox.mpicr(&["status", name, "--json"]);
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
             && v["checkpoint"]["in_progress"]["epoch"] == 1

@@ -10,7 +10,7 @@ mod netns;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use harness::{Out, Sandbox, leftovers, placement, result_line, strs};
+use harness::{LIMIT, Out, Sandbox, leftovers, placement, result_line, strs};
 use netns::{Cluster, LAUNCHER, job_args, job_args_with, setup, signal};
 
 fn migrate(sandbox: &Sandbox, name: &str, rank: u32, node: &str) -> Out {
@@ -133,7 +133,7 @@ fn nothing_left_on_the_nodes(sandbox: &Sandbox, cluster: &Cluster, name: &str, a
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < LIMIT,
             "{after} left on the nodes: {left:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -324,7 +324,7 @@ fn copy_thread_nice(pid: i32) -> i64 {
             }
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < LIMIT,
             "daemon {pid} never started the copy of the image"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -342,7 +342,7 @@ fn wait_until_migrating(sandbox: &Sandbox, name: &str, probe_node: &str) {
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < LIMIT,
             "the migration request never arrived: {}",
             second.stderr
         );
@@ -363,7 +363,7 @@ fn recovered(sandbox: &Sandbox, name: &str) -> serde_json::Value {
         }
         // A lost node's launcher may take the daemons' start timeout (30 s) to give up.
         assert!(
-            start.elapsed() < Duration::from_secs(180),
+            start.elapsed() < LIMIT,
             "no recovery of job {name} in its status"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -488,8 +488,8 @@ fn the_source_node_lost_during_a_migration_is_recovered_to_the_uninterrupted_res
 /// runs on (a fault injected with `MPICR_TEST_MIGRATE_FAULT` in the daemons' environment,
 /// through the launcher). The requester is told why and that rank 3 computes on at its node,
 /// `mpicr status` shows it there, a second migration of it succeeds, and the job's result is
-/// the uninterrupted run's.
-fn migration_fails_on_the_target(kind: &str, says: &str) {
+/// the uninterrupted run's; the job's log has `logged` (what the failed process said).
+fn migration_fails_on_the_target(kind: &str, says: &str, logged: Option<&str>) {
     let Some((_guard, cluster, sandbox)) = setup(3) else {
         return;
     };
@@ -531,17 +531,30 @@ fn migration_fails_on_the_target(kind: &str, says: &str) {
         "the job's log does not say so: {}",
         out.stderr
     );
+    // What the failed process said reaches the job's log, also when the target's daemon
+    // forwards it after the process's end has failed the migration.
+    if let Some(logged) = logged {
+        assert!(
+            out.stderr.contains(logged),
+            "the job's log lacks `{logged}`: {}",
+            out.stderr
+        );
+    }
     assert!(leftovers(&sandbox).is_empty(), "processes left behind");
 }
 
 #[test]
 fn a_migration_whose_copy_fails_leaves_the_rank_computing_on_its_node() {
-    migration_fails_on_the_target("copy", "a fault injected by MPICR_TEST_MIGRATE_FAULT");
+    migration_fails_on_the_target("copy", "a fault injected by MPICR_TEST_MIGRATE_FAULT", None);
 }
 
 #[test]
 fn a_migration_whose_restore_fails_leaves_the_rank_computing_on_its_node() {
-    migration_fails_on_the_target("restore", "the restored rank ended");
+    migration_fails_on_the_target(
+        "restore",
+        "the restored rank ended",
+        Some("mpicr-restore: "),
+    );
 }
 
 /// A checkpoint after a migration, and a restart from it: rank 3 moves to node 1, `mpicr

@@ -1,9 +1,15 @@
-/* ckpt_self STEPS PAUSE_MS REQUEST_AT MODEFILE: the rest of the self checkpointer's C API.
+/* ckpt_self STEPS PAUSE_MS REQUEST_AT MODEFILE [HOLD_AT HOLDFILE]: the rest of the self
+ * checkpointer's C API.
  *
  * Rank 0 asks for a global checkpoint itself (MPIX_Ckpt_request) at step REQUEST_AT (-1: never).
  * Each step reduces over all ranks inside an MPIX_Ckpt_disable/_enable region, passes a
  * message around the ring and updates a protected array, then passes a safepoint. At the end
  * rank 0 prints one result line.
+ *
+ * With HOLD_AT, the last rank waits outside MPI for HOLDFILE to exist just before the
+ * safepoint of step HOLD_AT, and rank 0, one step ahead, prints "rank 0 waits in its region"
+ * inside the next step's region, where its reduction waits for that rank: a checkpoint asked
+ * for then reaches rank 0 inside its region, and the last rank at its safepoint.
  *
  * A restarted run says so on stdout ("restarted at step N") and reads MODEFILE (missing: ok)
  * to decide how it protects its state before MPIX_Ckpt_recover:
@@ -13,13 +19,17 @@
  *   fatal  as size, with the default MPI_ERRORS_ARE_FATAL: the job is aborted.
  *
  * ckpt_self pending (2 ranks): rank 0 passes safepoints with a receive outstanding (with
- * MPI_ERRORS_RETURN) until one refuses a checkpoint, and prints what it returned. */
+ * MPI_ERRORS_RETURN) until one refuses a checkpoint, and prints what it returned.
+ *
+ * ckpt_self inregion GATE: every safepoint is inside a disabled region, so no checkpoint can
+ * be taken; the ranks stop once GATE exists, and rank 0 prints "done". */
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "steps.h"
 
@@ -70,15 +80,37 @@ static int pending(void) {
     return 0;
 }
 
+static int inregion(const char *gate) {
+    int rank;
+    long stop = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    do {
+        long open = rank == 0 && access(gate, F_OK) == 0;
+        MPIX_Ckpt_disable();
+        MPI_Allreduce(&open, &stop, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+        MPIX_Ckpt_safepoint();
+        MPIX_Ckpt_enable();
+        pause_ms(20);
+    } while (!stop);
+    if (rank == 0)
+        printf("done\n");
+    MPI_Finalize();
+    return 0;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     if (argc > 1 && strcmp(argv[1], "pending") == 0)
         return pending();
+    if (argc > 2 && strcmp(argv[1], "inregion") == 0)
+        return inregion(argv[2]);
     if (argc < 5) {
         fprintf(stderr, "usage: ckpt_self STEPS PAUSE_MS REQUEST_AT MODEFILE | pending\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     long steps = atol(argv[1]), pause = atol(argv[2]), request_at = atol(argv[3]);
+    long hold_at = argc > 6 ? atol(argv[5]) : -1;
+    const char *hold = argc > 6 ? argv[6] : NULL;
     int rank, size, restarted = -1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -121,6 +153,10 @@ int main(int argc, char **argv) {
             MPIX_Ckpt_request();
         uint64_t all = 0;
         MPIX_Ckpt_disable();
+        if (rank == 0 && (long)st[0] == hold_at) {
+            printf("rank 0 waits in its region\n");
+            fflush(stdout);
+        }
         MPI_Allreduce(&st[1], &all, 1, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
         MPIX_Ckpt_enable();
         uint64_t got = 0;
@@ -130,6 +166,9 @@ int main(int argc, char **argv) {
         for (int i = 0; i < DATA; i++)
             data[i] = mix(data[i], st[1]);
         st[0]++;
+        if (rank == size - 1 && size > 1 && (long)st[0] == hold_at)
+            while (access(hold, F_OK) != 0)
+                pause_ms(10);
         MPIX_Ckpt_safepoint();
         pause_ms(pause);
     }

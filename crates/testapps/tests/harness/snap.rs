@@ -1,8 +1,8 @@
 //! Checkpoint, kill and restart steps of the image tests (`image.rs`, `image_state.rs`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{Out, Sandbox};
+use super::{LIMIT, Out, Sandbox};
 
 pub fn ok(out: &Out, what: &str) {
     assert_eq!(
@@ -35,7 +35,8 @@ pub fn random_moment(max: Duration) -> Duration {
 
 /// The pid of `rank` of job `name` from `mpicr status --json` (not `not`, one killed before).
 pub fn rank_pid(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
-    for _ in 0..1000 {
+    let start = Instant::now();
+    while start.elapsed() < LIMIT {
         let out = sandbox.mpicr(&["status", name, "--json"]);
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
             && v["ranks"][rank]["state"] == "running"
@@ -60,7 +61,8 @@ pub fn kill_rank(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
 
 /// Waits until job `name` has committed at least `epochs` snapshots.
 pub fn wait_for_snapshots(sandbox: &Sandbox, name: &str, epochs: usize) {
-    for _ in 0..3000 {
+    let start = Instant::now();
+    while start.elapsed() < LIMIT {
         let count = std::fs::read_dir(sandbox.snapshots().join(name))
             .map(|d| {
                 d.filter_map(Result::ok)
