@@ -18,6 +18,10 @@ use crate::proc_tree::{has_exited, start_time};
 /// The file in a directory that names its owner: `<pid> <start time>\n`.
 pub const OWNER_FILE: &str = ".mpicr-owner";
 
+/// The same file as launchers wrote it before node daemons had one (same contents), so that
+/// the leftovers of an older mpicr are recognised too.
+const LEGACY_OWNER_FILE: &str = ".mpicr-launcher";
+
 /// Records this process as the owner of `dir`.
 pub fn mark_owned(dir: &Path) -> io::Result<()> {
     let pid = std::process::id();
@@ -29,7 +33,8 @@ pub fn mark_owned(dir: &Path) -> io::Result<()> {
 /// reaped yet). A directory without a readable owner file is not judged: it may be a moment
 /// old, or not ours.
 pub fn owner_is_dead(dir: &Path) -> bool {
-    let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
+    let read = |name| std::fs::read_to_string(dir.join(name));
+    let Ok(owner) = read(OWNER_FILE).or_else(|_| read(LEGACY_OWNER_FILE)) else {
         return false;
     };
     let mut fields = owner.split_whitespace().map(str::parse::<u64>);
@@ -86,6 +91,8 @@ mod tests {
         let unmarked = dir("job-unmarked");
         let garbled = dir("job-garbled");
         std::fs::write(garbled.join(OWNER_FILE), "x y\n").unwrap();
+        let legacy = dir("job-legacy");
+        std::fs::write(legacy.join(LEGACY_OWNER_FILE), "999999999 1\n").unwrap();
         let other = dir("other-dead");
         std::fs::write(other.join(OWNER_FILE), "999999999 1\n").unwrap();
 
@@ -93,6 +100,7 @@ mod tests {
 
         assert!(live.exists(), "a live owner's directory stays");
         assert!(!dead.exists(), "a dead owner's directory goes");
+        assert!(!legacy.exists(), "so does one an older mpicr marked");
         assert!(!recycled.exists(), "a recycled pid is not the owner");
         assert!(
             unmarked.exists() && garbled.exists(),
