@@ -18,17 +18,11 @@ use thiserror::Error;
 
 use crate::job_name::JobName;
 use crate::runtime_dir::{RuntimeDir, current_uid};
-use node::owner;
+use node::owner::{self, DEV_SHM, shm_prefix};
 
-const DEV_SHM: &str = "/dev/shm";
 const FALLBACK_SUFFIX: &str = ".shm";
 /// A node daemon's private directory in the runtime directory (`node::daemon`).
 const NODE_SUFFIX: &str = ".node";
-
-/// The start of this user's directory names in `/dev/shm`.
-fn prefix(uid: u32) -> String {
-    format!("mpicr-{uid}-")
-}
 
 /// Removes the shared-memory directories of this user's jobs whose owner is dead: leftovers
 /// of launchers and node daemons killed with `kill -9`, and the node directories of a dead
@@ -36,10 +30,7 @@ fn prefix(uid: u32) -> String {
 /// socket, because jobs of other runtime directories share `/dev/shm`.
 pub(crate) fn remove_leftovers(runtime: &RuntimeDir) {
     let uid = current_uid();
-    let shm_prefix = prefix(uid);
-    owner::remove_dead(Path::new(DEV_SHM), uid, |name| {
-        name.starts_with(&shm_prefix)
-    });
+    owner::remove_dead_shm(uid);
     owner::remove_dead(runtime.path(), uid, |name| {
         name.ends_with(FALLBACK_SUFFIX) || name.ends_with(NODE_SUFFIX)
     });
@@ -72,7 +63,7 @@ impl ShmDir {
         let uid = current_uid();
         let path = if Path::new(DEV_SHM).is_dir() {
             let pid = std::process::id();
-            Path::new(DEV_SHM).join(format!("{}{name}-{pid}", prefix(uid)))
+            Path::new(DEV_SHM).join(format!("{}{name}-{pid}", shm_prefix(uid)))
         } else {
             runtime.path().join(format!("{name}{FALLBACK_SUFFIX}"))
         };

@@ -45,7 +45,7 @@ pub use incr::Chain;
 pub use inherit::{CONTROL_FD_VAR, InheritError, handover_value, take_inherited_control};
 pub use partref::{ImageRef, image_file_name};
 pub use read::{
-    FileLoc, HFLAG_INCREMENTAL, Image, PageSink, Region, RunData, RunLoc, encode_header,
+    HFLAG_INCREMENTAL, Image, PageSink, Region, RunData, RunLoc, encode_header,
     encode_header_flags, encode_trailer_prefix, read_image, read_image_from, read_image_into,
     read_parent_ref,
 };

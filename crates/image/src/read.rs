@@ -45,16 +45,6 @@ impl Region {
     }
 }
 
-/// Where the saved contents of a deleted file are (version 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileLoc {
-    /// The descriptor it was open at (a `Deleted` entry of META).
-    pub fd: i32,
-    /// Offset of its first byte in the image file, and its length.
-    pub file_offset: u64,
-    pub len: u64,
-}
-
 /// A fully validated image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
@@ -64,8 +54,6 @@ pub struct Image {
     /// The image an incremental image is based on (version 2); `None` for a full image.
     pub parent: Option<Parent>,
     pub regions: Vec<Region>,
-    /// The contents of the deleted files among the descriptors, in META order (version 4).
-    pub files: Vec<FileLoc>,
     pub file_len: u64,
     /// The whole-file crc32c (the last field of the trailer).
     pub crc32c: u32,
@@ -485,7 +473,6 @@ pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, For
     }
 
     // The deleted files' contents (version 4), in the order META lists them.
-    let mut files = Vec::new();
     let deleted = meta.fds.iter().filter(|f| f.kind == FdKind::Deleted);
     for f in deleted {
         let here = format!("the contents of deleted file {} (fd {})", f.path, f.fd);
@@ -501,19 +488,13 @@ pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, For
                 "{here}: the section is for another descriptor"
             )));
         }
-        let loc = FileLoc {
-            fd: f.fd,
-            file_offset: r.pos,
-            len: len - 4,
-        };
         let mut data = RunData {
             reader: &mut r,
-            left: loc.len,
+            left: len - 4,
         };
         sink.file(f, &mut data)?;
         data.skip(&mut scratch)?;
         r.check_section(|| here.clone())?;
-        files.push(loc);
     }
 
     // Trailer.
@@ -554,7 +535,6 @@ pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, For
         layout,
         parent,
         regions,
-        files,
         file_len,
         crc32c: want,
     })

@@ -921,15 +921,13 @@ impl NodeDirs {
         if private.join("control.sock").as_os_str().len() > MAX_SOCKET_PATH {
             private = base.join(format!("{pid}.node"));
         }
-        let shm_root = Path::new("/dev/shm");
+        let shm_root = Path::new(owner::DEV_SHM);
         let shm = if shm_root.is_dir() {
-            shm_root.join(format!("mpicr-{uid}-{job}-{node}-{pid}"))
+            shm_root.join(format!("{}{job}-{node}-{pid}", owner::shm_prefix(uid)))
         } else {
             private.join("shm")
         };
-        owner::remove_dead(shm_root, uid, |name| {
-            name.starts_with(&format!("mpicr-{uid}-"))
-        });
+        owner::remove_dead_shm(uid);
         owner::remove_dead(&base, uid, |name| name.ends_with(".node"));
         for dir in [&private, &shm] {
             if std::fs::symlink_metadata(dir).is_ok() {

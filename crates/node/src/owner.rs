@@ -15,6 +15,20 @@ use std::path::Path;
 
 use crate::proc_tree::{has_exited, start_time};
 
+/// Where launchers and node daemons keep a job's shared memory, when the machine has it.
+pub const DEV_SHM: &str = "/dev/shm";
+
+/// The start of a user's directory names in [`DEV_SHM`] (`mpicr-<uid>-<job>-…`).
+pub fn shm_prefix(uid: u32) -> String {
+    format!("mpicr-{uid}-")
+}
+
+/// Removes `uid`'s directories in [`DEV_SHM`] whose owner is dead.
+pub fn remove_dead_shm(uid: u32) {
+    let prefix = shm_prefix(uid);
+    remove_dead(Path::new(DEV_SHM), uid, |name| name.starts_with(&prefix));
+}
+
 /// The file in a directory that names its owner: `<pid> <start time>\n`.
 pub const OWNER_FILE: &str = ".mpicr-owner";
 
