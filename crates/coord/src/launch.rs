@@ -454,6 +454,7 @@ impl Launch {
             inbox,
             name,
             size: config.size,
+            restoring: config.restart.is_some() && config.checkpoint.crs == "image",
         })
     }
 }
@@ -477,6 +478,9 @@ pub struct RunningJob {
     inbox: Receiver<Event>,
     name: JobName,
     size: u32,
+    /// The ranks start as `mpicr-restore` (a restart from process images): one that ends
+    /// before it registers failed to restore.
+    restoring: bool,
 }
 
 impl std::fmt::Debug for RunningJob {
@@ -544,12 +548,16 @@ impl RunningJob {
                         continue;
                     }
                     running -= 1;
-                    self.shared.set_ended(exit.rank, exit.status);
+                    let registered = self.shared.set_ended(exit.rank, exit.status);
                     self.shared.checkpoint_event(CkptEvent::RankGone {
                         rank: exit.rank,
                         why: exit.status.to_string(),
                     });
-                    (!exit.status.success()).then_some(Outcome::RankFailed(exit))
+                    (!exit.status.success()).then_some(if self.restoring && !registered {
+                        Outcome::RestoreFailed(exit)
+                    } else {
+                        Outcome::RankFailed(exit)
+                    })
                 }
                 Event::Abort {
                     rank,

@@ -9,6 +9,9 @@ pub enum Outcome {
     Success,
     /// This rank was the first to fail.
     RankFailed(RankExit),
+    /// This rank's restorer (`mpicr-restore`) failed, or the restored process ended before it
+    /// rejoined the job: the first failure of a restart from process images.
+    RestoreFailed(RankExit),
     /// A rank asked to end the job (MPI_Abort).
     Aborted {
         rank: u32,
@@ -35,7 +38,9 @@ impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Success | Self::Checkpointed { .. } => 0,
-            Self::RankFailed(exit) => low_byte(exit.status.shell_code()),
+            Self::RankFailed(exit) | Self::RestoreFailed(exit) => {
+                low_byte(exit.status.shell_code())
+            }
             Self::Aborted { code, .. } => match low_byte(*code) {
                 0 => 1,
                 c => c,
@@ -61,6 +66,10 @@ impl Outcome {
             Self::Success => None,
             Self::RankFailed(exit) => Some(format!(
                 "rank {} (pid {}) {}; ending the job",
+                exit.rank, exit.pid, exit.status
+            )),
+            Self::RestoreFailed(exit) => Some(format!(
+                "the restore of rank {} failed: mpicr-restore (pid {}) {}; ending the job",
                 exit.rank, exit.pid, exit.status
             )),
             Self::Aborted {
@@ -124,6 +133,17 @@ mod tests {
             "rank 1 (pid 4710) exited with status 3; ending the job"
         );
         assert_eq!(exited.cause(), "rank 1 (pid 4710) exited with status 3");
+        let restore = Outcome::RestoreFailed(RankExit {
+            rank: 1,
+            pid: 4712,
+            status: ExitStatus::Exited(1),
+        });
+        assert_eq!(restore.exit_code(), 1);
+        assert_eq!(
+            restore.describe().unwrap(),
+            "the restore of rank 1 failed: mpicr-restore (pid 4712) exited with status 1; \
+             ending the job"
+        );
         let abort = |code| Outcome::Aborted {
             rank: 0,
             pid: 1,

@@ -449,8 +449,9 @@ impl Shared {
         self.spawned.notify_all();
     }
 
-    pub(crate) fn set_ended(&self, rank: u32, status: ExitStatus) {
-        self.lock().table.set_ended(rank, status);
+    /// Records the end of `rank`'s process; returns whether it had registered.
+    pub(crate) fn set_ended(&self, rank: u32, status: ExitStatus) -> bool {
+        self.lock().table.set_ended(rank, status)
     }
 
     pub(crate) fn pid(&self, rank: u32) -> u32 {

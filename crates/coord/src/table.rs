@@ -148,15 +148,19 @@ impl ProcessTable {
         }
     }
 
-    /// The rank's process ended.
-    pub(crate) fn set_ended(&mut self, rank: u32, status: ExitStatus) {
-        if let Some(entry) = self.entries.get_mut(rank as usize) {
-            entry.state = match status {
-                ExitStatus::Exited(code) => ProcState::Exited(code),
-                ExitStatus::Signaled(signal) => ProcState::Signaled(signal),
-                ExitStatus::Unknown => ProcState::Exited(status.shell_code()),
-            };
-        }
+    /// The rank's process ended. Returns whether it had registered (a restored rank that
+    /// ends without registering never left its restorer).
+    pub(crate) fn set_ended(&mut self, rank: u32, status: ExitStatus) -> bool {
+        let Some(entry) = self.entries.get_mut(rank as usize) else {
+            return false;
+        };
+        let registered = entry.state != ProcState::Spawned;
+        entry.state = match status {
+            ExitStatus::Exited(code) => ProcState::Exited(code),
+            ExitStatus::Signaled(signal) => ProcState::Signaled(signal),
+            ExitStatus::Unknown => ProcState::Exited(status.shell_code()),
+        };
+        registered
     }
 
     /// The pid the table shows for `rank`.

@@ -394,7 +394,11 @@ pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, For
             identity,
             name,
         };
-        let here = format!("region {i} ({start:#x}-{end:#x} {})", desc.name);
+        let here = if desc.name.is_empty() {
+            format!("region {i} ({start:#x}-{end:#x})")
+        } else {
+            format!("region {i} ({start:#x}-{end:#x} {})", desc.name)
+        };
         if start >= end
             || start % PAGE_SIZE != 0
             || end % PAGE_SIZE != 0

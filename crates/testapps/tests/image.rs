@@ -160,6 +160,15 @@ fn a_corrupted_image_is_refused_before_anything_runs() {
         "the restorer names the image and the damage: {}",
         out.stderr
     );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("mpicr: the restore of rank 1 failed")
+                && l.contains("mpicr-restore (pid")
+                && l.contains("exited with status 1")),
+        "the launcher says which rank's restore failed: {}",
+        out.stderr
+    );
     // A truncated image is refused by `mpicr restart` itself, before any rank starts.
     std::fs::write(&image, &original[..original.len() - 4096]).expect("truncated");
     let out = sandbox.mpicr(&["restart", &name]);
