@@ -632,25 +632,47 @@ fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEnt
                     == rustix::fs::FileType::CharacterDevice
             })
             && STATELESS_DEVICES.contains(&path.as_str());
+        let eventfd = (path == EVENTFD_LINK)
+            .then(|| eventfd_state(&info, flags))
+            .flatten();
         let (kind, path) = match path.strip_suffix(DELETED_SUFFIX) {
             Some(was) if is_file && st.as_ref().is_some_and(|s| s.st_nlink == 0) => {
                 (FdKind::Deleted, was.to_owned())
             }
             _ if is_file && !path.ends_with(DELETED_SUFFIX) => (FdKind::Regular, path),
             _ if is_device => (FdKind::Device, path),
+            _ if eventfd.is_some() => (FdKind::Eventfd, path),
             _ => (FdKind::Other, path),
+        };
+        let cloexec = flags & libc::O_CLOEXEC as u32 != 0;
+        let (flags, offset) = match eventfd {
+            Some((efd_flags, count)) => (efd_flags, count),
+            None => (flags & !(libc::O_CLOEXEC as u32), offset),
         };
         fds.push(FdEntry {
             fd,
             kind,
             path,
-            flags: flags & !(libc::O_CLOEXEC as u32),
-            cloexec: flags & libc::O_CLOEXEC as u32 != 0,
+            flags,
+            cloexec,
             offset,
             identity: st.as_ref().map(identity_from_stat).unwrap_or_default(),
         });
     }
     Ok(fds)
+}
+
+/// An eventfd's flags (`EFD_SEMAPHORE`, `EFD_NONBLOCK`) and counter from its fdinfo, given
+/// its `open` flags. None when the kernel does not say whether it counts as a semaphore
+/// (before Linux 6.6): such a descriptor is not restored rather than restored wrong.
+fn eventfd_state(info: &str, open_flags: u32) -> Option<(u32, u64)> {
+    let count = u64::from_str_radix(procfs::keyed(info, "eventfd-count")?, 16).ok()?;
+    let semaphore = match procfs::keyed(info, "eventfd-semaphore")? {
+        "0" => 0,
+        "1" => libc::EFD_SEMAPHORE as u32,
+        _ => return None,
+    };
+    Some((semaphore | (open_flags & libc::EFD_NONBLOCK as u32), count))
 }
 
 /// The callback at the capture point: writes the image here or in a forked child.

@@ -11,7 +11,7 @@ pub const MAGIC: [u8; 8] = *b"MPICRIMG";
 /// First bytes of the trailer.
 pub const TRAILER_MAGIC: [u8; 8] = *b"MPICREND";
 /// The format version this build writes (4: open files that were deleted, saved whole).
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// The oldest version this build still reads (version 1: raw runs, no PARENT section).
 pub const MIN_VERSION: u32 = 1;
 /// `arch` value for x86-64.
@@ -157,7 +157,13 @@ pub enum FdKind {
     /// `/dev/full`, `/dev/random`, `/dev/urandom`) at a descriptor above 2: reopened by path
     /// with its flags (stdio is the restorer's, as for pipes).
     Device = 4,
+    /// (Version 5) an eventfd: `offset` holds its counter and `flags` its eventfd flags
+    /// (`EFD_SEMAPHORE`, `EFD_NONBLOCK`); restored as a new eventfd with that counter.
+    Eventfd = 5,
 }
+
+/// What `/proc/self/fd/N` links to for an eventfd.
+pub const EVENTFD_LINK: &str = "anon_inode:[eventfd]";
 
 /// The devices an image reopens by path ([`FdKind::Device`]): reading or writing them depends
 /// on nothing a process could have changed.
@@ -605,6 +611,7 @@ pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
             2 => FdKind::Other,
             3 if version >= 4 => FdKind::Deleted,
             4 if version >= 4 => FdKind::Device,
+            5 if version >= 5 => FdKind::Eventfd,
             k => {
                 return Err(FormatError::Invalid(format!(
                     "fd {fd} has unknown kind {k}"
@@ -738,6 +745,26 @@ mod tests {
         assert_eq!(decode_meta(&bytes, 4).unwrap(), m);
         let refused = decode_meta(&bytes, 3).unwrap_err().to_string();
         assert!(refused.contains("fd 4 has unknown kind 3"), "{refused}");
+    }
+
+    #[test]
+    fn eventfds_need_version_5() {
+        let m = Meta {
+            fds: vec![FdEntry {
+                fd: 5,
+                kind: FdKind::Eventfd,
+                path: EVENTFD_LINK.into(),
+                flags: libc::EFD_SEMAPHORE as u32,
+                cloexec: true,
+                offset: 3,
+                identity: FileIdentity::default(),
+            }],
+            ..Meta::default()
+        };
+        let bytes = encode_meta(&m);
+        assert_eq!(decode_meta(&bytes, 5).unwrap(), m);
+        let refused = decode_meta(&bytes, 4).unwrap_err().to_string();
+        assert!(refused.contains("fd 5 has unknown kind 5"), "{refused}");
     }
 
     #[test]

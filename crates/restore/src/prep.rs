@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use image::Image;
-use image::format::{FdKind, PROT_W, RegionKind};
+use image::format::{FdEntry, FdKind, PROT_W, RegionKind};
 use rustix::fs::{Mode, OFlags};
 
 use crate::check::resource;
@@ -134,34 +134,29 @@ pub(crate) fn prepare(
     drop(env_fd);
 
     // The image's regular files, at their numbers, flags and offsets; a deleted file is
-    // opened anew through its recreated copy, so that it gets its own flags and offset.
+    // opened anew through its recreated copy, so that it gets its own flags and offset;
+    // eventfds are made anew with their counters.
     for f in &m.fds {
-        let source = match f.kind {
-            FdKind::Regular | FdKind::Device => f.path.clone(),
+        let fd = match f.kind {
+            FdKind::Regular | FdKind::Device => reopen(&f.path, f)?,
             FdKind::Deleted => {
                 let copy = recreated.get(&f.fd).ok_or_else(|| {
                     format!("the contents of deleted file {} are missing", f.path)
                 })?;
-                format!("/proc/self/fd/{copy}")
+                reopen(&format!("/proc/self/fd/{copy}"), f)?
             }
+            FdKind::Eventfd => new_eventfd(f.flags, f.offset)
+                .map_err(|e| format!("cannot recreate the eventfd at fd {}: {e}", f.fd))?,
             FdKind::Other => {
                 if f.fd > 2 && !quiet {
                     eprintln!(
-                        "mpicr-restore: fd {} ({}) is not restored (only files and stateless devices are)",
+                        "mpicr-restore: fd {} ({}) is not restored (only files, stateless devices and eventfds are)",
                         f.fd, f.path
                     );
                 }
                 continue;
             }
         };
-        let keep = !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_CLOEXEC) as u32;
-        let flags = OFlags::from_bits_retain(f.flags & keep);
-        let fd = rustix::fs::open(source.as_str(), flags, Mode::empty())
-            .map_err(|e| format!("cannot reopen {} (fd {}): {e}", f.path, f.fd))?;
-        if f.kind != FdKind::Device {
-            rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(f.offset))
-                .map_err(|e| format!("cannot seek {} (fd {}): {e}", f.path, f.fd))?;
-        }
         if fd.as_raw_fd() == f.fd {
             // Opened at its own number already.
             if f.cloexec {
@@ -207,4 +202,37 @@ pub(crate) fn prepare(
         exe,
         close: ours,
     })
+}
+
+/// Opens `source` for the image's descriptor `f` with its flags, at its offset (a device has
+/// none).
+fn reopen(source: &str, f: &FdEntry) -> Result<OwnedFd, String> {
+    let keep = !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_CLOEXEC) as u32;
+    let flags = OFlags::from_bits_retain(f.flags & keep);
+    let fd = rustix::fs::open(source, flags, Mode::empty())
+        .map_err(|e| format!("cannot reopen {} (fd {}): {e}", f.path, f.fd))?;
+    if f.kind != FdKind::Device {
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(f.offset))
+            .map_err(|e| format!("cannot seek {} (fd {}): {e}", f.path, f.fd))?;
+    }
+    Ok(fd)
+}
+
+/// A new eventfd with the image's flags (`EFD_SEMAPHORE`, `EFD_NONBLOCK`) holding `count`:
+/// made at 0 and then written to, because the initial value of `eventfd` is 32 bits wide and
+/// the counter 64 (a write to a counter at 0 never blocks).
+fn new_eventfd(flags: u32, count: u64) -> rustix::io::Result<OwnedFd> {
+    use rustix::event::EventfdFlags;
+    let mut efd = EventfdFlags::empty();
+    if flags & libc::EFD_SEMAPHORE as u32 != 0 {
+        efd |= EventfdFlags::SEMAPHORE;
+    }
+    if flags & libc::EFD_NONBLOCK as u32 != 0 {
+        efd |= EventfdFlags::NONBLOCK;
+    }
+    let fd = rustix::event::eventfd(0, efd)?;
+    if count != 0 {
+        rustix::io::write(&fd, &count.to_ne_bytes())?;
+    }
+    Ok(fd)
 }

@@ -180,6 +180,11 @@ fn descriptors_of_stateless_devices_are_reopened() {
     state_survives("devices", &PACE);
 }
 
+#[test]
+fn eventfds_come_back_with_their_counters() {
+    state_survives("eventfd", &PACE);
+}
+
 /// The deleted files come back even when the directory they were in is gone by the restart
 /// (they are then recreated in memory).
 #[test]
