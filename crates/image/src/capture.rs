@@ -657,9 +657,81 @@ fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEnt
             cloexec,
             offset,
             identity: st.as_ref().map(identity_from_stat).unwrap_or_default(),
+            contents: Vec::new(),
         });
     }
+    mark_self_pipes(&mut fds);
     Ok(fds)
+}
+
+/// Makes the pipes whose read and write ends are both open in this process (self-pipes)
+/// restorable: every end becomes [`FdKind::Pipe`] with the pipe's capacity as its offset, and
+/// its first read end carries the bytes the pipe holds. Any other pipe (one end shared with
+/// another process, stdio) stays [`FdKind::Other`]: what the other side does cannot be saved.
+fn mark_self_pipes(fds: &mut [FdEntry]) {
+    let access = |f: &FdEntry| f.flags & libc::O_ACCMODE as u32;
+    let mut names: Vec<String> = fds
+        .iter()
+        .filter(|f| f.fd > 2 && f.kind == FdKind::Other && f.path.starts_with("pipe:["))
+        .map(|f| f.path.clone())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let ends = || fds.iter().filter(|f| f.fd > 2 && f.path == name);
+        let Some(reader) = ends().find(|f| access(f) == libc::O_RDONLY as u32) else {
+            continue;
+        };
+        if !ends().any(|f| access(f) == libc::O_WRONLY as u32) {
+            continue;
+        }
+        let Some((capacity, contents)) = pipe_contents(reader.fd) else {
+            continue;
+        };
+        let first_reader = reader.fd;
+        for f in fds.iter_mut().filter(|f| f.fd > 2 && f.path == name) {
+            f.kind = FdKind::Pipe;
+            f.offset = capacity;
+            if f.fd == first_reader {
+                f.contents = contents.clone();
+            }
+        }
+    }
+}
+
+/// The capacity of the pipe read at `fd` and a copy of the bytes it holds, taken with `tee`
+/// (the program still finds them); None when the pipe cannot be read that way or holds more
+/// than an image keeps.
+fn pipe_contents(fd: RawFd) -> Option<(u64, Vec<u8>)> {
+    use rustix::pipe::{PipeFlags, SpliceFlags};
+    // A descriptor of our own on the same pipe, so that nothing here needs the program's.
+    let reader = rustix::fs::open(
+        format!("/proc/self/fd/{fd}").as_str(),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let capacity = rustix::pipe::fcntl_getpipe_size(&reader).ok()?;
+    if capacity > MAX_PIPE_BYTES as usize {
+        return None;
+    }
+    let (copy_r, copy_w) =
+        rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
+    rustix::pipe::fcntl_setpipe_size(&copy_w, capacity).ok()?;
+    let held = match rustix::pipe::tee(&reader, &copy_w, capacity, SpliceFlags::NONBLOCK) {
+        Ok(n) => n,
+        Err(Errno::AGAIN) => 0,
+        Err(_) => return None,
+    };
+    let mut contents = vec![0u8; held];
+    let mut got = 0;
+    while got < held {
+        match rustix::io::read(&copy_r, &mut contents[got..]) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
+        }
+    }
+    Some((capacity as u64, contents))
 }
 
 /// An eventfd's flags (`EFD_SEMAPHORE`, `EFD_NONBLOCK`) and counter from its fdinfo, given

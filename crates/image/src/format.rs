@@ -160,7 +160,16 @@ pub enum FdKind {
     /// (Version 5) an eventfd: `offset` holds its counter and `flags` its eventfd flags
     /// (`EFD_SEMAPHORE`, `EFD_NONBLOCK`); restored as a new eventfd with that counter.
     Eventfd = 5,
+    /// (Version 5) an end of a pipe whose two ends are both open in the process (a
+    /// self-pipe): `path` (`pipe:[INODE]`) names the pipe, `flags` the end (`O_RDONLY` or
+    /// `O_WRONLY`) and `O_NONBLOCK`, `offset` the pipe's capacity; one read end of each pipe
+    /// carries the bytes the pipe held. Restored as a new pipe holding them.
+    Pipe = 6,
 }
+
+/// Most bytes an image keeps of one pipe: the kernel's default `pipe-max-size`, the most an
+/// unprivileged process can make a pipe hold.
+pub const MAX_PIPE_BYTES: u32 = 1 << 20;
 
 /// What `/proc/self/fd/N` links to for an eventfd.
 pub const EVENTFD_LINK: &str = "anon_inode:[eventfd]";
@@ -188,6 +197,9 @@ pub struct FdEntry {
     pub cloexec: bool,
     pub offset: u64,
     pub identity: FileIdentity,
+    /// (Version 5, pipes only) the bytes the pipe held, on one read end of each pipe; empty
+    /// elsewhere.
+    pub contents: Vec<u8>,
 }
 
 /// The process state that is not memory.
@@ -426,6 +438,11 @@ pub fn encode_meta(m: &Meta) -> Vec<u8> {
         e.u32(u32::from(f.cloexec));
         e.u64(f.offset);
         e.identity(&f.identity);
+        if f.kind == FdKind::Pipe {
+            let n = f.contents.len().min(MAX_PIPE_BYTES as usize);
+            e.u32(n as u32);
+            e.buf.extend_from_slice(&f.contents[..n]);
+        }
     }
     e.u32(m.itimers.len() as u32);
     for t in &m.itimers {
@@ -612,13 +629,14 @@ pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
             3 if version >= 4 => FdKind::Deleted,
             4 if version >= 4 => FdKind::Device,
             5 if version >= 5 => FdKind::Eventfd,
+            6 if version >= 5 => FdKind::Pipe,
             k => {
                 return Err(FormatError::Invalid(format!(
                     "fd {fd} has unknown kind {k}"
                 )));
             }
         };
-        m.fds.push(FdEntry {
+        let mut entry = FdEntry {
             fd,
             kind,
             path: d.str()?,
@@ -626,7 +644,13 @@ pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
             cloexec: d.u32()? != 0,
             offset: d.u64()?,
             identity: d.identity()?,
-        });
+            contents: Vec::new(),
+        };
+        if kind == FdKind::Pipe {
+            let n = d.count(MAX_PIPE_BYTES, "pipe contents length")?;
+            entry.contents = d.bytes(n)?.to_vec();
+        }
+        m.fds.push(entry);
     }
     if version >= 3 {
         let n = d.count(MAX_ITIMERS, "interval timer")?;
@@ -711,6 +735,7 @@ mod tests {
                 cloexec: true,
                 offset: 10,
                 identity: FileIdentity::default(),
+                contents: Vec::new(),
             }],
             itimers: vec![ITimer {
                 which: 0,
@@ -738,6 +763,7 @@ mod tests {
                 cloexec: false,
                 offset: 4096,
                 identity: FileIdentity::default(),
+                contents: Vec::new(),
             }],
             ..Meta::default()
         };
@@ -758,6 +784,7 @@ mod tests {
                 cloexec: true,
                 offset: 3,
                 identity: FileIdentity::default(),
+                contents: Vec::new(),
             }],
             ..Meta::default()
         };
@@ -765,6 +792,41 @@ mod tests {
         assert_eq!(decode_meta(&bytes, 5).unwrap(), m);
         let refused = decode_meta(&bytes, 4).unwrap_err().to_string();
         assert!(refused.contains("fd 5 has unknown kind 5"), "{refused}");
+    }
+
+    #[test]
+    fn a_self_pipe_keeps_its_contents_and_needs_version_5() {
+        let end = |fd, flags: i32, contents: &[u8]| FdEntry {
+            fd,
+            kind: FdKind::Pipe,
+            path: "pipe:[4242]".into(),
+            flags: flags as u32,
+            cloexec: false,
+            offset: 65536,
+            identity: FileIdentity::default(),
+            contents: contents.to_vec(),
+        };
+        let m = Meta {
+            fds: vec![
+                end(3, libc::O_RDONLY | libc::O_NONBLOCK, b"wake"),
+                end(4, libc::O_WRONLY, b""),
+            ],
+            ..Meta::default()
+        };
+        let bytes = encode_meta(&m);
+        assert_eq!(decode_meta(&bytes, 5).unwrap(), m);
+        let refused = decode_meta(&bytes, 4).unwrap_err().to_string();
+        assert!(refused.contains("fd 3 has unknown kind 6"), "{refused}");
+        // A length above the cap is refused before anything is read.
+        let at = bytes
+            .windows(4)
+            .position(|w| w == b"wake")
+            .expect("the contents are encoded")
+            - 4;
+        let mut big = bytes.clone();
+        big[at..at + 4].copy_from_slice(&(MAX_PIPE_BYTES + 1).to_le_bytes());
+        let refused = decode_meta(&big, 5).unwrap_err().to_string();
+        assert!(refused.contains("pipe contents length"), "{refused}");
     }
 
     #[test]

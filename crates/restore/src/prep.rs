@@ -97,6 +97,33 @@ pub(crate) fn prepare(
         recreated.insert(fd, lifted);
     }
 
+    // The self-pipes, made anew holding what they held, out of the way until their ends are
+    // placed (closed when this function returns).
+    let mut pipes: HashMap<&str, (OwnedFd, OwnedFd)> = HashMap::new();
+    for f in m.fds.iter().filter(|f| f.kind == FdKind::Pipe) {
+        if pipes.contains_key(f.path.as_str()) {
+            continue;
+        }
+        let contents = m
+            .fds
+            .iter()
+            .filter(|g| g.kind == FdKind::Pipe && g.path == f.path)
+            .map(|g| g.contents.as_slice())
+            .find(|c| !c.is_empty())
+            .unwrap_or_default();
+        let (r, w) = new_pipe(f.offset, contents)
+            .map_err(|e| format!("cannot recreate {} (fd {}): {e}", f.path, f.fd))?;
+        let lifted = |fd: OwnedFd| {
+            rustix::io::fcntl_dupfd_cloexec(&fd, high)
+                .map_err(|e| format!("cannot move a descriptor: {e}"))
+        };
+        pipes.insert(f.path.as_str(), (lifted(r)?, lifted(w)?));
+    }
+    let pipe_fds: Vec<RawFd> = pipes
+        .values()
+        .flat_map(|(r, w)| [r.as_raw_fd(), w.as_raw_fd()])
+        .collect();
+
     // Close every other descriptor but stdio.
     let mut open: Vec<RawFd> = Vec::new();
     let listing = std::fs::read_dir("/proc/self/fd").map_err(io("cannot list descriptors"))?;
@@ -109,7 +136,7 @@ pub(crate) fn prepare(
         }
     }
     for fd in open {
-        if fd > 2 && !ours.contains(&fd) {
+        if fd > 2 && !ours.contains(&fd) && !pipe_fds.contains(&fd) {
             sys::close_unowned(fd);
         }
     }
@@ -147,10 +174,24 @@ pub(crate) fn prepare(
             }
             FdKind::Eventfd => new_eventfd(f.flags, f.offset)
                 .map_err(|e| format!("cannot recreate the eventfd at fd {}: {e}", f.fd))?,
+            FdKind::Pipe => {
+                let (r, w) = pipes
+                    .get(f.path.as_str())
+                    .ok_or_else(|| format!("{} (fd {}) was not recreated", f.path, f.fd))?;
+                let writes = f.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
+                let end = rustix::io::fcntl_dupfd_cloexec(if writes { w } else { r }, 0).and_then(
+                    |end| {
+                        let nonblock = f.flags & libc::O_NONBLOCK as u32;
+                        rustix::fs::fcntl_setfl(&end, OFlags::from_bits_retain(nonblock))?;
+                        Ok(end)
+                    },
+                );
+                end.map_err(|e| format!("cannot place {} at fd {}: {e}", f.path, f.fd))?
+            }
             FdKind::Other => {
                 if f.fd > 2 && !quiet {
                     eprintln!(
-                        "mpicr-restore: fd {} ({}) is not restored (only files, stateless devices and eventfds are)",
+                        "mpicr-restore: fd {} ({}) is not restored (only files, stateless devices, eventfds and self-pipes are)",
                         f.fd, f.path
                     );
                 }
@@ -235,4 +276,21 @@ fn new_eventfd(flags: u32, count: u64) -> rustix::io::Result<OwnedFd> {
         rustix::io::write(&fd, &count.to_ne_bytes())?;
     }
     Ok(fd)
+}
+
+/// A new pipe of `capacity` bytes (at least what it must hold) holding `contents`.
+fn new_pipe(capacity: u64, contents: &[u8]) -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let want = usize::try_from(capacity)
+        .unwrap_or(usize::MAX)
+        .max(contents.len());
+    if rustix::pipe::fcntl_getpipe_size(&w)? != want {
+        rustix::pipe::fcntl_setpipe_size(&w, want)?;
+    }
+    let mut rest = contents;
+    while !rest.is_empty() {
+        let n = rustix::io::write(&w, rest)?;
+        rest = &rest[n..];
+    }
+    Ok((r, w))
 }

@@ -536,9 +536,9 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
         match &b[at..at + 4] {
             b"PRNT" => assert_eq!(u32_at(at + 12), 0, "a full image"),
             b"META" => {
-                // Version 1 knows only regular files and "other": the devices (version 4)
-                // and eventfds (version 5) this process has open become "other", as a
-                // version-1 writer recorded them.
+                // Version 1 knows only regular files and "other": the devices (version 4),
+                // eventfds and self-pipes (version 5) this process has open become "other",
+                // as a version-1 writer recorded them.
                 let mut decoded = image::format::decode_meta(&b[at + 12..at + 12 + len], u32_at(8))
                     .expect("the META section decodes");
                 assert!(decoded.itimers.is_empty(), "no interval timers");
@@ -546,8 +546,11 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
                     assert_ne!(fd.kind, image::format::FdKind::Deleted, "no deleted file");
                     if matches!(
                         fd.kind,
-                        image::format::FdKind::Device | image::format::FdKind::Eventfd
+                        image::format::FdKind::Device
+                            | image::format::FdKind::Eventfd
+                            | image::format::FdKind::Pipe
                     ) {
+                        fd.contents.clear();
                         fd.kind = image::format::FdKind::Other;
                     }
                 }

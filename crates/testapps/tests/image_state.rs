@@ -185,6 +185,11 @@ fn eventfds_come_back_with_their_counters() {
     state_survives("eventfd", &PACE);
 }
 
+#[test]
+fn a_self_pipe_comes_back_holding_its_bytes() {
+    state_survives("pipe", &PACE);
+}
+
 /// The deleted files come back even when the directory they were in is gone by the restart
 /// (they are then recreated in memory).
 #[test]
