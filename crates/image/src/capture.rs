@@ -724,13 +724,7 @@ fn pipe_contents(fd: RawFd) -> Option<(u64, Vec<u8>)> {
         Err(_) => return None,
     };
     let mut contents = vec![0u8; held];
-    let mut got = 0;
-    while got < held {
-        match rustix::io::read(&copy_r, &mut contents[got..]) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => got += n,
-        }
-    }
+    std::io::Read::read_exact(&mut File::from(copy_r), &mut contents).ok()?;
     Some((capacity as u64, contents))
 }
 

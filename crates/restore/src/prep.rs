@@ -31,12 +31,9 @@ fn may_set_exe() -> bool {
     eff & (1 << 21) != 0 || eff & (1 << 40) != 0
 }
 
-/// Moves `fd` to a number >= `min` (close-on-exec) and returns the new number.
-fn lift(fd: OwnedFd, min: RawFd) -> Result<RawFd, String> {
-    let new = rustix::io::fcntl_dupfd_cloexec(&fd, min)
-        .map_err(|e| format!("cannot move a descriptor: {e}"))?;
-    drop(fd);
-    Ok(new.into_raw_fd())
+/// Moves `fd` to a number >= `min` (close-on-exec).
+fn lift(fd: OwnedFd, min: RawFd) -> Result<OwnedFd, String> {
+    rustix::io::fcntl_dupfd_cloexec(&fd, min).map_err(|e| format!("cannot move a descriptor: {e}"))
 }
 
 /// `deleted`: the image's deleted files, recreated (`stage`), by descriptor number.
@@ -70,7 +67,7 @@ pub(crate) fn prepare(
         let flags = if rw { OFlags::RDWR } else { OFlags::RDONLY };
         let fd = rustix::fs::open(d.name.as_str(), flags | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| format!("cannot open {}: {e}", d.name))?;
-        let fd = lift(fd, high)?;
+        let fd = lift(fd, high)?.into_raw_fd();
         by_path.insert(key, fd);
         region.push(fd);
         ours.push(fd);
@@ -82,7 +79,7 @@ pub(crate) fn prepare(
             Mode::empty(),
         )
         .map_err(|e| format!("cannot open {}: {e}", m.exe_path))?;
-        let fd = lift(fd, high)?;
+        let fd = lift(fd, high)?.into_raw_fd();
         ours.push(fd);
         Some(fd)
     } else {
@@ -92,7 +89,7 @@ pub(crate) fn prepare(
     // The recreated deleted files, out of the way until they are reopened at their numbers.
     let mut recreated: HashMap<RawFd, RawFd> = HashMap::new();
     for (fd, file) in deleted {
-        let lifted = lift(file, high)?;
+        let lifted = lift(file, high)?.into_raw_fd();
         ours.push(lifted);
         recreated.insert(fd, lifted);
     }
@@ -113,11 +110,7 @@ pub(crate) fn prepare(
             .unwrap_or_default();
         let (r, w) = new_pipe(f.offset, contents)
             .map_err(|e| format!("cannot recreate {} (fd {}): {e}", f.path, f.fd))?;
-        let lifted = |fd: OwnedFd| {
-            rustix::io::fcntl_dupfd_cloexec(&fd, high)
-                .map_err(|e| format!("cannot move a descriptor: {e}"))
-        };
-        pipes.insert(f.path.as_str(), (lifted(r)?, lifted(w)?));
+        pipes.insert(f.path.as_str(), (lift(r, high)?, lift(w, high)?));
     }
     let pipe_fds: Vec<RawFd> = pipes
         .values()
