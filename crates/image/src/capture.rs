@@ -23,7 +23,7 @@ use crate::incr::{self, Chain};
 use crate::procfs::{self, MapsLine};
 use crate::read::{HFLAG_INCREMENTAL, encode_header_flags, encode_trailer_prefix};
 use crate::stats::{Counters, StallTimes, StatsPage, Step, WriterReport, now_ns, thread_cpu_ns};
-use crate::{ctx, sys};
+use crate::{ctx, fdstate, sys};
 
 /// Why a capture failed.
 #[derive(Debug, thiserror::Error)]
@@ -584,6 +584,7 @@ const DELETED_SUFFIX: &str = " (deleted)";
 
 fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEntry>> {
     let mut fds = Vec::new();
+    let mut watched: Vec<(RawFd, Vec<u64>)> = Vec::new();
     let mut nums: Vec<RawFd> = Vec::new();
     // rustix's getdents, not `std::fs::read_dir`: glibc's opendir calls malloc, and a capture
     // may run in a signal handler that interrupted malloc (a preloaded program, crates/preload).
@@ -632,113 +633,41 @@ fn collect_fds(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Vec<FdEnt
                     == rustix::fs::FileType::CharacterDevice
             })
             && STATELESS_DEVICES.contains(&path.as_str());
-        let eventfd = (path == EVENTFD_LINK)
-            .then(|| eventfd_state(&info, flags))
-            .flatten();
+        let special = fdstate::special(&path, &info, flags);
         let (kind, path) = match path.strip_suffix(DELETED_SUFFIX) {
             Some(was) if is_file && st.as_ref().is_some_and(|s| s.st_nlink == 0) => {
                 (FdKind::Deleted, was.to_owned())
             }
             _ if is_file && !path.ends_with(DELETED_SUFFIX) => (FdKind::Regular, path),
             _ if is_device => (FdKind::Device, path),
-            _ if eventfd.is_some() => (FdKind::Eventfd, path),
-            _ => (FdKind::Other, path),
+            _ => (special.as_ref().map_or(FdKind::Other, |s| s.kind), path),
         };
         let cloexec = flags & libc::O_CLOEXEC as u32 != 0;
-        let (flags, offset) = match eventfd {
-            Some((efd_flags, count)) => (efd_flags, count),
-            None => (flags & !(libc::O_CLOEXEC as u32), offset),
-        };
-        fds.push(FdEntry {
+        let mut entry = FdEntry {
             fd,
             kind,
             path,
-            flags,
+            flags: flags & !(libc::O_CLOEXEC as u32),
             cloexec,
             offset,
             identity: st.as_ref().map(identity_from_stat).unwrap_or_default(),
             contents: Vec::new(),
-        });
-    }
-    mark_self_pipes(&mut fds);
-    Ok(fds)
-}
-
-/// Makes the pipes whose read and write ends are both open in this process (self-pipes)
-/// restorable: every end becomes [`FdKind::Pipe`] with the pipe's capacity as its offset, and
-/// its first read end carries the bytes the pipe holds. Any other pipe (one end shared with
-/// another process, stdio) stays [`FdKind::Other`]: what the other side does cannot be saved.
-fn mark_self_pipes(fds: &mut [FdEntry]) {
-    let access = |f: &FdEntry| f.flags & libc::O_ACCMODE as u32;
-    let mut names: Vec<String> = fds
-        .iter()
-        .filter(|f| f.fd > 2 && f.kind == FdKind::Other && f.path.starts_with("pipe:["))
-        .map(|f| f.path.clone())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    for name in names {
-        let ends = || fds.iter().filter(|f| f.fd > 2 && f.path == name);
-        let Some(reader) = ends().find(|f| access(f) == libc::O_RDONLY as u32) else {
-            continue;
+            state: FdState::None,
         };
-        if !ends().any(|f| access(f) == libc::O_WRONLY as u32) {
-            continue;
-        }
-        let Some((capacity, contents)) = pipe_contents(reader.fd) else {
-            continue;
-        };
-        let first_reader = reader.fd;
-        for f in fds.iter_mut().filter(|f| f.fd > 2 && f.path == name) {
-            f.kind = FdKind::Pipe;
-            f.offset = capacity;
-            if f.fd == first_reader {
-                f.contents = contents.clone();
+        if let Some(special) = special.filter(|s| s.kind == kind) {
+            entry.flags = special.flags;
+            entry.offset = special.offset;
+            entry.state = special.state;
+            if kind == FdKind::Epoll {
+                watched.push((fd, special.watched_inodes));
             }
         }
+        fds.push(entry);
     }
-}
-
-/// The capacity of the pipe read at `fd` and a copy of the bytes it holds, taken with `tee`
-/// (the program still finds them); None when the pipe cannot be read that way or holds more
-/// than an image keeps.
-fn pipe_contents(fd: RawFd) -> Option<(u64, Vec<u8>)> {
-    use rustix::pipe::{PipeFlags, SpliceFlags};
-    // A descriptor of our own on the same pipe, so that nothing here needs the program's.
-    let reader = rustix::fs::open(
-        format!("/proc/self/fd/{fd}").as_str(),
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    let capacity = rustix::pipe::fcntl_getpipe_size(&reader).ok()?;
-    if capacity > MAX_PIPE_BYTES as usize {
-        return None;
-    }
-    let (copy_r, copy_w) =
-        rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
-    rustix::pipe::fcntl_setpipe_size(&copy_w, capacity).ok()?;
-    let held = match rustix::pipe::tee(&reader, &copy_w, capacity, SpliceFlags::NONBLOCK) {
-        Ok(n) => n,
-        Err(Errno::AGAIN) => 0,
-        Err(_) => return None,
-    };
-    let mut contents = vec![0u8; held];
-    std::io::Read::read_exact(&mut File::from(copy_r), &mut contents).ok()?;
-    Some((capacity as u64, contents))
-}
-
-/// An eventfd's flags (`EFD_SEMAPHORE`, `EFD_NONBLOCK`) and counter from its fdinfo, given
-/// its `open` flags. None when the kernel does not say whether it counts as a semaphore
-/// (before Linux 6.6): such a descriptor is not restored rather than restored wrong.
-fn eventfd_state(info: &str, open_flags: u32) -> Option<(u32, u64)> {
-    let count = u64::from_str_radix(procfs::keyed(info, "eventfd-count")?, 16).ok()?;
-    let semaphore = match procfs::keyed(info, "eventfd-semaphore")? {
-        "0" => 0,
-        "1" => libc::EFD_SEMAPHORE as u32,
-        _ => return None,
-    };
-    Some((semaphore | (open_flags & libc::EFD_NONBLOCK as u32), count))
+    fdstate::mark_self_pipes(&mut fds);
+    fdstate::mark_socketpairs(&mut fds);
+    fdstate::keep_restorable_epolls(&mut fds, &watched);
+    Ok(fds)
 }
 
 /// The callback at the capture point: writes the image here or in a forked child.

@@ -10,8 +10,8 @@
 pub const MAGIC: [u8; 8] = *b"MPICRIMG";
 /// First bytes of the trailer.
 pub const TRAILER_MAGIC: [u8; 8] = *b"MPICREND";
-/// The format version this build writes (4: open files that were deleted, saved whole).
-pub const VERSION: u32 = 5;
+/// The format version this build writes (6: timerfds, signalfds and epoll instances).
+pub const VERSION: u32 = 6;
 /// The oldest version this build still reads (version 1: raw runs, no PARENT section).
 pub const MIN_VERSION: u32 = 1;
 /// `arch` value for x86-64.
@@ -165,7 +165,80 @@ pub enum FdKind {
     /// `O_WRONLY`) and `O_NONBLOCK`, `offset` the pipe's capacity; one read end of each pipe
     /// carries the bytes the pipe held. Restored as a new pipe holding them.
     Pipe = 6,
+    /// (Version 6) a timerfd: `flags` holds `O_NONBLOCK`, [`FdEntry::state`] its clock, time
+    /// left, interval and expirations not yet read; restored as a new timerfd armed with what
+    /// was left.
+    Timerfd = 7,
+    /// (Version 6) a signalfd: `flags` holds `O_NONBLOCK`, [`FdEntry::state`] its signal mask.
+    Signalfd = 8,
+    /// (Version 6) an epoll instance: [`FdEntry::state`] its interest list, every watched
+    /// descriptor one of the image's restored ones; restored as a new instance watching them.
+    Epoll = 9,
+    /// (Version 6) an end of a connected, unnamed unix stream socket whose other end is open
+    /// in the process too (a socketpair): `path` (`socket:[INODE]`) names the end, `flags`
+    /// holds `O_NONBLOCK`, [`FdEntry::state`] the other end, shutdowns and send buffer, and one
+    /// descriptor of each end carries the bytes waiting to be read from it. Restored as a new
+    /// socketpair holding them.
+    UnixStream = 10,
 }
+
+/// (Version 6) What a timerfd, signalfd or epoll descriptor holds besides its flags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FdState {
+    /// Nothing: every other kind.
+    #[default]
+    None,
+    Timer(TimerfdState),
+    /// The signals a signalfd accepts (bit N−1 for signal N).
+    Signals(u64),
+    /// The descriptors an epoll instance watches.
+    Watches(Vec<EpollWatch>),
+    UnixStream(UnixStreamState),
+}
+
+/// One end of a socketpair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnixStreamState {
+    /// The inode of the other end (its entries' path is `socket:[PEER]`).
+    pub peer: u64,
+    /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2), as the kernel has them for this end.
+    pub shutdown: u32,
+    /// `SO_SNDBUF` as `getsockopt` gives it (twice what was set).
+    pub sndbuf: u64,
+}
+
+/// Most bytes an image keeps waiting in one end of a socketpair.
+pub const MAX_SOCKET_BYTES: u32 = 4 << 20;
+
+/// A timerfd's clock and what its timer had left when the image was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimerfdState {
+    /// `CLOCK_REALTIME`, `CLOCK_MONOTONIC`, `CLOCK_BOOTTIME`, ...
+    pub clock: u32,
+    /// The flags of its last `timerfd_settime` (`TFD_TIMER_ABSTIME`, `TFD_TIMER_CANCEL_ON_SET`).
+    pub settime_flags: u32,
+    /// Time left to the next expiration in nanoseconds (0: disarmed).
+    pub value_ns: u64,
+    pub interval_ns: u64,
+    /// Expirations that happened and were not read yet.
+    pub ticks: u64,
+}
+
+/// One entry of an epoll interest list: the watched descriptor's number, the events (with
+/// `EPOLLET`, `EPOLLONESHOT`, ... as `epoll_ctl` takes them) and the user data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpollWatch {
+    pub fd: i32,
+    pub events: u32,
+    pub data: u64,
+}
+
+/// What `/proc/self/fd/N` links to for a timerfd, a signalfd and an epoll instance.
+pub const TIMERFD_LINK: &str = "anon_inode:[timerfd]";
+pub const SIGNALFD_LINK: &str = "anon_inode:[signalfd]";
+pub const EPOLL_LINK: &str = "anon_inode:[eventpoll]";
+/// What `/proc/self/fd/N` links to for a socket, before its inode and `]`.
+pub const SOCKET_LINK_PREFIX: &str = "socket:[";
 
 /// Most bytes an image keeps of one pipe: the kernel's default `pipe-max-size`, the most an
 /// unprivileged process can make a pipe hold.
@@ -200,6 +273,8 @@ pub struct FdEntry {
     /// (Version 5, pipes only) the bytes the pipe held, on one read end of each pipe; empty
     /// elsewhere.
     pub contents: Vec<u8>,
+    /// (Version 6) the state of a timerfd, signalfd or epoll instance.
+    pub state: FdState,
 }
 
 /// The process state that is not memory.
@@ -443,6 +518,33 @@ pub fn encode_meta(m: &Meta) -> Vec<u8> {
             e.u32(n as u32);
             e.buf.extend_from_slice(&f.contents[..n]);
         }
+        match &f.state {
+            FdState::None => {}
+            FdState::Timer(t) => {
+                e.u32(t.clock);
+                e.u32(t.settime_flags);
+                e.u64(t.value_ns);
+                e.u64(t.interval_ns);
+                e.u64(t.ticks);
+            }
+            FdState::Signals(mask) => e.u64(*mask),
+            FdState::Watches(w) => {
+                e.u32(w.len() as u32);
+                for w in w {
+                    e.u32(w.fd as u32);
+                    e.u32(w.events);
+                    e.u64(w.data);
+                }
+            }
+            FdState::UnixStream(u) => {
+                e.u64(u.peer);
+                e.u32(u.shutdown);
+                e.u64(u.sndbuf);
+                let n = f.contents.len().min(MAX_SOCKET_BYTES as usize);
+                e.u32(n as u32);
+                e.buf.extend_from_slice(&f.contents[..n]);
+            }
+        }
     }
     e.u32(m.itimers.len() as u32);
     for t in &m.itimers {
@@ -630,6 +732,10 @@ pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
             4 if version >= 4 => FdKind::Device,
             5 if version >= 5 => FdKind::Eventfd,
             6 if version >= 5 => FdKind::Pipe,
+            7 if version >= 6 => FdKind::Timerfd,
+            8 if version >= 6 => FdKind::Signalfd,
+            9 if version >= 6 => FdKind::Epoll,
+            10 if version >= 6 => FdKind::UnixStream,
             k => {
                 return Err(FormatError::Invalid(format!(
                     "fd {fd} has unknown kind {k}"
@@ -645,10 +751,45 @@ pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
             offset: d.u64()?,
             identity: d.identity()?,
             contents: Vec::new(),
+            state: FdState::None,
         };
-        if kind == FdKind::Pipe {
-            let n = d.count(MAX_PIPE_BYTES, "pipe contents length")?;
-            entry.contents = d.bytes(n)?.to_vec();
+        match kind {
+            FdKind::Pipe => {
+                let n = d.count(MAX_PIPE_BYTES, "pipe contents length")?;
+                entry.contents = d.bytes(n)?.to_vec();
+            }
+            FdKind::Timerfd => {
+                entry.state = FdState::Timer(TimerfdState {
+                    clock: d.u32()?,
+                    settime_flags: d.u32()?,
+                    value_ns: d.u64()?,
+                    interval_ns: d.u64()?,
+                    ticks: d.u64()?,
+                });
+            }
+            FdKind::Signalfd => entry.state = FdState::Signals(d.u64()?),
+            FdKind::Epoll => {
+                let n = d.count(MAX_FDS, "epoll watch")?;
+                let mut watches = Vec::with_capacity(n);
+                for _ in 0..n {
+                    watches.push(EpollWatch {
+                        fd: d.u32()? as i32,
+                        events: d.u32()?,
+                        data: d.u64()?,
+                    });
+                }
+                entry.state = FdState::Watches(watches);
+            }
+            FdKind::UnixStream => {
+                entry.state = FdState::UnixStream(UnixStreamState {
+                    peer: d.u64()?,
+                    shutdown: d.u32()?,
+                    sndbuf: d.u64()?,
+                });
+                let n = d.count(MAX_SOCKET_BYTES, "socket contents length")?;
+                entry.contents = d.bytes(n)?.to_vec();
+            }
+            _ => {}
         }
         m.fds.push(entry);
     }
@@ -736,6 +877,7 @@ mod tests {
                 offset: 10,
                 identity: FileIdentity::default(),
                 contents: Vec::new(),
+                state: FdState::None,
             }],
             itimers: vec![ITimer {
                 which: 0,
@@ -764,6 +906,7 @@ mod tests {
                 offset: 4096,
                 identity: FileIdentity::default(),
                 contents: Vec::new(),
+                state: FdState::None,
             }],
             ..Meta::default()
         };
@@ -785,6 +928,7 @@ mod tests {
                 offset: 3,
                 identity: FileIdentity::default(),
                 contents: Vec::new(),
+                state: FdState::None,
             }],
             ..Meta::default()
         };
@@ -805,6 +949,7 @@ mod tests {
             offset: 65536,
             identity: FileIdentity::default(),
             contents: contents.to_vec(),
+            state: FdState::None,
         };
         let m = Meta {
             fds: vec![
@@ -827,6 +972,85 @@ mod tests {
         big[at..at + 4].copy_from_slice(&(MAX_PIPE_BYTES + 1).to_le_bytes());
         let refused = decode_meta(&big, 5).unwrap_err().to_string();
         assert!(refused.contains("pipe contents length"), "{refused}");
+    }
+
+    #[test]
+    fn timerfds_signalfds_epolls_and_socketpairs_keep_their_state_and_need_version_6() {
+        let entry = |fd, kind, path: &str, state| FdEntry {
+            fd,
+            kind,
+            path: path.into(),
+            flags: libc::O_NONBLOCK as u32,
+            cloexec: true,
+            offset: 0,
+            identity: FileIdentity::default(),
+            contents: Vec::new(),
+            state,
+        };
+        let timer = TimerfdState {
+            clock: libc::CLOCK_MONOTONIC as u32,
+            settime_flags: 0,
+            value_ns: 1_500_000_000,
+            interval_ns: 3_000_000_000,
+            ticks: 2,
+        };
+        let watches = vec![
+            EpollWatch {
+                fd: 3,
+                events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+                data: u64::MAX - 1,
+            },
+            EpollWatch {
+                fd: 4,
+                events: libc::EPOLLIN as u32,
+                data: 4,
+            },
+        ];
+        let m = Meta {
+            fds: vec![
+                entry(3, FdKind::Timerfd, TIMERFD_LINK, FdState::Timer(timer)),
+                entry(4, FdKind::Signalfd, SIGNALFD_LINK, FdState::Signals(1 << 9)),
+                entry(5, FdKind::Epoll, EPOLL_LINK, FdState::Watches(watches)),
+                FdEntry {
+                    contents: b"queued".to_vec(),
+                    ..entry(
+                        6,
+                        FdKind::UnixStream,
+                        "socket:[77]",
+                        FdState::UnixStream(UnixStreamState {
+                            peer: 78,
+                            shutdown: 2,
+                            sndbuf: 425_984,
+                        }),
+                    )
+                },
+            ],
+            ..Meta::default()
+        };
+        let bytes = encode_meta(&m);
+        assert_eq!(decode_meta(&bytes, 6).unwrap(), m);
+        let refused = decode_meta(&bytes, 5).unwrap_err().to_string();
+        assert!(refused.contains("fd 3 has unknown kind 7"), "{refused}");
+        // An interest list longer than the cap is refused before anything is allocated.
+        let data = (u64::MAX - 1).to_le_bytes();
+        let at = bytes
+            .windows(8)
+            .position(|w| w == data)
+            .expect("the first watch is encoded")
+            - 12;
+        let mut big = bytes.clone();
+        big[at..at + 4].copy_from_slice(&(MAX_FDS + 1).to_le_bytes());
+        let refused = decode_meta(&big, 6).unwrap_err().to_string();
+        assert!(refused.contains("epoll watch"), "{refused}");
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"queued")
+            .expect("the queued bytes are encoded")
+            - 4;
+        let mut big = bytes.clone();
+        big[at..at + 4].copy_from_slice(&(MAX_SOCKET_BYTES + 1).to_le_bytes());
+        let refused = decode_meta(&big, 6).unwrap_err().to_string();
+        assert!(refused.contains("socket contents length"), "{refused}");
     }
 
     #[test]

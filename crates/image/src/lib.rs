@@ -25,6 +25,7 @@ pub mod attention;
 mod capture;
 pub mod codec;
 mod ctx;
+mod fdstate;
 pub mod format;
 mod incr;
 pub mod inherit;
@@ -34,6 +35,7 @@ mod read;
 pub mod restart;
 mod stats;
 mod sys;
+mod unixdiag;
 
 pub use capture::{
     CaptureError, CaptureOptions, ChildCapture, ChildOutcome, Outcome, WriteError,

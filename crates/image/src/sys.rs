@@ -363,3 +363,26 @@ pub(crate) fn signal_parent(expected: u32, sig: c_int) {
         unsafe { libc::kill(parent, sig) };
     }
 }
+
+/// `SO_PEEK_OFF` of a socket: −1 unless the program set a peek offset (a peek then starts
+/// there, and moves it).
+pub(crate) fn peek_offset(sock: BorrowedFd<'_>) -> std::io::Result<i32> {
+    let mut v: c_int = -1;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes to `v` and the length to `len`, both
+    // locals live for the call.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEEK_OFF,
+            (&mut v as *mut c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(v)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

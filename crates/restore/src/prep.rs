@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use image::Image;
-use image::format::{FdEntry, FdKind, PROT_W, RegionKind};
+use image::format::{
+    FdEntry, FdKind, FdState, PROT_W, RegionKind, SOCKET_LINK_PREFIX, TimerfdState, UnixStreamState,
+};
 use rustix::fs::{Mode, OFlags};
 
 use crate::check::resource;
@@ -112,9 +114,41 @@ pub(crate) fn prepare(
             .map_err(|e| format!("cannot recreate {} (fd {}): {e}", f.path, f.fd))?;
         pipes.insert(f.path.as_str(), (lift(r, high)?, lift(w, high)?));
     }
+    // The socketpairs likewise, each end by its path (`socket:[INODE]`).
+    let mut socketpairs: HashMap<&str, OwnedFd> = HashMap::new();
+    for f in m.fds.iter().filter(|f| f.kind == FdKind::UnixStream) {
+        if socketpairs.contains_key(f.path.as_str()) {
+            continue;
+        }
+        let FdState::UnixStream(me) = f.state else {
+            return Err(format!("the socket at fd {} has no state", f.fd));
+        };
+        let peer_path = format!("{SOCKET_LINK_PREFIX}{}]", me.peer);
+        let peer = m
+            .fds
+            .iter()
+            .find(|g| g.kind == FdKind::UnixStream && g.path == peer_path)
+            .ok_or_else(|| format!("the other end of the socket at fd {} is missing", f.fd))?;
+        let FdState::UnixStream(them) = peer.state else {
+            return Err(format!("the socket at fd {} has no state", peer.fd));
+        };
+        let queued = |path: &str| {
+            m.fds
+                .iter()
+                .filter(|g| g.kind == FdKind::UnixStream && g.path == path)
+                .map(|g| g.contents.as_slice())
+                .find(|c| !c.is_empty())
+                .unwrap_or_default()
+        };
+        let (a, b) = new_socketpair((&me, queued(&f.path)), (&them, queued(&peer.path)))
+            .map_err(|e| format!("cannot recreate {} (fd {}): {e}", f.path, f.fd))?;
+        socketpairs.insert(f.path.as_str(), lift(a, high)?);
+        socketpairs.insert(peer.path.as_str(), lift(b, high)?);
+    }
     let pipe_fds: Vec<RawFd> = pipes
         .values()
         .flat_map(|(r, w)| [r.as_raw_fd(), w.as_raw_fd()])
+        .chain(socketpairs.values().map(|s| s.as_raw_fd()))
         .collect();
 
     // Close every other descriptor but stdio.
@@ -155,7 +189,10 @@ pub(crate) fn prepare(
 
     // The image's regular files, at their numbers, flags and offsets; a deleted file is
     // opened anew through its recreated copy, so that it gets its own flags and offset;
-    // eventfds are made anew with their counters.
+    // eventfds, timerfds, signalfds and epoll instances are made anew with their state (an
+    // epoll instance's watches are added once every descriptor is in place, through a copy
+    // of it kept out of the way).
+    let mut epolls: Vec<(OwnedFd, &FdEntry)> = Vec::new();
     for f in &m.fds {
         let fd = match f.kind {
             FdKind::Regular | FdKind::Device => reopen(&f.path, f)?,
@@ -167,24 +204,41 @@ pub(crate) fn prepare(
             }
             FdKind::Eventfd => new_eventfd(f.flags, f.offset)
                 .map_err(|e| format!("cannot recreate the eventfd at fd {}: {e}", f.fd))?,
+            FdKind::Timerfd => new_timerfd(f)?,
+            FdKind::Signalfd => {
+                let FdState::Signals(mask) = f.state else {
+                    return Err(format!("the signalfd at fd {} has no signal mask", f.fd));
+                };
+                sys::new_signalfd(mask, f.flags & libc::O_NONBLOCK as u32 != 0)
+                    .map_err(|e| format!("cannot recreate the signalfd at fd {}: {e}", f.fd))?
+            }
+            FdKind::Epoll => {
+                let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)
+                    .map_err(|e| {
+                    format!("cannot recreate the epoll instance at fd {}: {e}", f.fd)
+                })?;
+                let copy = rustix::io::fcntl_dupfd_cloexec(&ep, high)
+                    .map_err(|e| format!("cannot copy the epoll instance at fd {}: {e}", f.fd))?;
+                epolls.push((copy, f));
+                ep
+            }
             FdKind::Pipe => {
                 let (r, w) = pipes
                     .get(f.path.as_str())
                     .ok_or_else(|| format!("{} (fd {}) was not recreated", f.path, f.fd))?;
                 let writes = f.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
-                let end = rustix::io::fcntl_dupfd_cloexec(if writes { w } else { r }, 0).and_then(
-                    |end| {
-                        let nonblock = f.flags & libc::O_NONBLOCK as u32;
-                        rustix::fs::fcntl_setfl(&end, OFlags::from_bits_retain(nonblock))?;
-                        Ok(end)
-                    },
-                );
-                end.map_err(|e| format!("cannot place {} at fd {}: {e}", f.path, f.fd))?
+                copy_with_nonblock(if writes { w } else { r }, f)?
+            }
+            FdKind::UnixStream => {
+                let end = socketpairs
+                    .get(f.path.as_str())
+                    .ok_or_else(|| format!("{} (fd {}) was not recreated", f.path, f.fd))?;
+                copy_with_nonblock(end, f)?
             }
             FdKind::Other => {
                 if f.fd > 2 && !quiet {
                     eprintln!(
-                        "mpicr-restore: fd {} ({}) is not restored (only files, stateless devices, eventfds and self-pipes are)",
+                        "mpicr-restore: fd {} ({}) is not restored (only files, stateless devices, eventfds, timerfds, signalfds, self-pipes, socketpairs and epoll instances watching those are)",
                         f.fd, f.path
                     );
                 }
@@ -204,6 +258,22 @@ pub(crate) fn prepare(
         // image's file replaces.
         let r = sys::dup_onto(&fd, f.fd, f.cloexec);
         r.map_err(|e| format!("cannot place {} at fd {}: {e}", f.path, f.fd))?;
+    }
+    for (ep, f) in epolls {
+        let FdState::Watches(watches) = &f.state else {
+            return Err(format!(
+                "the epoll instance at fd {} has no interest list",
+                f.fd
+            ));
+        };
+        for w in watches {
+            sys::epoll_watch(&ep, w.fd, w.events, w.data).map_err(|e| {
+                format!(
+                    "cannot add fd {} to the epoll instance at fd {}: {e}",
+                    w.fd, f.fd
+                )
+            })?;
+        }
     }
 
     std::env::set_current_dir(&m.cwd).map_err(|e| format!("cannot enter {}: {e}", m.cwd))?;
@@ -269,6 +339,125 @@ fn new_eventfd(flags: u32, count: u64) -> rustix::io::Result<OwnedFd> {
         rustix::io::write(&fd, &count.to_ne_bytes())?;
     }
     Ok(fd)
+}
+
+/// A new timerfd on the image's clock, armed with the time its timer had left (the time the
+/// process was not running does not count, as for interval timers) and holding the
+/// expirations it had not delivered. A timer set to an absolute time of `CLOCK_REALTIME` is
+/// set absolute again (now plus what was left), so that it keeps `TFD_TIMER_CANCEL_ON_SET`.
+fn new_timerfd(f: &FdEntry) -> Result<OwnedFd, String> {
+    use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
+    let FdState::Timer(t) = f.state else {
+        return Err(format!("the timerfd at fd {} has no timer", f.fd));
+    };
+    let TimerfdState {
+        clock,
+        settime_flags,
+        value_ns,
+        interval_ns,
+        ticks,
+    } = t;
+    let fail =
+        |what: &str, e: rustix::io::Errno| format!("cannot {what} the timerfd at fd {}: {e}", f.fd);
+    let clock_id = match clock as i32 {
+        libc::CLOCK_REALTIME => TimerfdClockId::Realtime,
+        libc::CLOCK_MONOTONIC => TimerfdClockId::Monotonic,
+        libc::CLOCK_BOOTTIME => TimerfdClockId::Boottime,
+        libc::CLOCK_REALTIME_ALARM => TimerfdClockId::RealtimeAlarm,
+        libc::CLOCK_BOOTTIME_ALARM => TimerfdClockId::BoottimeAlarm,
+        other => {
+            return Err(format!(
+                "the timerfd at fd {} uses unknown clock {other}",
+                f.fd
+            ));
+        }
+    };
+    let mut flags = TimerfdFlags::CLOEXEC;
+    if f.flags & libc::O_NONBLOCK as u32 != 0 {
+        flags |= TimerfdFlags::NONBLOCK;
+    }
+    let timer = rustix::time::timerfd_create(clock_id, flags).map_err(|e| fail("recreate", e))?;
+    let spec = |ns: u64| Timespec {
+        tv_sec: (ns / 1_000_000_000) as i64,
+        tv_nsec: (ns % 1_000_000_000) as i64,
+    };
+    let absolute = settime_flags & libc::TFD_TIMER_ABSTIME as u32 != 0
+        && clock as i32 == libc::CLOCK_REALTIME
+        && value_ns != 0;
+    let (value, set_flags) = if absolute {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+        let now_ns = (now.tv_sec as u64).saturating_mul(1_000_000_000) + now.tv_nsec as u64;
+        (
+            spec(now_ns.saturating_add(value_ns)),
+            TimerfdTimerFlags::from_bits_retain(settime_flags),
+        )
+    } else {
+        (spec(value_ns), TimerfdTimerFlags::empty())
+    };
+    let its = Itimerspec {
+        it_interval: spec(interval_ns),
+        it_value: value,
+    };
+    rustix::time::timerfd_settime(&timer, set_flags, &its).map_err(|e| fail("arm", e))?;
+    // After arming: setting a timer clears its count.
+    if ticks != 0 {
+        sys::set_timerfd_ticks(&timer, ticks).map_err(|e| {
+            format!(
+                "cannot give back the {ticks} expirations of the timerfd at fd {}: {e}",
+                f.fd
+            )
+        })?;
+    }
+    Ok(timer)
+}
+
+/// A copy of `end` (a recreated pipe or socket end) for the image's descriptor `f`, with its
+/// `O_NONBLOCK`.
+fn copy_with_nonblock(end: &OwnedFd, f: &FdEntry) -> Result<OwnedFd, String> {
+    let copy = rustix::io::fcntl_dupfd_cloexec(end, 0).and_then(|copy| {
+        let nonblock = f.flags & libc::O_NONBLOCK as u32;
+        rustix::fs::fcntl_setfl(&copy, OFlags::from_bits_retain(nonblock))?;
+        Ok(copy)
+    });
+    copy.map_err(|e| format!("cannot place {} at fd {}: {e}", f.path, f.fd))
+}
+
+/// A new unix stream socketpair whose ends have the image's send buffers and shutdowns and
+/// hold the bytes that were waiting to be read from each (written through the other end,
+/// non-blocking: bytes that do not fit are an error, not a hang).
+fn new_socketpair(
+    a: (&UnixStreamState, &[u8]),
+    b: (&UnixStreamState, &[u8]),
+) -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType};
+    let (ea, eb) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    for (end, state) in [(&ea, a.0), (&eb, b.0)] {
+        // The kernel doubles what is set; the image has what getsockopt gave.
+        let half = usize::try_from(state.sndbuf / 2).unwrap_or(usize::MAX);
+        if rustix::net::sockopt::set_socket_send_buffer_size_force(end, half).is_err() {
+            rustix::net::sockopt::set_socket_send_buffer_size(end, half)?;
+        }
+    }
+    for (through, mut rest) in [(&eb, a.1), (&ea, b.1)] {
+        while !rest.is_empty() {
+            let n = rustix::io::write(through, rest)?;
+            rest = &rest[n..];
+        }
+    }
+    for (end, state) in [(&ea, a.0), (&eb, b.0)] {
+        if state.shutdown & 2 != 0 {
+            rustix::net::shutdown(end, Shutdown::Write)?;
+        }
+        if state.shutdown & 1 != 0 {
+            rustix::net::shutdown(end, Shutdown::Read)?;
+        }
+    }
+    Ok((ea, eb))
 }
 
 /// A new pipe of `capacity` bytes (at least what it must hold) holding `contents`.

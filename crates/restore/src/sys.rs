@@ -312,3 +312,55 @@ impl Drop for Mapping {
         unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
     }
 }
+
+/// A new signalfd for the signals of `mask` (bit N−1 for signal N), close-on-exec, and
+/// non-blocking when `nonblock`.
+pub(crate) fn new_signalfd(mask: u64, nonblock: bool) -> std::io::Result<OwnedFd> {
+    let flags = libc::SFD_CLOEXEC | if nonblock { libc::SFD_NONBLOCK } else { 0 };
+    // SAFETY: signalfd4 with fd −1 makes a new descriptor; it reads the 8-byte kernel signal
+    // set from `mask`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1 as c_long,
+            &mask as *const u64,
+            8 as c_long,
+            flags as c_long,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `r` is the new descriptor the call just made, owned by nothing else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r as i32) })
+}
+
+/// `TFD_IOC_SET_TICKS`: `_IOW('T', 0, u64)`.
+const TFD_IOC_SET_TICKS: libc::c_ulong = (1 << 30) | (8 << 16) | ((b'T' as libc::c_ulong) << 8);
+
+/// Sets the expirations a timerfd has counted and not delivered yet (the kernel has this
+/// ioctl when built with `CONFIG_CHECKPOINT_RESTORE`).
+pub(crate) fn set_timerfd_ticks(timer: &OwnedFd, ticks: u64) -> std::io::Result<()> {
+    // SAFETY: the ioctl reads one u64 from `ticks`; `timer` is an open timerfd.
+    let r = unsafe { libc::ioctl(timer.as_raw_fd(), TFD_IOC_SET_TICKS, &ticks as *const u64) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Adds descriptor number `fd` (already at its place in the restored table) to the interest
+/// list of the epoll instance `ep` with `events` and `data`. A raw number rather than a
+/// borrowed descriptor, because the descriptor was placed with `dup3` and nothing owns it.
+pub(crate) fn epoll_watch(ep: &OwnedFd, fd: i32, events: u32, data: u64) -> std::io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: epoll_ctl reads one epoll_event from `ev`; `fd` is a number the kernel checks
+    // (EBADF when closed) and no object of this program is affected by watching it.
+    let r = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

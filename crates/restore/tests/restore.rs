@@ -514,16 +514,16 @@ fn capture_without_the_rseq_tunable_is_refused() {
     assert!(!tmp.path().join("image").exists());
 }
 
-/// Rewrites a version-3 (or, without deleted files, version-4 or -5) image with raw runs and
+/// Rewrites a version-3 (or, without deleted files, version-4 to -6) image with raw runs and
 /// no interval timers as the version-1 image of
 /// the same process (no timer count in META, no PARENT section, runs without encoding, length
 /// and crc), every checksum recomputed.
 fn to_version_1(b: &[u8]) -> Vec<u8> {
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-    // Versions 4 and 5 differ from 3 only by descriptor kinds (and the deleted files' FILE
+    // Versions 4 to 6 differ from 3 only by descriptor kinds (and the deleted files' FILE
     // sections, which these processes have none of).
-    assert!(matches!(u32_at(8), 3..=5), "a version-3, -4 or -5 image");
+    assert!(matches!(u32_at(8), 3..=6), "a version-3 to -6 image");
     let mut out = b[..32].to_vec();
     out[8..12].copy_from_slice(&1u32.to_le_bytes());
     let crc = crc32c::crc32c(&out[..28]);
@@ -537,8 +537,9 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
             b"PRNT" => assert_eq!(u32_at(at + 12), 0, "a full image"),
             b"META" => {
                 // Version 1 knows only regular files and "other": the devices (version 4),
-                // eventfds and self-pipes (version 5) this process has open become "other",
-                // as a version-1 writer recorded them.
+                // eventfds and self-pipes (version 5), timerfds, signalfds and epoll instances
+                // (version 6) this process has open become "other", as a version-1 writer
+                // recorded them.
                 let mut decoded = image::format::decode_meta(&b[at + 12..at + 12 + len], u32_at(8))
                     .expect("the META section decodes");
                 assert!(decoded.itimers.is_empty(), "no interval timers");
@@ -549,8 +550,12 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
                         image::format::FdKind::Device
                             | image::format::FdKind::Eventfd
                             | image::format::FdKind::Pipe
+                            | image::format::FdKind::Timerfd
+                            | image::format::FdKind::Signalfd
+                            | image::format::FdKind::Epoll
                     ) {
                         fd.contents.clear();
+                        fd.state = image::format::FdState::None;
                         fd.kind = image::format::FdKind::Other;
                     }
                 }
@@ -618,9 +623,9 @@ fn incremental_on(b: &[u8], base_name: &str, delta_kind: Option<u32>) -> Vec<u8>
         sec.extend_from_slice(&crc.to_le_bytes());
         sec
     };
-    // Versions 4 and 5 differ from 3 only by descriptor kinds (and the deleted files' FILE
+    // Versions 4 to 6 differ from 3 only by descriptor kinds (and the deleted files' FILE
     // sections, which these processes have none of).
-    assert!(matches!(u32_at(8), 3..=5), "a version-3, -4 or -5 image");
+    assert!(matches!(u32_at(8), 3..=6), "a version-3 to -6 image");
     let mut out = image::encode_header_flags(image::HFLAG_INCREMENTAL).to_vec();
     let mut at = 32;
     let mut n_regions = 0;

@@ -376,12 +376,12 @@ type RegionSpans = Vec<(usize, usize)>;
 /// Per run: (data offset, length, encoding).
 type RunSpans = Vec<(usize, usize, u32)>;
 
-/// Walks a version-2 to -5 image (the same records): where its region records and its runs
+/// Walks a version-2 to -6 image (the same records): where its region records and its runs
 /// are (FILE sections, from version 4, follow the regions).
 fn image_records(b: &[u8]) -> (RegionSpans, RunSpans) {
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-    assert!((2..=5).contains(&u32_at(8)), "a version-2 to -5 image");
+    assert!((2..=6).contains(&u32_at(8)), "a version-2 to -6 image");
     let mut at = 32;
     let mut n_regions = 0;
     for _ in 0..3 {

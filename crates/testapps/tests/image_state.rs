@@ -190,6 +190,26 @@ fn a_self_pipe_comes_back_holding_its_bytes() {
     state_survives("pipe", &PACE);
 }
 
+#[test]
+fn timerfds_come_back_armed_with_their_expirations() {
+    state_survives("timerfd", &PACE);
+}
+
+#[test]
+fn a_signalfd_comes_back_with_its_mask_and_pending_signal() {
+    state_survives("signalfd", &PACE);
+}
+
+#[test]
+fn socketpairs_come_back_holding_their_bytes_and_shutdowns() {
+    state_survives("socketpair", &PACE);
+}
+
+#[test]
+fn epoll_instances_come_back_watching_what_they_watched() {
+    state_survives("epoll", &PACE);
+}
+
 /// The deleted files come back even when the directory they were in is gone by the restart
 /// (they are then recreated in memory).
 #[test]
