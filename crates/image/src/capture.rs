@@ -544,6 +544,7 @@ fn collect_meta(skip: &[RawFd], exclude: &[Vec<u8>]) -> std::io::Result<Meta> {
     m.auxv = procfs::parse_auxv(&std::fs::read("/proc/self/auxv")?);
     m.fds = collect_fds(skip, exclude)?;
     m.itimers = (0..MAX_ITIMERS).filter_map(sys::getitimer).collect();
+    m.pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     Ok(m)
 }
 

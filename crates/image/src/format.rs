@@ -303,6 +303,8 @@ pub struct Meta {
     pub fds: Vec<FdEntry>,
     /// Armed interval timers (version 3).
     pub itimers: Vec<ITimer>,
+    /// (Version 6) the process id, which the restorer gives back when it is free and it may.
+    pub pid: u32,
 }
 
 /// An armed interval timer (`getitimer`), in microseconds.
@@ -552,6 +554,7 @@ pub fn encode_meta(m: &Meta) -> Vec<u8> {
         e.u64(t.interval_us);
         e.u64(t.value_us);
     }
+    e.u32(m.pid);
     e.buf
 }
 
@@ -810,6 +813,9 @@ pub fn decode_meta(buf: &[u8], version: u32) -> Result<Meta, FormatError> {
             m.itimers.push(t);
         }
     }
+    if version >= 6 {
+        m.pid = d.u32()?;
+    }
     d.done()?;
     Ok(m)
 }
@@ -884,14 +890,18 @@ mod tests {
                 interval_us: 20_000,
                 value_us: 7_000,
             }],
+            pid: 4242,
             ..Meta::default()
         };
         assert_eq!(decode_meta(&encode_meta(&m), VERSION).unwrap(), m);
-        // A version 2 META has no timers: the count would be trailing bytes.
+        // A version 2 META has no timers and no pid (version 6): they would be trailing bytes.
         let mut v2 = m.clone();
         v2.itimers.clear();
+        v2.pid = 0;
         let bytes = encode_meta(&v2);
-        assert_eq!(decode_meta(&bytes[..bytes.len() - 4], 2).unwrap(), v2);
+        assert_eq!(decode_meta(&bytes[..bytes.len() - 8], 2).unwrap(), v2);
+        let refused = decode_meta(&bytes, 5).unwrap_err().to_string();
+        assert!(refused.contains("trailing"), "{refused}");
     }
 
     #[test]
@@ -911,7 +921,9 @@ mod tests {
             ..Meta::default()
         };
         let bytes = encode_meta(&m);
-        assert_eq!(decode_meta(&bytes, 4).unwrap(), m);
+        // Before version 6 META ends without the pid.
+        let old = &bytes[..bytes.len() - 4];
+        assert_eq!(decode_meta(old, 4).unwrap(), m);
         let refused = decode_meta(&bytes, 3).unwrap_err().to_string();
         assert!(refused.contains("fd 4 has unknown kind 3"), "{refused}");
     }
@@ -933,7 +945,9 @@ mod tests {
             ..Meta::default()
         };
         let bytes = encode_meta(&m);
-        assert_eq!(decode_meta(&bytes, 5).unwrap(), m);
+        // Before version 6 META ends without the pid.
+        let old = &bytes[..bytes.len() - 4];
+        assert_eq!(decode_meta(old, 5).unwrap(), m);
         let refused = decode_meta(&bytes, 4).unwrap_err().to_string();
         assert!(refused.contains("fd 5 has unknown kind 5"), "{refused}");
     }
@@ -959,7 +973,9 @@ mod tests {
             ..Meta::default()
         };
         let bytes = encode_meta(&m);
-        assert_eq!(decode_meta(&bytes, 5).unwrap(), m);
+        // Before version 6 META ends without the pid.
+        let old = &bytes[..bytes.len() - 4];
+        assert_eq!(decode_meta(old, 5).unwrap(), m);
         let refused = decode_meta(&bytes, 4).unwrap_err().to_string();
         assert!(refused.contains("fd 3 has unknown kind 6"), "{refused}");
         // A length above the cap is refused before anything is read.

@@ -49,7 +49,7 @@ pub use partref::{ImageRef, image_file_name};
 pub use read::{
     HFLAG_INCREMENTAL, Image, PageSink, Region, RunData, RunLoc, encode_header,
     encode_header_flags, encode_trailer_prefix, read_image, read_image_from, read_image_into,
-    read_parent_ref,
+    read_meta, read_parent_ref,
 };
 pub use restart::{RESTART_ENV_FD, replace_placeholder, reserve_fds, take_restart_env};
 pub use stats::{StallTimes, WriterReport};

@@ -544,9 +544,8 @@ pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, For
     })
 }
 
-/// What the image at `path` is based on, from its header and PARENT section only (the rest is
-/// not read): how a chain's links are checked without reading each one whole again.
-pub fn read_parent_ref(path: &Path) -> Result<Option<Parent>, FormatError> {
+/// The image at `path` opened past its header, which is checked, and its format version.
+fn open_checked_header(path: &Path) -> Result<(BufReader<File>, u32), FormatError> {
     let mut f = BufReader::new(File::open(path)?);
     let mut h = [0u8; HEADER_LEN];
     f.read_exact(&mut h)
@@ -562,6 +561,49 @@ pub fn read_parent_ref(path: &Path) -> Result<Option<Parent>, FormatError> {
     if crc32c::crc32c(&h[..28]) != field(28) {
         return Err(FormatError::Checksum("the header".into()));
     }
+    Ok((f, version))
+}
+
+/// The META section of the image at `path` (header and META only are read and checked): what
+/// a restorer needs to know before it reads the memory.
+pub fn read_meta(path: &Path) -> Result<Meta, FormatError> {
+    let (mut f, version) = open_checked_header(path)?;
+    let body = read_checked_section(&mut f, TAG_META, MAX_META_LEN, "META")?;
+    decode_meta(&body, version)
+}
+
+/// The body of the section `what` (tag `tag`, at most `cap` bytes) that `f` is at, its crc
+/// checked.
+fn read_checked_section(
+    f: &mut impl Read,
+    tag: u32,
+    cap: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, FormatError> {
+    let mut th = [0u8; 12];
+    f.read_exact(&mut th)
+        .map_err(|_| FormatError::Truncated(what))?;
+    let len = u64::from_le_bytes(th[4..12].try_into().unwrap_or_default());
+    if u32::from_le_bytes(th[..4].try_into().unwrap_or_default()) != tag || len > cap {
+        return Err(invalid(format!(
+            "the {what} section is missing or too long"
+        )));
+    }
+    let mut body = vec![0u8; len as usize + 4];
+    f.read_exact(&mut body)
+        .map_err(|_| FormatError::Truncated(what))?;
+    let crc = body.split_off(len as usize);
+    let want = crc32c::crc32c_append(crc32c::crc32c(&th), &body);
+    if u32::from_le_bytes(crc.try_into().unwrap_or_default()) != want {
+        return Err(FormatError::Checksum(what.into()));
+    }
+    Ok(body)
+}
+
+/// What the image at `path` is based on, from its header and PARENT section only (the rest is
+/// not read): how a chain's links are checked without reading each one whole again.
+pub fn read_parent_ref(path: &Path) -> Result<Option<Parent>, FormatError> {
+    let (mut f, version) = open_checked_header(path)?;
     if version < 2 {
         return Ok(None);
     }
@@ -578,22 +620,6 @@ pub fn read_parent_ref(path: &Path) -> Result<Option<Parent>, FormatError> {
         }
         std::io::copy(&mut (&mut f).take(len + 4), &mut std::io::sink())?;
     }
-    let mut th = [0u8; 12];
-    f.read_exact(&mut th)
-        .map_err(|_| FormatError::Truncated("PARENT"))?;
-    let len = u64::from_le_bytes(th[4..12].try_into().unwrap_or_default());
-    if u32::from_le_bytes(th[..4].try_into().unwrap_or_default()) != TAG_PARENT
-        || len > u64::from(MAX_STR) + 64
-    {
-        return Err(invalid("PARENT section missing".into()));
-    }
-    let mut body = vec![0u8; len as usize + 4];
-    f.read_exact(&mut body)
-        .map_err(|_| FormatError::Truncated("PARENT"))?;
-    let (body, crc) = body.split_at(len as usize);
-    let want = crc32c::crc32c_append(crc32c::crc32c(&th), body);
-    if u32::from_le_bytes(crc.try_into().unwrap_or_default()) != want {
-        return Err(FormatError::Checksum("PARENT".into()));
-    }
-    decode_parent(body)
+    let body = read_checked_section(&mut f, TAG_PARENT, u64::from(MAX_STR) + 64, "PARENT")?;
+    decode_parent(&body)
 }

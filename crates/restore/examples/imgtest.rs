@@ -426,6 +426,34 @@ fn env(c: &Ctx) {
     println!("exe {:?}", exe.file_name().unwrap());
 }
 
+static TERM: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERM.fetch_add(1, Ordering::SeqCst);
+}
+
+/// After the checkpoint: whether the process id (and the thread id, which glibc caches) are
+/// the ones before it, then `waiting` and up to 20 s for a SIGTERM, on which it exits with
+/// status 7 (the test signals the process it started, the restorer).
+fn pid(c: &Ctx) {
+    let before = std::process::id();
+    install(libc::SIGTERM, on_term);
+    c.checkpoint();
+    // SAFETY: gettid takes no arguments.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+    println!("pid kept {}", std::process::id() == before && tid == before);
+    println!("waiting");
+    std::io::stdout().flush().unwrap();
+    for _ in 0..2000 {
+        if TERM.load(Ordering::SeqCst) > 0 {
+            println!("terminated");
+            std::io::stdout().flush().unwrap();
+            std::process::exit(7);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() != 5 {
@@ -450,6 +478,7 @@ fn main() {
         "signals" => signals(&c),
         "files" => files(&c),
         "env" => env(&c),
+        "pid" => pid(&c),
         s => fail(format!("unknown scenario {s}")),
     }
     println!("done");

@@ -18,6 +18,7 @@
 
 mod blob;
 mod check;
+mod pid;
 mod plan;
 mod prep;
 mod stage;
@@ -31,7 +32,10 @@ use std::path::PathBuf;
 const RSEQ_OFF: &str = "glibc.pthread.rseq=0";
 
 fn usage() -> ! {
-    eprintln!("usage: mpicr-restore [--check] IMAGE\n       mpicr-restore --rank-image DIR");
+    eprintln!(
+        "usage: mpicr-restore [--check] IMAGE\n       mpicr-restore --rank-image DIR\n       \
+         mpicr-restore --keep PID   (internal: what a restore that kept the image's pid becomes)"
+    );
     std::process::exit(2);
 }
 
@@ -50,6 +54,11 @@ fn rank_image(dir: &OsString) -> PathBuf {
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let rank_mode = args.first().is_some_and(|a| a == "--rank-image");
+    if let [flag, pid] = args.as_slice()
+        && flag == pid::KEEP_FLAG
+    {
+        pid::keep(&pid.to_string_lossy());
+    }
     let (check_only, path) = match args.as_slice() {
         [flag, dir] if flag == "--rank-image" => (false, rank_image(dir)),
         [p] if p != "--check" && p != "-h" && p != "--help" => (false, PathBuf::from(p)),
@@ -86,6 +95,12 @@ fn fail(msg: &str) -> ! {
 }
 
 fn run(check_only: bool, path: PathBuf, quiet: bool) -> Result<(), String> {
+    // Before anything is read into memory: the memory the restorer maps itself after a fork
+    // would not merge with what the program maps later (the kernel keeps a forked copy's
+    // mappings apart). A damaged META is refused by the full read below.
+    if !check_only && let Ok(meta) = image::read_meta(&path) {
+        pid::take_back(meta.pid)?;
+    }
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     // Reading, checksumming, decompressing and resolving the chain happen here, before
     // anything but the staging mappings changes.

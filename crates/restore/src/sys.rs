@@ -364,3 +364,88 @@ pub(crate) fn epoll_watch(ep: &OwnedFd, fd: i32, events: u32, data: u64) -> std:
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// `struct clone_args` up to `set_tid_size` (`CLONE_ARGS_SIZE_VER1`, Linux 5.5).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+}
+
+/// Forks this (single-threaded) process into a child whose pid is `pid`: `clone3` with
+/// `set_tid`, which needs `CAP_SYS_ADMIN` in the pid namespace's owner and a free `pid`.
+/// Returns 0 in the child and the child's pid in the parent.
+pub(crate) fn fork_with_pid(pid: u32) -> std::io::Result<u32> {
+    let tids = [pid as libc::pid_t];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: tids.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM or a stack is a fork: the child gets a copy of this
+    // address space and resumes here with its own stack copy. The restorer is single-threaded,
+    // so no lock is held by another thread in the copy. The kernel reads `args` and `tids`,
+    // both live for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as u32)
+    }
+}
+
+/// Has the kernel send `SIGKILL` to this process when its parent ends.
+pub(crate) fn die_with_parent() -> std::io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number, no pointer.
+    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Sends signal `sig` to process `pid`.
+pub(crate) fn send_signal(pid: u32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: kill takes no pointers.
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Sets signal `sig` to its default action and unblocks every signal, so that raising it
+/// next ends the process as the signal does.
+pub(crate) fn default_and_unblock(sig: i32) {
+    let none: u64 = 0;
+    // SAFETY: SIG_DFL installs no handler.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+    // SAFETY: rt_sigprocmask reads 8 bytes from `none`; no old set is requested.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as c_long,
+            &none as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8 as c_long,
+        )
+    };
+}

@@ -149,16 +149,18 @@ fn run_until_captured(mut cmd: Command) -> String {
 }
 
 fn restore(image: &Path) -> Output {
-    finish(
-        Command::new(restorer())
-            .arg(image)
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("test harness"),
-    )
+    finish(restorer_cmd(image).spawn().expect("test harness"))
+}
+
+/// `mpicr-restore IMAGE` from `/`, its output piped.
+fn restorer_cmd(image: &Path) -> Command {
+    let mut c = Command::new(restorer());
+    c.arg(image)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
 }
 
 /// Whether the restorer may set the exe link (PR_SET_MM_MAP's exe_fd needs CAP_SYS_ADMIN or
@@ -264,6 +266,42 @@ fn round_trip_over_the_restorer(scenario: &str) {
     assert!(
         in_place < staged,
         "no region of {scenario} had to be moved ({placed}): the test did not test that"
+    );
+}
+
+/// The restored process has its old pid when the restorer may choose pids (root here), and
+/// whoever started `mpicr-restore` still has a process that passes signals on to it and ends
+/// as it ends (the keeper, docs/image-format.md); without the privilege it runs on with the
+/// restorer's pid.
+#[test]
+fn the_restored_process_keeps_its_pid_and_its_starters_signals_reach_it() {
+    let tmp = tempfile::tempdir().expect("test harness");
+    let image = tmp.path().join("pid.img");
+    capture_and_kill("pid", "stop", tmp.path(), &image);
+    let mut child = restorer_cmd(&image).spawn().expect("test harness");
+    let mut lines = BufReader::new(child.stdout.take().expect("test harness")).lines();
+    let mut seen = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        seen.push(line.clone());
+        if line == "waiting" {
+            break;
+        }
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("waiting"), "{seen:?}");
+    let root = rustix::process::geteuid().is_root();
+    assert!(seen.contains(&format!("pid kept {root}")), "{seen:?}");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .expect("the restorer's process is there");
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().expect("test harness");
+    assert_eq!(status.code(), Some(7), "{seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("terminated"),
+        "{seen:?}"
     );
 }
 
@@ -560,8 +598,9 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
                     }
                 }
                 let encoded = image::format::encode_meta(&decoded);
-                let (body, timers) = encoded.split_at(encoded.len() - 4);
-                assert_eq!(timers, [0; 4], "no interval timers");
+                // Version 1 ends before the timer count and the pid (version 6).
+                let (body, timers_pid) = encoded.split_at(encoded.len() - 8);
+                assert_eq!(timers_pid[..4], [0; 4], "no interval timers");
                 let mut meta = b"META".to_vec();
                 meta.extend_from_slice(&(body.len() as u64).to_le_bytes());
                 meta.extend_from_slice(body);

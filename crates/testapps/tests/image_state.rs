@@ -205,6 +205,25 @@ fn socketpairs_come_back_holding_their_bytes_and_shutdowns() {
     state_survives("socketpair", &PACE);
 }
 
+/// Root may choose pids (clone3's set_tid): the restored process has its old one. Without
+/// that privilege it runs on with a new pid, and says so.
+#[test]
+fn the_process_id_survives_where_the_restorer_may_choose_it() {
+    if rustix::process::geteuid().is_root() {
+        state_survives("pid", &PACE);
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let exe = program("pid");
+    let (snapshot, _) = checkpoint_and_kill_through(&sandbox, &[], &exe, "st-pid", &PACE);
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert!(
+        restarted.stdout.contains("pid kept no"),
+        "{}",
+        restarted.stdout
+    );
+}
+
 #[test]
 fn epoll_instances_come_back_watching_what_they_watched() {
     state_survives("epoll", &PACE);

@@ -1,8 +1,22 @@
 //! Checkpoint, kill and restart steps of the image tests (`image.rs`, `image_state.rs`).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{LIMIT, Out, Sandbox};
+
+/// When each process [`rank_pid`] returned started (clock ticks since boot, /proc/PID/stat
+/// field 22): a restored rank may have its old pid back (the restorer keeps it when it may),
+/// so "another process than `not`" is told by the start time as well.
+static STARTED: Mutex<Option<HashMap<u32, u64>>> = Mutex::new(None);
+
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(22 - 3)?.parse().ok()
+}
 
 pub fn ok(out: &Out, what: &str) {
     assert_eq!(
@@ -33,7 +47,8 @@ pub fn random_moment(max: Duration) -> Duration {
     Duration::from_millis(u64::from(nanos) % max.as_millis().max(1) as u64)
 }
 
-/// The pid of `rank` of job `name` from `mpicr status --json` (not `not`, one killed before).
+/// The pid of `rank` of job `name` from `mpicr status --json` (not the process `not`, one
+/// killed before, though a new process may have its pid).
 pub fn rank_pid(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
     let start = Instant::now();
     while start.elapsed() < LIMIT {
@@ -41,9 +56,17 @@ pub fn rank_pid(sandbox: &Sandbox, name: &str, rank: usize, not: u32) -> u32 {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
             && v["ranks"][rank]["state"] == "running"
             && let Some(pid) = v["ranks"][rank]["pid"].as_u64()
-            && pid as u32 != not
+            && let Some(start) = start_time(pid as u32)
         {
-            return pid as u32;
+            let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+            let started = started.get_or_insert_with(HashMap::new);
+            let same_as_not = not != 0
+                && pid as u32 == not
+                && started.get(&not).is_none_or(|&before| before == start);
+            if !same_as_not {
+                started.insert(pid as u32, start);
+                return pid as u32;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
