@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build=(gcc g++ gfortran make iproute2 procps util-linux)
-test=(mpich libmpich-dev)
+test=(mpich libmpich-dev python3)
 
 want=("${build[@]}")
 if [[ "${1:-build}" == test ]]; then

@@ -224,6 +224,18 @@ fn the_process_id_survives_where_the_restorer_may_choose_it() {
     );
 }
 
+/// Python's asyncio (an epoll instance, a socketpair for its self-pipe, the running loop tied
+/// to the pid): the event loop of a program that knows nothing of mpicr.
+#[test]
+fn a_python_asyncio_program_survives() {
+    let sandbox = Sandbox::new();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/asyncio_loop.py");
+    let reference = uninterrupted(&sandbox, &script, "asyncio", &PACE);
+    let (snapshot, _) = checkpoint_and_kill(&sandbox, &script, "st-asyncio", &PACE);
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(&reference, &restarted, "the restart of an asyncio program");
+}
+
 #[test]
 fn epoll_instances_come_back_watching_what_they_watched() {
     state_survives("epoll", &PACE);
