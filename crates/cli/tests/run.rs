@@ -413,17 +413,20 @@ fn kill_9_of_the_launcher_leaves_no_rank_behind() {
     let sandbox = Sandbox::new("orphan");
     let launcher = start_sleepers(&sandbox, "exec sleep 1000");
     let pid = launcher.pid();
+    // Checked while the job runs: once its launcher is dead, any launcher that starts (another
+    // test's) may remove its shared memory as a dead owner's.
+    let shm = shm_dir(&format!("job-{pid}"), pid);
+    assert!(exists(&shm));
     launcher.signal(Signal::KILL);
     let done = launcher.wait();
     assert_eq!(done.code, None, "killed by a signal");
     sandbox.assert_nothing_left();
-    // The socket and shared memory left behind are stale; listing the jobs removes them.
+    // The socket, status file and shared memory left behind are stale; listing the jobs
+    // removes them.
     assert_eq!(
         sockets(&sandbox.runtime_dir()),
         [format!("{pid}.sock"), format!("job-{pid}.sock")]
     );
-    let shm = shm_dir(&format!("job-{pid}"), pid);
-    assert!(exists(&shm));
     let board = sandbox.runtime_dir().join(format!("job-{pid}.checkpoint"));
     assert!(exists(&board));
     let list = sandbox.run(&["status"]);
