@@ -107,14 +107,9 @@ pub(crate) fn keep(pid: &str) -> ! {
 /// Closes every descriptor above stdio, so that the keeper holds nothing of the restored
 /// process open (its connections must end when it ends).
 fn close_all_but_stdio() {
-    let Ok(listing) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    // Listed whole first: the listing's own descriptor is closed by the time they are.
-    let open: Vec<i32> = listing
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    for fd in open.into_iter().filter(|&fd| fd > 2) {
-        sys::close_unowned(fd);
+    for fd in sys::open_descriptors().unwrap_or_default() {
+        if fd > 2 {
+            sys::close_unowned(fd);
+        }
     }
 }

@@ -152,17 +152,7 @@ pub(crate) fn prepare(
         .collect();
 
     // Close every other descriptor but stdio.
-    let mut open: Vec<RawFd> = Vec::new();
-    let listing = std::fs::read_dir("/proc/self/fd").map_err(io("cannot list descriptors"))?;
-    for e in listing {
-        if let Some(n) = e
-            .ok()
-            .and_then(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-        {
-            open.push(n);
-        }
-    }
-    for fd in open {
+    for fd in sys::open_descriptors().map_err(io("cannot list descriptors"))? {
         if fd > 2 && !ours.contains(&fd) && !pipe_fds.contains(&fd) {
             sys::close_unowned(fd);
         }

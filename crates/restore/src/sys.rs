@@ -8,13 +8,17 @@ use image::format::SigAction;
 
 /// Blocks every signal for the calling thread.
 pub(crate) fn block_all_signals() -> std::io::Result<()> {
-    let all: u64 = u64::MAX;
-    // SAFETY: rt_sigprocmask reads 8 bytes from `all`; no old set is requested.
+    set_signal_mask(u64::MAX)
+}
+
+/// Sets the calling thread's signal mask to `mask` (bit N−1 for signal N).
+fn set_signal_mask(mask: u64) -> std::io::Result<()> {
+    // SAFETY: rt_sigprocmask reads 8 bytes from `mask`; no old set is requested.
     let r = unsafe {
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK as c_long,
-            &all as *const u64,
+            &mask as *const u64,
             std::ptr::null_mut::<u64>(),
             8 as c_long,
         )
@@ -24,6 +28,15 @@ pub(crate) fn block_all_signals() -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The descriptor numbers open in this process (`/proc/self/fd`, listed whole before it
+/// returns, so the listing's own descriptor is closed by then).
+pub(crate) fn open_descriptors() -> std::io::Result<Vec<i32>> {
+    let listing = std::fs::read_dir("/proc/self/fd")?;
+    Ok(listing
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
 }
 
 #[repr(C)]
@@ -435,17 +448,7 @@ pub(crate) fn send_signal(pid: u32, sig: i32) -> std::io::Result<()> {
 /// Sets signal `sig` to its default action and unblocks every signal, so that raising it
 /// next ends the process as the signal does.
 pub(crate) fn default_and_unblock(sig: i32) {
-    let none: u64 = 0;
     // SAFETY: SIG_DFL installs no handler.
     unsafe { libc::signal(sig, libc::SIG_DFL) };
-    // SAFETY: rt_sigprocmask reads 8 bytes from `none`; no old set is requested.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK as c_long,
-            &none as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8 as c_long,
-        )
-    };
+    let _ = set_signal_mask(0);
 }
