@@ -20,9 +20,10 @@ use rustix::io::Errno;
 use crate::codec::{Codec, Compressor, ENC_RAW, ENC_ZERO, zstd_workspace_len};
 use crate::format::*;
 use crate::incr::{self, Chain};
+use crate::out::Out;
 use crate::procfs::{self, MapsLine};
 use crate::read::{HFLAG_INCREMENTAL, encode_header_flags, encode_trailer_prefix};
-use crate::stats::{Counters, StallTimes, StatsPage, Step, WriterReport, now_ns, thread_cpu_ns};
+use crate::stats::{StallTimes, StatsPage, Step, WriterReport, now_ns, thread_cpu_ns};
 use crate::{ctx, fdstate, sys};
 
 /// Why a capture failed.
@@ -88,7 +89,7 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-fn werr(what: &'static str, addr: u64) -> impl FnOnce(Errno) -> WriteError {
+pub(crate) fn werr(what: &'static str, addr: u64) -> impl FnOnce(Errno) -> WriteError {
     move |errno| WriteError { what, addr, errno }
 }
 
@@ -339,10 +340,8 @@ fn restored(job: Job) -> Outcome {
 /// Most mappings a capture handles.
 const MAX_CAPTURE_REGIONS: usize = 16384;
 const IO_BUF: usize = 1 << 20;
-/// The writer hands what it wrote to the disk's write-back in steps of this many bytes, so
-/// that the disk works while memory is read (the final fsync then waits for the last step).
-const WRITEBACK_STEP: u64 = 8 << 20;
-const OUT_BUF: usize = 64 << 10;
+/// Page-aligned in the scratch mapping (it follows `IO_BUF`), as direct I/O needs.
+const OUT_BUF: usize = 1 << 20;
 const MAPS_BUF: usize = 2 << 20;
 const STAT_BUF: usize = 8 << 10;
 const CHUNK_PAGES: usize = IO_BUF / PAGE_SIZE as usize;
@@ -719,126 +718,6 @@ extern "C" fn capture_cb(arg: *mut c_void, rsp: u64, rip: u64) -> u64 {
     }
 }
 
-/// Buffered output that keeps the whole-file and the current section's crc32c.
-struct Out<'a> {
-    fd: BorrowedFd<'a>,
-    buf: &'a mut [u8],
-    used: usize,
-    /// The crc32c of the file up to the current section's start.
-    file_crc: u32,
-    /// The current section's crc32c and length so far.
-    sec_crc: u32,
-    sec_len: usize,
-    /// Bytes appended (buffered or written).
-    pos: u64,
-    /// Bytes written to the file, and how many of them were handed to write-back.
-    written: u64,
-    kicked: u64,
-    ctr: Counters<'a>,
-}
-
-impl Out<'_> {
-    fn flush(&mut self) -> Result<(), WriteError> {
-        let n = std::mem::take(&mut self.used);
-        self.write(n, None)
-    }
-    /// Writes the buffer's first `n` bytes, then `data` when given, in one system call (a
-    /// run's few header bytes go out with its pages, not as a write of their own).
-    fn write(&mut self, n: usize, data: Option<&[u8]>) -> Result<(), WriteError> {
-        let parts = [&self.buf[..n], data.unwrap_or_default()];
-        let len = (parts[0].len() + parts[1].len()) as u64;
-        let t = now_ns();
-        write_all(self.fd, parts, self.written)?;
-        self.written += len;
-        self.ctr.wrote(len);
-        let t = self.ctr.add(Step::Write, t);
-        // Whole pages only: a page handed over half written would be written to disk twice.
-        let end = self.written / PAGE_SIZE * PAGE_SIZE;
-        if end - self.kicked >= WRITEBACK_STEP {
-            sys::start_writeback(self.fd, self.kicked, end - self.kicked);
-            self.kicked = end;
-            self.ctr.add(Step::Sync, t);
-        }
-        Ok(())
-    }
-    /// Appends bytes of the current section (covered by its checksum and the file's). Each
-    /// byte is checksummed once: the section's crc joins the file's at the section's end.
-    fn put(&mut self, b: &[u8]) -> Result<(), WriteError> {
-        let t = (b.len() >= PAGE_SIZE as usize).then(now_ns);
-        self.sec_crc = crc32c::crc32c_append(self.sec_crc, b);
-        self.sec_len += b.len();
-        if let Some(t) = t {
-            self.ctr.add(Step::Compute, t);
-        }
-        self.append(b)
-    }
-    /// Folds the section so far into the file checksum.
-    fn fold(&mut self) {
-        self.file_crc = crc32c::crc32c_combine(self.file_crc, self.sec_crc, self.sec_len);
-        self.sec_len = 0;
-    }
-    /// The checksum of everything appended so far.
-    fn file_crc(&mut self) -> u32 {
-        self.fold();
-        self.sec_crc = 0;
-        self.file_crc
-    }
-    /// Appends bytes outside the sections (header, trailer, a section's own crc), covered by
-    /// the file checksum only.
-    fn put_file_only(&mut self, b: &[u8]) -> Result<(), WriteError> {
-        self.file_crc = crc32c::crc32c_append(self.file_crc(), b);
-        self.append(b)
-    }
-    fn append(&mut self, b: &[u8]) -> Result<(), WriteError> {
-        self.pos += b.len() as u64;
-        if b.len() > self.buf.len() / 2 {
-            let n = std::mem::take(&mut self.used);
-            return self.write(n, Some(b));
-        }
-        if self.used + b.len() > self.buf.len() {
-            self.flush()?;
-        }
-        self.buf[self.used..self.used + b.len()].copy_from_slice(b);
-        self.used += b.len();
-        Ok(())
-    }
-    fn u32(&mut self, v: u32) -> Result<(), WriteError> {
-        self.put(&v.to_le_bytes())
-    }
-    fn u64(&mut self, v: u64) -> Result<(), WriteError> {
-        self.put(&v.to_le_bytes())
-    }
-    /// Starts a section.
-    fn begin_section(&mut self) {
-        self.fold();
-        self.sec_crc = 0;
-    }
-    fn end_section(&mut self) -> Result<(), WriteError> {
-        let c = self.sec_crc;
-        self.put_file_only(&c.to_le_bytes())
-    }
-}
-
-/// Writes `parts` one after the other, with `writev` (no allocation: two slices).
-fn write_all(fd: BorrowedFd<'_>, mut parts: [&[u8]; 2], pos: u64) -> Result<(), WriteError> {
-    while !parts[1].is_empty() || !parts[0].is_empty() {
-        let iov = [
-            std::io::IoSlice::new(parts[0]),
-            std::io::IoSlice::new(parts[1]),
-        ];
-        match rustix::io::writev(fd, &iov) {
-            Ok(0) => return Err(werr("writing the image", pos)(Errno::IO)),
-            Ok(n) => {
-                let first = n.min(parts[0].len());
-                parts = [&parts[0][first..], &parts[1][n - first..]];
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(werr("writing the image", pos)(e)),
-        }
-    }
-    Ok(())
-}
-
 fn open_proc(path: &CStr) -> Result<OwnedFd, WriteError> {
     rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(werr("opening a /proc/self file", 0))
@@ -1046,18 +925,7 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
         }
     }
 
-    let mut out = Out {
-        fd: img,
-        buf: outbuf,
-        used: 0,
-        file_crc: 0,
-        sec_crc: 0,
-        sec_len: 0,
-        pos: 0,
-        written: 0,
-        kicked: 0,
-        ctr,
-    };
+    let mut out = Out::new(img, outbuf, ctr, true);
     out.ctr.planned();
     out.put_file_only(&encode_header_flags(if job.parent.is_some() {
         HFLAG_INCREMENTAL
@@ -1117,18 +985,15 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
     for (fd, reader) in &job.deleted {
         write_deleted_file(&mut out, *fd, reader.as_fd(), bufs.io)?;
     }
-    let body_len = out.pos;
+    let body_len = out.pos();
     out.put_file_only(&encode_trailer_prefix(layout.n_regions, body_len))?;
     let c = out.file_crc();
-    out.append(&c.to_le_bytes())?;
-    out.flush()?;
-    let t = now_ns();
-    rustix::fs::fsync(img).map_err(werr("fsync of the image", 0))?;
-    out.ctr.add(Step::Sync, t);
+    out.append_unsummed(&c.to_le_bytes())?;
+    let mut ctr = out.finish()?;
     if let Some(t) = next_table {
         incr::seal(t);
     }
-    out.ctr.end();
+    ctr.end();
     Ok(())
 }
 
@@ -1215,7 +1080,11 @@ fn put_run(
             out.u32(ENC_RAW)?;
             out.u64(data.len() as u64)?;
             out.u32(0)?;
-            out.put(data)
+            if data.len() as u64 >= ALIGNED_RUN_PAGES * PAGE_SIZE {
+                out.put_pages(data)
+            } else {
+                out.put(data)
+            }
         }
     }
 }

@@ -10,8 +10,10 @@
 pub const MAGIC: [u8; 8] = *b"MPICRIMG";
 /// First bytes of the trailer.
 pub const TRAILER_MAGIC: [u8; 8] = *b"MPICREND";
-/// The format version this build writes (6: timerfds, signalfds and epoll instances).
-pub const VERSION: u32 = 6;
+/// The format version this build writes (7: raw runs of at least [`ALIGNED_RUN_PAGES`] pages
+/// start on a page boundary of the file, so the writer can hand memory to the disk with direct
+/// I/O).
+pub const VERSION: u32 = 7;
 /// The oldest version this build still reads (version 1: raw runs, no PARENT section).
 pub const MIN_VERSION: u32 = 1;
 /// `arch` value for x86-64.
@@ -32,6 +34,10 @@ pub const TAG_PARENT: u32 = u32::from_le_bytes(*b"PRNT");
 pub const TAG_FILE: u32 = u32::from_le_bytes(*b"FILE");
 /// Most pages in one compressed run (the writer compresses what it read at once: 1 MiB).
 pub const MAX_COMPRESSED_RUN_PAGES: u64 = 256;
+/// (Version 7) a raw run of at least this many pages has its data at a file offset that is a
+/// multiple of [`PAGE_SIZE`], after up to a page of zero bytes that follow its header. Smaller
+/// runs are copied through the writer's buffer, where padding would cost more than it saves.
+pub const ALIGNED_RUN_PAGES: u64 = 16;
 /// Most links in a chain of incremental images.
 pub const MAX_CHAIN: u32 = 1024;
 /// Page index that ends the run list of a region.

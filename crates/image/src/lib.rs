@@ -29,6 +29,7 @@ mod fdstate;
 pub mod format;
 mod incr;
 pub mod inherit;
+mod out;
 pub mod partref;
 mod procfs;
 mod read;

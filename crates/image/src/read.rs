@@ -134,6 +134,19 @@ impl CrcReader {
         self.exact(&mut b, what)?;
         Ok(u64::from_le_bytes(b))
     }
+    /// Reads the zero bytes (version 7) that put the next byte on a page boundary of the file.
+    fn skip_padding(&mut self, what: impl FnOnce() -> String) -> Result<(), FormatError> {
+        let mut pad = [0u8; PAGE_SIZE as usize];
+        let n = (self.pos.next_multiple_of(PAGE_SIZE) - self.pos) as usize;
+        self.exact(&mut pad[..n], "a run's padding")?;
+        if pad[..n].iter().any(|&b| b != 0) {
+            return Err(FormatError::Invalid(format!(
+                "{}: the padding before its pages is not zero",
+                what()
+            )));
+        }
+        Ok(())
+    }
     /// Reads the section crc (which is not part of the section's own checksum) and compares.
     fn check_section(&mut self, what: impl FnOnce() -> String) -> Result<(), FormatError> {
         let want = self.sec_crc;
@@ -454,6 +467,9 @@ pub fn read_image_into(file: File, sink: &mut dyn PageSink) -> Result<Image, For
                 return Err(invalid(format!(
                     "{here}: bad run {page}+{npages} (encoding {enc}, {len} bytes)"
                 )));
+            }
+            if version >= 7 && enc == ENC_RAW && npages >= ALIGNED_RUN_PAGES {
+                r.skip_padding(|| format!("{here}: run {page}+{npages}"))?;
             }
             let run = RunLoc {
                 page,

@@ -166,6 +166,20 @@ pub(crate) fn background() {
     unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_IDLE) };
 }
 
+/// Whether the file system takes direct I/O on `fd` at file offsets and memory addresses
+/// aligned to `align` (statx `STATX_DIOALIGN`, Linux 6.1; a kernel or file system that does not
+/// say is taken as one that does not allow it). Async-signal-safe: one system call.
+pub(crate) fn direct_io_fits(fd: BorrowedFd<'_>, align: usize) -> bool {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let Ok(st) = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) else {
+        return false;
+    };
+    let fits = |a: u32| a != 0 && a as usize <= align && align.is_multiple_of(a as usize);
+    StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::DIOALIGN)
+        && fits(st.stx_dio_mem_align)
+        && fits(st.stx_dio_offset_align)
+}
+
 /// Starts the write-back of `len` bytes of `fd` from `off` without waiting for it, so that
 /// the disk writes while the image writer reads on. Only a hint: an error changes nothing
 /// (the final fsync reports real ones).

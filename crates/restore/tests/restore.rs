@@ -446,6 +446,10 @@ fn damaged_images_are_refused_before_anything_runs() {
     std::fs::write(&bad, &b).expect("test harness");
     assert_refused(&bad, "version 9");
 
+    // Padding that is not zero, under checksums that agree with it.
+    std::fs::write(&bad, with_padding_spoiled(&good)).expect("test harness");
+    assert_refused(&bad, "the padding before its pages is not zero");
+
     std::fs::write(&bad, b"").expect("test harness");
     assert_refused(&bad, "truncated");
 
@@ -552,16 +556,65 @@ fn capture_without_the_rseq_tunable_is_refused() {
     assert!(!tmp.path().join("image").exists());
 }
 
-/// Rewrites a version-3 (or, without deleted files, version-4 to -6) image with raw runs and
-/// no interval timers as the version-1 image of
-/// the same process (no timer count in META, no PARENT section, runs without encoding, length
-/// and crc), every checksum recomputed.
+/// The offset of a raw run's data in an image of this build, whose header ends at `at`: large
+/// runs start on a page boundary of the file (version 7).
+fn skip_padding(at: usize, npages: u64) -> usize {
+    if npages >= image::format::ALIGNED_RUN_PAGES {
+        at.next_multiple_of(4096)
+    } else {
+        at
+    }
+}
+
+/// `b` (an image of this build with raw runs) with a byte of the first non-empty padding
+/// before a run's pages set, the region's and the file's checksums made to agree with it.
+fn with_padding_spoiled(b: &[u8]) -> Vec<u8> {
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let mut out = b.to_vec();
+    let mut at = 32;
+    let mut n_regions = 0;
+    for _ in 0..3 {
+        let len = u64_at(at + 4) as usize;
+        if &b[at..at + 4] == b"LAYT" {
+            n_regions = u32_at(at + 12 + len - 4);
+        }
+        at += 12 + len + 4;
+    }
+    for _ in 0..n_regions {
+        let start = at;
+        at += 80 + u32_at(at + 76) as usize;
+        let mut spoiled = false;
+        while u64_at(at) != u64::MAX {
+            assert_eq!(u32_at(at + 16), 0, "a raw run");
+            let data = skip_padding(at + 32, u64_at(at + 8));
+            if data > at + 32 && !spoiled {
+                out[at + 32] = 1;
+                spoiled = true;
+            }
+            at = data + u64_at(at + 20) as usize;
+        }
+        at += 16;
+        if spoiled {
+            let crc = crc32c::crc32c(&out[start..at]);
+            out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+            let n = out.len();
+            let crc = crc32c::crc32c(&out[..n - 4]);
+            out[n - 4..].copy_from_slice(&crc.to_le_bytes());
+            return out;
+        }
+        at += 4;
+    }
+    panic!("no run of the image has padding before its pages");
+}
+
+/// Rewrites an image of this build with raw runs, no interval timers and no deleted files as
+/// the version-1 image of the same process (no timer count or pid in META, no PARENT section,
+/// runs without encoding, length, crc and padding), every checksum recomputed.
 fn to_version_1(b: &[u8]) -> Vec<u8> {
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-    // Versions 4 to 6 differ from 3 only by descriptor kinds (and the deleted files' FILE
-    // sections, which these processes have none of).
-    assert!(matches!(u32_at(8), 3..=6), "a version-3 to -6 image");
+    assert_eq!(u32_at(8), image::format::VERSION, "an image of this build");
     let mut out = b[..32].to_vec();
     out[8..12].copy_from_slice(&1u32.to_le_bytes());
     let crc = crc32c::crc32c(&out[..28]);
@@ -630,6 +683,7 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
             }
             assert_eq!(u32_at(at), 0, "a raw run");
             at += 16;
+            at = skip_padding(at, npages);
             let len = npages as usize * 4096;
             out.extend_from_slice(&b[at..at + len]);
             at += len;
@@ -649,7 +703,8 @@ fn to_version_1(b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `b` (a full version-3 image) made an incremental image based on `base_name`, the file
+/// `b` (a full image this build wrote; its raw runs are the only ones, which holds for the
+/// processes the tests capture) made an incremental image based on `base_name`, the file
 /// holding `b` itself; with `delta_kind`, the first region of that kind is marked delta.
 fn incremental_on(b: &[u8], base_name: &str, delta_kind: Option<u32>) -> Vec<u8> {
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
@@ -662,9 +717,7 @@ fn incremental_on(b: &[u8], base_name: &str, delta_kind: Option<u32>) -> Vec<u8>
         sec.extend_from_slice(&crc.to_le_bytes());
         sec
     };
-    // Versions 4 to 6 differ from 3 only by descriptor kinds (and the deleted files' FILE
-    // sections, which these processes have none of).
-    assert!(matches!(u32_at(8), 3..=6), "a version-3 to -6 image");
+    assert_eq!(u32_at(8), image::format::VERSION, "an image of this build");
     let mut out = image::encode_header_flags(image::HFLAG_INCREMENTAL).to_vec();
     let mut at = 32;
     let mut n_regions = 0;
@@ -708,10 +761,20 @@ fn incremental_on(b: &[u8], base_name: &str, delta_kind: Option<u32>) -> Vec<u8>
                 at += 16;
                 break;
             }
-            // page u64, npages u64, enc u32, len u64, crc u32, data[len]
+            // page u64, npages u64, enc u32, len u64, crc u32, (padding), data[len]
             let len = u64_at(at + 20) as usize;
-            out.extend_from_slice(&b[at..at + 32 + len]);
-            at += 32 + len;
+            out.extend_from_slice(&b[at..at + 32]);
+            let raw = u32_at(at + 16) == 0;
+            let data = if raw {
+                skip_padding(at + 32, u64_at(at + 8))
+            } else {
+                at + 32
+            };
+            if data > at + 32 {
+                out.resize(out.len().next_multiple_of(4096), 0);
+            }
+            out.extend_from_slice(&b[data..data + len]);
+            at = data + len;
         }
         let crc = crc32c::crc32c(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());

@@ -376,12 +376,16 @@ type RegionSpans = Vec<(usize, usize)>;
 /// Per run: (data offset, length, encoding).
 type RunSpans = Vec<(usize, usize, u32)>;
 
-/// Walks a version-2 to -6 image (the same records): where its region records and its runs
-/// are (FILE sections, from version 4, follow the regions).
+/// Walks an image of this build: where its region records and its runs are (FILE sections
+/// follow the regions).
 fn image_records(b: &[u8]) -> (RegionSpans, RunSpans) {
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-    assert!((2..=6).contains(&u32_at(8)), "a version-2 to -6 image");
+    assert_eq!(
+        u32_at(8),
+        image_format::format::VERSION,
+        "an image of this build"
+    );
     let mut at = 32;
     let mut n_regions = 0;
     for _ in 0..3 {
@@ -398,7 +402,7 @@ fn image_records(b: &[u8]) -> (RegionSpans, RunSpans) {
         let name_len = u32_at(at + 40 + 36) as usize;
         at += 40 + 36 + 4 + name_len;
         loop {
-            let page = u64_at(at);
+            let (page, npages) = (u64_at(at), u64_at(at + 8));
             at += 16;
             if page == u64::MAX {
                 break;
@@ -406,6 +410,10 @@ fn image_records(b: &[u8]) -> (RegionSpans, RunSpans) {
             let enc = u32_at(at);
             let len = u64_at(at + 4) as usize;
             at += 16;
+            // Version 7: a large raw run's pages start on a page boundary of the file.
+            if enc == 0 && npages >= image_format::format::ALIGNED_RUN_PAGES {
+                at = at.next_multiple_of(4096);
+            }
             runs.push((at, len, enc));
             at += len;
         }
