@@ -768,6 +768,8 @@ fn write_deleted_file(
     if size > MAX_DELETED_FILE {
         return Err(werr("saving a deleted file", size)(Errno::FBIG));
     }
+    // `buf` may hold pages a write in flight still reads.
+    out.settle()?;
     out.begin_section();
     out.u32(TAG_FILE)?;
     out.u64(4 + size)?;
@@ -1081,7 +1083,10 @@ fn put_run(
             out.u64(data.len() as u64)?;
             out.u32(0)?;
             if data.len() as u64 >= ALIGNED_RUN_PAGES * PAGE_SIZE {
-                out.put_pages(data)
+                // SAFETY: `data` is memory of this process that no one changes while the
+                // image is written (see `write_region`), or the read buffer, which is only
+                // refilled after `Out::settle`.
+                unsafe { out.put_pages(data) }
             } else {
                 out.put(data)
             }
@@ -1174,7 +1179,9 @@ fn write_region(
             // the slice lives.
             unsafe { std::slice::from_raw_parts(chunk_addr as *const u8, n * page) }
         } else {
-            // Read the wanted pages to their place in the chunk.
+            // Read the wanted pages to their place in the chunk, once the disk has what the
+            // last chunk left there.
+            out.settle()?;
             let mut i = 0;
             while i < n {
                 if !want(entry(pm, i)) {

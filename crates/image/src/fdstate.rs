@@ -232,9 +232,14 @@ pub(crate) fn mark_socketpairs(fds: &mut [FdEntry]) {
         let rest = f.path.strip_prefix(SOCKET_LINK_PREFIX)?.strip_suffix(']')?;
         (f.fd > 2 && f.kind == FdKind::Other).then(|| rest.parse::<u64>().ok())?
     };
-    // A pair needs two sockets here; the dump is skipped otherwise (an MPI rank has its
-    // control connection).
-    if fds.iter().filter(|f| inode_of(f).is_some()).count() < 2 {
+    // A pair needs two unix stream sockets here; the dump (which runs in the rank's stall and
+    // lists every unix socket of the machine) is skipped otherwise: an MPI rank's sockets are
+    // its control connection and TCP links.
+    let unix_streams = fds
+        .iter()
+        .filter(|f| inode_of(f).is_some() && is_unix_stream(f.fd))
+        .count();
+    if unix_streams < 2 {
         return;
     }
     let Ok(sockets) = unixdiag::unix_sockets() else {
@@ -317,6 +322,17 @@ fn socket_end(fd: RawFd) -> Option<(u64, Vec<u8>)> {
     Some((sndbuf, contents))
 }
 
+/// Whether the socket at `fd` is a unix stream socket (asked of the socket itself, which
+/// costs a few system calls where the kernel's dump of unix sockets costs one per socket of
+/// the machine).
+fn is_unix_stream(fd: RawFd) -> bool {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    own_copy(fd).is_some_and(|s| {
+        sockopt::socket_domain(&s).ok() == Some(AddressFamily::UNIX)
+            && sockopt::socket_type(&s).ok() == Some(SocketType::STREAM)
+    })
+}
+
 /// A descriptor of our own for the open file at `fd` (sockets cannot be reopened through
 /// `/proc/self/fd`): `pidfd_getfd` on this process, which needs no permission.
 fn own_copy(fd: RawFd) -> Option<OwnedFd> {
@@ -328,6 +344,32 @@ fn own_copy(fd: RawFd) -> Option<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unix_stream_sockets_count_as_halves_of_a_pair() {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, socket, socketpair};
+        use std::os::fd::AsRawFd;
+        let (a, _b) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let (d, _e) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let tcp = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(is_unix_stream(a.as_raw_fd()));
+        assert!(!is_unix_stream(d.as_raw_fd()));
+        assert!(!is_unix_stream(tcp.as_raw_fd()));
+        assert!(!is_unix_stream(file.as_raw_fd()));
+    }
 
     #[test]
     fn a_timerfd_is_read_from_its_fdinfo() {
