@@ -202,7 +202,7 @@ impl PendingImage {
             "rank={} epoch={} stall_us={} write_us={} bytes={} flush_us={} prepare_us={} \
              chain_us={} fork_us={} fork_cpu_us={} stall_cpu_us={} child_first_us={} \
              child_yielded_us={} plan_us={} read_us={} compute_us={} syscall_write_us={} \
-             sync_us={} cpu_us={}",
+             sync_us={} cpu_us={} copied_bytes={}",
             self.rank,
             self.epoch,
             self.stall.as_micros(),
@@ -222,6 +222,7 @@ impl PendingImage {
             w.write.as_micros(),
             w.sync.as_micros(),
             w.cpu.as_micros(),
+            w.copied,
         );
         tracing::debug!("image written: {line}");
         if stats_wanted() {

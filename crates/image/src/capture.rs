@@ -319,6 +319,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 fn restored(job: Job) -> Outcome {
     let Job {
         file,
+        file_copied,
         deleted,
         scratch,
         stats,
@@ -328,6 +329,7 @@ fn restored(job: Job) -> Outcome {
         ..
     } = job;
     std::mem::forget(file);
+    std::mem::forget(file_copied);
     for (_, reader) in deleted {
         let _ = reader.into_raw_fd();
     }
@@ -377,6 +379,8 @@ struct RegionPlan {
 struct Job {
     /// The image file (`path.tmp`); its descriptor is left out of the image.
     file: File,
+    /// The image file again, for buffered writes (both are left out of the image).
+    file_copied: File,
     meta_bytes: Vec<u8>,
     /// The deleted files among the descriptors, in META order: the descriptor's number and
     /// a descriptor of our own that reads the file (opened before the capture point, so the
@@ -441,7 +445,14 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         .custom_flags(libc::O_CLOEXEC)
         .open(tmp)
         .map_err(|e| CaptureError::Io("creating the image file", e))?;
-    let meta = collect_meta(&[file.as_raw_fd()], &exclude)
+    // A second open file of the image, without O_DIRECT: pages the writer still shares
+    // with the rank go through the page cache (`out.rs`).
+    let file_copied = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(tmp)
+        .map_err(|e| CaptureError::Io("opening the image file", e))?;
+    let meta = collect_meta(&[file.as_raw_fd(), file_copied.as_raw_fd()], &exclude)
         .map_err(|e| CaptureError::Io("reading process state", e))?;
     let deleted = open_deleted(&meta.fds)?;
     if !meta.rseq_disabled {
@@ -454,6 +465,7 @@ fn prepare(tmp: &Path, fork: bool, options: &CaptureOptions) -> Result<Job, Capt
         StatsPage::new().map_err(|e| CaptureError::Io("mapping the writer's statistics", e))?;
     Ok(Job {
         file,
+        file_copied,
         meta_bytes: encode_meta(&meta),
         deleted,
         regions: Vec::with_capacity(MAX_CAPTURE_REGIONS),
@@ -787,6 +799,9 @@ fn write_deleted_file(
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// The page is mapped by this process only (`PM_MMAP_EXCLUSIVE`): in a forked writer, a
+/// private page the rank has written since the fork (its copy-on-write gave it a copy).
+const PM_EXCLUSIVE: u64 = 1 << 56;
 
 fn page_is_zero(p: &[u8]) -> bool {
     p.chunks_exact(64)
@@ -927,7 +942,7 @@ fn write_image(job: &mut Job, rsp: u64, rip: u64) -> Result<(), WriteError> {
         }
     }
 
-    let mut out = Out::new(img, outbuf, ctr, true);
+    let mut out = Out::new(img, job.file_copied.as_fd(), outbuf, ctr, true);
     out.ctr.planned();
     out.put_file_only(&encode_header_flags(if job.parent.is_some() {
         HFLAG_INCREMENTAL
@@ -1063,6 +1078,7 @@ fn put_run(
     out: &mut Out<'_>,
     page: u64,
     data: &[u8],
+    shared: impl Fn(usize) -> bool,
     comp: &mut [u8],
     c: &mut Compressor,
 ) -> Result<(), WriteError> {
@@ -1086,7 +1102,7 @@ fn put_run(
                 // SAFETY: `data` is memory of this process that no one changes while the
                 // image is written (see `write_region`), or the read buffer, which is only
                 // refilled after `Out::settle`.
-                unsafe { out.put_pages(data) }
+                unsafe { out.put_pages(data, shared) }
             } else {
                 out.put(data)
             }
@@ -1171,6 +1187,17 @@ fn write_region(
             b.copy_from_slice(&pm[i * 8..i * 8 + 8]);
             u64::from_ne_bytes(b)
         };
+        // The private pages read in place that the writer still shares with the rank: a
+        // direct write would make the writer copy each of them first, so they are copied
+        // through the page cache instead (`Out::put_pages`).
+        let mut shared = [0u64; CHUNK_PAGES / 64];
+        if direct && r.kind == RegionKind::Anon {
+            for i in 0..n {
+                if entry(pm, i) & PM_EXCLUSIVE == 0 {
+                    shared[i / 64] |= 1 << (i % 64);
+                }
+            }
+        }
         let data: &[u8] = if direct {
             // SAFETY: the chunk lies in an anonymous readable mapping of this process (the
             // maps just read, with nothing mapped or unmapped since: this single-threaded
@@ -1233,6 +1260,7 @@ fn write_region(
                     out,
                     p + a as u64,
                     &data[a * page..b * page],
+                    |i| shared[(a + i) / 64] & (1 << ((a + i) % 64)) != 0,
                     bufs.comp,
                     bufs.comp_state,
                 )?,

@@ -69,6 +69,8 @@ const IDLE: Slot = Slot {
 /// a write of it is still in flight. A segment is never changed while the kernel may read it.
 pub(crate) struct Out<'a> {
     fd: BorrowedFd<'a>,
+    /// The same file opened without `O_DIRECT`, for the pages that are copied.
+    copied: BorrowedFd<'a>,
     /// Page-aligned, a multiple of `DEPTH` pages long.
     buf: &'a mut [u8],
     seg_len: usize,
@@ -98,9 +100,11 @@ pub(crate) struct Out<'a> {
 
 impl<'a> Out<'a> {
     /// Output to the empty file `fd` through `buf` (page-aligned, a multiple of `DEPTH` pages
-    /// long), with direct I/O when `direct` asks for it and the file system offers it.
+    /// long), with direct I/O when `direct` asks for it and the file system offers it;
+    /// `copied` is the same file, opened on its own without `O_DIRECT`.
     pub(crate) fn new(
         fd: BorrowedFd<'a>,
+        copied: BorrowedFd<'a>,
         buf: &'a mut [u8],
         ctr: Counters<'a>,
         direct: bool,
@@ -110,6 +114,7 @@ impl<'a> Out<'a> {
         let seg_len = buf.len() / DEPTH;
         Out {
             fd,
+            copied,
             buf,
             seg_len,
             cur: 0,
@@ -144,18 +149,63 @@ impl<'a> Out<'a> {
     /// Appends a raw run's pages (page-aligned memory, whole pages) at the next page boundary
     /// of the file, zero bytes before them, and writes them from where they are: no copy.
     ///
+    /// Except the pages for which `shared(i)` holds (page `i` of `pages`), which are copied
+    /// through the page cache: a direct write pins the pages it reads, and before pinning a
+    /// private page that a forked writer still shares with its rank, the kernel gives the
+    /// writer a copy of its own, which it keeps until it exits. A checkpoint of a rank that
+    /// rewrites little would need as much memory again as the rank's (where the page cache
+    /// is memory the kernel takes back as it needs).
+    ///
     /// # Safety
     /// `pages` must stay mapped and unchanged until [`Out::settle`] or [`Out::finish`]
     /// returns: the disk may read them after this call returned.
-    pub(crate) unsafe fn put_pages(&mut self, pages: &[u8]) -> Result<(), WriteError> {
+    pub(crate) unsafe fn put_pages(
+        &mut self,
+        pages: &[u8],
+        shared: impl Fn(usize) -> bool,
+    ) -> Result<(), WriteError> {
         debug_assert!(whole_pages(pages));
         let pad = (self.pos.next_multiple_of(PAGE_SIZE) - self.pos) as usize;
         self.put(&ZEROS[..pad])?;
         self.sum(pages);
         self.pos += pages.len() as u64;
         // `written` and `pos` are both on a page boundary now, so the segment holds whole
-        // pages. SAFETY: the caller's promise for `pages`.
-        unsafe { self.issue(pages) }
+        // pages, and so does every part below.
+        let n = pages.len() / PAGE;
+        let mut i = 0;
+        while i < n {
+            let copy = self.direct && shared(i);
+            let mut j = i + 1;
+            while j < n && (self.direct && shared(j)) == copy {
+                j += 1;
+            }
+            let part = &pages[i * PAGE..j * PAGE];
+            if copy {
+                self.write_copied(part)?;
+            } else {
+                // SAFETY: the caller's promise for `pages`.
+                unsafe { self.issue(part) }?;
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Writes `part` (whole pages, at `written`) through the page cache, after the segment
+    /// whose bytes precede it.
+    fn write_copied(&mut self, part: &[u8]) -> Result<(), WriteError> {
+        // SAFETY: no pages, only the segment, which is not touched until its write is reaped.
+        unsafe { self.issue(&[]) }?;
+        let t = now_ns();
+        let off = self.written;
+        write_all(self.copied, [part, &[]], off)?;
+        self.written += part.len() as u64;
+        self.ctr.wrote(part.len() as u64);
+        self.ctr.copied(part.len() as u64);
+        let t = self.ctr.add(Step::Write, t);
+        sys::start_writeback(self.copied, off, part.len() as u64);
+        self.ctr.add(Step::Sync, t);
+        Ok(())
     }
 
     /// Waits for every write in flight: memory given to [`Out::put_pages`] may change after.
@@ -454,14 +504,17 @@ mod tests {
         v
     }
 
-    fn write_steps(out: &mut Out<'_>, pages: &[u8]) {
+    /// Which of the three pages are copied through the page cache.
+    type Shared = fn(usize) -> bool;
+
+    fn write_steps(out: &mut Out<'_>, pages: &[u8], shared: Shared) {
         out.put(b"0123456789").unwrap();
         // SAFETY: `pages` outlives `out`, and nothing changes it.
-        unsafe { out.put_pages(pages) }.unwrap();
+        unsafe { out.put_pages(pages, shared) }.unwrap();
         let big: Vec<u8> = (0..100 << 10).map(|i| (i % 253) as u8).collect();
         out.put(&big).unwrap();
         // SAFETY: as above.
-        unsafe { out.put_pages(pages) }.unwrap();
+        unsafe { out.put_pages(pages, shared) }.unwrap();
         out.append_unsummed(b"end").unwrap();
     }
 
@@ -479,13 +532,20 @@ mod tests {
     /// Writes the steps to a new file in the system's temporary directory (a file system
     /// with direct I/O on the machines we test on) and gives back the file's bytes, the
     /// checksum `Out` kept, and whether it was still writing directly before the tail.
-    fn run(direct: bool, spoil: bool) -> (Vec<u8>, u32, bool, Vec<u8>) {
+    fn run(direct: bool, spoil: bool, shared: Shared) -> (Vec<u8>, u32, bool, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("image");
         let file = std::fs::File::create(&path).unwrap();
+        let copied = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let (mut buf, mut pages) = buffers();
         let mut stats = StatsPage::new().unwrap();
-        let mut out = Out::new(file.as_fd(), buf.bytes(), stats.counters(), direct);
+        let mut out = Out::new(
+            file.as_fd(),
+            copied.as_fd(),
+            buf.bytes(),
+            stats.counters(),
+            direct,
+        );
         assert_eq!(
             out.direct,
             direct,
@@ -500,7 +560,7 @@ mod tests {
             unsafe { out.issue(odd) }.unwrap();
             out.pos += PAGE as u64;
         }
-        write_steps(&mut out, pages.bytes());
+        write_steps(&mut out, pages.bytes(), shared);
         let still_direct = out.direct;
         let crc = out.file_crc();
         out.finish().unwrap();
@@ -517,24 +577,31 @@ mod tests {
 
     #[test]
     fn direct_and_buffered_output_write_the_same_bytes() {
+        let patterns: [(&str, Shared); 3] = [
+            ("no page copied", |_| false),
+            ("every page copied", |_| true),
+            ("the middle page copied", |i| i == 1),
+        ];
         for direct in [true, false] {
-            let (bytes, _, still_direct, want) = run(direct, false);
-            assert_eq!(still_direct, direct);
-            assert_eq!(bytes.len(), want.len());
-            assert!(bytes == want, "direct {direct}: the file differs");
+            for (what, shared) in patterns {
+                let (bytes, _, still_direct, want) = run(direct, false, shared);
+                assert_eq!(still_direct, direct);
+                assert_eq!(bytes.len(), want.len());
+                assert!(bytes == want, "direct {direct}, {what}: the file differs");
+            }
         }
     }
 
     #[test]
     fn a_direct_write_the_file_system_refuses_is_written_buffered() {
-        let (bytes, _, still_direct, want) = run(true, true);
+        let (bytes, _, still_direct, want) = run(true, true, |i| i == 2);
         assert!(!still_direct, "the refused write did not end direct I/O");
         assert!(bytes == want, "the file differs");
     }
 
     #[test]
     fn the_checksum_covers_every_byte_but_the_unsummed_ones() {
-        let (bytes, crc, _, _) = run(true, false);
+        let (bytes, crc, _, _) = run(true, false, |i| i == 0);
         assert_eq!(crc, crc32c::crc32c(&bytes[..bytes.len() - 3]));
     }
 }

@@ -47,6 +47,9 @@ pub struct WriterReport {
     pub cpu: Duration,
     /// Bytes of the image file.
     pub bytes: u64,
+    /// Of them, the pages written through the page cache while direct I/O was on, because the
+    /// writer still shared them with the rank (`image::out`).
+    pub copied: u64,
     /// From the parent's `fork` call to the writer's first instruction, and to its return
     /// from the `sched_yield` that gives the core back to the rank (the scheduler runs a new
     /// child first).
@@ -69,7 +72,8 @@ const CHILD_FIRST: usize = 10;
 const CHILD_YIELDED: usize = 11;
 /// 1 once the writer has done its work (set just before it exits, whatever the outcome).
 const DONE: usize = 12;
-const WORDS: usize = 13;
+const COPIED: usize = 13;
+const WORDS: usize = 14;
 
 /// Nanoseconds of the monotonic clock (no allocation, no failure: what the writer may call).
 pub(crate) fn now_ns() -> u64 {
@@ -143,6 +147,7 @@ impl StatsPage {
             sync: Duration::from_nanos(w[SYNC]),
             cpu: Duration::from_nanos(w[CPU]),
             bytes: w[BYTES],
+            copied: w[COPIED],
             first: span(FORK_CALL, CHILD_FIRST),
             yielded: span(FORK_CALL, CHILD_YIELDED),
         }
@@ -180,6 +185,9 @@ impl Counters<'_> {
     }
     pub(crate) fn wrote(&mut self, bytes: u64) {
         self.words[BYTES] += bytes;
+    }
+    pub(crate) fn copied(&mut self, bytes: u64) {
+        self.words[COPIED] += bytes;
     }
     pub(crate) fn end(&mut self) {
         self.words[END] = now_ns();

@@ -43,6 +43,7 @@ impl Ctx {
             "fork" => match image::capture_in_child(image) {
                 Ok(image::ChildOutcome::Started(mut c)) => {
                     c.wait().unwrap_or_else(|e| fail(e));
+                    eprintln!("writer copied_bytes={}", c.report().copied);
                     wait_to_be_killed()
                 }
                 Ok(image::ChildOutcome::Restored) => {}
