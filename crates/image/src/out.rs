@@ -78,7 +78,6 @@ pub(crate) struct Out<'a> {
     cur: usize,
     used: usize,
     slots: [Slot; DEPTH],
-    in_flight: usize,
     /// Whether the file is open with `O_DIRECT`, and the AIO context its writes go through.
     direct: bool,
     aio: Option<Aio>,
@@ -120,7 +119,6 @@ impl<'a> Out<'a> {
             cur: 0,
             used: 0,
             slots: [IDLE; DEPTH],
-            in_flight: 0,
             direct,
             aio: direct.then(|| Aio::new(DEPTH as u32)).flatten(),
             size_ahead: 0,
@@ -210,7 +208,7 @@ impl<'a> Out<'a> {
 
     /// Waits for every write in flight: memory given to [`Out::put_pages`] may change after.
     pub(crate) fn settle(&mut self) -> Result<(), WriteError> {
-        while self.in_flight > 0 {
+        while self.slots.iter().any(|s| s.busy) {
             self.reap()?;
         }
         Ok(())
@@ -335,7 +333,6 @@ impl<'a> Out<'a> {
                 },
             ],
         };
-        self.in_flight += 1;
         if self.direct && self.written + len > self.size_ahead {
             // Only a hint: a file system that cannot set the size gets extending writes.
             let size = (self.written + len).next_multiple_of(SIZE_STEP);
@@ -419,7 +416,6 @@ impl<'a> Out<'a> {
             self.write_sync([part(&slot.iov[0]), part(&slot.iov[1])], slot.off, done)?;
         }
         self.slots[i].busy = false;
-        self.in_flight -= 1;
         Ok(())
     }
 
