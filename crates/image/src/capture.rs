@@ -591,6 +591,32 @@ fn thread_count() -> std::io::Result<usize> {
     Ok(threads)
 }
 
+/// The child processes of this process, zombies included: the pids in every thread's
+/// `/proc/self/task/TID/children`. An image holds one process, so a process waiting for a
+/// child (a shell in a command substitution, a `fork` before its `waitpid`) would find it
+/// gone after a restart: its caller checkpoints it once they are gone.
+pub fn child_processes() -> std::io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let children = match std::fs::read_to_string(task?.path().join("children")) {
+            Ok(c) => c,
+            // A thread that ended since the directory was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for pid in children.split_ascii_whitespace() {
+            pids.push(pid.parse().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a child process {pid:?} that is not a number"),
+                )
+            })?);
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
 /// What `/proc/self/fd/N` appends to the path of a file that was deleted.
 const DELETED_SUFFIX: &str = " (deleted)";
 
@@ -1285,4 +1311,25 @@ fn write_region(
     out.u64(RUN_END)?;
     out.u64(0)?;
     out.end_section()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::child_processes;
+
+    #[test]
+    fn child_processes_are_listed_until_they_are_waited_for() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep starts");
+        let pid = child.id();
+        assert!(child_processes().expect("the list").contains(&pid));
+        child.kill().expect("the child can be killed");
+        // Exited but not yet waited for: still a child, whose status a restart would lose.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(child_processes().expect("the list").contains(&pid));
+        child.wait().expect("the child is waited for");
+        assert!(!child_processes().expect("the list").contains(&pid));
+    }
 }

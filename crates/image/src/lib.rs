@@ -40,7 +40,7 @@ mod unixdiag;
 
 pub use capture::{
     CaptureError, CaptureOptions, ChildCapture, ChildOutcome, Outcome, WriteError,
-    capture_in_child, capture_in_child_chained, capture_in_child_with, capture_to,
+    capture_in_child, capture_in_child_chained, capture_in_child_with, capture_to, child_processes,
 };
 pub use codec::Codec;
 pub use format::FormatError;

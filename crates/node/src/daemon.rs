@@ -436,6 +436,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
         );
     }
     ranks.finish();
+    // No rank writes into the store any more.
+    if let Some(store) = &node_store {
+        store.sweep_given_up();
+    }
     stop_heartbeat.store(true, Ordering::SeqCst);
     // The forwarders are done (or given up) once `finish` returned; the output thread ends
     // when their senders are gone.

@@ -127,6 +127,12 @@ struct Pruned {
     seen: u64,
 }
 
+impl Pruned {
+    fn given_up(&self, epoch: u64) -> bool {
+        epoch <= self.floor && !self.keep.contains(&epoch)
+    }
+}
+
 fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> NodeStoreError {
     let path = path.to_owned();
     move |source| NodeStoreError::Io { op, path, source }
@@ -170,7 +176,7 @@ impl NodeStore {
             .pruned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if epoch <= pruned.floor && !pruned.keep.contains(&epoch) {
+        if pruned.given_up(epoch) {
             return Err(NodeStoreError::GivenUp {
                 epoch,
                 job: self.job.clone(),
@@ -213,18 +219,33 @@ impl NodeStore {
             .pruned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut floor = pruned
+        let floor = pruned
             .floor
             .max(pruned.seen)
             .max(keep.iter().copied().max().unwrap_or(0));
+        pruned.floor = self.epochs().into_iter().fold(floor, u64::max);
+        pruned.keep = keep.to_vec();
+        self.remove_given_up(&pruned);
+    }
+
+    /// Removes what is left of the checkpoints a STORE_KEEP gave up. A prune races with
+    /// whatever still writes into such a directory (a rank's late part, a mirror's copy): a
+    /// file made between the prune's removal of the files and of the directory keeps the
+    /// directory, so the writers' ends and the daemon's end sweep again.
+    pub fn sweep_given_up(&self) {
+        let pruned = self
+            .pruned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.remove_given_up(&pruned);
+    }
+
+    fn remove_given_up(&self, pruned: &Pruned) {
         for epoch in self.epochs() {
-            floor = floor.max(epoch);
-            if !keep.contains(&epoch) {
+            if pruned.given_up(epoch) {
                 let _ = fs::remove_dir_all(self.epoch_dir(epoch));
             }
         }
-        pruned.floor = floor;
-        pruned.keep = keep.to_vec();
     }
 
     /// Copies a checked part's bundle to every node of `mirrors` (only the links of its chain
@@ -574,6 +595,13 @@ impl NodeStore {
     /// mirror's offer), those this store holds are linked into the epoch's directory and
     /// PART_NEED asks for the others.
     fn receive(&self, stream: &TcpStream, put: &PartPut) -> Result<(), NodeStoreError> {
+        let received = self.receive_files(stream, put);
+        // A prune of the epoch during the copy may have left the directory behind.
+        self.sweep_given_up();
+        received
+    }
+
+    fn receive_files(&self, stream: &TcpStream, put: &PartPut) -> Result<(), NodeStoreError> {
         let refused = |why: String| NodeStoreError::Copy {
             node: "the peer".into(),
             why,
@@ -1185,6 +1213,32 @@ mod tests {
         for n in names {
             let _ = fs::remove_dir_all(temp(n));
         }
+    }
+
+    /// A prune races with writers: what a late part or copy left of a given-up epoch (the
+    /// directory the prune could not remove because a file appeared in it) goes at the next
+    /// sweep, and nothing else does.
+    #[test]
+    fn what_is_left_of_a_given_up_epoch_is_swept() {
+        let root = temp("sweep");
+        let s = NodeStore::open(&root, "job", "n", "secret").unwrap();
+        for epoch in [6, 7, 8] {
+            s.begin(epoch).unwrap();
+        }
+        s.keep_only(&[6]);
+        assert!(s.epoch_dir(6).exists() && !s.epoch_dir(7).exists());
+        let late = s.epoch_dir(7);
+        fs::create_dir(&late).unwrap();
+        fs::write(late.join(part_file_name(0)), b"a late part").unwrap();
+        let committed_later = s.begin(9).unwrap();
+        s.sweep_given_up();
+        assert!(!late.exists(), "the given-up epoch stayed");
+        assert!(s.epoch_dir(6).exists(), "a kept epoch was removed");
+        assert!(
+            committed_later.exists(),
+            "an epoch after the prune was removed"
+        );
+        let _ = fs::remove_dir_all(root);
     }
 
     #[test]

@@ -211,6 +211,27 @@ impl Rank {
                 return Taken::Written;
             }
         };
+        match image::child_processes() {
+            Ok(pids) if pids.is_empty() => {}
+            Ok(pids) => {
+                let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+                // The coordinator asks again (and says so): a shell's command substitution or
+                // a fork awaiting its `waitpid` is over in a moment.
+                self.give_up(
+                    epoch,
+                    format!(
+                        "it has child processes ({}), which an image cannot hold; it is \
+                         checkpointed once they have exited and been waited for",
+                        pids.join(", ")
+                    ),
+                );
+                return Taken::Written;
+            }
+            Err(e) => {
+                self.fail(epoch, format!("listing its child processes failed: {e}"));
+                return Taken::Written;
+            }
+        }
         let path = Path::new(dir).join(image::image_file_name(self.rank));
         let options = CaptureOptions {
             exclude_dirs: Vec::new(),
@@ -252,11 +273,21 @@ impl Rank {
 
     fn fail(&mut self, epoch: u64, reason: String) {
         say(&format!("checkpoint {epoch} failed: {reason}"));
+        self.refuse(epoch, reason, false);
+    }
+
+    /// Refuses checkpoint `epoch` for a reason that passes: the coordinator reports it and
+    /// asks again, so the program's stderr stays its own.
+    fn give_up(&mut self, epoch: u64, reason: String) {
+        self.refuse(epoch, reason, true);
+    }
+
+    fn refuse(&mut self, epoch: u64, reason: String, retry: bool) {
         let failed = CheckpointFailed {
             epoch,
             rank: self.rank,
             reason,
-            retry: false,
+            retry,
         };
         send(&mut self.control, &Message::CheckpointFailed(failed));
     }

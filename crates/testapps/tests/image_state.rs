@@ -494,6 +494,66 @@ exec \"$@\"\n",
     state_survives_through(&sandbox, &[&script], "heap_brk", &PACE);
 }
 
+/// A checkpoint that reaches a shell inside a command substitution: the shell waits for a
+/// child the image cannot hold, so the rank refuses the checkpoint for the moment, the
+/// coordinator asks again, and the checkpoint it then takes restarts to the uninterrupted
+/// result. (An image of the waiting shell would restart to an empty substitution, which
+/// this script refuses to go on with.)
+#[test]
+fn a_checkpoint_waits_until_the_rank_has_no_child_processes() {
+    let sandbox = Sandbox::new();
+    let exe = program("heap_brk");
+    let reference = uninterrupted(&sandbox, &exe, "heap_brk", &PACE);
+    let inside = sandbox.dir().join("inside");
+    let script = sandbox.dir().join("job.bash");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/usr/bin/env bash
+wrapped=$(touch {inside}; /bin/sleep 1; /bin/echo 1)
+[ \"$wrapped\" = 1 ] || {{ echo \"the substitution came back empty\" >&2; exit 3; }}
+export STATE_WRAPPED=$wrapped
+exec \"$@\"\n",
+            inside = inside.display()
+        ),
+    )
+    .expect("the script is written");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .expect("the script is made executable");
+    let (script, exe) = (script.display().to_string(), exe.display().to_string());
+    let steps = PACE.steps.to_string();
+    let slow = PACE.slow_ms.to_string();
+    let dir = run_dir(&sandbox, "st-children");
+    let job = sandbox.start_job(
+        "st-children",
+        &[
+            "-n", "1", "--crs", "image", "--", &script, &exe, &steps, &slow, &dir,
+        ],
+    );
+    let start = std::time::Instant::now();
+    while !inside.exists() {
+        assert!(
+            start.elapsed() < harness::LIMIT,
+            "the script never began its substitution"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", "st-children"]));
+    kill_rank(&sandbox, "st-children", 0, 0);
+    let killed = job.finish();
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(
+        &reference,
+        &restarted,
+        "the restart of the script's program",
+    );
+    assert!(
+        killed.stderr.contains("child processes") && killed.stderr.contains("asking again"),
+        "the first attempt was not refused for the shell's child:\n{}",
+        killed.stderr
+    );
+}
+
 /// A program that executes itself twice (execv, then execlp) hands the connection over each
 /// time: checkpointed every 250 ms through its three stages, it prints what it prints
 /// uninterrupted. Its first image (stage 0) restarts, with checkpoints again, into a process
