@@ -47,8 +47,8 @@ pub struct WriterReport {
     pub cpu: Duration,
     /// Bytes of the image file.
     pub bytes: u64,
-    /// Of them, the pages written through the page cache while direct I/O was on, because the
-    /// writer still shared them with the rank (`image::out`).
+    /// Of them, the pages written through the page cache while direct I/O was on: those the
+    /// writer still shared with the rank, and short stretches among them (`image::out`).
     pub copied: u64,
     /// From the parent's `fork` call to the writer's first instruction, and to its return
     /// from the `sched_yield` that gives the core back to the rank (the scheduler runs a new
