@@ -303,7 +303,8 @@ pub(crate) fn launch(config: LaunchConfig, options: &CheckpointOptions) -> ExitC
             }
             Outcome::NodeFailed { node, cause, .. } => format!("node {node} failed ({cause})"),
             // Nothing to recover from: success, an abort, an interrupt, or a restore that
-            // failed (the same snapshot would fail the same way again).
+            // failed by itself (the same snapshot would fail the same way again;
+            // `Outcome::of_restore`).
             _ => return ExitCode::from(outcome.exit_code()),
         };
         if recoveries >= options.max_restarts || interrupted.load(Ordering::SeqCst) {

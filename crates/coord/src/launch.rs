@@ -554,7 +554,7 @@ impl RunningJob {
                         why: exit.status.to_string(),
                     });
                     (!exit.status.success()).then_some(if self.restoring && !registered {
-                        Outcome::RestoreFailed(exit)
+                        Outcome::of_restore(exit)
                     } else {
                         Outcome::RankFailed(exit)
                     })

@@ -1,6 +1,7 @@
 //! How a job ended, and the exit status of `mpicr run` that follows from it.
 
 use node::{RankExit, signal_name};
+use rustix::process::Signal;
 
 /// The end of a job: success, or the first thing that went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,24 @@ pub enum Outcome {
     },
 }
 
+/// Signals that end a process from outside (a user's `kill`, the kernel's OOM killer, a
+/// hang-up), whatever it was doing.
+const FROM_OUTSIDE: [Signal; 4] = [Signal::KILL, Signal::TERM, Signal::INT, Signal::HUP];
+
 impl Outcome {
+    /// How a rank's failure before it rejoined a restarted job counts: as the restore's own
+    /// failure (the restorer refused the image, or the restore crashed), which the same
+    /// snapshot would repeat, or, killed from outside, as the rank's failure, which a recovery
+    /// may retry like any other.
+    pub fn of_restore(exit: RankExit) -> Self {
+        match exit.status {
+            node::ExitStatus::Signaled(s) if FROM_OUTSIDE.iter().any(|f| f.as_raw() == s) => {
+                Self::RankFailed(exit)
+            }
+            _ => Self::RestoreFailed(exit),
+        }
+    }
+
     /// The exit status of `mpicr run`: 0, the failed rank's status as a shell reports it
     /// (128 + signal for a signal), the abort code, or 128 + the signal received. An abort
     /// whose code would read as success (0 modulo 256) gives 1.
@@ -143,6 +161,24 @@ mod tests {
             restore.describe().unwrap(),
             "the restore of rank 1 failed: mpicr-restore (pid 4712) exited with status 1; \
              ending the job"
+        );
+        // A restore the image made fail or that crashed, against a restorer killed from
+        // outside (counted as the rank's failure: the job may recover from it).
+        let restorer = |status| RankExit {
+            rank: 1,
+            pid: 4712,
+            status,
+        };
+        for own in [ExitStatus::Exited(1), ExitStatus::Signaled(11)] {
+            assert_eq!(
+                Outcome::of_restore(restorer(own)),
+                Outcome::RestoreFailed(restorer(own))
+            );
+        }
+        let killed = ExitStatus::Signaled(9);
+        assert_eq!(
+            Outcome::of_restore(restorer(killed)),
+            Outcome::RankFailed(restorer(killed))
         );
         let abort = |code| Outcome::Aborted {
             rank: 0,
