@@ -164,7 +164,8 @@ impl<'a> Out<'a> {
     /// private page that a forked writer still shares with its rank, the kernel gives the
     /// writer a copy of its own, which it keeps until it exits. A checkpoint of a rank that
     /// rewrites little would need as much memory again as the rank's (where the page cache
-    /// is memory the kernel takes back as it needs).
+    /// is memory the kernel takes back as it needs). Fewer than [`MIN_DIRECT_PAGES`] other
+    /// pages in a row among them are copied with them ([`pieces`]).
     ///
     /// # Safety
     /// `pages` must stay mapped and unchanged until [`Out::settle`] or [`Out::finish`]
