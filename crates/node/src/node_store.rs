@@ -223,9 +223,10 @@ impl NodeStore {
             .floor
             .max(pruned.seen)
             .max(keep.iter().copied().max().unwrap_or(0));
-        pruned.floor = self.epochs().into_iter().fold(floor, u64::max);
+        let epochs = self.epochs();
+        pruned.floor = epochs.iter().copied().fold(floor, u64::max);
         pruned.keep = keep.to_vec();
-        self.remove_given_up(&pruned);
+        self.remove_given_up(&pruned, epochs);
     }
 
     /// Removes what is left of the checkpoints a STORE_KEEP gave up. A prune races with
@@ -237,11 +238,12 @@ impl NodeStore {
             .pruned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.remove_given_up(&pruned);
+        self.remove_given_up(&pruned, self.epochs());
     }
 
-    fn remove_given_up(&self, pruned: &Pruned) {
-        for epoch in self.epochs() {
+    /// Removes the directories of `epochs` (this store's) that `pruned` gave up.
+    fn remove_given_up(&self, pruned: &Pruned, epochs: Vec<u64>) {
+        for epoch in epochs {
             if pruned.given_up(epoch) {
                 let _ = fs::remove_dir_all(self.epoch_dir(epoch));
             }

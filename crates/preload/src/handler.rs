@@ -215,16 +215,15 @@ impl Rank {
             Ok(pids) if pids.is_empty() => {}
             Ok(pids) => {
                 let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
-                // The coordinator asks again (and says so): a shell's command substitution or
-                // a fork awaiting its `waitpid` is over in a moment.
-                self.give_up(
-                    epoch,
-                    format!(
-                        "it has child processes ({}), which an image cannot hold; it is \
-                         checkpointed once they have exited and been waited for",
-                        pids.join(", ")
-                    ),
+                // A reason that passes: the coordinator asks again and says why, so nothing
+                // goes to the program's stderr (a shell's command substitution or a fork
+                // awaiting its `waitpid` is over in a moment).
+                let reason = format!(
+                    "it has child processes ({}), which an image cannot hold; it is \
+                     checkpointed once they have exited and been waited for",
+                    pids.join(", ")
                 );
+                self.refuse(epoch, reason, true);
                 return Taken::Written;
             }
             Err(e) => {
@@ -276,12 +275,8 @@ impl Rank {
         self.refuse(epoch, reason, false);
     }
 
-    /// Refuses checkpoint `epoch` for a reason that passes: the coordinator reports it and
-    /// asks again, so the program's stderr stays its own.
-    fn give_up(&mut self, epoch: u64, reason: String) {
-        self.refuse(epoch, reason, true);
-    }
-
+    /// Tells the coordinator that this rank cannot take checkpoint `epoch`; `retry`: the
+    /// reason passes, and the coordinator may ask again.
     fn refuse(&mut self, epoch: u64, reason: String, retry: bool) {
         let failed = CheckpointFailed {
             epoch,
