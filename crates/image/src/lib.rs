@@ -18,7 +18,7 @@
 //!   hashes (`--full-every`).
 //!
 //! Unsafe code lives only in `ctx` (the context save), `sys` (raw system calls, fork and
-//! the scratch mapping), `codec` (the zstd and lz4 C libraries), plus the `SAFETY`-commented
+//! the scratch mapping), `ring` (the io_uring of direct writes), `codec` (the zstd and lz4 C libraries), plus the `SAFETY`-commented
 //! dereference of the callback argument and the hash tables' slices in `capture`.
 
 pub mod attention;
@@ -34,6 +34,7 @@ pub mod partref;
 mod procfs;
 mod read;
 pub mod restart;
+mod ring;
 mod stats;
 mod sys;
 mod unixdiag;

@@ -14,7 +14,7 @@
 //! after `O_DIRECT` is cleared. A file system that refuses direct I/O (at the switch or at a
 //! write) gets buffered writes, with a write-back hint every few MiB.
 //!
-//! Direct writes are asynchronous (Linux native AIO, up to [`DEPTH`] in flight), so the disk
+//! Direct writes are asynchronous (io_uring, up to [`DEPTH`] in flight: `ring`), so the disk
 //! writes while the writer reads and checksums on, and the file's size is set ahead of them:
 //! one write at a time, each past the file's end, reached about half the disk's speed here
 //! (bench/RESULTS.md).
@@ -26,8 +26,9 @@ use rustix::io::Errno;
 
 use crate::capture::{WriteError, werr};
 use crate::format::PAGE_SIZE;
+use crate::ring::{Done, Ring};
 use crate::stats::{Counters, Step, now_ns};
-use crate::sys::{self, Aio, IoEvent};
+use crate::sys;
 
 /// With buffered writes, what was written is handed to the disk's write-back in steps of this
 /// many bytes, so that the disk works while memory is read (the final fsync then waits for the
@@ -42,6 +43,11 @@ const MIN_DIRECT_PAGES: usize = 32;
 /// Direct writes in flight at once: the writer reads and checksums the next run while the disk
 /// writes the last ones, and the disk gets more than one request to work on.
 const DEPTH: usize = 4;
+/// Hand-overs of copied bytes to write-back in flight at once through the ring; a step that
+/// finds this many still running is left to the next (which then covers both).
+const KICKS: usize = 4;
+/// The tag of a hand-over to write-back (a write's tag is its slot).
+const KICK_TAG: u64 = u64::MAX;
 /// With direct I/O the file's size is set ahead of the writes in steps of this many bytes
 /// (sparse): a direct write past the end of a file waits for itself on ext4, and costs a
 /// journal update each time. The size is cut to the image's at the end.
@@ -84,9 +90,10 @@ pub(crate) struct Out<'a> {
     cur: usize,
     used: usize,
     slots: [Slot; DEPTH],
-    /// Whether the file is open with `O_DIRECT`, and the AIO context its writes go through.
+    /// Whether the file is open with `O_DIRECT`, and the ring its writes go through (without
+    /// one they are written synchronously).
     direct: bool,
-    aio: Option<Aio>,
+    ring: Option<Ring>,
     /// The file's size as set ahead of the writes (0: never set).
     size_ahead: u64,
     /// The crc32c of the file up to the current section's start.
@@ -102,6 +109,8 @@ pub(crate) struct Out<'a> {
     written: u64,
     kicked: u64,
     copied_unkicked: u64,
+    /// Hand-overs to write-back still running in the ring.
+    kicks: usize,
     /// [`MIN_DIRECT_PAGES`] (smaller in tests, to mix both kinds of write in short runs).
     min_direct: usize,
     pub(crate) ctr: Counters<'a>,
@@ -130,7 +139,7 @@ impl<'a> Out<'a> {
             used: 0,
             slots: [IDLE; DEPTH],
             direct,
-            aio: direct.then(|| Aio::new(DEPTH as u32)).flatten(),
+            ring: direct.then(|| Ring::new((DEPTH + KICKS) as u32)).flatten(),
             size_ahead: 0,
             file_crc: 0,
             sec_crc: 0,
@@ -139,6 +148,7 @@ impl<'a> Out<'a> {
             written: 0,
             kicked: 0,
             copied_unkicked: 0,
+            kicks: 0,
             min_direct: MIN_DIRECT_PAGES,
             ctr,
         }
@@ -217,12 +227,35 @@ impl<'a> Out<'a> {
         let t = self.ctr.add(Step::Write, t);
         self.copied_unkicked += len;
         if self.copied_unkicked >= WRITEBACK_STEP {
-            // The range holds directly written bytes too, which have no dirty pages.
-            sys::start_writeback(self.copied, self.kicked, self.written - self.kicked);
-            self.kicked = self.written;
-            self.copied_unkicked = 0;
-            self.ctr.add(Step::Sync, t);
+            self.kick(t)?;
         }
+        Ok(())
+    }
+
+    /// Hands the bytes written since the last hand-over to write-back: through the ring when
+    /// there is one, so that the writer does not wait while the block layer holds write-back
+    /// back. The range holds directly written bytes too, which have no dirty pages.
+    fn kick(&mut self, t: u64) -> Result<(), WriteError> {
+        if self.ring.is_some() && self.kicks == KICKS {
+            self.finished(false)?;
+            if self.kicks == KICKS {
+                return Ok(());
+            }
+        }
+        let (off, len) = (self.kicked, self.written - self.kicked);
+        match &self.ring {
+            Some(ring)
+                if ring
+                    .submit_writeback(self.copied, off, len, KICK_TAG)
+                    .is_ok() =>
+            {
+                self.kicks += 1;
+            }
+            _ => sys::start_writeback(self.copied, off, len),
+        }
+        self.kicked = self.written;
+        self.copied_unkicked = 0;
+        self.ctr.add(Step::Sync, t);
         Ok(())
     }
 
@@ -360,12 +393,12 @@ impl<'a> Out<'a> {
                 self.size_ahead = size;
             }
         }
-        let started = match (&self.aio, self.direct) {
-            (Some(aio), true) => {
+        let started = match (&self.ring, self.direct) {
+            (Some(ring), true) => {
                 let iov = &self.slots[i].iov;
                 // SAFETY: the segment is not changed until this slot is reaped (a segment
                 // becomes current again only once idle); the pages are the caller's promise.
-                let r = unsafe { aio.submit_writev(self.fd, iov, self.written, i as u64) };
+                let r = unsafe { ring.submit_writev(self.fd, iov, self.written, i as u64) };
                 r.is_ok()
             }
             _ => false,
@@ -392,18 +425,32 @@ impl<'a> Out<'a> {
 
     /// Waits for at least one write in flight and completes the finished ones.
     fn reap(&mut self) -> Result<(), WriteError> {
+        self.finished(true)
+    }
+
+    /// Completes the requests of the ring that have finished, after waiting for one if
+    /// `wait`.
+    fn finished(&mut self, wait: bool) -> Result<(), WriteError> {
         let t = now_ns();
-        let mut events = [IoEvent::default(); DEPTH];
-        let aio = self
-            .aio
+        let mut events = [Done::default(); DEPTH + KICKS];
+        let ring = self
+            .ring
             .as_ref()
-            .expect("writes are in flight only through AIO");
-        let n = aio
-            .reap(&mut events)
-            .map_err(werr("waiting for the image's writes", self.written))?;
+            .expect("requests are in flight only through the ring");
+        let n = if wait {
+            ring.reap(&mut events)
+                .map_err(werr("waiting for the image's writes", self.written))?
+        } else {
+            ring.take(&mut events)
+        };
         self.ctr.add(Step::Write, t);
         for e in &events[..n] {
-            self.complete(e.data as usize, Some(e.res))?;
+            if e.tag == KICK_TAG {
+                // Only a hint: the final fsync reports what went wrong.
+                self.kicks -= 1;
+            } else {
+                self.complete(e.tag as usize, Some(e.res))?;
+            }
         }
         Ok(())
     }

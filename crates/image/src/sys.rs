@@ -5,8 +5,6 @@
 use std::ffi::{c_int, c_long};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use rustix::io::Errno;
-
 use crate::format::ITimer;
 
 /// The thread pointer (fs base) of the calling thread.
@@ -180,123 +178,6 @@ pub(crate) fn direct_io_fits(fd: BorrowedFd<'_>, align: usize) -> bool {
     StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::DIOALIGN)
         && fits(st.stx_dio_mem_align)
         && fits(st.stx_dio_offset_align)
-}
-
-/// One request of Linux native AIO (`struct iocb`, linux/aio_abi.h, little-endian layout).
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct Iocb {
-    data: u64,
-    key: u32,
-    rw_flags: i32,
-    opcode: u16,
-    reqprio: i16,
-    fildes: u32,
-    buf: u64,
-    nbytes: u64,
-    offset: i64,
-    reserved2: u64,
-    flags: u32,
-    resfd: u32,
-}
-
-/// A finished request (`struct io_event`).
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IoEvent {
-    /// The request's tag (`Iocb::data`).
-    pub(crate) data: u64,
-    obj: u64,
-    /// Bytes written, or a negative errno.
-    pub(crate) res: i64,
-    res2: i64,
-}
-
-const IOCB_CMD_PWRITEV: u16 = 8;
-
-/// A Linux native AIO context (`io_setup`): with `O_DIRECT`, writes that run while the caller
-/// goes on. Only system calls, no allocation: usable by the forked image writer.
-#[derive(Debug)]
-pub(crate) struct Aio(libc::c_ulong);
-
-impl Aio {
-    /// A context for `depth` requests at once, or None when the kernel offers none (AIO
-    /// compiled out, or the machine's `fs.aio-max-nr` used up).
-    pub(crate) fn new(depth: u32) -> Option<Self> {
-        let mut ctx: libc::c_ulong = 0;
-        // SAFETY: io_setup writes the context id to `ctx`, which lives across the call.
-        let r = unsafe { libc::syscall(libc::SYS_io_setup, depth, &mut ctx as *mut _) };
-        (r == 0).then_some(Aio(ctx))
-    }
-
-    /// Starts writing `iov` at `offset` of `fd`, tagged `tag`.
-    ///
-    /// # Safety
-    /// The memory `iov` points to must stay mapped and unchanged until the request's event
-    /// is reaped (the kernel reads it while the caller goes on).
-    pub(crate) unsafe fn submit_writev(
-        &self,
-        fd: BorrowedFd<'_>,
-        iov: &[libc::iovec],
-        offset: u64,
-        tag: u64,
-    ) -> Result<(), Errno> {
-        let mut cb = Iocb {
-            data: tag,
-            opcode: IOCB_CMD_PWRITEV,
-            fildes: fd.as_raw_fd() as u32,
-            buf: iov.as_ptr() as u64,
-            nbytes: iov.len() as u64,
-            offset: offset as i64,
-            ..Iocb::default()
-        };
-        let mut list = [&mut cb as *mut Iocb];
-        // SAFETY: io_submit reads one iocb and the iovec array it names during the call (the
-        // kernel copies both); the memory they describe is the caller's promise above.
-        let r = unsafe { libc::syscall(libc::SYS_io_submit, self.0, 1, list.as_mut_ptr()) };
-        match r {
-            1 => Ok(()),
-            0 => Err(Errno::AGAIN),
-            _ => Err(Errno::from_raw_os_error(errno())),
-        }
-    }
-
-    /// Waits for at least one request to finish and puts up to `events.len()` finished ones
-    /// there; returns how many.
-    pub(crate) fn reap(&self, events: &mut [IoEvent]) -> Result<usize, Errno> {
-        loop {
-            // SAFETY: io_getevents writes at most `events.len()` events into `events`; a null
-            // timeout waits without limit.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_io_getevents,
-                    self.0,
-                    1,
-                    events.len(),
-                    events.as_mut_ptr(),
-                    std::ptr::null_mut::<libc::timespec>(),
-                )
-            };
-            match r {
-                r if r >= 0 => return Ok(r as usize),
-                _ if errno() == libc::EINTR => {}
-                _ => return Err(Errno::from_raw_os_error(errno())),
-            }
-        }
-    }
-}
-
-impl Drop for Aio {
-    fn drop(&mut self) {
-        // SAFETY: io_destroy takes the context id only; it waits for requests in flight.
-        unsafe { libc::syscall(libc::SYS_io_destroy, self.0) };
-    }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
 }
 
 /// Starts the write-back of `len` bytes of `fd` from `off` without waiting for it, so that
