@@ -216,7 +216,8 @@ pub(crate) const RUN_ABOUT: &str = "Start N ranks of a program on this machine (
     built with our mpicc/mpif90 or on the mpicr crate. A one-rank program without MPI can be \
     checkpointed too when `--crs image` is given explicitly (the runtime is preloaded into \
     it; a wrapper must execute the program, as `env X=1 ./prog` or `sh -c 'exec ./prog'` \
-    do, not fork it; a checkpoint waits while the program has a child process). A \
+    do, not fork it). A checkpoint waits while a rank has a child process (a `fork` not yet \
+    waited for, a `popen` not yet closed): an image holds one process. A \
     multi-threaded program, or one that saves its own state through the checkpoint \
     callbacks, needs `--crs self`.\n\n\
     Several nodes: with --hosts or --hostfile, a node daemon (`mpicr node`) is started on \

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use engine::{ImageCapture, ImageRequest, ImageWriter};
+use engine::{ImageCapture, ImageRequest, ImageWriter, NotCaptured};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -232,7 +232,23 @@ impl PendingImage {
 }
 
 impl engine::ImageCheckpointer for ImageCheckpointer {
-    fn capture(&mut self, request: ImageRequest<'_>) -> Result<ImageCapture, String> {
+    fn capture(&mut self, request: ImageRequest<'_>) -> Result<ImageCapture, NotCaptured> {
+        match image::ChildrenLeftBehind::find() {
+            Ok(None) => {}
+            // A fork before its waitpid, a popen before its pclose: the coordinator asks
+            // again in a moment.
+            Ok(Some(children)) => {
+                return Err(NotCaptured {
+                    reason: children.to_string(),
+                    retry: true,
+                });
+            }
+            Err(e) => {
+                return Err(NotCaptured::failed(format!(
+                    "listing its child processes failed: {e}"
+                )));
+            }
+        }
         let started = std::time::Instant::now();
         self.flush_output();
         let flush = started.elapsed();
@@ -240,7 +256,7 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
         let path = dir.join(image::image_file_name(request.rank));
         let options = CaptureOptions {
             exclude_dirs: request.exclude_dirs.to_vec(),
-            compress: self.compress.clone()?,
+            compress: self.compress.clone().map_err(NotCaptured::failed)?,
             background: request.migration,
         };
         let captured = {
@@ -276,13 +292,19 @@ impl engine::ImageCheckpointer for ImageCheckpointer {
                 }
                 image::take_restart_env()
                     .map(ImageCapture::Restored)
-                    .ok_or_else(|| "restored without the restorer's environment hand-over".into())
+                    .ok_or_else(|| {
+                        NotCaptured::failed("restored without the restorer's environment hand-over")
+                    })
             }
             // An MPI program has the other checkpointer; a preloaded one does not.
-            Err(e @ (CaptureError::MultiThreaded(_) | CaptureError::ReservedFd)) => Err(format!(
-                "capturing its image failed: {e}; checkpoint this program with --crs self"
-            )),
-            Err(e) => Err(format!("capturing its image failed: {e}")),
+            Err(e @ (CaptureError::MultiThreaded(_) | CaptureError::ReservedFd)) => {
+                Err(NotCaptured::failed(format!(
+                    "capturing its image failed: {e}; checkpoint this program with --crs self"
+                )))
+            }
+            Err(e) => Err(NotCaptured::failed(format!(
+                "capturing its image failed: {e}"
+            ))),
         }
     }
 }
@@ -313,7 +335,9 @@ impl Checkpointer for ImageCheckpointer {
             exclude_dirs: &[],
             migration: false,
         };
-        match engine::ImageCheckpointer::capture(self, request).map_err(CrsError::Image)? {
+        match engine::ImageCheckpointer::capture(self, request)
+            .map_err(|not| CrsError::Image(not.reason))?
+        {
             ImageCapture::Writing(mut writer) => {
                 let done = writer
                     .poll(true)

@@ -87,7 +87,29 @@ pub trait ImageWriter: std::fmt::Debug {
 /// The transparent (`image`) checkpointer as the engine sees it: the capture of the whole
 /// process at a moment the engine chooses (see "Image checkpoints" in the module docs).
 pub trait ImageCheckpointer: std::fmt::Debug {
-    fn capture(&mut self, request: ImageRequest<'_>) -> Result<ImageCapture, String>;
+    /// Captures the process. The engine calls it with no image writer of its own still at
+    /// work, so every child process the rank has is the program's.
+    fn capture(&mut self, request: ImageRequest<'_>) -> Result<ImageCapture, NotCaptured>;
+}
+
+/// Why a capture did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotCaptured {
+    /// The end of a sentence about the rank ("it has ..."), or a sentence of its own.
+    pub reason: String,
+    /// Whether asking again in a moment may succeed (the program had a child process, which
+    /// an image cannot hold).
+    pub retry: bool,
+}
+
+impl NotCaptured {
+    /// A capture that would fail again.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retry: false,
+        }
+    }
 }
 
 /// Where the rank is in a checkpoint.
@@ -349,12 +371,7 @@ impl Engine {
     /// its part is reported before the rank leaves.
     pub fn begin_finalize(&mut self) -> Result<(), EngineError> {
         self.ckpt.finalizing = true;
-        if let Some((epoch, mut writer)) = self.ckpt.writing.take()
-            && let Some(written) = writer.poll(true)
-        {
-            let result = written.and_then(|()| writer.write_part());
-            self.report_image(epoch, result)?;
-        }
+        self.finish_writing()?;
         match self.ckpt.phase {
             Phase::Requested {
                 epoch,
@@ -753,6 +770,9 @@ impl Engine {
         if self.ckpt.disabled > 0 {
             return Ok(moved | self.hold_capture(epoch)?);
         }
+        // The writer of an epoch given up elsewhere may still be at work: it is waited for,
+        // so that every child process the capture finds is the program's.
+        self.finish_writing()?;
         let exclude: Vec<PathBuf> = self.shm_dir.iter().cloned().collect();
         let request = ImageRequest {
             epoch,
@@ -791,9 +811,20 @@ impl Engine {
                     self.rank()
                 );
             }
-            Err(reason) => self.fail_checkpoint(epoch, reason)?,
+            Err(not) => self.give_up_checkpoint(epoch, not.reason, not.retry)?,
         }
         Ok(true)
+    }
+
+    /// Waits for the image writer still at work, if any, and reports its part.
+    fn finish_writing(&mut self) -> Result<(), EngineError> {
+        if let Some((epoch, mut writer)) = self.ckpt.writing.take()
+            && let Some(written) = writer.poll(true)
+        {
+            let result = written.and_then(|()| writer.write_part());
+            self.report_image(epoch, result)?;
+        }
+        Ok(())
     }
 
     fn end_drain(&mut self, epoch: u64) {

@@ -25,8 +25,8 @@ mod slab;
 
 pub use bootstrap::{BootstrapError, Joined, RUNTIME_MARKER, join};
 pub use ckpt::{
-    FinishPart, ImageCapture, ImageCheckpointer, ImageRequest, ImageWriter, SafepointAction,
-    SavedMessage,
+    FinishPart, ImageCapture, ImageCheckpointer, ImageRequest, ImageWriter, NotCaptured,
+    SafepointAction, SavedMessage,
 };
 pub use comm::Comm;
 pub use control::{ControlError, ControlLink};

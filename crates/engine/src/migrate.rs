@@ -347,7 +347,7 @@ impl Engine {
             Ok(ImageCapture::Writing(mut writer)) => writer
                 .poll(true)
                 .unwrap_or_else(|| Err("the image writer gave no result".into())),
-            Err(why) => Err(why),
+            Err(not) => Err(not.reason),
         };
         let path = PathBuf::from(dir).join(image::image_file_name(rank));
         let captured = written.and_then(|()| {

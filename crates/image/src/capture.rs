@@ -617,6 +617,32 @@ pub fn child_processes() -> std::io::Result<Vec<u32>> {
     Ok(pids)
 }
 
+/// The child processes an image of this process would leave behind (all of them: the
+/// caller's own image writers have been waited for). Displayed as the end of a sentence about
+/// the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildrenLeftBehind(pub Vec<u32>);
+
+impl ChildrenLeftBehind {
+    /// This process's children ([`child_processes`]), or None when it has none.
+    pub fn find() -> std::io::Result<Option<Self>> {
+        let pids = child_processes()?;
+        Ok((!pids.is_empty()).then_some(Self(pids)))
+    }
+}
+
+impl std::fmt::Display for ChildrenLeftBehind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pids: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        write!(
+            f,
+            "it has child processes ({}), which an image cannot hold; it is checkpointed \
+             once they have exited and been waited for",
+            pids.join(", ")
+        )
+    }
+}
+
 /// What `/proc/self/fd/N` appends to the path of a file that was deleted.
 const DELETED_SUFFIX: &str = " (deleted)";
 

@@ -40,8 +40,9 @@ mod sys;
 mod unixdiag;
 
 pub use capture::{
-    CaptureError, CaptureOptions, ChildCapture, ChildOutcome, Outcome, WriteError,
-    capture_in_child, capture_in_child_chained, capture_in_child_with, capture_to, child_processes,
+    CaptureError, CaptureOptions, ChildCapture, ChildOutcome, ChildrenLeftBehind, Outcome,
+    WriteError, capture_in_child, capture_in_child_chained, capture_in_child_with, capture_to,
+    child_processes,
 };
 pub use codec::Codec;
 pub use format::FormatError;

@@ -12,7 +12,8 @@
 //! raw run's pages (page-aligned memory, whole pages) start on a page boundary of the file,
 //! which the format (version 7) pads for. Only the file's last, partial page goes out buffered,
 //! after `O_DIRECT` is cleared. A file system that refuses direct I/O (at the switch or at a
-//! write) gets buffered writes, with a write-back hint every few MiB.
+//! write), or a kernel that offers no io_uring, gets buffered writes, with a write-back hint
+//! every few MiB.
 //!
 //! Direct writes are asynchronous (io_uring, up to [`DEPTH`] in flight: `ring`), so the disk
 //! writes while the writer reads and checksums on, and the file's size is set ahead of them:
@@ -90,8 +91,8 @@ pub(crate) struct Out<'a> {
     cur: usize,
     used: usize,
     slots: [Slot; DEPTH],
-    /// Whether the file is open with `O_DIRECT`, and the ring its writes go through (without
-    /// one they are written synchronously).
+    /// Whether the file is open with `O_DIRECT`, and the ring its writes go through (which
+    /// direct I/O needs).
     direct: bool,
     ring: Option<Ring>,
     /// The file's size as set ahead of the writes (0: never set).
@@ -128,7 +129,12 @@ impl<'a> Out<'a> {
         direct: bool,
     ) -> Self {
         debug_assert!(whole_pages(buf) && buf.len().is_multiple_of(DEPTH * PAGE));
-        let direct = direct && sys::direct_io_fits(fd, PAGE) && set_direct(fd, true).is_ok();
+        // Without a ring (io_uring disabled, or filtered out as container runtimes do) direct
+        // writes would each wait for the disk: buffered writes are faster then.
+        let ring = (direct && sys::direct_io_fits(fd, PAGE))
+            .then(|| Ring::new((DEPTH + KICKS) as u32))
+            .flatten();
+        let direct = ring.is_some() && set_direct(fd, true).is_ok();
         let seg_len = buf.len() / DEPTH;
         Out {
             fd,
@@ -139,7 +145,7 @@ impl<'a> Out<'a> {
             used: 0,
             slots: [IDLE; DEPTH],
             direct,
-            ring: direct.then(|| Ring::new((DEPTH + KICKS) as u32)).flatten(),
+            ring: ring.filter(|_| direct),
             size_ahead: 0,
             file_crc: 0,
             sec_crc: 0,
@@ -648,7 +654,8 @@ mod tests {
         assert_eq!(
             out.direct,
             direct,
-            "{}: the test needs a file system that takes O_DIRECT (ext4, xfs, btrfs, tmpfs)",
+            "{}: the test needs a file system that takes O_DIRECT (ext4, xfs, btrfs, tmpfs) \
+             and io_uring",
             path.display()
         );
         if spoil {

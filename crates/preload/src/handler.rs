@@ -211,19 +211,13 @@ impl Rank {
                 return Taken::Written;
             }
         };
-        match image::child_processes() {
-            Ok(pids) if pids.is_empty() => {}
-            Ok(pids) => {
-                let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+        match image::ChildrenLeftBehind::find() {
+            Ok(None) => {}
+            Ok(Some(children)) => {
                 // A reason that passes: the coordinator asks again and says why, so nothing
                 // goes to the program's stderr (a shell's command substitution or a fork
                 // awaiting its `waitpid` is over in a moment).
-                let reason = format!(
-                    "it has child processes ({}), which an image cannot hold; it is \
-                     checkpointed once they have exited and been waited for",
-                    pids.join(", ")
-                );
-                self.refuse(epoch, reason, true);
+                self.refuse(epoch, children.to_string(), true);
                 return Taken::Written;
             }
             Err(e) => {

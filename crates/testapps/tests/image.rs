@@ -228,6 +228,42 @@ fn a_multi_threaded_rank_is_refused_naming_crs_self_and_the_job_goes_on() {
     assert_eq!(finished.stdout, reference.stdout);
 }
 
+/// A checkpoint that reaches a rank while a child it forked lives (`tests/c/forked_child.c`):
+/// an image cannot hold the child, so the rank refuses the checkpoint for the moment, the
+/// coordinator asks again, and the checkpoint it then takes restarts to the uninterrupted
+/// result. (An image taken while the child lived restarts into a rank with no child to wait
+/// for, which the program reports and exits 3 for.)
+#[test]
+fn a_checkpoint_waits_until_the_rank_s_forked_child_has_been_waited_for() {
+    let sandbox = Sandbox::new();
+    let prog = mpicc("forked_child", &[]);
+    let reference = sandbox.mpicr(&["run", "-n", "2", "--", &prog, "400"]);
+    ok(&reference, "the uninterrupted run");
+    assert!(
+        reference
+            .stdout
+            .contains("the forked child exited with status 7"),
+        "{}",
+        reference.stdout
+    );
+    let name = "forked";
+    let job = sandbox.start_job(
+        name,
+        &["-n", "2", "--crs", "image", "--", &prog, "400", "10"],
+    );
+    wait_until_said(&job, name, "forked");
+    let snapshot = committed(&sandbox.mpicr(&["checkpoint", name]));
+    kill_rank(&sandbox, name, 0, 0);
+    let killed = job.finish();
+    let restarted = sandbox.mpicr(&["restart", &snapshot]);
+    assert_continues(&reference, &restarted, "the restart of the forking program");
+    assert!(
+        killed.stderr.contains("child processes") && killed.stderr.contains("asking again"),
+        "the first attempt was not refused for the rank's child:\n{}",
+        killed.stderr
+    );
+}
+
 /// The C program through libmpi: checkpointed at a random moment, a rank killed, restarted.
 fn c_kill_and_restart(n: &str, transport: &str) {
     let sandbox = Sandbox::new();
