@@ -330,7 +330,7 @@ pub(crate) struct RunArgs {
 /// Options about checkpoints that `run` and `restart` share.
 #[derive(Debug, Args)]
 pub(crate) struct CheckpointOptions {
-    /// Take a checkpoint every DURATION (e.g. 500ms, 30s, 5m, 1h); a tick while one is being
+    /// Take a checkpoint every DURATION (e.g. 500ms, 1.5s, 30s, 5m, 1h); a tick while one is being
     /// taken is skipped
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) checkpoint_every: Option<Duration>,
@@ -495,21 +495,24 @@ fn parse_keep(text: &str) -> Result<usize, String> {
     }
 }
 
-/// `500ms`, `30s`, `5m`, `1h` (a bare number is seconds).
+/// `500ms`, `1.5s`, `30s`, `5m`, `1h` (a bare number is seconds; decimals are allowed, to
+/// the nanosecond).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
-        .find(|c: char| !c.is_ascii_digit())
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let bad = || format!("`{text}` is not a duration like 500ms, 30s, 5m or 1h");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
+    let bad = || format!("`{text}` is not a duration like 500ms, 1.5s, 30s, 5m or 1h");
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
         _ => return Err(bad()),
     };
+    let duration = Duration::try_from_secs_f64(n * unit_secs)
+        .map_err(|_| format!("`{text}` is longer than any duration this tool can wait"))?;
     if duration.is_zero() {
         return Err("a duration must be longer than 0".into());
     }
@@ -539,7 +542,20 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0.25m"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration(".5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2.5ms"), Ok(Duration::from_micros(2500)));
         assert!(parse_duration("0s").is_err());
+        assert!(
+            parse_duration("0.0000000001s").is_err(),
+            "below a nanosecond"
+        );
+        assert!(parse_duration("1.2.3s").is_err());
+        assert!(parse_duration(".s").is_err());
+        assert!(parse_duration("1e3s").is_err());
+        let far = parse_duration("99999999999999999999999h").unwrap_err();
+        assert!(far.contains("longer than any duration"), "{far}");
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
