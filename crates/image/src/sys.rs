@@ -104,7 +104,14 @@ pub(crate) fn rseq_registered() -> bool {
     size != 0
 }
 
-/// Interval timer `which` if it is armed.
+/// Interval timer `which` as a restore must arm it, or None when it is disarmed.
+///
+/// An `ITIMER_REAL` that has just expired reads as disarmed, its interval kept, until its
+/// SIGALRM (pending meanwhile) is taken: the kernel re-arms a periodic real timer only when
+/// the signal is dequeued. Saved as it reads, it would be lost in the restored process after
+/// that one signal (a CI run caught a checkpoint in that window). It is saved as firing one
+/// interval on, which is what the re-arm makes of it; the pending signal is saved with the
+/// others.
 pub(crate) fn getitimer(which: u32) -> Option<ITimer> {
     let mut t = libc::itimerval {
         it_interval: libc::timeval {
@@ -119,10 +126,14 @@ pub(crate) fn getitimer(which: u32) -> Option<ITimer> {
     // SAFETY: getitimer writes one itimerval into `t`.
     let r = unsafe { libc::syscall(libc::SYS_getitimer, which as c_long, &mut t as *mut _) };
     let us = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
-    (r == 0 && us(t.it_value) != 0).then(|| ITimer {
+    let (interval_us, mut value_us) = (us(t.it_interval), us(t.it_value));
+    if which == libc::ITIMER_REAL as u32 && value_us == 0 {
+        value_us = interval_us;
+    }
+    (r == 0 && value_us != 0).then_some(ITimer {
         which,
-        interval_us: us(t.it_interval),
-        value_us: us(t.it_value),
+        interval_us,
+        value_us,
     })
 }
 
@@ -398,5 +409,86 @@ pub(crate) fn peek_offset(sock: BorrowedFd<'_>) -> std::io::Result<i32> {
         Ok(v)
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a forked child (the timer and the signal mask are the process's): a periodic real
+    /// timer that expired while SIGALRM is blocked reads from the kernel as disarmed, and is
+    /// saved as firing one interval on. Exit status 0 when so, 2 when the kernel did not read
+    /// it as disarmed (the premise), 1 when it was not saved so.
+    #[test]
+    fn an_expired_periodic_real_timer_is_saved_as_firing_one_interval_on() {
+        // SAFETY: the child only makes system calls and leaves through `_exit`, which is
+        // what a fork of a multi-threaded process may do.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = (|| {
+                let alrm: u64 = 1 << (libc::SIGALRM - 1);
+                let timer = libc::itimerval {
+                    it_interval: libc::timeval {
+                        tv_sec: 0,
+                        tv_usec: 20_000,
+                    },
+                    it_value: libc::timeval {
+                        tv_sec: 0,
+                        tv_usec: 1_000,
+                    },
+                };
+                // SAFETY: rt_sigprocmask reads one 8-byte mask from `alrm`.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_rt_sigprocmask,
+                        libc::SIG_BLOCK,
+                        &alrm as *const u64,
+                        std::ptr::null_mut::<u64>(),
+                        8,
+                    )
+                };
+                // SAFETY: setitimer reads one itimerval from `timer`.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_setitimer,
+                        libc::ITIMER_REAL,
+                        &timer as *const libc::itimerval,
+                        std::ptr::null_mut::<libc::itimerval>(),
+                    )
+                };
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 30_000_000,
+                };
+                // SAFETY: nanosleep reads `pause`; the remainder is not wanted.
+                unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+                let mut raw = timer;
+                // SAFETY: getitimer writes one itimerval into `raw`.
+                unsafe { libc::syscall(libc::SYS_getitimer, libc::ITIMER_REAL, &mut raw) };
+                if raw.it_value.tv_sec != 0 || raw.it_value.tv_usec != 0 {
+                    return 2;
+                }
+                match getitimer(libc::ITIMER_REAL as u32) {
+                    Some(t) if t.value_us == 20_000 && t.interval_us == 20_000 => 0,
+                    _ => 1,
+                }
+            })();
+            exit_now(code);
+        }
+        let mut status = 0;
+        // SAFETY: waitpid writes the child's status into `status`.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        assert!(
+            libc::WIFEXITED(status),
+            "the child did not exit: {status:#x}"
+        );
+        match libc::WEXITSTATUS(status) {
+            0 => {}
+            2 => panic!("the kernel did not read the expired timer as disarmed"),
+            c => panic!("the expired timer was not saved as firing one interval on ({c})"),
+        }
     }
 }
