@@ -142,15 +142,8 @@ impl Ring {
         offset: u64,
         tag: u64,
     ) -> Result<(), Errno> {
-        let mut sqe = io_uring_sqe {
-            opcode: IoringOp::Writev,
-            fd: fd.as_raw_fd(),
-            user_data: io_uring_user_data::from_u64(tag),
-            ..Default::default()
-        };
-        sqe.off_or_addr2.off = offset;
+        let mut sqe = request(IoringOp::Writev, fd, offset, iov.len() as u32, tag);
         sqe.addr_or_splice_off_in.addr = io_uring_ptr::new(iov.as_ptr() as *mut _);
-        sqe.len.len = iov.len() as u32;
         // SAFETY: the entry names `iov` and the memory it describes: the caller's promise.
         unsafe { self.submit(sqe) }
     }
@@ -167,14 +160,8 @@ impl Ring {
         len: u64,
         tag: u64,
     ) -> Result<(), Errno> {
-        let mut sqe = io_uring_sqe {
-            opcode: IoringOp::SyncFileRange,
-            fd: fd.as_raw_fd(),
-            user_data: io_uring_user_data::from_u64(tag),
-            ..Default::default()
-        };
-        sqe.off_or_addr2.off = off;
-        sqe.len.len = u32::try_from(len).map_err(|_| Errno::INVAL)?;
+        let len = u32::try_from(len).map_err(|_| Errno::INVAL)?;
+        let mut sqe = request(IoringOp::SyncFileRange, fd, off, len, tag);
         sqe.op_flags.sync_range_flags = libc::SYNC_FILE_RANGE_WRITE;
         // SAFETY: the entry names no memory.
         unsafe { self.submit(sqe) }
@@ -264,6 +251,19 @@ impl Ring {
         head.store(h, Ordering::Release);
         n
     }
+}
+
+/// A submission entry for `op` on `fd` at file offset `off`, with its length field and tag.
+fn request(op: IoringOp, fd: BorrowedFd<'_>, off: u64, len: u32, tag: u64) -> io_uring_sqe {
+    let mut sqe = io_uring_sqe {
+        opcode: op,
+        fd: fd.as_raw_fd(),
+        user_data: io_uring_user_data::from_u64(tag),
+        ..Default::default()
+    };
+    sqe.off_or_addr2.off = off;
+    sqe.len.len = len;
+    sqe
 }
 
 #[cfg(test)]
